@@ -1,0 +1,128 @@
+"""Registries of named components (datasets, models, activations, losses, optimizers,
+schedules, probes).
+
+A component is one decorated function. Its keyword-only parameters (after ``*``), with
+their annotations and defaults, are the options a study file may give it; the registry
+turns them into a pydantic model, so options are validated with the same strictness as
+the rest of a config and unknown options are rejected::
+
+    @MODELS.register("mlp", "Multi-layer perceptron on flattened inputs")
+    def mlp(spec, *, hidden: list[PositiveInt] = [256, 128]) -> nn.Module: ...
+
+This module sits at the far left of the pipeline: config validates names against the
+registries, and the component packages fill them when ``ablab`` is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pydantic
+
+from ablab.errors import FieldError
+
+
+@dataclass
+class Entry:
+    name: str
+    fn: Callable[..., Any]
+    summary: str
+    options: type[pydantic.BaseModel]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def option_defaults(self) -> dict[str, Any]:
+        return {k: f.default for k, f in self.options.model_fields.items()}
+
+    def describe_options(self) -> str:
+        parts = []
+        for k, f in self.options.model_fields.items():
+            parts.append(f"{k}={f.default!r}")
+        return ", ".join(parts)
+
+    def validate_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``given`` against this entry's options; return all options resolved
+        (defaults filled in). Raises FieldError naming the option."""
+        try:
+            return self.options.model_validate(given).model_dump()
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(self.options.model_fields) or "none"
+                msg = f"unknown option for {self.name!r}; its options are: {allowed}"
+            else:
+                msg = err["msg"]
+            raise FieldError(loc, msg) from None
+
+
+def _options_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
+    fields: dict[str, Any] = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        annotation = p.annotation if p.annotation is not inspect.Parameter.empty else Any
+        default = p.default if p.default is not inspect.Parameter.empty else ...
+        fields[p.name] = (annotation, default)
+    return pydantic.create_model(
+        f"{name}_options",
+        __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+
+
+class Registry:
+    """Name → component. ``kind`` is what a user calls it in messages ("model")."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, summary: str = "", **meta: Any):
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._entries and self._entries[name].fn is not fn:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            doc = summary or (inspect.getdoc(fn) or "").split("\n")[0]
+            self._entries[name] = Entry(name, fn, doc, _options_model(name, fn), meta)
+            return fn
+
+        return decorator
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries.values())
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def unknown_message(self, name: str) -> str:
+        msg = f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}"
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
+        return msg
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise FieldError("name", self.unknown_message(name)) from None
+
+    def check_name(self, name: str) -> str:
+        """For pydantic field validators: return the name, or raise ValueError."""
+        if name not in self._entries:
+            raise ValueError(self.unknown_message(name))
+        return name
+
+
+DATASETS = Registry("dataset")
+MODELS = Registry("model")
+ACTIVATIONS = Registry("activation")
+LOSSES = Registry("loss")
+OPTIMIZERS = Registry("optimizer")
+SCHEDULES = Registry("schedule")
+PROBES = Registry("probe")
