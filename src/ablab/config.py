@@ -174,10 +174,10 @@ def _batch_size(v: Any) -> Any:
     return v
 
 
-def _probes(v: list[str]) -> list[str]:
-    for name in v:
-        PROBES.check_name(name)
-    return v
+class ProbeConfig(Component):
+    """A probe by name, or a table with its options: {name = "boundary", grid = 100}."""
+
+    registry: ClassVar[Registry] = PROBES
 
 
 class RunConfig(Strict):
@@ -195,7 +195,7 @@ class RunConfig(Strict):
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam"))
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="none"))
     early_stopping: EarlyStoppingConfig | None = None
-    probes: Annotated[list[str], pydantic.AfterValidator(_probes)] = []
+    probes: list[ProbeConfig] = []
     probe_batch_size: PositiveInt = 1024
 
     @model_validator(mode="after")
@@ -204,6 +204,9 @@ class RunConfig(Strict):
         monitors = []
         if self.early_stopping is not None:
             monitors.append("early_stopping.monitor")
+        names = [p.name for p in self.probes]
+        if len(set(names)) != len(names):
+            raise FieldError("probes", f"each probe may be named once; got {names}")
         if "monitor" in self.schedule.options:
             monitors.append("schedule.monitor")
         for path in monitors:
@@ -252,6 +255,14 @@ def _allowed_fields(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[st
     return list(getattr(cls, "model_fields", {}))
 
 
+def dotted(loc: tuple[Any, ...]) -> str:
+    """``("probes", 0, "name")`` → ``probes[0].name``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -280,8 +291,8 @@ def format_validation_error(
         got = None
     else:
         msg = msg.removeprefix("Value error, ")
-        got = err.get("input")
-    path = ".".join(str(p) for p in loc) or "(top level)"
+        got = None if msg.startswith("unknown ") else err.get("input")
+    path = dotted(loc) or "(top level)"
     if prefix:
         path = f"{prefix}.{path}" if loc else prefix
     line = f"{source}: {path}: {msg}"

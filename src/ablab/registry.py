@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pydantic
 
@@ -46,7 +47,7 @@ class Entry:
         """Validate ``given`` against this entry's options; return all options resolved
         (defaults filled in). Raises FieldError naming the option."""
         try:
-            return self.options.model_validate(given).model_dump()
+            resolved = self.options.model_validate(given).model_dump()
         except pydantic.ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
@@ -56,11 +57,15 @@ class Entry:
             else:
                 msg = err["msg"]
             raise FieldError(loc, msg) from None
+        check = self.meta.get("check")
+        if check is not None:  # cross-option rules, e.g. nesterov needs momentum
+            check(resolved)
+        return resolved
 
 
 def _options_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
     fields: dict[str, Any] = {}
-    for p in inspect.signature(fn).parameters.values():
+    for p in inspect.signature(fn, eval_str=True).parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY:
             continue
         annotation = p.annotation if p.annotation is not inspect.Parameter.empty else Any
@@ -81,6 +86,9 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, summary: str = "", **meta: Any):
+        """Decorator. ``meta`` is free-form data about the entry; ``check=fn`` is called
+        with the resolved options and may raise FieldError for cross-option rules."""
+
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._entries and self._entries[name].fn is not fn:
                 raise ValueError(f"{self.kind} {name!r} is already registered")

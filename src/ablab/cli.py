@@ -1,0 +1,148 @@
+"""The command line: a thin layer over the Python API.
+
+Errors a user can cause print one line and exit 2; a run that fails or diverges exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ablab.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="ablab: controlled deep-learning comparisons, from one TOML file to a report.",
+)
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a field by dotted path, e.g. --set optimizer.lr=0.01"),
+]
+
+
+class Catalogue(str, Enum):
+    datasets = "datasets"
+    models = "models"
+    activations = "activations"
+    losses = "losses"
+    optimizers = "optimizers"
+    schedules = "schedules"
+    probes = "probes"
+
+
+@app.command("list")
+def list_(what: Annotated[Catalogue, typer.Argument()] = Catalogue.models) -> None:
+    """What is built in, one line each with its options."""
+    from ablab import registry
+
+    reg = getattr(registry, what.value.upper())
+    for entry in reg:
+        opts = entry.describe_options()
+        line = f"[bold]{entry.name}[/bold]  {entry.summary}"
+        if opts:
+            line += f"  [dim]options: {opts}[/dim]"
+        console.print(line, highlight=False)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+@app.command()
+def train(
+    run_file: Annotated[Path, typer.Argument(help="A run file (TOML)")],
+    out: Annotated[Path | None, typer.Option(help="Where to write summary.json")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Train one fully specified run and report its metrics."""
+    from ablab.config import load_run, run_id
+    from ablab.store import atomic_write_json
+    from ablab.train import fit
+
+    cfg = load_run(run_file, set_ or [])
+    out = out or Path("runs") / f"{run_file.stem}-{run_id(cfg)}"
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(cfg.name or run_file.stem, total=cfg.epochs, metrics="")
+
+        def on_epoch(record: dict) -> None:
+            text = f"loss {_fmt(record['train_loss'])} acc {_fmt(record['train_accuracy'])}"
+            if record["val_accuracy"] is not None:
+                text += f" val_acc {_fmt(record['val_accuracy'])}"
+            progress.update(task, advance=1, metrics=text)
+
+        try:
+            result = fit(cfg, on_epoch=on_epoch)
+        except UserError:
+            raise
+        except Exception as exc:  # a failure inside the run: report it, exit 1
+            err_console.print(f"run failed: {type(exc).__name__}: {exc}".splitlines()[0])
+            raise typer.Exit(1) from None
+
+    table = Table(title=f"{cfg.name or run_file.stem} ({result.run_id}) — {result.status}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "test_cross_entropy",
+        "test_precision",
+        "test_recall",
+        "test_f1",
+        "best_val_accuracy",
+        "best_val_epoch",
+        "weights_epoch",
+        "epochs_run",
+        "chance_accuracy",
+        "at_chance",
+        "seconds",
+    ):
+        table.add_row(key, _fmt(result.final.get(key)))
+    table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
+    console.print(table)
+    if result.status == "diverged":
+        err_console.print(f"diverged: the loss became non-finite at epoch {result.diverged_epoch}")
+    elif result.final.get("at_chance"):
+        err_console.print("did not learn: test accuracy is no better than chance")
+    atomic_write_json(out / "summary.json", result.to_dict())
+    console.print(f"wrote {out / 'summary.json'}")
+    if result.status != "done":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"error: {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

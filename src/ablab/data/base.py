@@ -1,0 +1,108 @@
+"""Data containers: what a dataset returns (``RawData``), and what training consumes
+(``Split`` and ``DataBundle``, tensors already on the run's device)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class RawData:
+    """A dataset as its registry function returns it (numpy, on the host).
+
+    ``x``: uint8 N×C×H×W for images, float32 N×C×H×W (e.g. digits) or float32 N×F for
+    tabular data; ``y``: int64 labels 0..K-1. ``x_test``/``y_test`` hold the official test
+    set when the dataset has one (None otherwise). ``default_normalize`` is the mode used
+    when the config leaves ``normalize`` unset."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    default_normalize: str = "unit"
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    @property
+    def has_official_test(self) -> bool:
+        return self.x_test is not None
+
+
+@dataclass
+class Split:
+    """One split in stored form: ``x`` uint8 N×C×H×W (images) or float32 (tabular, digits),
+    ``y`` int64, both on the same device. Normalize batches with ``DataBundle.normalize``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device: str | torch.device) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class DataBundle:
+    """The splits of one run plus how to normalize them.
+
+    ``val`` is the validation split; it is None when ``val_fraction`` is 0 and
+    ``validate_on == "holdout"``. When ``validate_on == "test"``, ``val`` IS the test split
+    (the same object), so per-epoch "validation" metrics are test metrics.
+
+    ``normalize(x)`` returns ``(x.float() * scale - mean) / std`` with ``mean``/``std``
+    shaped (1, C, 1, 1) for images and (1, F) for tabular data."""
+
+    name: str
+    train: Split
+    val: Split | None
+    test: Split
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: list[str]
+    normalize_mode: str
+    scale: float
+    mean: torch.Tensor
+    std: torch.Tensor
+    validate_on: str = "holdout"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.x.device
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() * self.scale - self.mean) / self.std
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train),
+            "val": len(self.val) if self.val is not None else 0,
+            "test": len(self.test),
+        }
+
+    def to(self, device: str | torch.device) -> DataBundle:
+        """A copy with every tensor on ``device`` (val stays the test split if it was)."""
+        test = self.test.to(device)
+        if self.val is None:
+            val = None
+        elif self.val is self.test:
+            val = test
+        else:
+            val = self.val.to(device)
+        return dataclasses.replace(
+            self,
+            train=self.train.to(device),
+            val=val,
+            test=test,
+            mean=self.mean.to(device),
+            std=self.std.to(device),
+        )

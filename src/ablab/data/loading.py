@@ -1,0 +1,264 @@
+"""From a ``DatasetConfig`` to a ``DataBundle`` on a device, and batches out of it.
+
+Splitting (all stratified, deterministic from ``split_seed``, else the run seed):
+
+1. test: the official test set when the dataset has one, else ``test_fraction`` held out;
+2. validation: ``val_fraction`` of what remains (none when ``validate_on == "test"``: then
+   ``val`` is the test split and all the remaining data trains);
+3. ``subset`` caps the training split.
+
+The official test set is never used for selection unless ``validate_on == "test"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from ablab.config import AugmentConfig, DatasetConfig
+from ablab.data.augment import augment_batch
+from ablab.data.base import DataBundle, RawData, Split
+from ablab.data.sources import data_root
+from ablab.registry import DATASETS
+
+NORMALIZE_MODES = ("unit", "half", "standard", "none")
+
+
+@functools.lru_cache(maxsize=8)
+def _load_raw_cached(name: str, options_json: str, root: str) -> RawData:
+    raw = DATASETS.get(name).fn(**json.loads(options_json))
+    for arr in (raw.x, raw.y, raw.x_test, raw.y_test):
+        if arr is not None:
+            arr.setflags(write=False)  # shared by every run in this process
+    return raw
+
+
+def load_raw(name: str, options: dict[str, Any] | None = None) -> RawData:
+    """The registry function's result, cached in-process on (name, options, data root), so
+    a worker running many runs reads the files once. The arrays are read-only."""
+    return _load_raw_cached(name, json.dumps(options or {}, sort_keys=True), str(data_root()))
+
+
+def clear_cache() -> None:
+    _load_raw_cached.cache_clear()
+
+
+def _split(
+    idx: np.ndarray, y: np.ndarray, keep: int | float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of ``idx`` into (kept, rest), ``keep`` a count or a fraction of
+    ``idx``. Falls back to an unstratified split when a class is too small to stratify."""
+    rs = seed % (2**32)
+    try:
+        a, b = train_test_split(idx, train_size=keep, stratify=y[idx], random_state=rs)
+    except ValueError:
+        a, b = train_test_split(idx, train_size=keep, random_state=rs)
+    return np.sort(a), np.sort(b)
+
+
+def split_indices(
+    y: np.ndarray,
+    *,
+    has_test: bool,
+    val_fraction: float,
+    test_fraction: float,
+    subset: int | None,
+    seed: int,
+    validate_on: str = "holdout",
+) -> dict[str, np.ndarray | None]:
+    """Index arrays into ``y`` for train / val / test (test is None when the dataset has
+    an official test set; val is None when there is no hold-out)."""
+    idx = np.arange(len(y))
+    test = None
+    if not has_test:
+        idx, test = _split(idx, y, 1.0 - test_fraction, seed)
+    val = None
+    if validate_on == "holdout" and val_fraction > 0:
+        idx, val = _split(idx, y, 1.0 - val_fraction, seed + 1)
+    if subset is not None and subset < len(idx):
+        idx, _ = _split(idx, y, subset, seed + 2)
+    return {"train": idx, "val": val, "test": test}
+
+
+def _moments(x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (images) / per-feature (tabular) mean and std of ``x * scale``, in
+    float64 and chunked so big uint8 splits are not expanded at once."""
+    if x.dtype == torch.uint8 and x.dim() == 4:
+        # exact and fast: a 256-bin histogram per channel
+        vals = torch.arange(256, dtype=torch.float64) * scale
+        hist = torch.stack(
+            [torch.bincount(x[:, c].reshape(-1), minlength=256) for c in range(x.shape[1])]
+        ).to(torch.float64)
+        count = hist.sum(1)
+        mean = (hist * vals).sum(1) / count
+        var = ((hist * vals * vals).sum(1) / count - mean * mean).clamp_min(0)
+        std = var.sqrt()
+        return mean, torch.where(std < 1e-6, torch.ones_like(std), std)
+    dims = (0, 2, 3) if x.dim() == 4 else (0,)
+    total = torch.zeros((), dtype=torch.float64)
+    s = s2 = None
+    for chunk in torch.split(x, 8192):
+        c = chunk.to(torch.float64) * scale
+        cs, cs2 = c.sum(dim=dims), (c * c).sum(dim=dims)
+        s = cs if s is None else s + cs
+        s2 = cs2 if s2 is None else s2 + cs2
+        total = total + c.numel() / cs.numel()
+    mean = s / total
+    var = (s2 / total - mean * mean).clamp_min(0)
+    std = var.sqrt()
+    std = torch.where(std < 1e-6, torch.ones_like(std), std)  # constant features
+    return mean, std
+
+
+def _norm_stats(
+    mode: str, train_x: torch.Tensor, scale: float
+) -> tuple[float, torch.Tensor, torch.Tensor]:
+    image = train_x.dim() == 4
+    n_ch = train_x.shape[1]
+    shape = (1, n_ch, 1, 1) if image else (1, n_ch)
+    if mode == "none":
+        scale = 1.0
+        mean, std = torch.zeros(n_ch), torch.ones(n_ch)
+    elif mode == "unit":
+        mean, std = torch.zeros(n_ch), torch.ones(n_ch)
+    elif mode == "half":
+        mean, std = torch.full((n_ch,), 0.5), torch.full((n_ch,), 0.5)
+    elif mode == "standard":
+        mean, std = _moments(train_x, scale)
+    else:
+        raise ValueError(f"unknown normalize mode {mode!r}; allowed: {', '.join(NORMALIZE_MODES)}")
+    return (
+        scale,
+        mean.to(torch.float32).reshape(shape).contiguous(),
+        std.to(torch.float32).reshape(shape).contiguous(),
+    )
+
+
+def _to_split(x: np.ndarray, y: np.ndarray, idx: np.ndarray | None, device) -> Split:
+    if idx is not None:
+        x, y = x[idx], y[idx]  # fancy indexing copies
+    else:
+        x, y = x.copy(), y.copy()  # the cached arrays are read-only
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+    return Split(xt.to(device), yt.to(device))
+
+
+def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu") -> DataBundle:
+    """Load, split, and put on ``device`` the data a run's config asks for."""
+    raw = load_raw(cfg.name, cfg.options)
+    has_test = raw.x_test is not None
+    split_seed = cfg.split_seed if cfg.split_seed is not None else seed
+    ids = split_indices(
+        raw.y,
+        has_test=has_test,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        subset=cfg.subset,
+        seed=split_seed,
+        validate_on=cfg.validate_on,
+    )
+    device = torch.device(device)
+    cpu = torch.device("cpu")
+    train = _to_split(raw.x, raw.y, ids["train"], cpu)
+    if has_test:
+        test = _to_split(raw.x_test, raw.y_test, None, cpu)
+    else:
+        test = _to_split(raw.x, raw.y, ids["test"], cpu)
+    if cfg.validate_on == "test":
+        val = test
+    elif ids["val"] is not None:
+        val = _to_split(raw.x, raw.y, ids["val"], cpu)
+    else:
+        val = None
+
+    mode = cfg.normalize or raw.default_normalize
+    base_scale = 1.0 / 255.0 if raw.x.dtype == np.uint8 else 1.0
+    scale, mean, std = _norm_stats(mode, train.x, base_scale)
+    bundle = DataBundle(
+        name=cfg.name,
+        train=train,
+        val=val,
+        test=test,
+        input_shape=tuple(int(s) for s in raw.x.shape[1:]),
+        num_classes=len(raw.class_names),
+        class_names=list(raw.class_names),
+        normalize_mode=mode,
+        scale=scale,
+        mean=mean,
+        std=std,
+        validate_on=cfg.validate_on,
+        meta={"official_test": has_test, "split_seed": split_seed},
+    )
+    # built and measured on the host, then moved to the device once
+    return bundle if device.type == "cpu" else bundle.to(device)
+
+
+class BatchLoader:
+    """Batches of a split as ``(x, y)``, x normalized float32, on the split's device.
+
+    Each epoch (each ``iter``) draws one permutation with ``generator`` on the data's
+    device (when ``shuffle``) and yields index slices of it; the last partial batch is
+    kept. ``batch_size=None`` gives one full batch. ``augment`` is applied to the stored
+    batch before normalization."""
+
+    def __init__(
+        self,
+        split: Split,
+        bundle: DataBundle,
+        batch_size: int | None = None,
+        *,
+        shuffle: bool = False,
+        augment: AugmentConfig | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        n = len(split)
+        if batch_size is not None and batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.split = split
+        self.bundle = bundle
+        self.batch_size = n if batch_size is None else min(batch_size, max(n, 1))
+        self.shuffle = shuffle
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.generator = generator
+        if (shuffle or self.augment is not None) and generator is None:
+            raise ValueError("BatchLoader needs a generator to shuffle or augment")
+        if self.augment is not None and split.x.dim() != 4:
+            raise ValueError(
+                "augmentation needs image data; turn dataset.augment off for tabular data"
+            )
+        if generator is not None and generator.device.type != split.x.device.type:
+            raise ValueError(
+                f"generator is on {generator.device}, data on {split.x.device}; "
+                "create the generator on the data's device"
+            )
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return 0 if n == 0 else -(-n // self.batch_size)
+
+    def __iter__(self):
+        x, y = self.split.x, self.split.y
+        n = len(self.split)
+        if n == 0:
+            return
+        full = not self.shuffle and self.batch_size >= n
+        order = None
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=x.device)
+        for start in range(0, n, self.batch_size):
+            if full:
+                xb, yb = x, y
+            elif order is None:
+                xb, yb = x[start : start + self.batch_size], y[start : start + self.batch_size]
+            else:
+                idx = order[start : start + self.batch_size]
+                xb, yb = x[idx], y[idx]
+            if self.augment is not None:
+                xb = augment_batch(xb, self.augment, self.generator)
+            yield self.bundle.normalize(xb), yb

@@ -1,0 +1,184 @@
+"""The architectures a study may choose (``model.name``), one registered function each.
+
+Each takes the common :class:`~ablab.models.core.ModelSpec` (input shape, class count,
+activation, dropout / batch-norm overrides) plus its own keyword-only options, and returns
+an ``nn.Sequential(features=..., classifier=...)`` whose modules are registered in forward
+order. ``min_hw`` in the registration is the smallest image side the layers accept;
+``build_model`` checks it before building.
+
+Architectures follow the source experiments:
+seed 000 (E1 ``simple_cnn``, E2 ``improved_cnn``), seed 002 (``mnist_net`` = Model1/2,
+``mnist_cnn3`` = Model3), seed 003 (``vgg7``), seed 004 (``keras_conv1``, ``keras_cnn3``).
+
+``batch_norm=True`` on an architecture without batch norm adds ``BatchNorm2d`` after each
+conv (before its activation; for ``mlp`` ``BatchNorm1d`` after each hidden linear);
+``batch_norm=False`` removes every batch norm layer the architecture has by default.
+"""
+
+# No ``from __future__ import annotations``: the registry reads these annotations at runtime.
+from typing import Literal
+
+from torch import nn
+
+from ablab.config import Fraction, PositiveInt
+from ablab.models.blocks import (
+    PoolKind,
+    conv_block,
+    dropout_layers,
+    flat_features,
+    keras_bn,
+    linear_block,
+    network,
+    pool_layer,
+    with_fc_head,
+)
+from ablab.models.core import ModelSpec
+from ablab.registry import MODELS
+
+
+@MODELS.register("mlp", "Multi-layer perceptron on flattened inputs")
+def mlp(spec: ModelSpec, *, hidden: list[PositiveInt] = [256, 128]) -> nn.Module:
+    """``Flatten → (Linear → [BN] → act → [Dropout]) per hidden size → Linear(classes)``."""
+    bn, dropout = spec.batch_norm_or(False), spec.dropout_or(0.0)
+    n_in = 1
+    for d in spec.input_shape:
+        n_in *= d
+    features: list[nn.Module] = [nn.Flatten()]
+    for fin, fout in zip([n_in, *hidden], hidden, strict=False):
+        features += linear_block(spec, fin, fout, bn=bn, dropout=dropout)
+    last = hidden[-1] if hidden else n_in
+    return network(features, [nn.Linear(last, spec.num_classes)])
+
+
+@MODELS.register("simple_cnn", "Two conv blocks + FC head (seed 000 E1, CIFAR)", min_hw=4)
+def simple_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
+    """``[Conv3 → BN → act → Pool] × (32, 64) → Linear(128) → act → Dropout(0.5) → Linear``."""
+    bn = spec.batch_norm_or(True)
+    features = [
+        *conv_block(spec, spec.in_channels, 32, bn=bn, pool=pool, lrn=lrn),
+        *conv_block(spec, 32, 64, bn=bn, pool=pool, lrn=lrn),
+    ]
+    return with_fc_head(spec, features, 128, spec.dropout_or(0.5))
+
+
+@MODELS.register("improved_cnn", "Six conv layers in three pooled pairs (seed 000 E2)", min_hw=8)
+def improved_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
+    """``[Conv3 → BN → act, Conv3 → BN → act → Pool] × (32/64, 128/128, 256/256)
+    → Linear(256) → act → Dropout(0.5) → Linear``."""
+    bn = spec.batch_norm_or(True)
+    features: list[nn.Module] = []
+    cin = spec.in_channels
+    for first, second in ((32, 64), (128, 128), (256, 256)):
+        features += conv_block(spec, cin, first, bn=bn, lrn=lrn)
+        features += conv_block(spec, first, second, bn=bn, pool=pool, lrn=lrn)
+        cin = second
+    return with_fc_head(spec, features, 256, spec.dropout_or(0.5))
+
+
+@MODELS.register("mnist_net", "PyTorch MNIST example net (seed 002 Model1/Model2)", min_hw=16)
+def mnist_net(
+    spec: ModelSpec,
+    *,
+    conv_dropout: Fraction = 0.0,
+    pool: PoolKind = "max",
+    lrn: bool = False,
+) -> nn.Module:
+    """``Conv5(10) → Pool → act → Conv5(20) → [Dropout2d] → Pool → act → Linear(50) → act
+    → [Dropout] → Linear``. Model2 is ``conv_dropout = 0.5``."""
+    bn = spec.batch_norm_or(False)
+    common = dict(kernel=5, padding=0, bn=bn, pool=pool, pool_first=True, lrn=lrn)
+    features = [
+        *conv_block(spec, spec.in_channels, 10, **common),
+        *conv_block(spec, 10, 20, dropout2d=conv_dropout, **common),
+    ]
+    return with_fc_head(spec, features, 50, spec.dropout_or(0.0))
+
+
+@MODELS.register("mnist_cnn3", "Three padded conv blocks (seed 002 Model3)", min_hw=8)
+def mnist_cnn3(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
+    """``[Conv3 → [BN] → Pool → act] × (32, 64, 128) → Linear(128) → act → [Dropout]
+    → Linear``."""
+    bn = spec.batch_norm_or(False)
+    features: list[nn.Module] = []
+    cin = spec.in_channels
+    for cout in (32, 64, 128):
+        features += conv_block(spec, cin, cout, bn=bn, pool=pool, pool_first=True, lrn=lrn)
+        cin = cout
+    return with_fc_head(spec, features, 128, spec.dropout_or(0.0))
+
+
+VGG7_PLAN = (16, 32, "P", 64, 128, "P", 128, "P", 256, 256, "P")
+_VGG7_HEAD_DROPOUT = {"fc": 0.0, "gap": 0.0, "gap_dropout": 0.5}
+
+
+@MODELS.register(
+    "vgg7", "VGG-style 7-conv net with fc or global-average-pool head (seed 003)", min_hw=16
+)
+def vgg7(
+    spec: ModelSpec,
+    *,
+    head: Literal["fc", "gap", "gap_dropout"] = "fc",
+    pool: PoolKind = "max",
+) -> nn.Module:
+    """Conv3 stack ``16, 32, P, 64, 128, P, 128, P, 256, 256, P`` (act after each conv),
+    then ``fc``: ``Linear(1024) → act → [Dropout] → Linear``; ``gap``: global average pool
+    ``→ Linear``; ``gap_dropout``: ``GAP → Dropout(0.5) → Linear``."""
+    bn = spec.batch_norm_or(False)
+    dropout = spec.dropout_or(_VGG7_HEAD_DROPOUT[head])
+    features: list[nn.Module] = []
+    cin = spec.in_channels
+    for item in VGG7_PLAN:
+        if item == "P":
+            features.append(pool_layer(pool))
+        else:
+            features += conv_block(spec, cin, item, bn=bn)
+            cin = item
+    if head == "fc":
+        return with_fc_head(spec, features, 1024, dropout)
+    gap = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), *dropout_layers(dropout)]
+    return network(features, [*gap, nn.Linear(cin, spec.num_classes)])
+
+
+@MODELS.register("keras_conv1", "One conv layer + dense head (seed 004 baseline)", min_hw=2)
+def keras_conv1(spec: ModelSpec, *, pool: PoolKind = "max") -> nn.Module:
+    """``Conv3(10, same) → act → Pool → Flatten → Dropout(0.5) → Dense(100) → act
+    → Dense``."""
+    bn = spec.batch_norm_or(False)
+    features = nn.Sequential(*conv_block(spec, spec.in_channels, 10, bn=bn, pool=pool))
+    n = flat_features(features, spec.input_shape)
+    classifier = [
+        nn.Flatten(),
+        *dropout_layers(spec.dropout_or(0.5)),
+        *linear_block(spec, n, 100),
+        nn.Linear(100, spec.num_classes),
+    ]
+    return network(features, classifier)
+
+
+@MODELS.register(
+    "keras_cnn3", "Three conv blocks with BN and dropout (seed 004 improved)", min_hw=8
+)
+def keras_cnn3(
+    spec: ModelSpec, *, block_dropout: Fraction = 0.25, pool: PoolKind = "max"
+) -> nn.Module:
+    """``[Conv3(same) → act → BN → Pool → Dropout(0.25)] × (32, 64, 128) → Flatten
+    → Dense(256) → act → BN → Dropout(0.5) → Dense``; batch norm with Keras's defaults."""
+    bn = spec.batch_norm_or(True)
+    features: list[nn.Module] = []
+    cin = spec.in_channels
+    for cout in (32, 64, 128):
+        features += [nn.Conv2d(cin, cout, 3, padding=1), spec.act()]
+        features += [keras_bn(cout)] if bn else []
+        features += [pool_layer(pool), *dropout_layers(block_dropout)]
+        cin = cout
+    feats = nn.Sequential(*features)
+    n = flat_features(feats, spec.input_shape)
+    classifier = [
+        nn.Flatten(),
+        nn.Linear(n, 256),
+        spec.act(),
+        *([keras_bn(256, dims=1)] if bn else []),
+        *dropout_layers(spec.dropout_or(0.5)),
+        nn.Linear(256, spec.num_classes),
+    ]
+    return network(feats, classifier)

@@ -1,0 +1,185 @@
+"""What every architecture receives (:class:`ModelSpec`), the activation wrapper probes look
+for (:class:`Activation`), building a model from its config with input-shape checks, and
+weight initialisation.
+
+Architectures are registered in :mod:`ablab.models.architectures`; nothing here knows
+their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ablab.config import parse_init
+from ablab.errors import ConfigError, FieldError
+from ablab.registry import ACTIVATIONS, MODELS, Entry
+
+if TYPE_CHECKING:
+    from ablab.config import ModelConfig
+
+
+class Activation(nn.Module):
+    """A registered activation, wrapped so probes can find it (``isinstance(m, Activation)``)
+    and know which one it is (``.name``)."""
+
+    def __init__(self, name: str, options: dict[str, Any] | None = None):
+        super().__init__()
+        entry = ACTIVATIONS.get(name)
+        self.name = name
+        self.options = entry.validate_options(dict(options or {}))
+        self.fn = entry.fn(**self.options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"name={self.name!r}{opts}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything an architecture needs besides its own options.
+
+    ``dropout`` / ``batch_norm`` are None when the study leaves them to the architecture's
+    own default; architectures read them through :meth:`dropout_or` / :meth:`batch_norm_or`.
+    """
+
+    input_shape: tuple[int, ...]  # (C, H, W) for images, (F,) for tabular data
+    num_classes: int
+    activation_name: str = "relu"
+    activation_options: dict[str, Any] = field(default_factory=dict)
+    dropout: float | None = None
+    batch_norm: bool | None = None
+
+    @classmethod
+    def from_config(
+        cls, cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
+    ) -> ModelSpec:
+        return cls(
+            input_shape=tuple(int(d) for d in input_shape),
+            num_classes=int(num_classes),
+            activation_name=cfg.activation.name,
+            activation_options=cfg.activation.options,
+            dropout=cfg.dropout,
+            batch_norm=cfg.batch_norm,
+        )
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    def act(self) -> Activation:
+        """A new activation module (never shared, so each layer is its own module)."""
+        return Activation(self.activation_name, self.activation_options)
+
+    def dropout_or(self, default: float) -> float:
+        return default if self.dropout is None else self.dropout
+
+    def batch_norm_or(self, default: bool) -> bool:
+        return default if self.batch_norm is None else self.batch_norm
+
+
+class InputTooSmall(ValueError):
+    """Raised by an architecture whose layers cannot take the given input shape."""
+
+
+def input_requirement(entry: Entry) -> str | None:
+    """What input an architecture needs, in words; None when it takes any shape."""
+    min_hw = entry.meta.get("min_hw")
+    if min_hw is None:
+        return None
+    return f"image input (C, H, W) with H, W >= {min_hw}"
+
+
+def _shape_error(entry: Entry, input_shape: tuple[int, ...]) -> ConfigError:
+    need = input_requirement(entry) or "a different input shape"
+    return ConfigError(
+        f"model.name: {entry.name!r} needs {need}; the dataset gives shape {input_shape}"
+    )
+
+
+def check_input(entry: Entry, input_shape: tuple[int, ...]) -> None:
+    min_hw = entry.meta.get("min_hw")
+    if min_hw is None:
+        return
+    if len(input_shape) != 3 or min(input_shape[1:]) < min_hw:
+        raise _shape_error(entry, input_shape)
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model ``cfg`` names, for inputs of ``input_shape`` and ``num_classes`` outputs,
+    initialised as ``cfg.init`` says. Raises ConfigError (one line) when the architecture
+    cannot take the input shape."""
+    entry = MODELS.get(cfg.name)
+    spec = ModelSpec.from_config(cfg, input_shape, num_classes)
+    try:
+        options = entry.validate_options(cfg.options)
+    except FieldError as exc:
+        raise ConfigError(f"model.{exc.path}: {exc.message}") from None
+    check_input(entry, spec.input_shape)
+    try:
+        model = entry.fn(spec, **options)
+    except InputTooSmall:
+        raise _shape_error(entry, spec.input_shape) from None
+    apply_init(model, cfg.init)
+    return model
+
+
+# ---------------------------------------------------------------- layer listings
+
+_PARAM_LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
+def activation_layers(model: nn.Module) -> list[tuple[str, Activation]]:
+    """``(qualified name, module)`` of every activation, in forward order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, Activation)]
+
+
+def parameter_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` of every conv / linear / batch-norm layer with a weight,
+    in forward order."""
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, _PARAM_LAYERS) and getattr(m, "weight", None) is not None
+    ]
+
+
+# ---------------------------------------------------------------- initialisation
+
+_INITIALIZERS: dict[str, Callable[..., Any]] = {
+    "normal": lambda w, mean, std: nn.init.normal_(w, mean, std),
+    "glorot_uniform": nn.init.xavier_uniform_,
+    "glorot_normal": nn.init.xavier_normal_,
+    "kaiming_normal": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
+    "kaiming_uniform": lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu"),
+}
+
+
+def apply_init(model: nn.Module, init_spec: str) -> nn.Module:
+    """Re-initialise every conv / linear weight as ``init_spec`` says and zero their biases.
+    ``"default"`` keeps PyTorch's own initialisation; batch norm is never touched."""
+    try:
+        kind, args = parse_init(init_spec)
+    except ValueError as exc:
+        raise ConfigError(f"model.init: {exc}") from None
+    if kind == "default":
+        return model
+    init_fn = _INITIALIZERS[kind]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+                init_fn(m.weight, *args)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

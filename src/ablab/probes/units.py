@@ -1,0 +1,238 @@
+"""Probes on activation outputs: dead units and activation distributions.
+
+Both measure once before training (epoch 0, when the probe is built) and after every
+epoch, on the run's fixed probe batch (``ProbeContext.probe_batch``), with the model in
+eval mode. They hook the :class:`~ablab.models.Activation` modules only for that one
+measuring pass.
+
+A "unit" is a channel of a conv output (N×C×H×W: dim 1) or a feature of a dense output
+(N×F). Every output layout is epoch-major: ``values[e][l]`` is layer ``layers[l]`` at
+epoch ``epochs[e]``; ``null`` means "not meaningful" (see each probe) or not finite.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import torch
+from pydantic import Field
+
+from ablab.models import activation_layers
+from ablab.probes.base import ProbeContext, finite_or_none, forward_with_hooks
+from ablab.registry import PROBES
+
+#: Bounded activations: "dead" is not defined for them; their histogram range is fixed.
+SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+#: Activations whose outputs are never negative (histogram range [0, limit]).
+NON_NEGATIVE = {"relu", "softplus"}
+
+
+def _layers(ctx: ProbeContext) -> tuple[list[str], list[Any], list[str]]:
+    layers = activation_layers(ctx.model)
+    return [n for n, _ in layers], [m for _, m in layers], [m.name for _, m in layers]
+
+
+def _units_view(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as N × units × positions."""
+    if t.dim() == 1:
+        return t.reshape(-1, 1, 1)
+    return t.reshape(t.shape[0], t.shape[1], -1)
+
+
+class DeadUnits:
+    """See :func:`dead_units`."""
+
+    def __init__(self, ctx: ProbeContext):
+        self.ctx = ctx
+        self.layers, self.modules, self.kinds = _layers(ctx)
+        self.units: list[int | None] = [None] * len(self.layers)
+        self.epochs: list[int] = []
+        self.dead: list[list[float | None]] = []
+        self.zero: list[list[float | None]] = []
+        self._measure(0)
+
+    def _measure(self, epoch: int) -> None:
+        live: list[torch.Tensor | None] = [None] * len(self.modules)
+        zeros: list[torch.Tensor | None] = [None] * len(self.modules)
+        totals = [0] * len(self.modules)
+
+        def hook(i: int, inp: torch.Tensor, out: torch.Tensor) -> None:
+            kind = self.kinds[i]
+            if kind in SATURATING:
+                return
+            # ReLU: its output is exactly 0. Other piecewise / smooth ReLU-likes (leaky,
+            # ELU, GELU, SiLU, ...): the unit is in its "off" region when its input <= 0.
+            z = _units_view(out <= 0 if kind == "relu" else inp <= 0)
+            some_live = (~z).any(dim=2).any(dim=0)
+            live[i] = some_live if live[i] is None else live[i] | some_live
+            count = z.sum()
+            zeros[i] = count if zeros[i] is None else zeros[i] + count
+            totals[i] += z.numel()
+            self.units[i] = z.shape[1]
+
+        forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), hook)
+        measured = [i for i in range(len(self.modules)) if live[i] is not None]
+        dead: list[float | None] = [None] * len(self.modules)
+        zero: list[float | None] = [None] * len(self.modules)
+        if measured:
+            stats = torch.stack(
+                [
+                    torch.stack([1.0 - live[i].float().mean(), zeros[i].double() / totals[i]])
+                    for i in measured
+                ]
+            ).tolist()  # the one host sync
+            for i, (d, z) in zip(measured, stats, strict=True):
+                dead[i], zero[i] = d, z
+        self.epochs.append(epoch)
+        self.dead.append(dead)
+        self.zero.append(zero)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        self._measure(epoch)
+
+    def finish(self) -> dict[str, Any]:
+        return {
+            "layers": self.layers,
+            "kinds": self.kinds,
+            "units": self.units,
+            "epochs": self.epochs,
+            "dead_unit_fraction": finite_or_none(self.dead),
+            "zero_activation_fraction": finite_or_none(self.zero),
+        }
+
+
+@PROBES.register("dead_units", "Dead units and zero-activation fraction per activation layer")
+def dead_units(ctx: ProbeContext) -> DeadUnits:
+    """Per activation layer, at epoch 0 and after each epoch, on the fixed probe batch:
+
+    - ``dead_unit_fraction``: the fraction of units that are "off" for EVERY input of the
+      probe batch (and, for conv outputs, at every spatial position) — dead units;
+    - ``zero_activation_fraction``: the fraction of all values (samples × units ×
+      positions) that are "off" — what some reports call "dead ReLU %".
+
+    "Off" means output == 0 for ReLU and input <= 0 for the other ReLU-like activations
+    (leaky ReLU, ELU, GELU, SiLU, mish, softplus). For sigmoid and tanh neither is
+    meaningful and both are ``null``.
+
+    Output::
+
+        {"layers": [name, ...], "kinds": ["relu", ...], "units": [units per layer],
+         "epochs": [0, 1, ...],
+         "dead_unit_fraction": [[per layer] per epoch],
+         "zero_activation_fraction": [[per layer] per epoch]}
+    """
+    return DeadUnits(ctx)
+
+
+class ActivationStats:
+    """See :func:`activations`."""
+
+    def __init__(self, ctx: ProbeContext, bins: int, limit: float):
+        self.ctx = ctx
+        self.bins = bins
+        self.layers, self.modules, self.kinds = _layers(ctx)
+        self.ranges = [_range(kind, limit) for kind in self.kinds]
+        self.epochs: list[int] = []
+        self.hist: list[list[list[int] | None]] = []
+        self.scalars: dict[str, list[list[float | None]]] = {
+            k: [] for k in ("mean", "std", "saturated_fraction", "clipped_fraction")
+        }
+        self._measure(0)
+
+    def _measure(self, epoch: int) -> None:
+        n = len(self.modules)
+        acc: list[dict[str, Any] | None] = [None] * n
+
+        def hook(i: int, _inp: torch.Tensor, out: torch.Tensor) -> None:
+            lo, hi = self.ranges[i]
+            y = out.float().flatten()
+            kind = self.kinds[i]
+            if kind == "tanh":
+                saturated = (y.abs() > 0.99).sum()
+            elif kind == "sigmoid":
+                saturated = ((y < 0.01) | (y > 0.99)).sum()
+            else:
+                saturated = torch.zeros((), dtype=torch.long, device=y.device)
+            part = {
+                # histc ignores NaN; out-of-range values are clamped into the edge bins.
+                "hist": torch.histc(y.clamp(lo, hi), self.bins, lo, hi).long(),
+                "sum": y.sum(dtype=torch.float64),
+                "sumsq": (y * y).sum(dtype=torch.float64),
+                "saturated": saturated,
+                "clipped": ((y < lo) | (y > hi)).sum(),
+                "count": y.numel(),
+            }
+            acc[i] = part if acc[i] is None else {k: acc[i][k] + v for k, v in part.items()}
+
+        forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), hook)
+        measured = [i for i in range(n) if acc[i] is not None]
+        hist: list[list[int] | None] = [None] * n
+        rows: list[list[float | None]] = [[None] * 4 for _ in range(n)]
+        if measured:
+            scalars, counts = [], []
+            for i in measured:
+                a, count = acc[i], acc[i]["count"]
+                mean = a["sum"] / count
+                var = (a["sumsq"] / count - mean * mean).clamp_min(0)
+                satur = a["saturated"].double() / count
+                if self.kinds[i] not in SATURATING:
+                    satur = torch.full_like(satur, float("nan"))  # stored as null
+                scalars.append(torch.stack([mean, var.sqrt(), satur, a["clipped"].double() / count]))
+                counts.append(a["hist"])
+            values, counted = torch.stack(scalars).tolist(), torch.stack(counts).tolist()
+            for j, i in enumerate(measured):
+                rows[i], hist[i] = values[j], counted[j]
+        self.epochs.append(epoch)
+        self.hist.append(hist)
+        for k, key in enumerate(("mean", "std", "saturated_fraction", "clipped_fraction")):
+            self.scalars[key].append([row[k] for row in rows])
+
+    def on_epoch_end(self, epoch: int) -> None:
+        self._measure(epoch)
+
+    def finish(self) -> dict[str, Any]:
+        return {
+            "layers": self.layers,
+            "kinds": self.kinds,
+            "epochs": self.epochs,
+            "bin_edges": [
+                [round(e, 9) for e in torch.linspace(lo, hi, self.bins + 1).tolist()]
+                for lo, hi in self.ranges
+            ],
+            "hist": self.hist,
+            **{k: finite_or_none(v) for k, v in self.scalars.items()},
+        }
+
+
+def _range(kind: str, limit: float) -> tuple[float, float]:
+    if kind in SATURATING:
+        return SATURATING[kind]
+    return (0.0, limit) if kind in NON_NEGATIVE else (-limit, limit)
+
+
+@PROBES.register("activations", "Histogram, mean, std and saturation per activation layer")
+def activations(
+    ctx: ProbeContext,
+    *,
+    bins: Annotated[int, Field(ge=2, le=1000)] = 50,
+    limit: Annotated[float, Field(gt=0)] = 5.0,
+) -> ActivationStats:
+    """Per activation layer, at epoch 0 and after each epoch, on the fixed probe batch: a
+    histogram of the activation's outputs over ``bins`` equal bins on a FIXED range (the
+    same for every epoch and every run, so histograms compare directly): sigmoid [0, 1],
+    tanh [-1, 1], ReLU and softplus [0, limit], everything else [-limit, limit]. Values
+    outside the range are counted in the edge bins (``clipped_fraction`` says how many);
+    non-finite values are left out of the histogram.
+
+    Also the mean and std of all output values and ``saturated_fraction``: the fraction
+    with |y| > 0.99 for tanh, y < 0.01 or y > 0.99 for sigmoid, ``null`` for others.
+
+    Output (epoch-major; ``hist`` holds integer counts)::
+
+        {"layers": [...], "kinds": [...], "epochs": [0, 1, ...],
+         "bin_edges": [[bins + 1 edges] per layer],
+         "hist": [[[bins counts] per layer] per epoch],
+         "mean": [[per layer] per epoch], "std": ..., "saturated_fraction": ...,
+         "clipped_fraction": ...}
+    """
+    return ActivationStats(ctx, bins, limit)

@@ -1,0 +1,48 @@
+"""Classification metrics from a confusion matrix (built on the device in one bincount)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    flat = target * num_classes + pred
+    counts = torch.bincount(flat, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).cpu().numpy()
+
+
+def classification_metrics(confusion: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro precision / recall / F1 (a class never predicted or never present
+    contributes 0, as scikit-learn does with ``zero_division=0``)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    true_pos = np.diag(confusion)
+    predicted = confusion.sum(axis=0)
+    actual = confusion.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, true_pos / predicted, 0.0)
+        recall = np.where(actual > 0, true_pos / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    total = confusion.sum()
+    return {
+        "accuracy": float(true_pos.sum() / total) if total else 0.0,
+        "precision": float(precision.mean()),
+        "recall": float(recall.mean()),
+        "f1": float(f1.mean()),
+    }
+
+
+def chance_accuracy(target: torch.Tensor, num_classes: int) -> float:
+    """Accuracy of always predicting the majority class."""
+    counts = torch.bincount(target, minlength=num_classes)
+    return float(counts.max().item() / max(1, target.numel()))
+
+
+def is_at_chance(accuracy: float, chance: float, n: int) -> bool:
+    """No better than chance: within two binomial standard errors (at least 1 pp) of the
+    majority-class accuracy."""
+    margin = max(0.01, 2.0 * math.sqrt(chance * (1.0 - chance) / max(1, n)))
+    return accuracy <= chance + margin

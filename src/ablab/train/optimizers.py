@@ -1,0 +1,98 @@
+"""Optimizers: thin registry entries over ``torch.optim`` with PyTorch's defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+import torch
+from pydantic import Field
+
+from ablab.errors import FieldError
+from ablab.registry import OPTIMIZERS
+
+LearningRate = Annotated[float, Field(gt=0.0)]
+Decay = Annotated[float, Field(ge=0.0)]
+Momentum = Annotated[float, Field(ge=0.0, lt=1.0)]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _nesterov_needs_momentum(options: dict[str, Any]) -> None:
+    if options["nesterov"] and options["momentum"] <= 0:
+        raise FieldError("nesterov", "nesterov = true needs momentum > 0")
+
+
+@OPTIMIZERS.register("sgd", "SGD, optional (Nesterov) momentum", check=_nesterov_needs_momentum)
+def sgd(
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: LearningRate = 0.01,
+    momentum: Momentum = 0.0,
+    nesterov: bool = False,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
+
+
+@OPTIMIZERS.register("adam", "Adam")
+def adam(
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: LearningRate = 1e-3,
+    beta1: Beta = 0.9,
+    beta2: Beta = 0.999,
+    eps: Annotated[float, Field(gt=0.0)] = 1e-8,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adamw", "AdamW (decoupled weight decay)")
+def adamw(
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: LearningRate = 1e-3,
+    beta1: Beta = 0.9,
+    beta2: Beta = 0.999,
+    eps: Annotated[float, Field(gt=0.0)] = 1e-8,
+    weight_decay: Decay = 0.01,
+) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay
+    )
+
+
+@OPTIMIZERS.register("nadam", "NAdam (Keras's default lr 1e-3)")
+def nadam(
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: LearningRate = 1e-3,
+    beta1: Beta = 0.9,
+    beta2: Beta = 0.999,
+    eps: Annotated[float, Field(gt=0.0)] = 1e-7,  # Keras's epsilon
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    return torch.optim.NAdam(
+        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay
+    )
+
+
+@OPTIMIZERS.register("rmsprop", "RMSprop (PyTorch defaults: lr 1e-2, alpha 0.99)")
+def rmsprop(
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: LearningRate = 1e-2,
+    alpha: Beta = 0.99,
+    momentum: Momentum = 0.0,
+    eps: Annotated[float, Field(gt=0.0)] = 1e-8,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(
+        params, lr=lr, alpha=alpha, momentum=momentum, eps=eps, weight_decay=weight_decay
+    )
+
+
+def build_optimizer(name: str, options: dict, params) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(name).fn(params, **options)

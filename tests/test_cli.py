@@ -1,0 +1,127 @@
+"""The command line as a user meets it: exit codes, one-line errors, files written."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ABLAB = [sys.executable, "-m", "ablab.cli"]
+
+RUN = """
+name = "cli-moons"
+epochs = 3
+batch_size = 32
+device = "cpu"
+dataset = { name = "moons", n_samples = 200 }
+model = { name = "mlp", hidden = [8] }
+optimizer = { name = "adam", lr = 0.01 }
+"""
+
+
+def ablab(*args, cwd=None, env=None):
+    full_env = dict(os.environ, ABLAB_DOWNLOAD="0", COLUMNS="120", **(env or {}))
+    return subprocess.run(
+        ABLAB + list(args), capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120
+    )
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_train_writes_summary(tmp_path):
+    run = tmp_path / "run.toml"
+    run.write_text(RUN)
+    proc = ablab("train", str(run), "--out", str(tmp_path / "out"), "--set", "epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "test_accuracy" in proc.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"] == "done"
+    assert summary["config"]["epochs"] == 2
+    assert len(summary["history"]) == 2
+    assert 0 <= summary["final"]["test_accuracy"] <= 1
+
+
+def test_diverged_run_exits_1(tmp_path):
+    run = tmp_path / "run.toml"
+    run.write_text(RUN)
+    proc = ablab(
+        "train",
+        str(run),
+        "--out",
+        str(tmp_path / "o"),
+        "--set",
+        'optimizer={name="sgd", lr=1e12}',
+        "--set",
+        "epochs=5",
+    )
+    assert proc.returncode == 1
+    assert "diverged" in proc.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize(
+    "content, sets, fragments",
+    [
+        (RUN + "colour = 3\n", [], ["run.toml: colour: unknown field"]),
+        (RUN, ["optimizer.lr=-1"], ["optimizer.lr: Input should be greater than 0"]),
+        (RUN, ["model.name=mlpp"], ["model.name: unknown model 'mlpp'", "did you mean 'mlp'?"]),
+        (RUN, ['model={name="vgg7"}'], ["model.name: 'vgg7' needs"]),
+        (RUN, ['dataset={name="cifar10"}'], ["dataset cifar10", "cifar-10-batches-py"]),
+        ("epochs = [", [], ["run.toml: not valid TOML"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, content, sets, fragments):
+    run = tmp_path / "run.toml"
+    run.write_text(content)
+    args = ["train", str(run), "--out", str(tmp_path / "o")]
+    for item in sets:
+        args += ["--set", item]
+    proc = ablab(*args, env={"ABLAB_DATA": str(tmp_path / "empty")})
+    assert_one_line_error(proc, *fragments)
+
+
+def test_missing_run_file(tmp_path):
+    assert_one_line_error(ablab("train", str(tmp_path / "nope.toml")), "nope.toml: no such file")
+
+
+@pytest.mark.parametrize(
+    "what, names",
+    [
+        (
+            "models",
+            [
+                "mlp",
+                "simple_cnn",
+                "improved_cnn",
+                "mnist_net",
+                "mnist_cnn3",
+                "vgg7",
+                "keras_conv1",
+                "keras_cnn3",
+            ],
+        ),
+        ("datasets", ["cifar10", "fashion_mnist", "mnist", "digits", "moons", "circles"]),
+        ("activations", ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]),
+    ],
+)
+def test_list_shows_builtins(what, names):
+    proc = ablab("list", what)
+    assert proc.returncode == 0
+    for name in names:
+        assert name in proc.stdout
+
+
+def test_example_run_file_is_valid():
+    from ablab.config import load_run
+
+    cfg = load_run(Path(__file__).parents[1] / "examples" / "moons-mlp.toml")
+    assert cfg.model.options["hidden"] == [256, 128]
