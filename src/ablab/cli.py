@@ -6,7 +6,7 @@ Errors a user can cause print one line and exit 2; a run that fails or diverges 
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +32,7 @@ SetOption = Annotated[
 ]
 
 
-class Catalogue(str, Enum):
+class Catalogue(StrEnum):
     datasets = "datasets"
     models = "models"
     activations = "activations"
@@ -131,6 +131,95 @@ def train(
     console.print(f"wrote {out / 'summary.json'}")
     if result.status != "done":
         raise typer.Exit(1)
+
+
+class ExecutorKind(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def run(
+    study: Annotated[str, typer.Argument(help="A study file (TOML) or a built-in study's name")],
+    out: Annotated[Path, typer.Option(help="The study directory (created or resumed)")],
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: chosen)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Torch threads per worker (default: chosen)")
+    ] = None,
+    executor: Annotated[ExecutorKind, typer.Option()] = ExecutorKind.local,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Use seeds 0..N-1 instead")] = None,
+    set_: SetOption = None,
+    retry_failed: Annotated[bool, typer.Option(help="Run failed runs again")] = False,
+    force_new_variants: Annotated[
+        bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
+    ] = False,
+) -> None:
+    """Run every variant × seed of a study; resume what OUT already holds; write the report."""
+    from ablab.api import run_study
+    from ablab.study import load_study
+    from ablab.ui import RichStudyProgress
+
+    plan = load_study(study, seeds=seeds, sets=set_ or [])
+    outcome = run_study(
+        plan,
+        out,
+        workers=workers,
+        threads=threads,
+        executor=executor.value,
+        address=address,
+        retry_failed=retry_failed,
+        force_new_variants=force_new_variants,
+        progress=RichStudyProgress(console, title=plan.name),
+    )
+    counts = outcome.counts
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    console.print(f"{plan.name}: {summary}")
+    for label, reason in outcome.failures:
+        err_console.print(f"failed: {label}: {reason}")
+    console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
+    if counts.get("failed"):
+        console.print("re-run with --retry-failed to try the failed runs again")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
+    """Runs per status (done, failed, diverged, pending) and what is left."""
+    from ablab.api import study_status
+
+    info = study_status(out)
+    counts = info["counts"]
+    table = Table(title=f"{info['name']} — {info['total']} runs")
+    table.add_column("status")
+    table.add_column("runs", justify="right")
+    for key, n in counts.items():
+        table.add_row(key, str(n))
+    console.print(table)
+    left = counts["pending"] + counts["running"]
+    for row in info["rows"]:
+        if row["status"] == "failed":
+            console.print(f"failed: {row['variant_label']}, seed={row['seed']}: {row['error']}")
+    if left:
+        console.print(f"{left} runs left; `ablab run` with the same study and --out resumes them")
+    else:
+        console.print("nothing left to run")
+
+
+@app.command()
+def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
+    """(Re)write report.html and report.md from what the directory holds."""
+    from ablab.api import write_report, write_tables
+    from ablab.store import StudyStore
+
+    store = StudyStore.existing(out)
+    write_tables(store)
+    paths = write_report(store)
+    store.close()
+    for path in paths.values():
+        console.print(f"wrote {path}")
 
 
 def main() -> None:

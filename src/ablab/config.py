@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -166,6 +167,15 @@ class EarlyStoppingConfig(Strict):
     restore_best_weights: bool = True
 
 
+def _switch(v: Any) -> Any:
+    """``false`` → none; ``true`` → the defaults; a table as is."""
+    if v is False:
+        return None
+    if v is True:
+        return {}
+    return v
+
+
 def _batch_size(v: Any) -> Any:
     if v == "full":
         return v
@@ -194,7 +204,10 @@ class RunConfig(Strict):
     loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam"))
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="none"))
-    early_stopping: EarlyStoppingConfig | None = None
+    # A table, or false for none (so a study can vary it: [false, {patience = 10}]).
+    early_stopping: Annotated[
+        EarlyStoppingConfig | None, pydantic.BeforeValidator(_switch)
+    ] = None
     probes: list[ProbeConfig] = []
     probe_batch_size: PositiveInt = 1024
 
@@ -269,7 +282,10 @@ def _short(value: Any) -> str:
 
 
 def format_validation_error(
-    exc: pydantic.ValidationError, source: str, root: type[BaseModel] = RunConfig, prefix: str = ""
+    exc: pydantic.ValidationError,
+    source: str,
+    root: type[BaseModel] = RunConfig,
+    path_map: Callable[[str], str] | None = None,
 ) -> str:
     """One line for the first error: ``SOURCE: field.path: message (got VALUE)``."""
     err = exc.errors()[0]
@@ -293,8 +309,8 @@ def format_validation_error(
         msg = msg.removeprefix("Value error, ")
         got = None if msg.startswith("unknown ") else err.get("input")
     path = dotted(loc) or "(top level)"
-    if prefix:
-        path = f"{prefix}.{path}" if loc else prefix
+    if path_map is not None:
+        path = path_map(path)
     line = f"{source}: {path}: {msg}"
     if got is not None and not isinstance(got, dict):
         line += f" (got {_short(got)})"

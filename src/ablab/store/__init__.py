@@ -1,5 +1,13 @@
-"""The study directory on disk: run records, histories, resume."""
+"""The study directory on disk: run records, the run index, resume."""
 
 from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ablab.store.study_store import STATUSES, StudyDirError, StudyStore
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "STATUSES",
+    "StudyDirError",
+    "StudyStore",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+]

@@ -1,0 +1,23 @@
+"""Executors: run a study's tasks locally (process pool) or on Ray."""
+
+from ablab.execute.base import Event, Task, available_cores, plan_workers, run_task
+from ablab.execute.local import LocalExecutor
+
+
+def make_executor(kind: str, workers: int, threads: int, address: str | None = None):
+    if kind == "local":
+        return LocalExecutor(workers, threads)
+    from ablab.execute.ray_executor import RayExecutor
+
+    return RayExecutor(threads, address=address, workers=workers)
+
+
+__all__ = [
+    "Event",
+    "LocalExecutor",
+    "Task",
+    "available_cores",
+    "make_executor",
+    "plan_workers",
+    "run_task",
+]

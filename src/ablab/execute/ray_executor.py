@@ -1,0 +1,68 @@
+"""Ray executor: the same tasks as Ray tasks, on a local Ray or a cluster (``address``).
+
+Each task asks Ray for ``threads`` CPUs and sets the same torch thread count as the local
+executor would, so both give identical results for the same runs.
+"""
+
+from __future__ import annotations
+
+from ablab.errors import UserError
+from ablab.execute.base import Event, OnEvent, Task, run_task, set_threads
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(
+            "--executor ray: Ray is not installed; install it with "
+            "`.venv/bin/pip install 'ablab[ray]'` (or `pip install ray`)"
+        ) from None
+    return ray
+
+
+def _remote_fit(config: dict, threads: int):
+    set_threads(threads)
+    return run_task(config)
+
+
+class RayExecutor:
+    def __init__(self, threads: int, address: str | None = None, workers: int | None = None):
+        self.ray = _ray()
+        self.threads, self.address, self.workers = threads, address, workers
+
+    def run(self, tasks: list[Task], on_event: OnEvent) -> None:
+        ray = self.ray
+        started_here = not ray.is_initialized()
+        if started_here:
+            kwargs = {"address": self.address} if self.address else {
+                "num_cpus": (self.workers or 1) * self.threads,
+                "include_dashboard": False,
+            }
+            try:
+                ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+            except ConnectionError as exc:
+                raise UserError(f"--address {self.address}: cannot reach Ray ({exc})") from None
+        remote = ray.remote(num_cpus=self.threads, max_retries=0)(_remote_fit)
+        pending = {}
+        try:
+            for task in tasks:
+                pending[remote.remote(task.config, self.threads)] = task
+                on_event(Event("started", task))
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    task = pending.pop(ref)
+                    try:
+                        status, payload = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - a lost worker fails its run
+                        status, payload = "failed", f"Ray task failed: {type(exc).__name__}"
+                    if status == "done":
+                        on_event(Event("done", task, record=payload))
+                    else:
+                        on_event(Event("failed", task, error=payload))
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()

@@ -1,0 +1,295 @@
+"""One directory per study.
+
+    DIR/study.toml        the study file as given (frozen copy)
+    DIR/study.json        the resolved study: every run's full config
+    DIR/index.sqlite      the index: one row per run with its status and final metrics
+    DIR/runs/ID.json      each finished run's whole record (history, batch losses, probes)
+    DIR/.lock             held by the one `ablab run` working on DIR
+
+Crash safety: a run's record file is written atomically before its index row says
+``done``; the index is SQLite in WAL mode with synchronous=FULL. A process killed at any
+point leaves runs either done (record complete) or not done (re-run on resume): rows left
+``running`` by a dead process are put back to ``pending`` by the next ``ablab run``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ablab.errors import UserError
+from ablab.store.files import atomic_write_json, atomic_write_text
+from ablab.study import Study
+
+STATUSES = ("pending", "running", "done", "diverged", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    variant_id TEXT NOT NULL,
+    variant_label TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    in_study INTEGER NOT NULL DEFAULT 1,
+    started REAL,
+    finished REAL,
+    final TEXT,
+    sizes TEXT,
+    diverged_epoch INTEGER,
+    seconds REAL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StudyDirError(UserError):
+    pass
+
+
+class StudyStore:
+    """The on-disk state of one study. Only the process holding the lock writes."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.db_path = self.root / "index.sqlite"
+        self._lock_handle = None
+        self._db: sqlite3.Connection | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def existing(cls, root: str | Path) -> StudyStore:
+        store = cls(root)
+        if not store.db_path.exists():
+            raise StudyDirError(f"{root}: not a study directory (no index.sqlite)")
+        return store
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise StudyDirError(f"{self.db_path}: cannot open the index ({exc})") from None
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @contextmanager
+    def locked(self):
+        """Hold DIR/.lock for as long as this process works on the study."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.root / ".lock", "a+")  # noqa: SIM115 - held for the whole run
+        except OSError as exc:
+            raise StudyDirError(f"{self.root}: cannot write here ({exc.strerror})") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StudyDirError(
+                f"{self.root}: another `ablab run` is working on this directory; "
+                "wait for it to finish or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_handle = handle
+        try:
+            yield self
+        finally:
+            self._lock_handle = None
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _tx(self):
+        return _Transaction(self.db)
+
+    # ------------------------------------------------------------------ the plan
+
+    def sync_plan(self, study: Study, force_new_variants: bool = False) -> dict[str, int]:
+        """Make the index hold the study's runs. A directory holding a different study is
+        refused unless ``force_new_variants`` (new runs are added, old results kept, runs
+        no longer in the file are set aside). Returns counts of new and set-aside runs."""
+        planned = {r.run_id: r for r in study.runs}
+        stored = {row["run_id"]: row for row in self.db.execute("SELECT run_id, in_study FROM runs")}
+        new = [rid for rid in planned if rid not in stored]
+        gone = [rid for rid, row in stored.items() if rid not in planned and row["in_study"]]
+        if stored and (new or gone) and not force_new_variants:
+            stored_name = self.meta("name")
+            what = f"study '{stored_name}'" if stored_name else "another study"
+            raise StudyDirError(
+                f"{self.root}: holds {what} with different runs ({len(new)} new in this file, "
+                f"{len(gone)} stored runs not in it); use --force-new-variants to add the new "
+                "runs and keep the old results, or choose another --out"
+            )
+        with self._tx() as db:
+            for position, run in enumerate(study.runs):
+                if run.run_id in stored:
+                    db.execute(
+                        "UPDATE runs SET position=?, in_study=1, variant_label=?, variant=? "
+                        "WHERE run_id=?",
+                        (position, run.variant_label, json.dumps(run.variant), run.run_id),
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO runs (run_id, position, variant_id, variant_label, variant,"
+                        " seed, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            run.run_id,
+                            position,
+                            run.variant_id,
+                            run.variant_label,
+                            json.dumps(run.variant),
+                            run.seed,
+                            json.dumps(run.config.resolved()),
+                        ),
+                    )
+            for rid in gone:
+                db.execute("UPDATE runs SET in_study=0 WHERE run_id=?", (rid,))
+            self._set_meta(db, "name", study.name)
+        atomic_write_text(self.root / "study.toml", study.text)
+        atomic_write_json(self.root / "study.json", study.resolved())
+        return {"new": len(new), "set_aside": len(gone)}
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    @staticmethod
+    def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def study_info(self) -> dict[str, Any]:
+        path = self.root / "study.json"
+        if not path.exists():
+            raise StudyDirError(f"{self.root}: study.json is missing")
+        return json.loads(path.read_text())
+
+    def study_text(self) -> str:
+        path = self.root / "study.toml"
+        return path.read_text() if path.exists() else ""
+
+    # ------------------------------------------------------------------ status changes
+
+    def prepare(self, retry_failed: bool = False) -> list[str]:
+        """Runs to do now, in plan order: pending ones, runs a killed process left
+        ``running``, and failed ones if ``retry_failed``."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status='pending' WHERE status='running'")
+            if retry_failed:
+                db.execute("UPDATE runs SET status='pending', error=NULL WHERE status='failed'")
+        rows = self.db.execute(
+            "SELECT run_id FROM runs WHERE status='pending' AND in_study=1 ORDER BY position"
+        )
+        return [row["run_id"] for row in rows]
+
+    def mark_running(self, run_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status='running', started=?, attempts=attempts+1 WHERE run_id=?",
+                (time.time(), run_id),
+            )
+
+    def mark_pending(self, run_ids: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE runs SET status='pending' WHERE run_id=? AND status='running'",
+                [(rid,) for rid in run_ids],
+            )
+
+    def record_result(self, result: dict[str, Any]) -> None:
+        """Store a finished run: the record file first (atomically), then the index row."""
+        run_id = result["run_id"]
+        atomic_write_json(self.root / "runs" / f"{run_id}.json", result)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status=?, error=NULL, finished=?, final=?, sizes=?, "
+                "diverged_epoch=?, seconds=? WHERE run_id=?",
+                (
+                    result["status"],
+                    time.time(),
+                    json.dumps(result["final"]),
+                    json.dumps(result["sizes"]),
+                    result.get("diverged_epoch"),
+                    result["final"].get("seconds"),
+                    run_id,
+                ),
+            )
+
+    def record_failure(self, run_id: str, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status='failed', error=?, finished=? WHERE run_id=?",
+                (error, time.time(), run_id),
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def rows(self, include_set_aside: bool = False) -> list[dict[str, Any]]:
+        """Index rows in plan order, JSON fields decoded."""
+        where = "" if include_set_aside else "WHERE in_study=1"
+        out = []
+        for row in self.db.execute(f"SELECT * FROM runs {where} ORDER BY position"):
+            item = dict(row)
+            for key in ("variant", "config", "final", "sizes"):
+                item[key] = json.loads(item[key]) if item[key] else None
+            out.append(item)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in self.db.execute(
+            "SELECT status, COUNT(*) AS n FROM runs WHERE in_study=1 GROUP BY status"
+        ):
+            counts[row["status"]] = row["n"]
+        return counts
+
+    def load_record(self, run_id: str) -> dict[str, Any] | None:
+        path = self.root / "runs" / f"{run_id}.json"
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+
+class _Transaction:
+    """``with`` block = one SQLite transaction (BEGIN IMMEDIATE … COMMIT/ROLLBACK)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StudyDirError(f"study index: {exc}") from None
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                self.db.execute("ROLLBACK")
+                raise StudyDirError(f"study index: cannot write ({error})") from None
+        else:
+            self.db.execute("ROLLBACK")

@@ -1,0 +1,320 @@
+"""Study files: a base recipe, the factors that vary, and the seeds — expanded into runs.
+
+Part of the config stage: it validates and expands, and trains nothing::
+
+    name = "moons-activations"
+    seeds = [0, 1, 2]
+    [base]
+    epochs = 300
+    dataset = { name = "moons" }
+    model = { name = "mlp", hidden = [256, 128] }
+    [[vary]]                                 # each [[vary]] is one factor; factors multiply
+    "model.activation" = ["relu", "tanh"]
+    [[vary]]                                 # keys inside one factor move together (zip)
+    "dataset.name" = ["moons", "circles"]
+    "dataset.noise" = [0.3, 0.2]
+
+Each run gets a stable id (a hash of its fully resolved config, so editing an unrelated
+factor leaves other runs' ids alone) and a label naming only what varies:
+``activation=tanh, dataset=moons, seed=3``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import Field, field_validator
+
+from ablab.config import (
+    RunConfig,
+    Strict,
+    apply_overrides,
+    format_validation_error,
+    load_toml,
+    run_id,
+    set_path,
+)
+from ablab.errors import ConfigError
+
+BUILTIN_DIR = Path(__file__).parent / "studies"
+
+
+class StudyConfig(Strict):
+    """The top level of a study file."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    description: str = ""
+    seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
+    base: dict[str, Any]
+    # Each factor: dotted path → values. Optional "_labels" (one name per value, shown in
+    # labels and tables instead of the values) and "_name" (that column's name, default
+    # "recipe") for factors that swap whole recipes.
+    vary: list[dict[str, list[Any] | str]] = []
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run_id: str
+    variant_id: str
+    variant: dict[str, Any]  # factor column → value, for tables ("activation": "tanh")
+    variant_label: str  # "activation=tanh, dataset=moons"
+    seed: int
+    config: RunConfig
+
+    @property
+    def label(self) -> str:
+        prefix = f"{self.variant_label}, " if self.variant_label else ""
+        return f"{prefix}seed={self.seed}"
+
+
+@dataclass
+class Study:
+    config: StudyConfig
+    source: str  # the file it came from (or the built-in name)
+    text: str  # the study file exactly as written, for the report
+    factors: list[list[str]]  # dotted paths of each factor
+    columns: dict[str, str]  # dotted path → column name in tables
+    runs: list[PlannedRun] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def variants(self) -> dict[str, list[PlannedRun]]:
+        out: dict[str, list[PlannedRun]] = {}
+        for run in self.runs:
+            out.setdefault(run.variant_id, []).append(run)
+        return out
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain data: the study and every run's resolved config."""
+        return {
+            "name": self.name,
+            "description": self.config.description,
+            "seeds": self.config.seeds,
+            "factors": self.factors,
+            "columns": self.columns,
+            "overrides": self.overrides,
+            "runs": [
+                {
+                    "run_id": r.run_id,
+                    "variant_id": r.variant_id,
+                    "variant": r.variant,
+                    "variant_label": r.variant_label,
+                    "seed": r.seed,
+                    "config": r.config.resolved(),
+                }
+                for r in self.runs
+            ],
+        }
+
+
+def variant_id(cfg: RunConfig) -> str:
+    """What a variant is: the run id with the seed left out."""
+    data = cfg.resolved()
+    data.pop("seed")
+    data.pop("name", None)
+    data.pop("device", None)
+    data.pop("eval_batch_size", None)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def column_names(paths: list[str]) -> dict[str, str]:
+    """Short names for varied paths: ``model.activation`` → ``activation``,
+    ``dataset.name`` → ``dataset``; the full path where short names would collide."""
+
+    def short(path: str) -> str:
+        parts = path.split(".")
+        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+    shorts = [short(p) for p in paths]
+    return {p: (s if shorts.count(s) == 1 else p) for p, s in zip(paths, shorts, strict=True)}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, dict):
+        name = value.get("name")
+        rest = {k: v for k, v in value.items() if k != "name"}
+        inner = ", ".join(f"{k}={format_value(v)}" for k, v in rest.items())
+        return f"{name}({inner})" if name and inner else str(name or inner)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _locate(vary_paths: dict[str, int]):
+    """Map an error's field path to where the user wrote it: base.X or vary[i].X."""
+
+    def locate(path: str) -> str:
+        for key, index in vary_paths.items():
+            if path == key or path.startswith(key + ".") or path.startswith(key + "["):
+                return f'vary[{index}]."{key}"' + path[len(key) :]
+        return "base." + path
+
+    return locate
+
+
+def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
+    factors: list[list[str]] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(cfg.vary):
+        for key in raw:
+            if key.startswith("_") and key not in ("_labels", "_name"):
+                raise ConfigError(
+                    f'{source}: vary[{i}]."{key}": allowed meta keys: _labels, _name'
+                )
+        name = raw.get("_name", "recipe")
+        if not isinstance(name, str):
+            raise ConfigError(f'{source}: vary[{i}]."_name": must be a string')
+        factor = {k: v for k, v in raw.items() if k != "_name"}
+        if not any(not k.startswith("_") for k in factor):
+            raise ConfigError(f"{source}: vary[{i}]: a factor needs at least one key")
+        for key, values in factor.items():
+            if not isinstance(values, list):
+                raise ConfigError(f'{source}: vary[{i}]."{key}": must be a list of values')
+        lengths = {key: len(values) for key, values in factor.items()}
+        for key, n in lengths.items():
+            if n == 0:
+                raise ConfigError(
+                    f'{source}: vary[{i}]."{key}": empty list; give at least one value'
+                )
+            if key == "_labels":
+                continue
+            if key in seen:
+                raise ConfigError(
+                    f'{source}: vary[{i}]."{key}": already varied by vary[{seen[key]}]'
+                )
+            if key == "seed":
+                raise ConfigError(f'{source}: vary[{i}]."seed": use the top-level seeds list')
+            seen[key] = i
+        if len(set(lengths.values())) > 1:
+            sizes = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+            raise ConfigError(
+                f"{source}: vary[{i}]: keys inside one factor move together, so their lists "
+                f"need equal lengths ({sizes})"
+            )
+        factors.append([k for k in factor if k != "_labels"])
+    return factors
+
+
+def expand(cfg: StudyConfig, source: str, text: str = "", overrides: list[str] = ()) -> Study:
+    """Validate every run of the study and give each its id and label."""
+    if "seed" in cfg.base:
+        raise ConfigError(f"{source}: base.seed: a study's seeds are the top-level seeds list")
+    factors = _check_factors(cfg, source)
+    labelled = {i: cfg.vary[i] for i in range(len(factors)) if "_labels" in cfg.vary[i]}
+    paths = [p for i, f in enumerate(factors) if i not in labelled for p in f]
+    columns = column_names(paths)
+    for i, raw in labelled.items():
+        key = "_labels" if len(labelled) == 1 else f"_labels{i}"
+        columns[key] = str(raw.get("_name", "recipe"))
+    locate = _locate({p: i for i, f in enumerate(factors) for p in f})
+    study = Study(cfg, source, text, factors, columns, overrides=list(overrides))
+    choices = []
+    for i, factor in enumerate(factors):
+        options = []
+        for j, values in enumerate(zip(*(cfg.vary[i][k] for k in factor), strict=True)):
+            assignment = dict(zip(factor, values, strict=True))
+            if i in labelled:  # show the factor by its label, not its many values
+                key = "_labels" if len(labelled) == 1 else f"_labels{i}"
+                options.append(({key: cfg.vary[i]["_labels"][j]}, assignment))
+            else:
+                options.append((assignment, assignment))
+        choices.append(options)
+    by_variant: dict[str, str] = {}
+    for combo in itertools.product(*choices) if choices else [()]:
+        assignment: dict[str, Any] = {k: v for _, part in combo for k, v in part.items()}
+        shown = {k: v for part, _ in combo for k, v in part.items()}
+        variant = {columns[k]: format_value(v) for k, v in shown.items()}
+        label = ", ".join(f"{k}={v}" for k, v in variant.items())
+        for seed in cfg.seeds:
+            data = copy.deepcopy(cfg.base)
+            for key, value in assignment.items():
+                set_path(data, key, copy.deepcopy(value))
+            data["seed"] = seed
+            try:
+                run_cfg = RunConfig.model_validate(data)
+            except pydantic.ValidationError as exc:
+                where = f" (variant {label})" if label else ""
+                raise ConfigError(
+                    format_validation_error(exc, source, path_map=locate) + where
+                ) from None
+            vid = variant_id(run_cfg)
+            if seed == cfg.seeds[0]:
+                if vid in by_variant:
+                    raise ConfigError(
+                        f"{source}: vary: variants '{by_variant[vid]}' and '{label}' resolve to "
+                        "the same runs; remove the duplicate"
+                    )
+                by_variant[vid] = label
+            study.runs.append(PlannedRun(run_id(run_cfg), vid, variant, label, seed, run_cfg))
+    return study
+
+
+def builtin_studies() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+
+
+def resolve_study_path(path_or_name: str | Path) -> Path:
+    path = Path(path_or_name)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    builtins = builtin_studies()
+    if str(path_or_name) in builtins:
+        return builtins[str(path_or_name)]
+    import difflib
+
+    close = difflib.get_close_matches(str(path_or_name), list(builtins), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        f"{path_or_name}: no such study file or built-in study; built-in: "
+        f"{', '.join(builtins)}{hint}"
+    )
+
+
+def load_study(
+    path_or_name: str | Path, seeds: int | None = None, sets: list[str] | tuple[str, ...] = ()
+) -> Study:
+    """Load a study file (or a built-in study by name); ``seeds`` replaces the seed list with
+    ``range(seeds)``; ``sets`` override fields of the base recipe by dotted path."""
+    path = resolve_study_path(path_or_name)
+    data = load_toml(path)
+    text = path.read_text(encoding="utf-8")
+    source = str(path)
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, root=StudyConfig)) from None
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds: must be at least 1, got {seeds}")
+        cfg.seeds = list(range(seeds))
+    if sets:
+        varied = {k for f in cfg.vary for k in f}
+        for item in sets:
+            key = item.partition("=")[0].strip()
+            if key in varied:
+                raise ConfigError(
+                    f"--set {key}: this field is varied by the study; edit its [[vary]] instead"
+                )
+        apply_overrides(cfg.base, list(sets))
+        source += " (with --set)"
+    return expand(cfg, source, text, list(sets))

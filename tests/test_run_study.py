@@ -1,0 +1,231 @@
+"""Running studies: the store, resume after kills, failing and diverging runs, executors."""
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ablab.api import run_study, study_status
+from ablab.errors import UserError
+from ablab.store import StudyStore
+from ablab.study import load_study
+
+STUDY = """
+name = "tiny"
+description = "a tiny study for tests"
+seeds = [0, 1]
+
+[base]
+epochs = {epochs}
+batch_size = 32
+device = "cpu"
+dataset = {{ name = "moons", n_samples = 400, noise = 0.25 }}
+model = {{ name = "mlp", hidden = [32, 32] }}
+optimizer = {{ name = "adam", lr = 0.01 }}
+
+[[vary]]
+"model.activation" = ["relu", "tanh"]
+"""
+
+
+def write_study(tmp_path: Path, epochs: int = 3, extra: str = "") -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(STUDY.format(epochs=epochs) + extra)
+    return path
+
+
+def metrics(out: Path) -> dict:
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    return {r["run_id"]: (r["status"], r["test_accuracy"], r["test_loss"]) for r in rows}
+
+
+def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    study = load_study(write_study(tmp_path))
+    outcome = run_study(study, out, workers=2, threads=1, report=False)
+    assert outcome.exit_code == 0 and outcome.ran == 4
+    assert outcome.counts["done"] == 4
+    results = metrics(out)
+    assert len(results) == 4 and all(s == "done" for s, _, _ in results.values())
+    for name in ("study.toml", "study.json", "index.sqlite", "results.csv", "summary.csv"):
+        assert (out / name).exists()
+    with open(out / "summary.csv") as handle:
+        summary = list(csv.DictReader(handle))
+    assert [row["activation"] for row in summary] == ["relu", "tanh"]
+    assert all(row["test_accuracy_n"] == "2" for row in summary)
+    record = json.loads((out / "runs" / f"{study.runs[0].run_id}.json").read_text())
+    assert record["status"] == "done" and len(record["history"]) == 3
+    # Resume: nothing left to do, nothing re-run.
+    again = run_study(load_study(write_study(tmp_path)), out, workers=2, threads=1, report=False)
+    assert again.ran == 0 and metrics(out) == results
+
+
+def test_changed_study_is_refused_unless_forced(tmp_path):
+    out = tmp_path / "out"
+    run_study(load_study(write_study(tmp_path, epochs=2)), out, workers=1, threads=1, report=False)
+    bigger = write_study(tmp_path, epochs=2).read_text().replace('"tanh"]', '"tanh", "elu"]')
+    path = tmp_path / "bigger.toml"
+    path.write_text(bigger)
+    with pytest.raises(UserError, match="different runs .2 new in this file"):
+        run_study(load_study(path), out, workers=1, threads=1, report=False)
+    before = metrics(out)
+    outcome = run_study(load_study(path), out, workers=1, threads=1, report=False,
+                        force_new_variants=True)
+    assert outcome.ran == 2
+    after = metrics(out)
+    assert len(after) == 6 and all(after[rid] == before[rid] for rid in before)
+
+
+def test_a_diverging_variant_does_not_stop_the_study(tmp_path):
+    path = write_study(tmp_path, epochs=3, extra='\n[[vary]]\n"optimizer.lr" = [0.01, 1e12]\n')
+    path.write_text(path.read_text().replace('optimizer = { name = "adam", lr = 0.01 }',
+                                             'optimizer = { name = "sgd", lr = 0.01 }'))
+    out = tmp_path / "out"
+    outcome = run_study(load_study(path), out, workers=2, threads=1, report=False)
+    assert outcome.exit_code == 1
+    assert outcome.counts["diverged"] >= 2
+    assert outcome.counts["done"] + outcome.counts["diverged"] == 8
+    with open(out / "summary.csv") as handle:
+        summary = {row["variant"]: row for row in csv.DictReader(handle)}
+    relu = summary["activation=relu, lr=1e+12"]  # relu's unbounded outputs overflow for sure
+    assert relu["diverged"] == "2" and relu["test_accuracy_n"] == "0"
+    assert summary["activation=relu, lr=0.01"]["done"] == "2"
+
+
+def test_a_failing_run_is_recorded_and_retried_on_request(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    # A dataset whose files are missing fails its runs; the other variant completes.
+    path = write_study(tmp_path, epochs=2)
+    path.write_text(path.read_text().replace(
+        '"model.activation" = ["relu", "tanh"]',
+        '"dataset" = [{ name = "moons", n_samples = 400 }, { name = "mnist" }]'))
+    monkeypatch.setenv("ABLAB_DATA", str(tmp_path / "no-data"))
+    outcome = run_study(load_study(path), out, workers=2, threads=1, report=False)
+    assert outcome.exit_code == 1
+    assert outcome.counts == {"pending": 0, "running": 0, "done": 2, "diverged": 0, "failed": 2}
+    assert all("DataMissingError" in reason for _, reason in outcome.failures)
+    status = study_status(out)
+    assert status["counts"]["failed"] == 2
+    # Without --retry-failed nothing is re-run; with it the failed runs are tried again.
+    assert run_study(load_study(path), out, workers=1, threads=1, report=False).ran == 0
+    retried = run_study(load_study(path), out, workers=1, threads=1, report=False,
+                        retry_failed=True)
+    assert retried.ran == 2
+
+
+def test_second_process_on_the_same_directory_is_refused(tmp_path):
+    out = tmp_path / "out"
+    store = StudyStore(out)
+    with store.locked():
+        with pytest.raises(UserError, match="another `ablab run` is working on this directory"):
+            run_study(load_study(write_study(tmp_path)), out, workers=1, report=False)
+
+
+# ----------------------------------------------------------------- kills (real processes)
+
+def _spawn_run(study: Path, out: Path) -> subprocess.Popen:
+    env = dict(os.environ, ABLAB_DOWNLOAD="0")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablab.cli", "run", str(study), "--out", str(out),
+         "--workers", "2", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )
+
+
+def _statuses(out: Path) -> dict:
+    db = out / "index.sqlite"
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+def _wait_for(out: Path, predicate, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate(list(_statuses(out).values())):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; statuses {_statuses(out)}")
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@pytest.fixture
+def reference(tmp_path_factory):
+    """The same study run without interruption, for comparison."""
+    tmp = tmp_path_factory.mktemp("ref")
+    path = write_study(tmp, epochs=40)
+    proc = _spawn_run(path, tmp / "out")
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    return metrics(tmp / "out")
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, reference):
+    path = write_study(tmp_path, epochs=40)
+    out = tmp_path / "out"
+    proc = _spawn_run(path, out)
+    _wait_for(out, lambda s: "running" in s)
+    workers = _children(proc.pid)
+    # The resource tracker of multiprocessing is a child too; kill the busiest one.
+    busy = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    os.kill(busy[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    assert "worker process died (killed by signal 9)" in stderr
+    assert "Traceback" not in stderr
+    counts = study_status(out)["counts"]
+    assert counts["failed"] == 1 and counts["done"] == 3
+    proc = subprocess.run(
+        [sys.executable, "-m", "ablab.cli", "run", str(path), "--out", str(out), "--workers", "2",
+         "--threads", "1", "--retry-failed"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert metrics(out) == reference  # every run done exactly once, same numbers
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_whole_study_then_resume_loses_nothing(tmp_path, reference):
+    path = write_study(tmp_path, epochs=40)
+    out = tmp_path / "out"
+    proc = _spawn_run(path, out)
+    _wait_for(out, lambda s: "done" in s and "running" in s)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    statuses = list(_statuses(out).values())
+    assert "done" in statuses and "done" != statuses  # killed half-way
+    resumed = _spawn_run(path, out)
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert metrics(out) == reference
+    with sqlite3.connect(out / "index.sqlite") as conn:
+        done_first = conn.execute("SELECT COUNT(*) FROM runs WHERE attempts = 1").fetchone()[0]
+    assert done_first >= 1  # what was done before the kill was not run again
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_results(tmp_path):
+    pytest.importorskip("ray")
+    path = write_study(tmp_path, epochs=3)
+    local = run_study(load_study(path), tmp_path / "local", workers=2, threads=1, report=False)
+    ray = run_study(load_study(path), tmp_path / "ray", workers=2, threads=1, executor="ray",
+                    report=False)
+    assert local.counts == ray.counts and ray.counts["done"] == 4
+    assert metrics(tmp_path / "local") == metrics(tmp_path / "ray")
