@@ -33,6 +33,7 @@ SetOption = Annotated[
 
 
 class Catalogue(StrEnum):
+    studies = "studies"
     datasets = "datasets"
     models = "models"
     activations = "activations"
@@ -47,6 +48,9 @@ def list_(what: Annotated[Catalogue, typer.Argument()] = Catalogue.models) -> No
     """What is built in, one line each with its options."""
     from ablab import registry
 
+    if what == Catalogue.studies:
+        _list_studies()
+        return
     reg = getattr(registry, what.value.upper())
     for entry in reg:
         opts = entry.describe_options()
@@ -54,6 +58,32 @@ def list_(what: Annotated[Catalogue, typer.Argument()] = Catalogue.models) -> No
         if opts:
             line += f"  [dim]options: {opts}[/dim]"
         console.print(line, highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 5400:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def _list_studies() -> None:
+    from ablab.execute import available_cores
+    from ablab.execute.estimate import estimate_study_seconds
+    from ablab.study import builtin_studies, load_study
+
+    cores = available_cores()
+    for name in builtin_studies():
+        study = load_study(name)
+        seconds = estimate_study_seconds([r.config for r in study.runs], cores)
+        summary = study.config.description.strip().split(":")[0]
+        console.print(
+            f"[bold]{name}[/bold]  {len(study.variants())} variants × "
+            f"{len(study.config.seeds)} seeds = {len(study.runs)} runs, "
+            f"{_duration(seconds)} on {cores} cores  [dim]{summary}[/dim]",
+            highlight=False,
+        )
 
 
 def _fmt(value) -> str:

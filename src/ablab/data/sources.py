@@ -67,6 +67,8 @@ def _download(name: str, fn) -> str | None:
     "moons",
     "two interleaving half-moons, 2 features, 2 classes (scikit-learn)",
     official_test=False,
+    shape=(2,),
+    size="n_samples",
 )
 def moons(
     *, n_samples: PositiveInt = 1000, noise: NonNegFloat = 0.3, random_state: int = 0
@@ -81,6 +83,8 @@ def moons(
     "circles",
     "a circle inside a circle, 2 features, 2 classes (scikit-learn)",
     official_test=False,
+    shape=(2,),
+    size="n_samples",
 )
 def circles(
     *,
@@ -99,6 +103,8 @@ def circles(
     "digits",
     "8x8 handwritten digits, 1797 images, 10 classes (scikit-learn)",
     official_test=False,
+    shape=(1, 8, 8),
+    size=1797,
 )
 def digits() -> RawData:
     from sklearn.datasets import load_digits
@@ -198,6 +204,8 @@ def _mnist_like(name: str, tv_name: str, extra_dirs: list[Path], source_url: str
     "mnist",
     "handwritten digits, 28x28 grey, 60k train / 10k official test, 10 classes",
     official_test=True,
+    shape=(1, 28, 28),
+    size=60000,
 )
 def mnist() -> RawData:
     return _mnist_like("mnist", "MNIST", [], "https://ossci-datasets.s3.amazonaws.com/mnist/")
@@ -210,6 +218,8 @@ FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
     "fashion_mnist",
     "Zalando clothing images, 28x28 grey, 60k train / 10k official test, 10 classes",
     official_test=True,
+    shape=(1, 28, 28),
+    size=60000,
 )
 def fashion_mnist() -> RawData:
     return _mnist_like(
@@ -260,6 +270,8 @@ def _cifar_present(folder: Path) -> bool:
     "cifar10",
     "32x32 colour photos, 50k train / 10k official test, 10 classes",
     official_test=True,
+    shape=(3, 32, 32),
+    size=50000,
 )
 def cifar10() -> RawData:
     root = data_root()

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ablab.data import DataBundle
+from ablab.models import activation_layers
 from ablab.registry import PROBES
 
 
@@ -37,6 +38,7 @@ class ProbeContext:
     epochs: int
     optimizer: torch.optim.Optimizer
     _batch: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _pass: ActivationPass | None = field(default=None, init=False, repr=False)
 
     def probe_batch(self) -> torch.Tensor:
         """A fixed, normalized batch from the training split (same for every epoch; built
@@ -48,6 +50,13 @@ class ProbeContext:
             index = torch.randperm(n, generator=generator)[:size].to(self.bundle.train.x.device)
             self._batch = self.bundle.normalize(self.bundle.train.x[index])
         return self._batch
+
+    def activation_pass(self) -> ActivationPass:
+        """The run's shared forward pass over the probe batch with hooks on the activation
+        layers (one pass per epoch however many probes read activations)."""
+        if self._pass is None:
+            self._pass = ActivationPass(self)
+        return self._pass
 
 
 class ProbeSet:
@@ -124,6 +133,43 @@ def forward_with_hooks(
     finally:
         for h in handles:
             h.remove()
+
+
+class ActivationPass:
+    """One hooked forward pass over the probe batch per epoch, shared by every probe that
+    reads activation layers (:func:`ablab.models.activation_layers`, in that order).
+
+    A client has ``begin()`` (reset its accumulators) and ``hook(i, input, output)`` for
+    activation layer ``i``. ``run(epoch)`` does the pass for all clients the first time it
+    is called for an epoch and nothing after, so each client calls it from its own
+    ``on_epoch_end`` and then reads its results. ``measure(client)`` does a pass for one
+    client alone (a probe's epoch-0 measurement when it is built)."""
+
+    def __init__(self, ctx: ProbeContext):
+        self.ctx = ctx
+        self.modules = [m for _, m in activation_layers(ctx.model)]
+        self.clients: list[Any] = []
+        self._done: int | None = None
+
+    def join(self, client: Any) -> None:
+        self.clients.append(client)
+
+    def measure(self, client: Any) -> None:
+        client.begin()
+        forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), client.hook)
+
+    def run(self, epoch: int) -> None:
+        if self._done == epoch:
+            return
+        self._done = epoch
+        for client in self.clients:
+            client.begin()
+
+        def hook(i: int, inp: torch.Tensor, out: torch.Tensor) -> None:
+            for client in self.clients:
+                client.hook(i, inp, out)
+
+        forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), hook)
 
 
 def finite_or_none(values: Any) -> Any:

@@ -133,9 +133,7 @@ class GradientFlow:
             "exploding_layer": (
                 self.layers[max(candidates, key=lambda k: ratios[k])] if candidates else None
             ),
-            "first_to_last_ratio": (
-                norms[first_w] / norms[last_w] if norms[last_w] > 0 else None
-            ),
+            "first_to_last_ratio": (norms[first_w] / norms[last_w] if norms[last_w] > 0 else None),
         }
 
 

@@ -2,8 +2,9 @@
 
 Both measure once before training (epoch 0, when the probe is built) and after every
 epoch, on the run's fixed probe batch (``ProbeContext.probe_batch``), with the model in
-eval mode. They hook the :class:`~ablab.models.Activation` modules only for that one
-measuring pass.
+eval mode. They hook the :class:`~ablab.models.Activation` modules only for that
+measuring pass, which both probes share (``ProbeContext.activation_pass``: one forward
+per epoch, 256 samples at a time), and read everything back with one host sync each.
 
 A "unit" is a channel of a conv output (N×C×H×W: dim 1) or a feature of a dense output
 (N×F). Every output layout is epoch-major: ``values[e][l]`` is layer ``layers[l]`` at
@@ -18,7 +19,7 @@ import torch
 from pydantic import Field
 
 from ablab.models import activation_layers
-from ablab.probes.base import ProbeContext, finite_or_none, forward_with_hooks
+from ablab.probes.base import ProbeContext, finite_or_none
 from ablab.registry import PROBES
 
 #: Bounded activations: "dead" is not defined for them; their histogram range is fixed.
@@ -27,9 +28,9 @@ SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 NON_NEGATIVE = {"relu", "softplus"}
 
 
-def _layers(ctx: ProbeContext) -> tuple[list[str], list[Any], list[str]]:
+def _layers(ctx: ProbeContext) -> tuple[list[str], list[str]]:
     layers = activation_layers(ctx.model)
-    return [n for n, _ in layers], [m for _, m in layers], [m.name for _, m in layers]
+    return [n for n, _ in layers], [m.name for _, m in layers]
 
 
 def _units_view(t: torch.Tensor) -> torch.Tensor:
@@ -43,37 +44,43 @@ class DeadUnits:
     """See :func:`dead_units`."""
 
     def __init__(self, ctx: ProbeContext):
-        self.ctx = ctx
-        self.layers, self.modules, self.kinds = _layers(ctx)
+        self.layers, self.kinds = _layers(ctx)
         self.units: list[int | None] = [None] * len(self.layers)
         self.epochs: list[int] = []
         self.dead: list[list[float | None]] = []
         self.zero: list[list[float | None]] = []
-        self._measure(0)
+        self.shared = ctx.activation_pass()
+        self.shared.measure(self)
+        self._collect(0)
+        self.shared.join(self)
 
-    def _measure(self, epoch: int) -> None:
-        live: list[torch.Tensor | None] = [None] * len(self.modules)
-        zeros: list[torch.Tensor | None] = [None] * len(self.modules)
-        totals = [0] * len(self.modules)
+    def begin(self) -> None:
+        n = len(self.layers)
+        self._live: list[torch.Tensor | None] = [None] * n
+        self._zeros: list[torch.Tensor | None] = [None] * n
+        self._totals = [0] * n
 
-        def hook(i: int, inp: torch.Tensor, out: torch.Tensor) -> None:
-            kind = self.kinds[i]
-            if kind in SATURATING:
-                return
-            # ReLU: its output is exactly 0. Other piecewise / smooth ReLU-likes (leaky,
-            # ELU, GELU, SiLU, ...): the unit is in its "off" region when its input <= 0.
-            z = _units_view(out <= 0 if kind == "relu" else inp <= 0)
-            some_live = (~z).any(dim=2).any(dim=0)
-            live[i] = some_live if live[i] is None else live[i] | some_live
-            count = z.sum()
-            zeros[i] = count if zeros[i] is None else zeros[i] + count
-            totals[i] += z.numel()
-            self.units[i] = z.shape[1]
+    def hook(self, i: int, inp: torch.Tensor, out: torch.Tensor) -> None:
+        kind = self.kinds[i]
+        if kind in SATURATING:
+            return
+        # ReLU: its output is exactly 0. Other piecewise / smooth ReLU-likes (leaky,
+        # ELU, GELU, SiLU, ...): the unit is in its "off" region when its input <= 0.
+        z = _units_view(out <= 0 if kind == "relu" else inp <= 0)
+        some_live = (~z).any(dim=2).any(dim=0)
+        live = self._live[i]
+        self._live[i] = some_live if live is None else live | some_live
+        count = z.sum()
+        zeros = self._zeros[i]
+        self._zeros[i] = count if zeros is None else zeros + count
+        self._totals[i] += z.numel()
+        self.units[i] = z.shape[1]
 
-        forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), hook)
-        measured = [i for i in range(len(self.modules)) if live[i] is not None]
-        dead: list[float | None] = [None] * len(self.modules)
-        zero: list[float | None] = [None] * len(self.modules)
+    def _collect(self, epoch: int) -> None:
+        live, zeros, totals = self._live, self._zeros, self._totals
+        measured = [i for i in range(len(self.layers)) if live[i] is not None]
+        dead: list[float | None] = [None] * len(self.layers)
+        zero: list[float | None] = [None] * len(self.layers)
         if measured:
             stats = torch.stack(
                 [
@@ -88,7 +95,8 @@ class DeadUnits:
         self.zero.append(zero)
 
     def on_epoch_end(self, epoch: int) -> None:
-        self._measure(epoch)
+        self.shared.run(epoch)
+        self._collect(epoch)
 
     def finish(self) -> dict[str, Any]:
         return {
@@ -128,43 +136,49 @@ class ActivationStats:
     """See :func:`activations`."""
 
     def __init__(self, ctx: ProbeContext, bins: int, limit: float):
-        self.ctx = ctx
         self.bins = bins
-        self.layers, self.modules, self.kinds = _layers(ctx)
+        self.layers, self.kinds = _layers(ctx)
         self.ranges = [_range(kind, limit) for kind in self.kinds]
         self.epochs: list[int] = []
         self.hist: list[list[list[int] | None]] = []
         self.scalars: dict[str, list[list[float | None]]] = {
             k: [] for k in ("mean", "std", "saturated_fraction", "clipped_fraction")
         }
-        self._measure(0)
+        self.shared = ctx.activation_pass()
+        self.shared.measure(self)
+        self._collect(0)
+        self.shared.join(self)
 
-    def _measure(self, epoch: int) -> None:
-        n = len(self.modules)
-        acc: list[dict[str, Any] | None] = [None] * n
+    def begin(self) -> None:
+        self._acc: list[dict[str, Any] | None] = [None] * len(self.layers)
 
-        def hook(i: int, _inp: torch.Tensor, out: torch.Tensor) -> None:
-            lo, hi = self.ranges[i]
-            y = out.float().flatten()
-            kind = self.kinds[i]
-            if kind == "tanh":
-                saturated = (y.abs() > 0.99).sum()
-            elif kind == "sigmoid":
-                saturated = ((y < 0.01) | (y > 0.99)).sum()
-            else:
-                saturated = torch.zeros((), dtype=torch.long, device=y.device)
-            part = {
-                # histc ignores NaN; out-of-range values are clamped into the edge bins.
-                "hist": torch.histc(y.clamp(lo, hi), self.bins, lo, hi).long(),
-                "sum": y.sum(dtype=torch.float64),
-                "sumsq": (y * y).sum(dtype=torch.float64),
-                "saturated": saturated,
-                "clipped": ((y < lo) | (y > hi)).sum(),
-                "count": y.numel(),
-            }
-            acc[i] = part if acc[i] is None else {k: acc[i][k] + v for k, v in part.items()}
+    def hook(self, i: int, _inp: torch.Tensor, out: torch.Tensor) -> None:
+        lo, hi = self.ranges[i]
+        y = out.float().flatten()
+        kind = self.kinds[i]
+        zero = torch.zeros((), dtype=torch.long, device=y.device)
+        saturated, clipped = zero, zero
+        if kind == "tanh":
+            saturated = (y.abs() > 0.99).sum()
+        elif kind == "sigmoid":
+            saturated = ((y < 0.01) | (y > 0.99)).sum()
+        elif kind in NON_NEGATIVE:
+            clipped = (y > hi).sum()
+        else:
+            clipped = (y < lo).sum() + (y > hi).sum()
+        part = {
+            "hist": histogram(y, lo, hi, self.bins),
+            "sum": y.sum(dtype=torch.float64),
+            "sumsq": (y * y).sum(dtype=torch.float64),
+            "saturated": saturated,
+            "clipped": clipped,
+            "count": y.numel(),
+        }
+        acc = self._acc[i]
+        self._acc[i] = part if acc is None else {k: acc[k] + v for k, v in part.items()}
 
-        forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), hook)
+    def _collect(self, epoch: int) -> None:
+        n, acc = len(self.layers), self._acc
         measured = [i for i in range(n) if acc[i] is not None]
         hist: list[list[int] | None] = [None] * n
         rows: list[list[float | None]] = [[None] * 4 for _ in range(n)]
@@ -177,7 +191,9 @@ class ActivationStats:
                 satur = a["saturated"].double() / count
                 if self.kinds[i] not in SATURATING:
                     satur = torch.full_like(satur, float("nan"))  # stored as null
-                scalars.append(torch.stack([mean, var.sqrt(), satur, a["clipped"].double() / count]))
+                scalars.append(
+                    torch.stack([mean, var.sqrt(), satur, a["clipped"].double() / count])
+                )
                 counts.append(a["hist"])
             values, counted = torch.stack(scalars).tolist(), torch.stack(counts).tolist()
             for j, i in enumerate(measured):
@@ -188,7 +204,8 @@ class ActivationStats:
             self.scalars[key].append([row[k] for row in rows])
 
     def on_epoch_end(self, epoch: int) -> None:
-        self._measure(epoch)
+        self.shared.run(epoch)
+        self._collect(epoch)
 
     def finish(self) -> dict[str, Any]:
         return {
@@ -202,6 +219,17 @@ class ActivationStats:
             "hist": self.hist,
             **{k: finite_or_none(v) for k, v in self.scalars.items()},
         }
+
+
+def histogram(y: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
+    """Counts (int64) of ``y`` in ``bins`` equal bins on [lo, hi], like ``torch.histc``
+    but faster on the CPU: values outside the range count in the edge bins, NaN in none.
+    Stays on the device (no host sync)."""
+    scaled = (y - lo).mul_(bins / (hi - lo)).clamp_(0, bins - 0.5)  # NaN stays NaN
+    index = scaled.nan_to_num_(nan=bins + 0.5).long()  # NaN → the extra slot ``bins``
+    counts = torch.zeros(bins + 1, dtype=torch.long, device=y.device)
+    ones = torch.ones(1, dtype=torch.long, device=y.device).expand_as(index)
+    return counts.scatter_add_(0, index, ones)[:bins]
 
 
 def _range(kind: str, limit: float) -> tuple[float, float]:

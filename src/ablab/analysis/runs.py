@@ -1,0 +1,192 @@
+"""Runs grouped into variants and factors, and the per-run figures derived from a run's
+history (convergence speed, stability, overfitting gap).
+
+Inputs are plain data: index rows as ``StudyStore.rows()`` gives them (``run_id``,
+``variant_id``, ``variant_label``, ``variant`` (column → value), ``seed``, ``config``,
+``status``, ``final``, ``error``, ``diverged_epoch``) and run records as
+``StudyStore.load_record`` gives them (``history``, ``batch_losses``, ``probes``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Final metrics taken from a run's ``final`` dict.
+FINAL_METRICS = ("test_accuracy", "test_loss", "test_cross_entropy", "best_val_accuracy")
+#: Metrics derived from a run's history.
+HISTORY_METRICS = ("convergence_epoch", "stability", "overfit_gap")
+METRICS = FINAL_METRICS + HISTORY_METRICS
+
+#: What each metric is called in tables and sentences, and whether higher is better.
+METRIC_INFO: dict[str, tuple[str, bool]] = {
+    "test_accuracy": ("test accuracy", True),
+    "test_loss": ("test loss (own loss)", False),
+    "test_cross_entropy": ("test cross-entropy", False),
+    "best_val_accuracy": ("best validation accuracy", True),
+    "convergence_epoch": ("epochs to 95 % of final val. accuracy", False),
+    "stability": ("std of val. accuracy, last 5 epochs", False),
+    "overfit_gap": ("final train − val. accuracy", False),
+}
+
+#: Config paths that never make two runs different experiments.
+IGNORED_PATHS = ("seed", "name", "device", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One ``[[vary]]`` table: its dotted paths, their table columns and its levels."""
+
+    paths: tuple[str, ...]
+    columns: tuple[str, ...]
+    levels: tuple[tuple[str, ...], ...] = ()  # column values of each level, in plan order
+
+    @property
+    def name(self) -> str:
+        return self.columns[0]
+
+    def level_of(self, values: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(str(values.get(c)) for c in self.columns)
+
+    def level_label(self, level: tuple[str, ...]) -> str:
+        """``relu``; for a zipped factor the first column's value, with the other columns
+        added only where the first does not tell the levels apart."""
+        if len(self.columns) == 1:
+            return level[0]
+        firsts = [lv[0] for lv in self.levels]
+        if firsts.count(level[0]) <= 1:
+            return level[0]
+        rest = ", ".join(f"{c}={v}" for c, v in zip(self.columns[1:], level[1:], strict=True))
+        return f"{level[0]} ({rest})"
+
+    def describe(self, values: dict[str, Any]) -> str:
+        """``dataset=moons``: this factor's part of a stratum description."""
+        level = self.level_of(values)
+        return f"{self.columns[0]}={self.level_label(level)}"
+
+
+@dataclass
+class Variant:
+    """The runs of one variant (all seeds, every status)."""
+
+    variant_id: str
+    label: str
+    values: dict[str, str]
+    config: dict[str, Any]  # resolved config of its first run
+    runs: list[dict[str, Any]] = field(default_factory=list)  # index rows, in plan order
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id → record
+    run_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id → metrics
+
+    def with_status(self, *statuses: str) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] in statuses]
+
+    @property
+    def done(self) -> list[dict[str, Any]]:
+        return self.with_status("done")
+
+    @property
+    def at_chance(self) -> list[dict[str, Any]]:
+        return [r for r in self.done if (r.get("final") or {}).get("at_chance")]
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        """Seed → value of ``metric`` over the variant's ``done`` runs (finite values)."""
+        out = {}
+        for row in self.done:
+            value = self.run_metrics.get(row["run_id"], {}).get(metric)
+            if value is not None and math.isfinite(value):
+                out[row["seed"]] = float(value)
+        return out
+
+    def values_of(self, metric: str) -> list[float]:
+        return list(self.by_seed(metric).values())
+
+
+def history_metrics(history: list[dict[str, Any]], last: int = 5) -> dict[str, float | None]:
+    """From one run's per-epoch history:
+
+    - ``convergence_epoch``: first epoch whose validation accuracy reaches 95 % of the final
+      validation accuracy;
+    - ``stability``: std (ddof 0) of validation accuracy over the last ``last`` epochs;
+    - ``overfit_gap``: final train accuracy − final validation accuracy.
+
+    None where the run has no validation data.
+
+    >>> h = [{"epoch": e, "train_accuracy": a + 0.05, "val_accuracy": a}
+    ...      for e, a in enumerate([0.5, 0.8, 0.9, 0.9], start=1)]
+    >>> history_metrics(h)["convergence_epoch"]
+    3
+    """
+    val = [
+        (h["epoch"], h["val_accuracy"]) for h in history if h.get("val_accuracy") is not None
+    ]
+    out: dict[str, float | None] = dict.fromkeys(HISTORY_METRICS)
+    if not val:
+        return out
+    final = val[-1][1]
+    out["convergence_epoch"] = next(e for e, a in val if a >= 0.95 * final)
+    tail = np.asarray([a for _, a in val[-last:]], dtype=float)
+    out["stability"] = float(tail.std()) if len(tail) >= 2 else None
+    train = history[-1].get("train_accuracy")
+    if train is not None and history[-1].get("val_accuracy") is not None:
+        out["overfit_gap"] = float(train) - float(history[-1]["val_accuracy"])
+    return out
+
+
+def run_metrics(row: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
+    """All per-run metrics: the final ones from the index row, the rest from the history."""
+    final = row.get("final") or (record or {}).get("final") or {}
+    out: dict[str, Any] = {m: final.get(m) for m in FINAL_METRICS}
+    out.update(history_metrics((record or {}).get("history") or []))
+    return out
+
+
+def build_factors(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[Factor]:
+    """Factors from ``study.json``'s ``factors`` and ``columns``, levels from the rows."""
+    columns_of = info.get("columns", {})
+    factors = []
+    for paths in info.get("factors", []):
+        cols = tuple(dict.fromkeys(columns_of.get(p, p) for p in paths))
+        levels: list[tuple[str, ...]] = []
+        for row in rows:
+            level = tuple(str((row.get("variant") or {}).get(c)) for c in cols)
+            if level not in levels:
+                levels.append(level)
+        factors.append(Factor(tuple(paths), cols, tuple(levels)))
+    return factors
+
+
+def build_variants(
+    rows: list[dict[str, Any]], records: dict[str, dict[str, Any]] | None = None
+) -> list[Variant]:
+    """Group rows by variant (plan order) and compute every run's metrics."""
+    records = records or {}
+    variants: dict[str, Variant] = {}
+    for row in rows:
+        vid = row.get("variant_id") or row["variant_label"]
+        if vid not in variants:
+            config = {k: v for k, v in (row.get("config") or {}).items() if k != "seed"}
+            variants[vid] = Variant(
+                vid, row["variant_label"], dict(row.get("variant") or {}), config
+            )
+        variant = variants[vid]
+        variant.runs.append(row)
+        record = records.get(row["run_id"])
+        if record is not None:
+            variant.records[row["run_id"]] = record
+        variant.run_metrics[row["run_id"]] = run_metrics(row, record)
+    return list(variants.values())
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists stay whole values."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out

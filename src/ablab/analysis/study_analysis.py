@@ -1,0 +1,153 @@
+"""Everything the report says, computed once from what a study directory holds.
+
+    >>> from ablab.store import StudyStore                          # doctest: +SKIP
+    >>> a = analyze(StudyStore.existing("out/moons"))               # doctest: +SKIP
+    >>> print("\\n".join(a.verdicts))                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ablab.analysis.checks import methodology_warnings
+from ablab.analysis.compare import Comparison, Ranking, compare_all, rank_factor
+from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
+from ablab.analysis.stats import describe
+from ablab.analysis.verdicts import (
+    ranking_sentence,
+    status_line,
+    variant_status_sentences,
+    verdict,
+)
+
+STATUS_ORDER = ("done", "diverged", "failed", "running", "pending")
+
+
+@dataclass
+class StudyAnalysis:
+    name: str
+    description: str
+    study_text: str
+    factors: list[Factor]
+    columns: list[str]
+    variants: list[Variant]
+    counts: dict[str, int]
+    summary: pd.DataFrame  # one row per variant
+    runs: pd.DataFrame  # one row per run
+    comparisons: list[Comparison]
+    rankings: list[Ranking]
+    verdicts: list[str]  # accuracy comparisons, then rankings
+    status_sentences: list[str]  # diverged / failed / at-chance variants
+    warnings: list[str]
+    status: str  # "12 of 18 runs done; 6 pending"
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.counts.get("pending", 0) + self.counts.get("running", 0) == 0
+
+    def comparisons_on(self, metric: str) -> list[Comparison]:
+        return [c for c in self.comparisons if c.metric == metric]
+
+
+def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
+    """Per variant: counts by status, then for each metric n, mean, std, t CI and (for
+    small or skewed samples) a bootstrap CI, over ``done`` runs only."""
+    records = []
+    for v in variants:
+        row: dict[str, Any] = {"variant": v.label, **{c: v.values.get(c) for c in columns}}
+        row.update(
+            runs=len(v.runs),
+            done=len(v.done),
+            diverged=len(v.with_status("diverged")),
+            failed=len(v.with_status("failed")),
+            pending=len(v.with_status("pending", "running")),
+            at_chance=len(v.at_chance),
+        )
+        for metric in METRICS:
+            d = describe(v.values_of(metric))
+            for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
+                row[f"{metric}_{key}"] = d[key]
+            row[f"{metric}_ci_method"] = d["ci_method"]
+        records.append(row)
+    return pd.DataFrame.from_records(records)
+
+
+def runs_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
+    """One row per run, plan order within variants: factors, seed, status, metrics."""
+    records = []
+    for v in variants:
+        for row in v.runs:
+            final = row.get("final") or {}
+            record = {"run_id": row["run_id"], **{c: v.values.get(c) for c in columns}}
+            record.update(seed=row["seed"], status=row["status"])
+            record.update(v.run_metrics.get(row["run_id"], {}))
+            record.update(
+                at_chance=final.get("at_chance"),
+                epochs_run=final.get("epochs_run"),
+                seconds=final.get("seconds") or row.get("seconds"),
+                diverged_epoch=row.get("diverged_epoch"),
+                error=(row.get("error") or "").strip().splitlines()[-1][:200]
+                if row.get("error") else None,
+            )
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def analyze_runs(
+    info: dict[str, Any],
+    rows: list[dict[str, Any]],
+    records: dict[str, dict[str, Any]] | None = None,
+    study_text: str = "",
+) -> StudyAnalysis:
+    """The whole analysis from plain data: ``info`` as in ``study.json`` (name,
+    description, factors, columns), index rows, and run records by run id."""
+    factors = build_factors(info, rows)
+    columns = [c for f in factors for c in f.columns]
+    variants = build_variants(rows, records)
+    counts = dict.fromkeys(STATUS_ORDER, 0)
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    comparisons = compare_all(factors, variants)
+    rankings = [
+        r
+        for f in factors
+        for r in rank_factor(f, factors, variants, comparisons, "test_accuracy")
+    ]
+    accuracy = [c for c in comparisons if c.metric == "test_accuracy"]
+    verdicts = [verdict(c) for c in accuracy] + [ranking_sentence(r) for r in rankings]
+    sentences = [s for v in variants for s in variant_status_sentences(v)]
+    at_chance = sum(len(v.at_chance) for v in variants)
+    return StudyAnalysis(
+        name=info.get("name", ""),
+        description=(info.get("description") or "").strip(),
+        study_text=study_text,
+        factors=factors,
+        columns=columns,
+        variants=variants,
+        counts=counts,
+        summary=summary_table(variants, columns),
+        runs=runs_table(variants, columns),
+        comparisons=comparisons,
+        rankings=rankings,
+        verdicts=verdicts,
+        status_sentences=sentences,
+        warnings=methodology_warnings(variants, factors, comparisons),
+        status=status_line(counts, at_chance),
+        overrides=list(info.get("overrides") or []),
+    )
+
+
+def analyze(store) -> StudyAnalysis:
+    """Analyze a study directory (a ``StudyStore``): reads the index and every record."""
+    rows = store.rows()
+    records = {}
+    for row in rows:
+        if row["status"] in ("done", "diverged"):
+            record = store.load_record(row["run_id"])
+            if record is not None:
+                records[row["run_id"]] = record
+    return analyze_runs(store.study_info(), rows, records, store.study_text())

@@ -1,0 +1,182 @@
+"""Verdict sentences: what each comparison shows, and no more.
+
+"beats" only when the Holm-adjusted p < 0.05 AND the CI of the difference excludes 0;
+otherwise "not distinguishable". Variants that diverged, failed or did not learn get
+their own sentences.
+
+    >>> format_p(0.0496), format_p(0.0504), format_p(0.00001)
+    ('0.0496', '0.0504', '< 0.001')
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ablab.analysis.compare import Comparison, Ranking
+from ablab.analysis.runs import METRIC_INFO, Variant
+from ablab.analysis.stats import ALPHA
+
+MINUS = "\u2212"
+
+
+def format_p(p: float) -> str:
+    """Two significant digits, more where rounding would cross 0.05; "< 0.001" below."""
+    if not math.isfinite(p):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    for digits in range(2, 7):
+        text = f"{p:.{digits}g}"
+        if (float(text) < ALPHA) == (p < ALPHA) and float(text) != ALPHA:
+            break
+    if "e" in text:
+        text = f"{p:.{digits + 2}f}"
+    return text
+
+
+def _num(value: float, metric: str, signed: bool) -> str:
+    if math.isinf(value):
+        return ("+" if value > 0 and signed else "") + ("∞" if value > 0 else f"{MINUS}∞")
+    if metric.endswith("accuracy") or metric in ("stability", "overfit_gap"):
+        text = f"{value * 100:{'+' if signed else ''}.1f}"
+    else:
+        text = f"{value:{'+' if signed else ''}.3f}"
+    return text.replace("-", MINUS)
+
+
+def unit(metric: str) -> str:
+    return " pp" if metric.endswith("accuracy") else ""
+
+
+def format_diff(value: float, metric: str, signed: bool = True) -> str:
+    """``+1.2 pp`` for accuracies (percentage points), ``−0.034`` for losses."""
+    return _num(value, metric, signed) + unit(metric)
+
+
+def format_ci(low: float, high: float, metric: str, signed: bool = True) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "95 % CI n/a"
+    return f"95 % CI {_num(low, metric, signed)} to {_num(high, metric, signed)}"
+
+
+def format_effect(value: float, name: str) -> str:
+    if math.isnan(value):
+        return f"{name} n/a"
+    if math.isinf(value):
+        return f"|{name}| = ∞ (no seed-to-seed variation)"
+    return f"{name} = {value:.1f}".replace("-", MINUS)
+
+
+def _n(c: Comparison) -> str:
+    r = c.result
+    return f"n = {r.n_a}" if r.n_a == r.n_b else f"n = {r.n_a} and {r.n_b}"
+
+
+def _p(c: Comparison) -> str:
+    text = format_p(c.p_holm)
+    text = f"p {text}" if text.startswith("<") else f"p = {text}"
+    return text + (" after Holm" if c.family_size > 1 else "")
+
+
+def verdict(c: Comparison) -> str:
+    """One sentence for one comparison; the numbers say exactly what the words say."""
+    r = c.result
+    where = f"On {c.stratum}, " if c.stratum else ""
+    what = METRIC_INFO[c.metric][0]
+    test = "paired by seed" if r.test == "paired t" else "Welch"
+    if not c.testable:
+        shown = "no finished runs" if min(r.n_a, r.n_b) == 0 else "fewer than 2 finished runs"
+        diff = (
+            f"{format_diff(r.diff, c.metric)} {what}, "
+            if math.isfinite(r.diff) else ""
+        )
+        return (
+            f"{where}{c.level_a} vs {c.level_b}: {diff}{shown} on a side ({_n(c)}): "
+            "no test possible, not distinguishable."
+        )
+    if c.significant:
+        winner_is_a = c.winner == c.level_a
+        win, lose = (c.level_a, c.level_b) if winner_is_a else (c.level_b, c.level_a)
+        sign = 1.0 if r.diff > 0 else -1.0  # the CI of |difference|
+        low, high = sorted((sign * r.ci_low, sign * r.ci_high))
+        by = format_diff(abs(r.diff), c.metric, signed=False)
+        lower = "" if c.higher_is_better else "lower "
+        sentence = (
+            f"{win} beats {lose} by {by} {lower}{what} "
+            f"({format_ci(low, high, c.metric, signed=False)}, {_p(c)}, "
+            f"{format_effect(abs(r.effect), r.effect_name)}, {_n(c)}, {test})."
+        )
+        return where + sentence if where else sentence[0].upper() + sentence[1:]
+    return (
+        f"{where}{c.level_a} vs {c.level_b}: {format_diff(r.diff, c.metric)} {what} "
+        f"({format_ci(r.ci_low, r.ci_high, c.metric)}, {_p(c)}, "
+        f"{format_effect(r.effect, r.effect_name)}, {_n(c)}, {test}): not distinguishable."
+    )
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f} %"
+
+
+def variant_status_sentences(v: Variant) -> list[str]:
+    """Sentences for a variant whose runs diverged, failed or ended at chance."""
+    out = []
+    total = len(v.runs)
+    chance = v.at_chance
+    label = v.label or "The base recipe"
+    if chance:
+        level = (chance[0].get("final") or {}).get("chance_accuracy")
+        at = f" ({_pct(level)})" if level is not None else ""
+        if len(chance) == len(v.done):
+            out.append(
+                f"{label} did not learn: {len(chance)} of {total} runs at chance{at}."
+            )
+        else:
+            out.append(
+                f"{label}: {len(chance)} of {total} runs at chance{at}; they are kept in "
+                "its means and counted in the at-chance column."
+            )
+    diverged = v.with_status("diverged")
+    if diverged:
+        epochs = ", ".join(str(r.get("diverged_epoch")) for r in diverged)
+        out.append(
+            f"{label}: {len(diverged)} of {total} runs diverged (at epoch {epochs}); they "
+            "are left out of its means."
+        )
+    failed = v.with_status("failed")
+    if failed:
+        reason = (failed[0].get("error") or "unknown error").strip().splitlines()[-1][:120]
+        out.append(
+            f"{label}: {len(failed)} of {total} runs failed ({reason}); they are left out "
+            "of its means."
+        )
+    return out
+
+
+def ranking_sentence(r: Ranking) -> str:
+    """``On dataset=moons, activation by test accuracy: a (a) 84.8 %, ...``."""
+    where = f"On {r.stratum}, " if r.stratum else ""
+    parts = []
+    for level, mean, letters in zip(r.levels, r.means, r.letters, strict=True):
+        shown = f"{mean * 100:.1f} %" if r.metric.endswith("accuracy") else f"{mean:.3f}"
+        parts.append(f"{level} {shown} ({letters})")
+    groups = r.groups()
+    tail = (
+        "all tied" if len(groups) == 1
+        else "levels sharing a letter are not distinguishable"
+    )
+    text = f"{where}{r.factor} by {METRIC_INFO[r.metric][0]}: {', '.join(parts)}; {tail}."
+    return text[0].upper() + text[1:] if not where else text
+
+
+def status_line(counts: dict[str, Any], at_chance: int = 0) -> str:
+    """``12 of 18 runs done; 6 pending`` (diverged, failed, at-chance added when any)."""
+    total = sum(counts.get(k, 0) for k in ("pending", "running", "done", "diverged", "failed"))
+    parts = [f"{counts.get('done', 0)} of {total} runs done"]
+    for key in ("running", "pending", "diverged", "failed"):
+        if counts.get(key):
+            parts.append(f"{counts[key]} {key}")
+    if at_chance:
+        parts.append(f"{at_chance} of the done runs at chance")
+    return "; ".join(parts)

@@ -1,0 +1,49 @@
+"""The report: figures (matplotlib) and the self-contained HTML / Markdown report.
+
+``write_report(store)`` writes ``report.html``, ``report.md`` and ``figures/``; the
+``fig_*`` functions return matplotlib Figures for notebooks.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # headless; figures are built without pyplot anyway
+
+from ablab.report.figures import (  # noqa: E402
+    FIGURES,
+    fig_activation_histograms,
+    fig_batch_losses,
+    fig_dead_units,
+    fig_decision_boundaries,
+    fig_final_metrics,
+    fig_gradient_norms,
+    fig_learning_curves,
+    fig_learning_rate,
+    fig_zero_activations,
+    save_figure,
+    variant_colors,
+)
+from ablab.report.writer import (  # noqa: E402
+    render_html,
+    render_markdown,
+    report_context,
+    write_report,
+)
+
+__all__ = [
+    "FIGURES",
+    "fig_activation_histograms",
+    "fig_batch_losses",
+    "fig_dead_units",
+    "fig_decision_boundaries",
+    "fig_final_metrics",
+    "fig_gradient_norms",
+    "fig_learning_curves",
+    "fig_learning_rate",
+    "fig_zero_activations",
+    "render_html",
+    "render_markdown",
+    "report_context",
+    "save_figure",
+    "variant_colors",
+    "write_report",
+]

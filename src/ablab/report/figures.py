@@ -1,0 +1,487 @@
+"""The report's figures, one function each: ``fig_*(analysis) -> matplotlib Figure`` (or
+None when the study has nothing to draw), so a notebook can call them directly::
+
+    >>> from ablab.analysis import analyze                           # doctest: +SKIP
+    >>> fig = fig_learning_curves(analyze(store)); fig                # doctest: +SKIP
+
+Figures are built without pyplot (``matplotlib.figure.Figure``: no global state, no GUI
+backend) with large fonts for print. Each variant keeps one colour in every figure
+(:func:`variant_colors`). :func:`save_figure` writes PNG + SVG.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import PowerNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ablab.analysis import StudyAnalysis, Variant
+from ablab.analysis.curves import (
+    activation_hist,
+    batch_curve,
+    boundary_of,
+    decode_grid,
+    has_history,
+    history_curve,
+    probe_matrix,
+)
+from ablab.analysis.runs import METRIC_INFO
+
+STYLE = {
+    "font.size": 13,
+    "axes.titlesize": 14,
+    "axes.labelsize": 13,
+    "xtick.labelsize": 12,
+    "ytick.labelsize": 12,
+    "legend.fontsize": 12,
+    "figure.titlesize": 16,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "ablab",  # stable SVG ids
+    "svg.fonttype": "none",
+}
+PALETTE = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
+]
+
+
+def styled(fn: Callable) -> Callable:
+    """Build the figure inside the report's style (rcParams are read at creation)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def variant_colors(a: StudyAnalysis) -> dict[str, str]:
+    """The fixed variant → colour mapping (plan order; cycles past 10 variants)."""
+    if len(a.variants) <= len(PALETTE):
+        return {v.label: PALETTE[i] for i, v in enumerate(a.variants)}
+    cmap = matplotlib.colormaps["tab20"]
+    return {v.label: matplotlib.colors.to_hex(cmap(i % 20)) for i, v in enumerate(a.variants)}
+
+
+def short_label(a: StudyAnalysis, v: Variant) -> str:
+    """``activation=relu, dataset=moons``: each factor's first column only."""
+    if not a.factors:
+        return v.label or a.name
+    return ", ".join(f.describe(v.values) for f in a.factors)
+
+
+def _legend_below(fig: Figure, axes, ncol: int | None = None) -> None:
+    handles, labels = [], []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        ncol = ncol or min(3, len(labels))
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+        rows = math.ceil(len(labels) / ncol)
+        fig.subplots_adjust(bottom=min(0.5, (0.75 + 0.32 * rows) / fig.get_figheight()))
+
+
+def _validated_on_test(a: StudyAnalysis) -> bool:
+    return any((v.config.get("dataset") or {}).get("validate_on") == "test" for v in a.variants)
+
+
+@styled
+def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
+    """Train / validation loss and accuracy per epoch: mean over seeds, 95 % CI band."""
+    colors = variant_colors(a)
+    val = "validation (= TEST set)" if _validated_on_test(a) else "validation"
+    panels = [
+        ("train_loss", "train loss (own loss)", "loss"),
+        ("val_loss", f"{val} loss (own loss)", "loss"),
+        ("train_accuracy", "train accuracy", "accuracy"),
+        ("val_accuracy", f"{val} accuracy", "accuracy"),
+    ]
+    if not any(has_history(v, "train_loss") for v in a.variants):
+        return None
+    fig = Figure(figsize=(13, 9.5))
+    axes = fig.subplots(2, 2, sharex=True)
+    for ax, (key, title, ylabel) in zip(axes.ravel(), panels, strict=True):
+        for v in a.variants:
+            if not has_history(v, key):
+                continue
+            c = history_curve(v, key)
+            scale = 100.0 if key.endswith("accuracy") else 1.0
+            ax.plot(c["epochs"], c["mean"] * scale, color=colors[v.label], lw=2,
+                    label=short_label(a, v))
+            ax.fill_between(c["epochs"], c["low"] * scale, c["high"] * scale,
+                            color=colors[v.label], alpha=0.18, lw=0)
+        ax.set_title(title)
+        ax.set_ylabel("accuracy (%)" if ylabel == "accuracy" else "loss")
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle("Learning curves (mean over seeds, band = 95 % CI)")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    _legend_below(fig, axes)
+    return fig
+
+
+@styled
+def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
+    """Dot plot of the final metrics: mean with 95 % CI per variant, each seed a dot."""
+    colors = variant_colors(a)
+    metrics = ["test_accuracy", "test_cross_entropy"]
+    if not any(v.values_of("test_accuracy") for v in a.variants):
+        return None
+    n = len(a.variants)
+    fig = Figure(figsize=(13, 1.8 + 0.55 * n))
+    axes = fig.subplots(1, len(metrics), sharey=True)
+    ys = np.arange(n)[::-1]
+    for ax, metric in zip(axes, metrics, strict=True):
+        scale = 100.0 if metric.endswith("accuracy") else 1.0
+        for y, v in zip(ys, a.variants, strict=True):
+            values = np.asarray(v.values_of(metric)) * scale
+            row = a.summary.loc[a.summary["variant"] == v.label].iloc[0]
+            if len(values):
+                ax.scatter(values, np.full(len(values), y) + 0.18, s=22, facecolors="none",
+                           edgecolors=colors[v.label], lw=1.2, zorder=3)
+                mean = row[f"{metric}_mean"] * scale
+                low = row[f"{metric}_ci_low"] * scale
+                high = row[f"{metric}_ci_high"] * scale
+                if np.isfinite(low):
+                    ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o",
+                                color=colors[v.label], ms=8, capsize=5, lw=2, zorder=4)
+                else:
+                    ax.plot(mean, y, "o", color=colors[v.label], ms=8, zorder=4)
+            else:
+                ax.text(0.02, y, "no finished runs", transform=ax.get_yaxis_transform(),
+                        va="center", color="#888")
+        name = METRIC_INFO[metric][0]
+        better = "higher is better" if METRIC_INFO[metric][1] else "lower is better"
+        ax.set_xlabel(f"{name}{' (%)' if scale == 100 else ''} — {better}")
+        ax.set_title(name)
+    axes[0].set_yticks(ys, [short_label(a, v) for v in a.variants])
+    axes[0].set_ylim(-0.7, n - 0.3)
+    fig.suptitle("Final metrics: mean and 95 % CI (t) over seeds; circles = single seeds")
+    fig.tight_layout()
+    return fig
+
+
+@styled
+def fig_batch_losses(a: StudyAnalysis) -> Figure | None:
+    """Training loss of every batch (mean over seeds)."""
+    colors = variant_colors(a)
+    curves = [(v, batch_curve(v)) for v in a.variants]
+    curves = [(v, c) for v, c in curves if len(c["mean"])]
+    if not curves:
+        return None
+    fig = Figure(figsize=(13, 6))
+    ax = fig.subplots()
+    positive = True
+    for v, c in curves:
+        ax.plot(c["steps"], c["mean"], color=colors[v.label], lw=1.5, label=short_label(a, v))
+        positive &= bool(np.nanmin(c["mean"]) > 0)
+    if positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("training batch (step)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("training loss (own loss)" + (", log scale" if positive else ""))
+    ax.set_title("Per-batch training loss (mean over seeds)")
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    _legend_below(fig, [ax])
+    return fig
+
+
+@styled
+def fig_learning_rate(a: StudyAnalysis) -> Figure | None:
+    """The learning rate of each epoch."""
+    colors = variant_colors(a)
+    items = [(v, history_curve(v, "lr")) for v in a.variants if has_history(v, "lr")]
+    if not items:
+        return None
+    fig = Figure(figsize=(13, 5))
+    ax = fig.subplots()
+    for k, (v, c) in enumerate(items):
+        ax.plot(c["epochs"], c["mean"], color=colors[v.label], lw=2.5,
+                ls=["-", "--", ":", "-."][k % 4], label=short_label(a, v))
+    values = np.concatenate([c["mean"] for _, c in items])
+    values = values[np.isfinite(values) & (values > 0)]
+    title = "Learning rate per epoch"
+    if len(values) and values.max() / values.min() > 20:
+        ax.set_yscale("log")
+    elif len(values) and values.max() == values.min():
+        ax.set_ylim(0, values.max() * 1.5)
+        title += f" (constant: {values.max():g} in every variant)"
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    fig.tight_layout(rect=(0, 0.18, 1, 1))
+    _legend_below(fig, [ax])
+    return fig
+
+
+def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(max_cols, n)
+    return math.ceil(n / cols), cols
+
+
+def _unit_heatmap(a: StudyAnalysis, key: str, title: str, cbar: str) -> Figure | None:
+    colors = variant_colors(a)
+    mats = [(v, probe_matrix(v, "dead_units", key)) for v in a.variants]
+    mats = [(v, m) for v, m in mats if m is not None]
+    shown = [(v, m) for v, m in mats if m["defined"]]
+    undefined = [short_label(a, v) for v, m in mats if not m["defined"]]
+    if not shown:
+        return None
+    rows, cols = _grid(len(shown), max_cols=2)
+    height = 1.4 + 0.9 * max(len(m["layers"]) for _, m in shown)
+    fig = Figure(figsize=(6.5 * cols + 1.5, height * rows + 1.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    image = None
+    for ax, (v, m) in zip(axes, shown, strict=False):
+        epochs = m["epochs"]
+        image = ax.imshow(
+            m["values"] * 100, aspect="auto", cmap="magma", vmin=0, vmax=100,
+            interpolation="nearest",
+            extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(m["layers"]) - 0.5, -0.5),
+        )
+        ax.set_yticks(range(len(m["layers"])),
+                      [f"{n}\n({k})" for n, k in zip(m["layers"], m["kinds"], strict=False)])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(short_label(a, v), color=colors[v.label], fontsize=13)
+        ax.set_xlabel("epoch")
+        ax.grid(False)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=list(axes[: len(shown)]), label=cbar, shrink=0.9)
+    note = f"\nnot defined for bounded activations: {'; '.join(undefined)}" if undefined else ""
+    fig.suptitle(title + note)
+    return fig
+
+
+@styled
+def fig_dead_units(a: StudyAnalysis) -> Figure | None:
+    """Dead units per layer and epoch: units off for every input of the probe batch."""
+    return _unit_heatmap(
+        a, "dead_unit_fraction",
+        "Dead units (off for every probe input), layer × epoch, mean over seeds",
+        "dead units (% of the layer's units)",
+    )
+
+
+@styled
+def fig_zero_activations(a: StudyAnalysis) -> Figure | None:
+    """Zero-activation fraction (sparsity): the share of all outputs that are off — what
+    some reports call "dead ReLU %", which is not the same as dead units."""
+    return _unit_heatmap(
+        a, "zero_activation_fraction",
+        "Zero-activation fraction (share of outputs that are off — sparsity, NOT dead units)",
+        "outputs off (% of all values)",
+    )
+
+
+@styled
+def fig_activation_histograms(a: StudyAnalysis) -> Figure | None:
+    """Activation distributions per layer over training: rows = variants, columns =
+    layers; colour = share of values in each bin at each epoch (sqrt scale)."""
+    colors = variant_colors(a)
+    hists = []
+    for v in a.variants:
+        per_layer = []
+        layer = 0
+        while (h := activation_hist(v, layer)) is not None:
+            per_layer.append(h)
+            layer += 1
+        if per_layer:
+            hists.append((v, per_layer))
+    if not hists:
+        return None
+    cols = max(len(p) for _, p in hists)
+    rows = len(hists)
+    fig = Figure(figsize=(5.2 * cols + 1.5, 2.9 * rows + 1.2), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    image = None
+    for r, (v, per_layer) in enumerate(hists):
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(per_layer):
+                ax.set_visible(False)
+                continue
+            h = per_layer[c]
+            e = h["epochs"]
+            image = ax.imshow(
+                h["density"], aspect="auto", origin="lower", cmap="viridis",
+                norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest",
+                extent=(e[0] - 0.5, e[-1] + 0.5, h["edges"][0], h["edges"][-1]),
+            )
+            ax.grid(False)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_title(f"{short_label(a, v)}\n{h['layer']} ({h['kind']})",
+                         color=colors[v.label], fontsize=12)
+            if c == 0:
+                ax.set_ylabel("activation value")
+            if r == rows - 1:
+                ax.set_xlabel("epoch")
+    fig.suptitle("Activation distributions per layer over training (probe batch, all seeds)")
+    fig.colorbar(image, ax=axes, label="share of values in bin (sqrt scale)", shrink=0.6)
+    return fig
+
+
+@styled
+def fig_gradient_norms(a: StudyAnalysis) -> Figure | None:
+    """Mean gradient norm of each layer's weight per epoch (log scale), one panel per
+    layer, one line per variant."""
+    colors = variant_colors(a)
+    mats = [(v, probe_matrix(v, "gradients", "grad_norm")) for v in a.variants]
+    mats = [(v, m) for v, m in mats if m is not None and m["defined"]]
+    if not mats:
+        return None
+    layers = max((m["layers"] for _, m in mats), key=len)
+    rows, cols = _grid(len(layers))
+    fig = Figure(figsize=(5.2 * cols, 4.2 * rows + 1.6))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for i, (ax, name) in enumerate(zip(axes, layers, strict=False)):
+        for v, m in mats:
+            if name not in m["layers"]:
+                continue
+            values = m["values"][m["layers"].index(name)]
+            ok = np.isfinite(values) & (values > 0)
+            ax.plot(np.asarray(m["epochs"])[ok], values[ok], color=colors[v.label], lw=2,
+                    label=short_label(a, v))
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"layer {name}")
+        ax.set_xlabel("epoch")
+        if i % cols == 0:
+            ax.set_ylabel("mean gradient norm (log)")
+    for ax in axes[len(layers):]:
+        ax.set_visible(False)
+    fig.suptitle("Gradient norm per layer (mean over batches and seeds)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    _legend_below(fig, axes)
+    return fig
+
+
+def _dataset_factor(a: StudyAnalysis):
+    return next((f for f in a.factors if any(p.startswith("dataset.") for p in f.paths)), None)
+
+
+@styled
+def fig_decision_boundaries(a: StudyAnalysis) -> Figure | None:
+    """Decision boundaries (first seed) on a variant × dataset grid, with the test points;
+    colour = P(class 1), black line = 0.5."""
+    items = [(v, boundary_of(v)) for v in a.variants]
+    items = [(v, b) for v, b in items if b is not None]
+    if not items:
+        return None
+    data_factor = _dataset_factor(a)
+    others = [f for f in a.factors if f is not data_factor]
+
+    def row_key(v: Variant) -> str:
+        return ", ".join(f.describe(v.values) for f in others) or "all"
+
+    def col_key(v: Variant) -> str:
+        return data_factor.describe(v.values) if data_factor else "data"
+
+    rows = list(dict.fromkeys(row_key(v) for v, _ in items))
+    cols = list(dict.fromkeys(col_key(v) for v, _ in items))
+    colors = variant_colors(a)
+    fig = Figure(figsize=(4.4 * len(cols) + 1.6, 4.2 * len(rows) + 0.8), layout="constrained")
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    image = None
+    for v, b in items:
+        ax = axes[rows.index(row_key(v)), cols.index(col_key(v))]
+        ax.set_visible(True)
+        prob = decode_grid(b["final"]["prob"], b["grid"])
+        extent = (*b["x_range"], *b["y_range"])
+        multi = b.get("num_classes", 2) > 2
+        if multi:
+            shown = decode_grid(b["final"]["argmax"], b["grid"], scale=1)
+            image = ax.imshow(shown, origin="lower", extent=extent, cmap="tab10",
+                              aspect="auto", alpha=0.5, vmin=0, vmax=9)
+        else:
+            image = ax.imshow(prob, origin="lower", extent=extent, cmap="RdBu_r", vmin=0,
+                              vmax=1, aspect="auto", alpha=0.75)
+            xs = np.linspace(*b["x_range"], b["grid"])
+            ys = np.linspace(*b["y_range"], b["grid"])
+            if prob.min() < 0.5 < prob.max():
+                ax.contour(xs, ys, prob, levels=[0.5], colors="k", linewidths=1.5)
+        pts = b["test_points"]
+        ax.scatter(pts["x"], pts["y"], c=pts["label"], cmap="RdBu_r" if not multi else "tab10",
+                   s=9, edgecolors="k", linewidths=0.3, vmin=0,
+                   vmax=1 if not multi else 9)
+        acc = b.get("test_accuracy")
+        acc_text = f", test acc. {acc * 100:.1f} %" if acc is not None else ""
+        ax.set_title(f"{row_key(v)}\n{col_key(v)} (seed {b['seed']}{acc_text})",
+                     fontsize=12, color=colors[v.label])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    fig.suptitle("Decision boundaries with the test points (first seed of each variant)")
+    if image is not None and not any(b.get("num_classes", 2) > 2 for _, b in items):
+        fig.colorbar(image, ax=axes, label="P(class 1)", shrink=0.6)
+    return fig
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str  # file stem
+    topic: str
+    title: str
+    caption: str
+    make: Callable[[StudyAnalysis], Figure | None]
+
+
+FIGURES = [
+    FigureSpec("final_metrics", "Results", "Final metrics",
+               "Mean and 95 % CI of test accuracy and test softmax cross-entropy per variant; "
+               "open circles are single seeds. Only finished (done) runs.", fig_final_metrics),
+    FigureSpec("learning_curves", "Training", "Learning curves",
+               "Mean over seeds with a 95 % CI band. Loss panels show each run's own loss.",
+               fig_learning_curves),
+    FigureSpec("batch_losses", "Training", "Per-batch training loss",
+               "Training loss of every batch, mean over seeds.", fig_batch_losses),
+    FigureSpec("learning_rate", "Training", "Learning rate",
+               "Learning rate in effect at each epoch.", fig_learning_rate),
+    FigureSpec("dead_units", "Diagnostics", "Dead units",
+               "Share of a layer's units that are off for every input of the probe batch.",
+               fig_dead_units),
+    FigureSpec("zero_activations", "Diagnostics", "Zero-activation fraction (sparsity)",
+               "Share of all activation values that are off; not the same as dead units.",
+               fig_zero_activations),
+    FigureSpec("activation_histograms", "Diagnostics", "Activation distributions",
+               "Histogram of each activation layer's outputs at every epoch (fixed range).",
+               fig_activation_histograms),
+    FigureSpec("gradient_norms", "Diagnostics", "Gradient norms per layer",
+               "Mean L2 norm of each layer's weight gradient per epoch, log scale.",
+               fig_gradient_norms),
+    FigureSpec("decision_boundaries", "Diagnostics", "Decision boundaries",
+               "Model probabilities on the input plane with the test points (first seed).",
+               fig_decision_boundaries),
+]
+
+
+def save_figure(fig: Figure, folder: Path, name: str, dpi: int = 110) -> dict[str, Path]:
+    """Write ``folder/name.png`` and ``folder/name.svg``; returns both paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"png": folder / f"{name}.png", "svg": folder / f"{name}.svg"}
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(paths["png"], dpi=dpi, metadata={"Software": None})
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    paths["svg"].write_text(buffer.getvalue(), encoding="utf-8")
+    return paths

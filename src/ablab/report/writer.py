@@ -1,0 +1,293 @@
+"""report.html (self-contained) and report.md (+ figures/) from a study directory.
+
+    >>> from ablab.store import StudyStore                          # doctest: +SKIP
+    >>> write_report(StudyStore.existing("out/moons"))               # doctest: +SKIP
+    {'html': PosixPath('out/moons/report.html'), 'markdown': PosixPath('out/moons/report.md')}
+
+The HTML carries every figure as a base64 data URI, its CSS inline, no script, and a
+Content-Security-Policy that forbids any request, so it opens offline and leaks nothing.
+Templates are jinja2 with autoescaping on: labels and descriptions from study files
+cannot inject markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ablab.analysis import StudyAnalysis, analyze
+from ablab.analysis.runs import METRIC_INFO
+from ablab.analysis.verdicts import MINUS, format_ci, format_diff, format_effect, format_p
+from ablab.report.figures import FIGURES, save_figure, short_label, variant_colors
+
+FIGURE_DIR = "figures"
+METHOD_NOTE = (
+    "Variants are compared on test accuracy and test softmax cross-entropy (the common "
+    "yardsticks), never on each run's own training loss. A variant \"beats\" another only "
+    "when the Holm-adjusted p < 0.05 and the 95 % CI of the difference excludes 0; "
+    "otherwise they are \"not distinguishable\"."
+)
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ablab.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_escape
+    env.filters["mdtable"] = md_table
+    return env
+
+
+def md_escape(text: Any) -> str:
+    """Text for Markdown: HTML-significant characters as entities, so a study's labels
+    cannot inject markup into a rendered write-up either."""
+    return (
+        str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    )
+
+
+def md_table(table: dict[str, Any]) -> str:
+    def cell(value: Any) -> str:
+        return md_escape(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "| " + " | ".join(cell(h) for h in table["header"]) + " |",
+        "|" + "|".join("---" for _ in table["header"]) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(c) for c in row["cells"]) + " |" for row in table["rows"]]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- formatting cells
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _scaled(x: float, metric: str) -> str:
+    if not _finite(x):
+        return "–"
+    if metric.endswith("accuracy") or metric in ("stability", "overfit_gap"):
+        return f"{x * 100:.1f}".replace("-", MINUS)
+    if metric == "convergence_epoch":
+        return f"{x:.1f}"
+    return f"{x:.3f}".replace("-", MINUS)
+
+
+def _mean_std(row, metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if not _finite(mean):
+        return "–"
+    if not _finite(std):
+        return _scaled(mean, metric)
+    return f"{_scaled(mean, metric)} ± {_scaled(std, metric)}"
+
+
+def _interval(low, high, metric: str) -> str:
+    if not (_finite(low) and _finite(high)):
+        return "–"
+    return f"[{_scaled(low, metric)}, {_scaled(high, metric)}]"
+
+
+def summary_tables(a: StudyAnalysis) -> tuple[dict, dict]:
+    """(main table: accuracy and cross-entropy with CIs; behaviour table)."""
+    colors = variant_colors(a)
+    header = [
+        "variant", "done / runs", "test acc. mean ± std", "95 % CI (t)", "95 % CI (bootstrap)",
+        "test CE mean ± std", "95 % CI (t)", "95 % CI (bootstrap)",
+        "diverged", "failed", "at chance", "pending",
+    ]
+    rows = []
+    behaviour_rows = []
+    val_on_test = {
+        v.label for v in a.variants
+        if (v.config.get("dataset") or {}).get("validate_on") == "test"
+    }
+    for v, (_, s) in zip(a.variants, a.summary.iterrows(), strict=True):
+        cells = [short_label(a, v), f"{int(s['done'])} / {int(s['runs'])}"]
+        for metric in ("test_accuracy", "test_cross_entropy"):
+            cells += [
+                _mean_std(s, metric),
+                _interval(s[f"{metric}_ci_low"], s[f"{metric}_ci_high"], metric),
+                _interval(s[f"{metric}_boot_low"], s[f"{metric}_boot_high"], metric),
+            ]
+        cells += [str(int(s[k])) for k in ("diverged", "failed", "at_chance", "pending")]
+        bad = bool(s["diverged"] or s["failed"] or s["at_chance"])
+        rows.append({"cells": cells, "color": colors[v.label], "bad": bad})
+        best_val = _mean_std(s, "best_val_accuracy")
+        if v.label in val_on_test and best_val != "–":
+            best_val += " (test set!)"
+        behaviour_rows.append(
+            {
+                "cells": [
+                    short_label(a, v), best_val,
+                    _mean_std(s, "convergence_epoch"), _mean_std(s, "stability"),
+                    _mean_std(s, "overfit_gap"), _mean_std(s, "test_loss"),
+                ],
+                "color": colors[v.label],
+            }
+        )
+    behaviour = {
+        "header": [
+            "variant", "best val. acc. (%)", "epochs to 95 % of final val. acc.",
+            "val. acc. std, last 5 epochs (pp)", "final train − val. acc. (pp)",
+            "test loss (own loss, not comparable across losses)",
+        ],
+        "rows": behaviour_rows,
+    }
+    return {"header": header, "rows": rows}, behaviour
+
+
+def comparisons_table(a: StudyAnalysis) -> dict:
+    header = ["factor", "within", "a vs b", "metric", "a − b", "95 % CI", "test",
+              "p", "p (Holm)", "effect", "n", "verdict"]
+    rows = []
+    for c in a.comparisons:
+        r = c.result
+        if c.significant:
+            word = f"{c.winner} better"
+        elif c.testable:
+            word = "not distinguishable"
+        else:
+            word = "no test"
+        rows.append({"cells": [
+            c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", METRIC_INFO[c.metric][0],
+            format_diff(r.diff, c.metric) if _finite(r.diff) else "–",
+            format_ci(r.ci_low, r.ci_high, c.metric).removeprefix("95 % CI "),
+            r.test, format_p(r.p), format_p(c.p_holm),
+            format_effect(r.effect, r.effect_name) if c.testable else "–",
+            f"{r.n_a} / {r.n_b}", word,
+        ]})
+    return {"header": header, "rows": rows}
+
+
+def runs_table(a: StudyAnalysis) -> dict:
+    header = ["run", *a.columns, "seed", "status", "test acc. (%)", "test CE", "test loss",
+              "best val. acc. (%)", "epochs", "seconds", "at chance", "note"]
+    rows = []
+    for _, r in a.runs.iterrows():
+        note = r.get("error") or (
+            f"diverged at epoch {int(r['diverged_epoch'])}"
+            if _finite(r.get("diverged_epoch")) else ""
+        )
+        rows.append({
+            "cells": [
+                r["run_id"], *[str(r[c]) for c in a.columns], str(r["seed"]), r["status"],
+                _scaled(r["test_accuracy"], "test_accuracy"),
+                _scaled(r["test_cross_entropy"], "test_loss"),
+                _scaled(r["test_loss"], "test_loss"),
+                _scaled(r["best_val_accuracy"], "test_accuracy"),
+                str(int(r["epochs_run"])) if _finite(r["epochs_run"]) else "–",
+                f"{r['seconds']:.1f}" if _finite(r["seconds"]) else "–",
+                "yes" if r["at_chance"] is True else "",
+                note or "",
+            ],
+            "bad": r["status"] in ("diverged", "failed") or r["at_chance"] is True,
+        })
+    return {"header": header, "rows": rows}
+
+
+def _verdict_items(a: StudyAnalysis) -> list[dict[str, str]]:
+    items = []
+    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=False):
+        kind = "beats" if c.significant else ("tie" if c.testable else "untestable")
+        items.append({"text": text, "kind": kind})
+    return items
+
+
+def _missing(a: StudyAnalysis) -> list[str]:
+    out = []
+    for v in a.variants:
+        left = len(v.with_status("pending", "running"))
+        if left:
+            out.append(f"{v.label}: {len(v.done)} of {len(v.runs)} runs done, {left} pending")
+    return out
+
+
+def _fence(text: str) -> str:
+    longest = max((len(s) for s in text.split("\n") if set(s.strip()) == {"`"}), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def render_figures(a: StudyAnalysis, folder: Path) -> list[dict[str, Any]]:
+    """Draw every figure the study has data for; save PNG + SVG under ``folder``; return
+    title, caption, topic, data URI and relative paths of each."""
+    out = []
+    for spec in FIGURES:
+        fig = spec.make(a)
+        stale = [folder / f"{spec.name}.png", folder / f"{spec.name}.svg"]
+        if fig is None:
+            for path in stale:
+                path.unlink(missing_ok=True)
+            continue
+        paths = save_figure(fig, folder, spec.name)
+        fig.clear()
+        data = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
+        out.append({
+            "name": spec.name, "topic": spec.topic, "title": spec.title,
+            "caption": spec.caption, "data_uri": f"data:image/png;base64,{data}",
+            "png": f"{FIGURE_DIR}/{spec.name}.png", "svg": f"{FIGURE_DIR}/{spec.name}.svg",
+        })
+    return out
+
+
+def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str, Any]:
+    from ablab import __version__
+
+    by_topic: dict[str, list] = {}
+    for f in figures:
+        by_topic.setdefault(f["topic"], []).append(f)
+    summary, behaviour = summary_tables(a)
+    n_acc = len(a.comparisons_on("test_accuracy"))
+    return {
+        "title": f"ablab report — {a.name}",
+        "description": a.description,
+        "overrides": a.overrides,
+        "status": a.status,
+        "complete": a.complete,
+        "missing": _missing(a),
+        "method_note": METHOD_NOTE,
+        "problems": a.status_sentences,
+        "verdicts": _verdict_items(a),
+        "rankings": a.verdicts[n_acc:],
+        "warnings": a.warnings,
+        "summary": summary,
+        "behaviour": behaviour,
+        "figures": by_topic,
+        "comparisons": comparisons_table(a),
+        "runs": runs_table(a),
+        "study_text": a.study_text,
+        "fence": _fence(a.study_text),
+        "version": __version__,
+    }
+
+
+def render_html(context: dict[str, Any]) -> str:
+    return _env().get_template("report.html").render(context)
+
+
+def render_markdown(context: dict[str, Any]) -> str:
+    return _env().get_template("report.md").render(context)
+
+
+def write_report(store) -> dict[str, Path]:
+    """Analyze the study in ``store`` and write ``report.html``, ``report.md`` and
+    ``figures/*.png|svg`` into its directory."""
+    from ablab.store import atomic_write_text
+
+    a = analyze(store)
+    root = Path(store.root)
+    figures = render_figures(a, root / FIGURE_DIR)
+    context = report_context(a, figures)
+    paths = {"html": root / "report.html", "markdown": root / "report.md"}
+    atomic_write_text(paths["html"], render_html(context))
+    atomic_write_text(paths["markdown"], render_markdown(context))
+    return paths

@@ -1,0 +1,392 @@
+"""Statistics, comparisons, warnings and verdict wording, on hand-built studies."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ablab.analysis import (
+    Comparison,
+    TwoSample,
+    analyze_runs,
+    bootstrap_ci,
+    build_factors,
+    build_variants,
+    cohens_d,
+    cohens_dz,
+    compact_letters,
+    compare_all,
+    compare_samples,
+    describe,
+    format_p,
+    history_metrics,
+    holm,
+    mean_ci,
+    results_frame,
+    status_line,
+    summary_frame,
+    verdict,
+    warn_confounds,
+    warn_few_seeds,
+    warn_loss_differs,
+    warn_noise,
+    warn_test_selection,
+)
+from ablab.analysis.checks import config_differences
+from ablab.analysis.compare import compare_variants
+from ablab.analysis.verdicts import variant_status_sentences
+
+# ---------------------------------------------------------------- hand-built studies
+
+BASE = {
+    "seed": 0,
+    "epochs": 5,
+    "batch_size": 64,
+    "dataset": {"name": "moons", "noise": 0.3, "validate_on": "holdout", "split_seed": None},
+    "model": {"name": "mlp", "activation": {"name": "relu"}, "hidden": [8]},
+    "loss": {"name": "cross_entropy", "label_smoothing": 0.0},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "schedule": {"name": "none"},
+    "early_stopping": None,
+}
+ACT = {
+    "name": "t",
+    "factors": [["model.activation"]],
+    "columns": {"model.activation": "activation"},
+}
+
+
+def make_row(act, seed, acc, status="done", dataset="moons", config=None, at_chance=False):
+    cfg = copy.deepcopy(config or BASE)
+    cfg["seed"] = seed
+    cfg["model"]["activation"] = {"name": act}
+    cfg["dataset"]["name"] = dataset
+    values = {"activation": act, "dataset": dataset}
+    label = f"activation={act}, dataset={dataset}"
+    final = None
+    if status == "done":
+        final = {
+            "test_accuracy": acc,
+            "test_loss": 1 - acc,
+            "test_cross_entropy": 1 - acc,
+            "best_val_accuracy": acc,
+            "chance_accuracy": 0.5,
+            "at_chance": at_chance,
+            "epochs_run": 5,
+        }
+    return {
+        "run_id": f"{act}-{dataset}-{seed}",
+        "variant_id": label,
+        "variant_label": label,
+        "variant": values,
+        "seed": seed,
+        "config": cfg,
+        "status": status,
+        "final": final,
+        "error": "RuntimeError: boom" if status == "failed" else None,
+        "diverged_epoch": 3 if status == "diverged" else None,
+    }
+
+
+def study_rows(a=(0.90, 0.91, 0.92), b=(0.80, 0.82, 0.81), seeds_b=None, **kw):
+    rows = [make_row("relu", s, x, **kw) for s, x in enumerate(a)]
+    seeds_b = seeds_b or range(len(b))
+    rows += [make_row("tanh", s, x, **kw) for s, x in zip(seeds_b, b, strict=True)]
+    return rows
+
+
+def analysis_of(rows, info=ACT):
+    return analyze_runs(info, rows, {})
+
+
+# ---------------------------------------------------------------- statistics vs scipy
+
+
+def test_mean_ci_matches_scipy_t_interval():
+    x = [0.81, 0.84, 0.79, 0.86, 0.83]
+    got = mean_ci(x)
+    low, high = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert got["ci_low"] == pytest.approx(low) and got["ci_high"] == pytest.approx(high)
+    assert got["std"] == pytest.approx(np.std(x, ddof=1))
+
+
+def test_describe_adds_bootstrap_for_small_or_skewed_samples():
+    small = describe([0.8, 0.85, 0.9])
+    assert small["ci_method"] == "bootstrap" and small["boot_low"] <= 0.85 <= small["boot_high"]
+    symmetric = describe([1, 2, 3, 4, 5, 6, 7, 8])
+    assert symmetric["ci_method"] == "t" and math.isnan(symmetric["boot_low"])
+    skewed = describe([1, 1, 1, 1, 1, 1, 1, 1, 1, 10])
+    assert abs(skewed["skew"]) > 1 and skewed["ci_method"] == "bootstrap"
+    constant = describe([0.5, 0.5, 0.5])
+    assert constant["ci_low"] == constant["ci_high"] == 0.5
+
+
+def test_bootstrap_ci_matches_scipy_with_same_generator():
+    x = np.array([0.1, 0.4, 0.35, 0.8, 0.5])
+    expected = stats.bootstrap(
+        (x,), np.mean, n_resamples=2000, method="percentile",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    assert bootstrap_ci(x) == pytest.approx((expected.low, expected.high))
+
+
+def test_paired_comparison_matches_ttest_rel():
+    a, b = [0.90, 0.91, 0.95, 0.88], [0.85, 0.88, 0.90, 0.86]
+    r = compare_samples(a, b, paired=True)
+    ref = stats.ttest_rel(a, b)
+    d = np.subtract(a, b)
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert r.test == "paired t" and r.p == pytest.approx(ref.pvalue)
+    assert (r.ci_low, r.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert r.effect_name == "d_z" and r.effect == pytest.approx(d.mean() / d.std(ddof=1))
+
+
+def test_welch_comparison_matches_ttest_ind():
+    a, b = [0.90, 0.91, 0.95, 0.88, 0.93], [0.85, 0.80, 0.90]
+    r = compare_samples(a, b, paired=False)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert r.test == "Welch t" and r.p == pytest.approx(ref.pvalue)
+    assert r.statistic == pytest.approx(ref.statistic)
+    va, vb = np.var(a, ddof=1) / 5, np.var(b, ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 2)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert r.ci_high - r.ci_low == pytest.approx(2 * half)
+
+
+def test_zero_variance_and_too_few_runs():
+    same = compare_samples([0.5, 0.5], [0.5, 0.5], paired=True)
+    assert same.p == 1.0 and same.diff == 0
+    shifted = compare_samples([0.6, 0.6, 0.6], [0.5, 0.5, 0.5], paired=True)
+    assert shifted.p == 0.0 and shifted.ci_low == pytest.approx(0.1)
+    single = compare_samples([0.9], [0.8, 0.7], paired=False)
+    assert single.test == "none" and math.isnan(single.p)
+
+
+def test_holm_against_hand_computation():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5]) == [0.5]
+    assert holm([0.4, 0.3]) == pytest.approx([0.6, 0.6])
+    got = holm([0.01, math.nan, 0.02])  # NaN is not in the family
+    assert got[0] == pytest.approx(0.02) and math.isnan(got[1]) and got[2] == pytest.approx(0.02)
+
+
+def test_cohens_d_by_hand():
+    a, b = [1, 2, 3, 4], [3, 4, 5, 6]
+    pooled = math.sqrt((3 * np.var(a, ddof=1) + 3 * np.var(b, ddof=1)) / 6)
+    assert cohens_d(a, b) == pytest.approx(-2 / pooled)
+    assert cohens_dz([1.0, 2.0, 3.0]) == pytest.approx(2.0)
+    assert cohens_d([1, 1], [0, 0]) == math.inf
+
+
+def test_compact_letters():
+    assert compact_letters(["a", "b", "c"], set()) == {"a": "a", "b": "a", "c": "a"}
+    letters = compact_letters(["x", "y", "z"], {frozenset("xy"), frozenset("xz")})
+    assert letters["x"] != letters["y"] and letters["y"] == letters["z"]
+
+
+def test_history_metrics():
+    h = [
+        {"epoch": e, "train_accuracy": t, "val_accuracy": v}
+        for e, (t, v) in enumerate(
+            [(0.5, 0.5), (0.7, 0.6), (0.9, 0.8), (0.95, 0.85), (0.97, 0.84), (0.99, 0.86)], 1
+        )
+    ]
+    m = history_metrics(h)
+    assert m["convergence_epoch"] == 4  # 0.95 * 0.86 = 0.817
+    assert m["stability"] == pytest.approx(np.std([0.6, 0.8, 0.85, 0.84, 0.86]))
+    assert m["overfit_gap"] == pytest.approx(0.13)
+    assert history_metrics([{"epoch": 1, "train_accuracy": 0.5, "val_accuracy": None}]) == {
+        "convergence_epoch": None, "stability": None, "overfit_gap": None,
+    }
+
+
+# ---------------------------------------------------------------- paired vs Welch
+
+
+def test_paired_when_same_seeds_and_split_else_welch():
+    variants = build_variants(study_rows())
+    assert compare_variants(variants[0], variants[1], "test_accuracy").test == "paired t"
+    other_seeds = build_variants(study_rows(seeds_b=[5, 6, 7]))
+    assert compare_variants(*other_seeds, "test_accuracy").test == "Welch t"
+    rows = study_rows()
+    for r in rows[3:]:
+        r["config"]["dataset"]["split_seed"] = 7  # another data split
+    assert compare_variants(*build_variants(rows), "test_accuracy").test == "Welch t"
+
+
+def test_comparisons_within_strata_and_holm_family():
+    info = {
+        "name": "t",
+        "factors": [["model.activation"], ["dataset.name"]],
+        "columns": {"model.activation": "activation", "dataset.name": "dataset"},
+    }
+    rows = study_rows() + study_rows(dataset="circles", a=(0.7, 0.72, 0.71), b=(0.7, 0.7, 0.73))
+    a = analysis_of(rows, info)
+    act = [c for c in a.comparisons if c.factor == "activation" and c.metric == "test_accuracy"]
+    assert {c.stratum for c in act} == {"dataset=moons", "dataset=circles"}
+    assert all(c.family_size == 2 for c in act)
+    assert holm([c.result.p for c in act]) == pytest.approx([c.p_holm for c in act])
+    by_data = [c for c in a.comparisons if c.factor == "dataset" and c.metric == "test_accuracy"]
+    assert all(c.result.test == "Welch t" for c in by_data)  # different data: not paired
+
+
+# ---------------------------------------------------------------- warnings
+
+
+def _factors_and_variants(rows, info=ACT):
+    return build_factors(info, rows), build_variants(rows)
+
+
+def test_warn_few_seeds():
+    factors, variants = _factors_and_variants(study_rows(a=(0.9, 0.91), b=(0.8, 0.82)))
+    assert len(warn_few_seeds(compare_all(factors, variants))) == 1
+    factors, variants = _factors_and_variants(study_rows())
+    assert warn_few_seeds(compare_all(factors, variants)) == []
+
+
+def test_warn_loss_differs():
+    rows = study_rows()
+    for r in rows[3:]:
+        r["config"]["loss"] = {"name": "bce_onehot"}
+    (warning,) = warn_loss_differs(build_variants(rows))
+    assert "cross_entropy" in warning and "bce_onehot" in warning
+    assert "accuracy" in warning and "cross-entropy" in warning
+    assert warn_loss_differs(build_variants(study_rows())) == []
+
+
+def test_warn_test_selection():
+    config = copy.deepcopy(BASE)
+    config["dataset"]["validate_on"] = "test"
+    config["early_stopping"] = {"monitor": "val_loss", "patience": 3}
+    config["schedule"] = {"name": "reduce_on_plateau", "monitor": "val_loss"}
+    warnings = warn_test_selection(build_variants(study_rows(config=config)))
+    assert len(warnings) == 3  # early stopping, ReduceLROnPlateau, best-val = test figures
+    assert all("test set" in w for w in warnings)
+    only_peek = copy.deepcopy(BASE)
+    only_peek["dataset"]["validate_on"] = "test"
+    assert len(warn_test_selection(build_variants(study_rows(config=only_peek)))) == 1
+    assert warn_test_selection(build_variants(study_rows())) == []
+
+
+def test_warn_confounds():
+    rows = study_rows()
+    for r in rows[3:]:
+        r["config"]["optimizer"]["lr"] = 0.1
+    factors, variants = _factors_and_variants(rows)
+    (warning,) = warn_confounds(variants, factors)
+    assert "optimizer.lr" in warning
+    factors, variants = _factors_and_variants(study_rows())
+    assert warn_confounds(variants, factors) == []
+
+
+def test_confounds_ignore_options_of_a_varied_component():
+    a = {"dataset": {"name": "moons", "noise": 0.3}, "seed": 1}
+    b = {"dataset": {"name": "circles", "noise": 0.2, "factor": 0.5}, "seed": 2}
+    assert config_differences(a, b, ["dataset.name", "dataset.noise"]) == []
+    assert config_differences(a, b, ["model.activation"]) == [
+        "dataset.factor", "dataset.name", "dataset.noise",
+    ]
+
+
+def test_warn_noise():
+    factors, variants = _factors_and_variants(study_rows(b=(0.89, 0.93, 0.90)))
+    (warning,) = warn_noise(compare_all(factors, variants))
+    assert "relu vs tanh" in warning and "noise" in warning
+    factors, variants = _factors_and_variants(study_rows())
+    assert warn_noise(compare_all(factors, variants)) == []
+
+
+def test_sound_study_has_no_warnings():
+    assert analysis_of(study_rows()).warnings == []
+
+
+# ---------------------------------------------------------------- verdict wording
+
+
+def _comparison(p_holm, ci=(0.01, 0.05), diff=0.03, metric="test_accuracy", family=3):
+    r = TwoSample("paired t", 5, 5, 0.9, 0.87, diff, *ci, 3.0, p_holm / 3, 2.1, "d_z", 0.01)
+    return Comparison("activation", metric, "dataset=moons", "tanh", "relu",
+                      "activation=tanh", "activation=relu", r, p_holm, family)
+
+
+def test_verdict_beats_just_below_005():
+    text = verdict(_comparison(0.049))
+    assert text == (
+        "On dataset=moons, tanh beats relu by 3.0 pp test accuracy (95 % CI 1.0 to 5.0, "
+        "p = 0.049 after Holm, d_z = 2.1, n = 5, paired by seed)."
+    )
+
+
+def test_verdict_not_distinguishable_just_above_005():
+    text = verdict(_comparison(0.051))
+    assert "beats" not in text and text.endswith("not distinguishable.")
+    assert "+3.0 pp test accuracy" in text and "p = 0.051 after Holm" in text
+
+
+def test_verdict_needs_ci_excluding_zero_too():
+    text = verdict(_comparison(0.01, ci=(-0.001, 0.05)))
+    assert "beats" not in text and "not distinguishable" in text
+
+
+def test_verdict_for_lower_is_better_metric_and_winner_b():
+    text = verdict(_comparison(0.01, ci=(0.02, 0.04), diff=0.03, metric="test_cross_entropy"))
+    assert text.startswith("On dataset=moons, relu beats tanh by 0.030 lower test cross-entropy")
+    assert "95 % CI 0.020 to 0.040" in text
+
+
+def test_format_p_never_rounds_across_alpha():
+    assert format_p(0.0496) == "0.0496"
+    assert format_p(0.0504) == "0.0504"
+    assert format_p(0.049) == "0.049" and format_p(0.051) == "0.051"
+    assert format_p(0.0004) == "< 0.001"
+
+
+def test_untestable_verdict_with_one_seed():
+    a = analysis_of(study_rows(a=(0.9,), b=(0.8,)))
+    assert "no test possible" in a.verdicts[0] and "beats" not in a.verdicts[0]
+
+
+# ---------------------------------------------------------------- diverged, at chance, partial
+
+
+def test_status_sentences_and_means_leave_out_diverged_runs():
+    rows = study_rows()
+    rows[1] = make_row("relu", 1, None, status="diverged")
+    rows[2] = make_row("relu", 2, None, status="failed")
+    for r in rows[3:]:
+        r["final"].update(test_accuracy=0.5, at_chance=True)
+    a = analysis_of(rows)
+    relu, tanh = a.variants
+    assert variant_status_sentences(tanh) == [
+        "activation=tanh, dataset=moons did not learn: 3 of 3 runs at chance (50 %)."
+    ]
+    sentences = variant_status_sentences(relu)
+    assert "1 of 3 runs diverged (at epoch 3)" in sentences[0]
+    assert "1 of 3 runs failed (RuntimeError: boom)" in sentences[1]
+    first = a.summary.iloc[0]
+    assert first["test_accuracy_n"] == 1 and first["test_accuracy_mean"] == pytest.approx(0.9)
+    assert (first["diverged"], first["failed"]) == (1, 1)
+    assert a.summary.iloc[1]["at_chance"] == 3
+    assert a.status == "4 of 6 runs done; 1 diverged; 1 failed; 3 of the done runs at chance"
+
+
+def test_partial_study_status():
+    rows = study_rows()
+    for r in rows[4:]:
+        r.update(status="pending", final=None)
+    a = analysis_of(rows)
+    assert a.status == "4 of 6 runs done; 2 pending" and not a.complete
+    assert status_line({"done": 12, "pending": 6}) == "12 of 18 runs done; 6 pending"
+
+
+def test_tables_api_still_works():
+    rows = study_rows()
+    results = results_frame(rows, ["activation"])
+    summary = summary_frame(results, ["activation"])
+    assert list(summary["done"]) == [3, 3]
+    assert summary["test_accuracy_mean"].iloc[0] == pytest.approx(0.91)
