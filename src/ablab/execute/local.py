@@ -29,7 +29,9 @@ def _worker(conn: Connection, threads: int) -> None:
             return
         run_id, config = task
         conn.send(("started", run_id, None))
-        status, payload = run_task(config, lambda rec: conn.send(("epoch", run_id, rec)))
+        status, payload = run_task(
+            config, lambda rec, rid=run_id: conn.send(("epoch", rid, rec))
+        )
         conn.send((status, run_id, payload))
 
 

@@ -131,7 +131,8 @@ class StudyStore:
         refused unless ``force_new_variants`` (new runs are added, old results kept, runs
         no longer in the file are set aside). Returns counts of new and set-aside runs."""
         planned = {r.run_id: r for r in study.runs}
-        stored = {row["run_id"]: row for row in self.db.execute("SELECT run_id, in_study FROM runs")}
+        rows = self.db.execute("SELECT run_id, in_study FROM runs")
+        stored = {row["run_id"]: row for row in rows}
         new = [rid for rid in planned if rid not in stored]
         gone = [rid for rid, row in stored.items() if rid not in planned and row["in_study"]]
         if stored and (new or gone) and not force_new_variants:
