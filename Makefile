@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/ablab train examples/moons-mlp.toml --out out/demo
+	$(BIN)/ablab run moons-circles-activations --out out/moons-circles-activations
 
 test: install
 	$(BIN)/python -m pytest -q

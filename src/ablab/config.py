@@ -97,6 +97,9 @@ class AugmentConfig(Strict):
 class DatasetConfig(Component):
     registry: ClassVar[Registry] = DATASETS
     subset: PositiveInt | None = None  # cap on the training-split size, for quick runs
+    # Cap on the validation and test split sizes (stratified, fixed), for smoke tests only:
+    # figures from a reduced test set are noisier than the study's.
+    eval_subset: PositiveInt | None = None
     val_fraction: Fraction = 0.2  # of the training data, stratified
     test_fraction: OpenFraction = 0.2  # held out when the dataset has no official test set
     normalize: Literal["unit", "half", "standard", "none"] | None = None  # None: dataset's own
@@ -231,6 +234,31 @@ class RunConfig(Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _model_takes_the_data(self):
+        """Refuse, before any training, a model that cannot take the dataset's input (a CNN
+        on 2-feature moons, vgg7 on 8x8 digits) and augmentation of tabular data. Uses only
+        registry metadata (datasets' ``shape``, models' ``min_hw``); ``build_model``
+        checks the same again on the real tensors."""
+        shape = DATASETS.get(self.dataset.name).meta.get("shape")
+        if shape is None:
+            return self
+        shape = tuple(int(d) for d in shape)
+        min_hw = MODELS.get(self.model.name).meta.get("min_hw")
+        if min_hw is not None and (len(shape) != 3 or min(shape[1:]) < min_hw):
+            raise FieldError(
+                "model.name",
+                f"{self.model.name!r} needs image input (C, H, W) with H, W >= {min_hw}; "
+                f"dataset {self.dataset.name!r} gives shape {shape}",
+            )
+        if self.dataset.augment.enabled and len(shape) != 3:
+            raise FieldError(
+                "dataset.augment",
+                f"augmentation needs image data; dataset {self.dataset.name!r} gives shape "
+                f"{shape}; turn dataset.augment off",
+            )
+        return self
+
     def resolved(self) -> dict[str, Any]:
         """The full config as plain data, every default filled in."""
         return self.model_dump(mode="json")
@@ -359,7 +387,7 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
         elif child is None:
             child = {}
         elif not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: {part!r} is a value, not a table")
+            raise ConfigError(f"{dotted}: {part!r} is a value, not a table")
         node[part] = child
         node = child
     node[parts[-1]] = value
@@ -371,7 +399,10 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> 
         key = key.strip()
         if not sep or not key or any(not p for p in key.split(".")):
             raise ConfigError(f"--set {item!r}: expected dotted.path=value")
-        set_path(data, key, parse_value(text.strip()))
+        try:
+            set_path(data, key, parse_value(text.strip()))
+        except ConfigError as exc:
+            raise ConfigError(f"--set {exc}") from None
     return data
 
 

@@ -38,6 +38,7 @@ from ablab.config import (
     apply_overrides,
     format_validation_error,
     load_toml,
+    parse_value,
     run_id,
     set_path,
 )
@@ -167,6 +168,9 @@ def _locate(vary_paths: dict[str, int]):
         for key, index in vary_paths.items():
             if path == key or path.startswith(key + ".") or path.startswith(key + "["):
                 return f'vary[{index}]."{key}"' + path[len(key) :]
+        for key, index in vary_paths.items():  # the error is above the varied key: the
+            if key.startswith(path + "."):  # key's path itself is wrong ("optimiser.lr")
+                return f'vary[{index}]."{key}"'
         return "base." + path
 
     return locate
@@ -215,8 +219,15 @@ def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
     return factors
 
 
-def expand(cfg: StudyConfig, source: str, text: str = "", overrides: list[str] = ()) -> Study:
-    """Validate every run of the study and give each its id and label."""
+def expand(
+    cfg: StudyConfig,
+    source: str,
+    text: str = "",
+    overrides: list[str] = (),
+    forced: dict[str, Any] | None = None,
+) -> Study:
+    """Validate every run of the study and give each its id and label. ``forced`` sets
+    varied fields to one value in every variant (``--set`` on a varied key)."""
     if "seed" in cfg.base:
         raise ConfigError(f"{source}: base.seed: a study's seeds are the top-level seeds list")
     factors = _check_factors(cfg, source)
@@ -248,6 +259,12 @@ def expand(cfg: StudyConfig, source: str, text: str = "", overrides: list[str] =
         for seed in cfg.seeds:
             data = copy.deepcopy(cfg.base)
             for key, value in assignment.items():
+                try:
+                    set_path(data, key, copy.deepcopy(value))
+                except ConfigError as exc:
+                    why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
+                    raise ConfigError(f"{source}: {locate(key)}: {why}") from None
+            for key, value in (forced or {}).items():
                 set_path(data, key, copy.deepcopy(value))
             data["seed"] = seed
             try:
@@ -307,14 +324,16 @@ def load_study(
         if seeds < 1:
             raise ConfigError(f"--seeds: must be at least 1, got {seeds}")
         cfg.seeds = list(range(seeds))
+    forced: dict[str, Any] = {}
     if sets:
         varied = {k for f in cfg.vary for k in f}
+        base_sets = []
         for item in sets:
             key = item.partition("=")[0].strip()
-            if key in varied:
-                raise ConfigError(
-                    f"--set {key}: this field is varied by the study; edit its [[vary]] instead"
-                )
-        apply_overrides(cfg.base, list(sets))
+            if key in varied:  # one value for every variant, e.g. --set epochs=1
+                forced[key] = parse_value(item.partition("=")[2].strip())
+            else:
+                base_sets.append(item)
+        apply_overrides(cfg.base, base_sets)
         source += " (with --set)"
-    return expand(cfg, source, text, list(sets))
+    return expand(cfg, source, text, list(sets), forced)

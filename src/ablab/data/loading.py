@@ -85,6 +85,13 @@ def split_indices(
     return {"train": idx, "val": val, "test": test}
 
 
+def _cap(idx: np.ndarray, y: np.ndarray, cap: int | None) -> np.ndarray:
+    """At most ``cap`` of ``idx``, stratified, always the same ones (quick runs only)."""
+    if cap is None or cap >= len(idx):
+        return idx
+    return _split(idx, y, cap, 0)[0]
+
+
 def _moments(x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (images) / per-feature (tabular) mean and std of ``x * scale``, in
     float64 and chunked so big uint8 splits are not expanded at once."""
@@ -166,14 +173,16 @@ def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu")
     device = torch.device(device)
     cpu = torch.device("cpu")
     train = _to_split(raw.x, raw.y, ids["train"], cpu)
+    cap = cfg.eval_subset
     if has_test:
-        test = _to_split(raw.x_test, raw.y_test, None, cpu)
+        test_ids = None if cap is None else _cap(np.arange(len(raw.y_test)), raw.y_test, cap)
+        test = _to_split(raw.x_test, raw.y_test, test_ids, cpu)
     else:
-        test = _to_split(raw.x, raw.y, ids["test"], cpu)
+        test = _to_split(raw.x, raw.y, _cap(ids["test"], raw.y, cap), cpu)
     if cfg.validate_on == "test":
         val = test
     elif ids["val"] is not None:
-        val = _to_split(raw.x, raw.y, ids["val"], cpu)
+        val = _to_split(raw.x, raw.y, _cap(ids["val"], raw.y, cap), cpu)
     else:
         val = None
 

@@ -33,6 +33,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise UserError(f"{path}: cannot write ({exc.strerror})") from None
+    except BaseException:  # Ctrl-C / SIGTERM half-way: leave no temporary file behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

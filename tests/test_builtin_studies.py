@@ -1,0 +1,36 @@
+"""Every built-in study runs end to end in a reduced form, on the data available here
+(CIFAR-10 studies on a tiny fixture in the official format), report included."""
+
+from pathlib import Path
+
+import pytest
+from fixtures_data import write_cifar10
+
+from ablab.api import run_study
+from ablab.study import builtin_studies, load_study
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+REDUCED = ["epochs=1", "dataset.subset=120", "dataset.eval_subset=300"]
+
+
+@pytest.fixture
+def cifar_fixture(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    write_cifar10(root, n_per_batch=40, n_test=40)
+    monkeypatch.setenv("ABLAB_DATA", str(root))
+    monkeypatch.setenv("ABLAB_DOWNLOAD", "0")
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(builtin_studies()))
+def test_builtin_study_runs_reduced(name, tmp_path, cifar_fixture):
+    study = load_study(name, seeds=1, sets=REDUCED)
+    if any(r.config.dataset.name == "fashion_mnist" for r in study.runs) and not FASHION.exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    out = tmp_path / name
+    outcome = run_study(study, out, workers=2, threads=1)
+    assert outcome.counts["failed"] == 0, outcome.failures
+    assert outcome.counts["done"] + outcome.counts["diverged"] == len(study.runs)
+    html = (out / "report.html").read_text()
+    assert study.name in html
+    assert (out / "report.md").exists() and (out / "summary.csv").exists()
