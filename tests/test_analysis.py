@@ -390,3 +390,14 @@ def test_tables_api_still_works():
     summary = summary_frame(results, ["activation"])
     assert list(summary["done"]) == [3, 3]
     assert summary["test_accuracy_mean"].iloc[0] == pytest.approx(0.91)
+
+
+def test_factors_that_change_the_test_data_are_contexts_not_compared():
+    from ablab.analysis.runs import Factor
+
+    assert Factor(("dataset.name", "dataset.noise"), ("dataset", "noise")).changes_task
+    assert Factor(("dataset",), ("dataset",)).changes_task
+    assert Factor(("dataset.test_fraction",), ("test_fraction",)).changes_task
+    assert not Factor(("dataset.augment",), ("augment",)).changes_task
+    assert not Factor(("dataset.normalize",), ("normalize",)).changes_task
+    assert not Factor(("model.activation",), ("activation",)).changes_task

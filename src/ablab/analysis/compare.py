@@ -146,11 +146,13 @@ def compare_factor(
 def compare_all(
     factors: list[Factor], variants: list[Variant], metrics=COMPARED_METRICS
 ) -> list[Comparison]:
-    """Comparisons of every factor on every metric (one Holm family per factor × metric)."""
+    """Comparisons of every factor on every metric (one Holm family per factor × metric).
+    Factors that change the test data (another dataset) are contexts, not compared."""
     return [
         c
         for metric in metrics
         for f in factors
+        if not f.changes_task
         for c in compare_factor(f, factors, variants, metric)
     ]
 

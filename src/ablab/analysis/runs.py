@@ -36,6 +36,10 @@ METRIC_INFO: dict[str, tuple[str, bool]] = {
 IGNORED_PATHS = ("seed", "name", "device", "eval_batch_size")
 
 
+# Dataset fields that change how a model trains but not what it is tested on.
+TRAINING_SIDE_DATASET_FIELDS = {"subset", "val_fraction", "normalize", "augment", "validate_on"}
+
+
 @dataclass(frozen=True)
 class Factor:
     """One ``[[vary]]`` table: its dotted paths, their table columns and its levels."""
@@ -47,6 +51,19 @@ class Factor:
     @property
     def name(self) -> str:
         return self.columns[0]
+
+    @property
+    def changes_task(self) -> bool:
+        """True when the factor changes the data a variant is tested on (another dataset,
+        its generator options, the test hold-out): its levels are contexts to compare
+        within, not choices to rank — their accuracies come from different test sets."""
+        for path in self.paths:
+            parts = path.split(".")
+            if parts[0] != "dataset":
+                continue
+            if len(parts) == 1 or parts[1] not in TRAINING_SIDE_DATASET_FIELDS:
+                return True
+        return False
 
     def level_of(self, values: dict[str, Any]) -> tuple[str, ...]:
         return tuple(str(values.get(c)) for c in self.columns)

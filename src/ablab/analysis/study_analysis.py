@@ -115,6 +115,7 @@ def analyze_runs(
     rankings = [
         r
         for f in factors
+        if not f.changes_task
         for r in rank_factor(f, factors, variants, comparisons, "test_accuracy")
     ]
     accuracy = [c for c in comparisons if c.metric == "test_accuracy"]
