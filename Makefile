@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-quick clean
 
 install: $(STAMP)
 
@@ -25,3 +25,9 @@ lint: install
 
 clean:
 	rm -rf out runs .pytest_cache
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+bench-quick: install
+	$(BIN)/python benchmarks/throughput.py --quick

@@ -73,7 +73,8 @@ def main() -> None:
                 times[mode].append(time.perf_counter() - start)
         off, on = min(times["off"]), min(times["on"])
         results[name] = {"off_s": off, "on_s": on, "overhead": on / off - 1}
-        print(f"{name:50s} off {off:7.2f} s   on {on:7.2f} s   overhead {100 * (on / off - 1):+.1f} %")
+        overhead = 100 * (on / off - 1)
+        print(f"{name:50s} off {off:7.2f} s   on {on:7.2f} s   overhead {overhead:+.1f} %")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "probes_overhead.json").write_text(json.dumps(results, indent=2))

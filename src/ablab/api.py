@@ -8,6 +8,7 @@ over these functions.
 from __future__ import annotations
 
 import signal
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,35 @@ from ablab.execute import Event, Task, make_executor, plan_workers
 from ablab.store import StudyStore, atomic_write_text
 from ablab.study import Study, load_study
 
-__all__ = ["StudyInterrupted", "StudyOutcome", "load_study", "run_study", "write_tables"]
+__all__ = [
+    "StudyInterrupted",
+    "StudyOutcome",
+    "Terminated",
+    "load_study",
+    "run_study",
+    "sigterm_as_interrupt",
+    "write_tables",
+]
 
 
 class StudyInterrupted(UserError):
-    """Ctrl-C or SIGTERM: running runs were put back to pending; nothing done is lost."""
+    """Ctrl-C or SIGTERM: running runs were put back to pending; nothing done is lost.
+
+    ``signum`` is the signal that stopped the study; the CLI exits with ``128 + signum``
+    (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process that signal ended."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so both stop a study the same
+    way (``except KeyboardInterrupt`` catches both)."""
 
 
 class Progress(Protocol):
@@ -61,15 +86,22 @@ def write_tables(store: StudyStore) -> dict[str, Path]:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM stops a study the way Ctrl-C does."""
+def sigterm_as_interrupt():
+    """SIGTERM stops a study the way Ctrl-C does: it raises :class:`Terminated` (a
+    KeyboardInterrupt). Yields the list of signals received. Outside the main thread,
+    where Python cannot set handlers, it does nothing."""
+    received: list[int] = []
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        received.append(signum)
+        raise Terminated
 
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -98,7 +130,7 @@ def run_study(
         todo = store.prepare(retry_failed=retry_failed)
         runs = {r.run_id: r for r in study.runs}
         tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
-        n_workers, n_threads = plan_workers(len(tasks), workers, threads)
+        n_workers, n_threads = plan_workers(tasks, workers, threads)
         running: set[str] = set()
         write_tables(store)
 
@@ -124,16 +156,18 @@ def run_study(
             progress.start(total, total - len(tasks), n_workers, n_threads)
         try:
             if tasks:
-                with _sigterm_as_interrupt():
+                with sigterm_as_interrupt():
                     make_executor(executor, n_workers, n_threads, address).run(tasks, on_event)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
             store.mark_pending(sorted(running))
             write_tables(store)
             counts = store.counts()
             left = counts["pending"] + counts["running"]
             raise StudyInterrupted(
                 f"interrupted: {counts['done']} runs done, {left} left; "
-                f"run the same command again to resume into {store.root}"
+                f"run the same command again to resume into {store.root}",
+                signum,
             ) from None
         finally:
             if progress is not None:

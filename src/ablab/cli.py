@@ -107,6 +107,10 @@ def train(
 
     cfg = load_run(run_file, set_ or [])
     out = out or Path("runs") / f"{run_file.stem}-{run_id(cfg)}"
+    try:  # find an unwritable --out before training, not after
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write here ({exc.strerror})") from None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -252,15 +256,72 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
         console.print(f"wrote {path}")
 
 
+class ExportTarget(StrEnum):
+    mlflow = "mlflow"
+    tensorboard = "tensorboard"
+
+
+@app.command("export")
+def export_(
+    out: Annotated[Path, typer.Argument(help="A study directory")],
+    to: Annotated[ExportTarget, typer.Option("--to", help="Where to export")],
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: MLflow's own, e.g. sqlite:///mlflow.db)"),
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment name (default: the study's name)")
+    ] = None,
+    logdir: Annotated[
+        Path | None, typer.Option(help="TensorBoard log folder (default: DIR/tensorboard)")
+    ] = None,
+) -> None:
+    """Export the stored runs to MLflow or TensorBoard (optional extras)."""
+    from ablab.export import export_mlflow, export_tensorboard
+
+    if to == ExportTarget.mlflow:
+        info = export_mlflow(out, tracking_uri=tracking_uri, experiment=experiment)
+        console.print(
+            f"MLflow experiment '{info['experiment']}' ({info['tracking_uri']}): "
+            f"{info['exported']} runs exported, {info['skipped']} already there",
+            highlight=False,
+        )
+    else:
+        info = export_tensorboard(out, logdir=logdir)
+        console.print(
+            f"TensorBoard: {info['runs']} runs, {info['histograms']} histograms in "
+            f"{info['logdir']} (view: tensorboard --logdir {info['logdir']})",
+            highlight=False,
+        )
+
+
 def main() -> None:
+    """Exit status: 0 done; 1 runs failed or diverged; 2 bad input (one line); 130 / 143
+    stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
+    from ablab.api import StudyInterrupted, Terminated, sigterm_as_interrupt
+
+    received: list[int] = []
     try:
-        app()
+        with sigterm_as_interrupt() as received:
+            app()
+    except StudyInterrupted as exc:  # runs put back to pending; says how to resume
+        err_console.print(str(exc))
+        sys.exit(exc.exit_code)
     except UserError as exc:
-        err_console.print(f"error: {exc}")
+        err_console.print(f"error: {exc}", markup=False)  # "ablab[mlflow]" is no markup
         sys.exit(2)
-    except KeyboardInterrupt:
+    except OSError as exc:  # the disk, not the study: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"error: {where}{exc.strerror or exc}")
+        sys.exit(2)
+    except KeyboardInterrupt as exc:
         err_console.print("interrupted")
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns KeyboardInterrupt (and so SIGTERM) into exit 130
+            err_console.print("interrupted")
+            sys.exit(143 if received else 130)
+        raise
 
 
 if __name__ == "__main__":

@@ -213,6 +213,37 @@ class RunConfig(Strict):
     ] = None
     probes: list[ProbeConfig] = []
     probe_batch_size: PositiveInt = 1024
+    # Weights the run keeps (saved by the store as DIR/runs/ID.safetensors): "last" = the
+    # weights the test metrics come from, "best" = the best validation-accuracy epoch's.
+    keep: Literal["none", "best", "last"] = "none"
+    # Modules (names or .py paths) that register user components; imported before the rest
+    # is validated, in this process and in every worker (see ablab.plugins).
+    plugins: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data: Any) -> Any:
+        from ablab.plugins import PluginError, import_plugins
+
+        if isinstance(data, dict) and isinstance(data.get("plugins"), list):
+            try:
+                import_plugins(data["plugins"])
+            except PluginError as exc:
+                raise FieldError("plugins", str(exc).removeprefix("plugins: ")) from None
+        return data
+
+    @model_validator(mode="after")
+    def _record_plugins(self):
+        """Name the modules that registered user components this run uses, so worker
+        processes import them even when the file did not list them."""
+        from ablab.plugins import plugins_used
+
+        used = [(DATASETS, self.dataset.name), (MODELS, self.model.name),
+                (ACTIVATIONS, self.model.activation.name), (LOSSES, self.loss.name),
+                (OPTIMIZERS, self.optimizer.name), (SCHEDULES, self.schedule.name)]
+        used += [(PROBES, p.name) for p in self.probes]
+        self.plugins += [m for m in plugins_used(used) if m not in self.plugins]
+        return self
 
     @model_validator(mode="after")
     def _needs_validation_data(self):
@@ -265,7 +296,8 @@ class RunConfig(Strict):
 
 
 # Fields that label a run or choose hardware but do not change what is computed.
-_NOT_IN_ID = ("name", "device", "eval_batch_size")
+# ``keep`` and ``plugins`` choose what is saved and where code is found, not the result.
+_NOT_IN_ID = ("name", "device", "eval_batch_size", "keep", "plugins")
 
 
 def run_id(cfg: RunConfig) -> str:
@@ -323,7 +355,8 @@ def format_validation_error(
     msg = err["msg"]
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, FieldError):
-        loc = loc + tuple(cause.path.split(".")) if cause.path else loc
+        parts = cause.path.split(".") if cause.path else []
+        loc = loc + tuple(int(p) if p.isdigit() else p for p in parts)  # hidden[1], not .1
         msg = cause.message
         got = None
     elif err["type"] == "extra_forbidden":
@@ -409,5 +442,9 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> 
 def load_run(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Load a run file, apply ``--set`` overrides, validate."""
     data = apply_overrides(load_toml(path), sets)
+    if isinstance(data.get("plugins"), list):  # relative paths are relative to the file
+        from ablab.plugins import resolve_plugins
+
+        data["plugins"] = resolve_plugins(data["plugins"], Path(path).parent)
     source = str(path) + (" (with --set)" if sets else "")
     return parse_run(data, source)

@@ -58,12 +58,15 @@ class StudyConfig(Strict):
     # labels and tables instead of the values) and "_name" (that column's name, default
     # "recipe") for factors that swap whole recipes.
     vary: list[dict[str, list[Any] | str]] = []
+    # Modules (names or .py paths relative to this file) that register user components
+    # (see ablab.plugins); imported before the runs are validated, and by every worker.
+    plugins: list[str] = []
 
     @field_validator("seeds")
     @classmethod
     def _unique(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct, got {seeds}")
+            raise ValueError("seeds must be distinct")
         return seeds
 
 
@@ -96,6 +99,22 @@ class Study:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def plugins(self) -> list[str]:
+        """The plugin modules every run imports (as resolved: absolute paths or names)."""
+        out: list[str] = []
+        for run in self.runs:
+            out += [p for p in run.config.plugins if p not in out]
+        return out
+
+    def run(self, out: str | Path, **options: Any):
+        """Train every run ``out`` does not hold yet (resumable), write the tables and the
+        report; returns :class:`ablab.results.StudyResults`. ``options`` are those of
+        :func:`ablab.results.run` (workers, threads, executor, progress, ...)."""
+        from ablab.results import run as run_into  # the API layer sits right of the config
+
+        return run_into(self, out, **options)
+
     def variants(self) -> dict[str, list[PlannedRun]]:
         out: dict[str, list[PlannedRun]] = {}
         for run in self.runs:
@@ -111,6 +130,7 @@ class Study:
             "factors": self.factors,
             "columns": self.columns,
             "overrides": self.overrides,
+            "plugins": self.plugins,
             "runs": [
                 {
                     "run_id": r.run_id,
@@ -132,6 +152,8 @@ def variant_id(cfg: RunConfig) -> str:
     data.pop("name", None)
     data.pop("device", None)
     data.pop("eval_batch_size", None)
+    data.pop("keep", None)
+    data.pop("plugins", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -320,6 +342,16 @@ def load_study(
         cfg = StudyConfig.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, root=StudyConfig)) from None
+    if cfg.plugins:  # before the runs are validated: they may name plugin components
+        from ablab.plugins import PluginError, import_plugins, resolve_plugins
+
+        resolved = resolve_plugins(cfg.plugins, path.parent)
+        try:
+            import_plugins(resolved)
+        except PluginError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        given = cfg.base.get("plugins") if isinstance(cfg.base.get("plugins"), list) else []
+        cfg.base["plugins"] = resolved + [p for p in given if p not in resolved]
     if seeds is not None:
         if seeds < 1:
             raise ConfigError(f"--seeds: must be at least 1, got {seeds}")

@@ -237,9 +237,31 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
 
-def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles the CIFAR-10 batches (dicts, lists, bytes, numpy arrays) and nothing else:
+    a file dropped into the data folder cannot make loading it run code."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+        return super().find_class(module, name)
+
+
+def _load_pickle(path: Path):
     with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
+        return _ArraysOnly(f, encoding="bytes").load()
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = _load_pickle(path)
     data = np.asarray(d[b"data"], dtype=np.uint8)
     labels = np.asarray(d.get(b"labels", d.get(b"fine_labels")), dtype=np.int64)
     return data.reshape(-1, 3, 32, 32), labels
@@ -249,8 +271,7 @@ def read_cifar10(folder: Path) -> RawData:
     """Read the python-pickle CIFAR-10 batches in ``folder`` (no checksum check)."""
     parts = [_cifar_batch(folder / n) for n in CIFAR10_TRAIN]
     x_test, y_test = _cifar_batch(folder / "test_batch")
-    with open(folder / "batches.meta", "rb") as f:
-        meta = pickle.load(f, encoding="bytes")
+    meta = _load_pickle(folder / "batches.meta")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]]
     return RawData(
         x=np.ascontiguousarray(np.concatenate([p[0] for p in parts])),

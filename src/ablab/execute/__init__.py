@@ -1,6 +1,14 @@
 """Executors: run a study's tasks locally (process pool) or on Ray."""
 
-from ablab.execute.base import Event, Task, available_cores, plan_workers, run_task
+from ablab.execute.base import (
+    Event,
+    Task,
+    available_cores,
+    group_tasks,
+    plan_workers,
+    run_group,
+    run_task,
+)
 from ablab.execute.local import LocalExecutor
 
 
@@ -17,7 +25,9 @@ __all__ = [
     "LocalExecutor",
     "Task",
     "available_cores",
+    "group_tasks",
     "make_executor",
     "plan_workers",
+    "run_group",
     "run_task",
 ]

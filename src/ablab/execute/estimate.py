@@ -45,13 +45,18 @@ def _split_sizes(cfg: RunConfig) -> tuple[int, int]:
     return train, val * cfg.epochs + test
 
 
+def model_shape(cfg: RunConfig) -> tuple[int, ...]:
+    """The input shape (without batch) of this run's dataset, from the registry."""
+    return tuple(DATASETS.get(cfg.dataset.name).meta.get("shape", (2,)))
+
+
 def forward_flops(cfg: RunConfig) -> float:
     """Forward FLOPs for one example of this run's model and data shape."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from ablab.models import build_model
 
-    shape = tuple(DATASETS.get(cfg.dataset.name).meta.get("shape", (2,)))
+    shape = model_shape(cfg)
     model = build_model(cfg.model, shape, 10).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(2, *shape))

@@ -1,8 +1,11 @@
 """Local executor: a pool of worker processes, each with its own thread budget.
 
-Each worker runs one task at a time and reports through a pipe (start, every epoch, the
-result). The parent watches both the pipes and the processes: a worker that dies (killed,
-out of memory) fails only the run it held, and is replaced.
+Each worker runs one unit of work at a time: a task, or a group of tasks that differ only
+in seed, trained together as one batched model (``group_tasks``). It reports through a
+pipe per run (start, every epoch, the result), so a group's runs are stored and shown
+exactly as if they had run one by one. The parent watches both the pipes and the
+processes: a worker that dies (killed, out of memory) fails only the runs it held, and is
+replaced.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
-from ablab.execute.base import Event, OnEvent, Task, run_task, set_threads
+from ablab.execute.base import Event, OnEvent, Task, group_tasks, run_group, set_threads
 
 
 def _worker(conn: Connection, threads: int) -> None:
@@ -27,45 +30,60 @@ def _worker(conn: Connection, threads: int) -> None:
             return
         if task is None:
             return
-        run_id, config = task
-        conn.send(("started", run_id, None))
-        status, payload = run_task(
-            config, lambda rec, rid=run_id: conn.send(("epoch", rid, rec))
+        run_ids = [rid for rid, _ in task]
+        for rid in run_ids:
+            conn.send(("started", rid, None))
+        outcomes = run_group(
+            [config for _, config in task],
+            lambda i, rec, ids=run_ids: conn.send(("epoch", ids[i], rec)),
         )
-        conn.send((status, run_id, payload))
+        for rid, (status, payload) in zip(run_ids, outcomes, strict=True):
+            conn.send((status, rid, payload))
 
 
 @dataclass
 class _Worker:
     process: mp.process.BaseProcess
     conn: Connection
-    task: Task | None = None
+    tasks: dict[str, Task] | None = None  # run id -> task, of the unit it holds
+
+    @property
+    def task(self) -> dict[str, Task] | None:
+        return self.tasks or None
 
 
 class LocalExecutor:
     """Runs tasks in ``workers`` processes with ``threads`` torch threads each."""
 
-    def __init__(self, workers: int, threads: int):
+    def __init__(self, workers: int, threads: int, batch_seeds: bool = True):
         self.workers, self.threads = workers, threads
+        self.batch_seeds = batch_seeds
         self._ctx = mp.get_context("spawn")  # fork + torch threads can deadlock
         self._pool: list[_Worker] = []
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(target=_worker, args=(child, self.threads), daemon=True)
-        process.start()
+        # An ignored SIGINT survives exec, so a Ctrl-C while the worker is still importing
+        # torch cannot kill it half-way (the parent alone decides how to stop).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         child.close()
         return _Worker(process, parent)
 
     def run(self, tasks: list[Task], on_event: OnEvent) -> None:
-        queue = deque(tasks)
-        self._pool = [self._spawn() for _ in range(min(self.workers, len(tasks)))]
+        queue = deque(group_tasks(tasks) if self.batch_seeds else [[t] for t in tasks])
+        self._pool = [self._spawn() for _ in range(min(self.workers, len(queue)))]
         try:
             while queue or any(w.task for w in self._pool):
                 for worker in self._pool:
                     if worker.task is None and queue:
-                        worker.task = queue.popleft()
-                        worker.conn.send((worker.task.run_id, worker.task.config))
+                        unit = queue.popleft()
+                        worker.tasks = {t.run_id: t for t in unit}
+                        worker.conn.send([(t.run_id, t.config) for t in unit])
                 busy = [w for w in self._pool if w.task]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
@@ -77,28 +95,29 @@ class LocalExecutor:
     def _drain(self, worker: _Worker, on_event: OnEvent) -> None:
         """Handle what a worker sent; if it died, fail its run and replace it."""
         try:
-            while worker.task and worker.conn.poll():
-                kind, _run_id, payload = worker.conn.recv()
-                task = worker.task
+            while worker.tasks and worker.conn.poll():
+                kind, run_id, payload = worker.conn.recv()
+                task = worker.tasks[run_id]
                 if kind == "epoch":
                     on_event(Event("epoch", task, record=payload))
                 elif kind == "started":
                     on_event(Event("started", task))
                 elif kind == "done":
-                    worker.task = None
+                    del worker.tasks[run_id]
                     on_event(Event("done", task, record=payload))
                 else:
-                    worker.task = None
+                    del worker.tasks[run_id]
                     on_event(Event("failed", task, error=payload))
         except (EOFError, OSError):
             pass
-        if worker.task is not None and not worker.process.is_alive():
-            task, code = worker.task, worker.process.exitcode
+        if worker.tasks and not worker.process.is_alive():
+            lost, code = list(worker.tasks.values()), worker.process.exitcode
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
-            worker.task = None
+            worker.tasks = None
             index = self._pool.index(worker)
             self._pool[index] = self._spawn()
-            on_event(Event("failed", task, error=f"worker process died ({how})"))
+            for task in lost:
+                on_event(Event("failed", task, error=f"worker process died ({how})"))
 
     def shutdown(self) -> None:
         for worker in self._pool:

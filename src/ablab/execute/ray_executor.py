@@ -1,13 +1,14 @@
 """Ray executor: the same tasks as Ray tasks, on a local Ray or a cluster (``address``).
 
-Each task asks Ray for ``threads`` CPUs and sets the same torch thread count as the local
-executor would, so both give identical results for the same runs.
+Each unit of work (a run, or the seeds of a variant trained together: ``group_tasks``)
+is one Ray task; it asks Ray for ``threads`` CPUs and sets the same torch thread count as
+the local executor would, so both give identical results for the same runs.
 """
 
 from __future__ import annotations
 
 from ablab.errors import UserError
-from ablab.execute.base import Event, OnEvent, Task, run_task, set_threads
+from ablab.execute.base import Event, OnEvent, Task, group_tasks, run_group, set_threads
 
 
 def _ray():
@@ -21,9 +22,9 @@ def _ray():
     return ray
 
 
-def _remote_fit(config: dict, threads: int):
+def _remote_fit(configs: list[dict], threads: int):
     set_threads(threads)
-    return run_task(config)
+    return run_group(configs)
 
 
 class RayExecutor:
@@ -46,21 +47,25 @@ class RayExecutor:
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_remote_fit)
         pending = {}
         try:
-            for task in tasks:
-                pending[remote.remote(task.config, self.threads)] = task
-                on_event(Event("started", task))
+            for unit in group_tasks(tasks):
+                pending[remote.remote([t.config for t in unit], self.threads)] = unit
+                for task in unit:
+                    on_event(Event("started", task))
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    task = pending.pop(ref)
+                    unit = pending.pop(ref)
                     try:
-                        status, payload = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - a lost worker fails its run
-                        status, payload = "failed", f"Ray task failed: {type(exc).__name__}"
-                    if status == "done":
-                        on_event(Event("done", task, record=payload))
-                    else:
-                        on_event(Event("failed", task, error=payload))
+                        outcomes = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - a lost worker fails its runs
+                        outcomes = [("failed", f"Ray task failed: {type(exc).__name__}")] * len(
+                            unit
+                        )
+                    for task, (status, payload) in zip(unit, outcomes, strict=True):
+                        if status == "done":
+                            on_event(Event("done", task, record=payload))
+                        else:
+                            on_event(Event("failed", task, error=payload))
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ablab.errors import UserError
-from ablab.store.files import atomic_write_json, atomic_write_text
+from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ablab.study import Study
 
 STATUSES = ("pending", "running", "done", "diverged", "failed")
@@ -78,14 +78,18 @@ class StudyStore:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
+            db = None
             try:
-                self._db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+                db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.executescript(_SCHEMA)
             except sqlite3.Error as exc:
+                if db is not None:
+                    db.close()
                 raise StudyDirError(f"{self.db_path}: cannot open the index ({exc})") from None
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = db
         return self._db
 
     def close(self) -> None:
@@ -219,8 +223,18 @@ class StudyStore:
             )
 
     def record_result(self, result: dict[str, Any]) -> None:
-        """Store a finished run: the record file first (atomically), then the index row."""
+        """Store a finished run: the record file first (atomically), then the index row.
+        Kept weights (``result["weights"]``: safetensors bytes, or a state_dict) go to
+        ``runs/ID.safetensors``, before the record, never into it."""
         run_id = result["run_id"]
+        result = dict(result)
+        weights = result.pop("weights", None)
+        if weights is not None:
+            if not isinstance(weights, bytes):
+                from safetensors.torch import save
+
+                weights = save(weights)
+            atomic_write_bytes(self.weights_path(run_id), weights)
         atomic_write_json(self.root / "runs" / f"{run_id}.json", result)
         with self._tx() as db:
             db.execute(
@@ -265,6 +279,10 @@ class StudyStore:
             counts[row["status"]] = row["n"]
         return counts
 
+    def weights_path(self, run_id: str) -> Path:
+        """Where a run's kept weights are (``keep = "best" | "last"``)."""
+        return self.root / "runs" / f"{run_id}.safetensors"
+
     def load_record(self, run_id: str) -> dict[str, Any] | None:
         path = self.root / "runs" / f"{run_id}.json"
         if not path.exists():
@@ -289,8 +307,16 @@ class _Transaction:
         if exc_type is None:
             try:
                 self.db.execute("COMMIT")
-            except sqlite3.OperationalError as error:
-                self.db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                self._rollback()
                 raise StudyDirError(f"study index: cannot write ({error})") from None
         else:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):  # e.g. "database or disk is full"
+                raise StudyDirError(f"study index: cannot write ({exc})") from None
+
+    def _rollback(self) -> None:
+        try:
             self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # nothing begun, or SQLite already rolled back (it does on a full disk)

@@ -71,6 +71,35 @@ def evaluate(
     return {"loss": loss, "cross_entropy": ce, "accuracy": acc, "pred": pred}
 
 
+def train_epoch(
+    model: torch.nn.Module,
+    loader: BatchLoader,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    probes: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One pass over ``loader``: (per-batch losses, correct predictions, examples seen),
+    both tensors on the device — nothing is read back to the host here."""
+    model.train()
+    device = next(model.parameters()).device
+    batch_losses = torch.zeros(len(loader), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    wants_gradients = probes is not None and probes.wants_gradients
+    for i, (x, y) in enumerate(loader):
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if wants_gradients:
+            probes.after_backward()
+        optimizer.step()
+        batch_losses[i] = loss.detach()
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+        seen += y.numel()
+    return batch_losses, correct, seen
+
+
 def _finite(*values: float | None) -> bool:
     return all(v is None or math.isfinite(v) for v in values)
 
@@ -113,25 +142,14 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
         status="done",
         sizes=bundle.sizes(),
         device=str(device),
+        input_shape=[int(d) for d in bundle.input_shape],
+        num_classes=int(bundle.num_classes),
     )
+    best: tuple[int, float, dict[str, torch.Tensor]] | None = None  # keep="best": epoch, acc, w
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
-        model.train()
-        batch_losses = torch.zeros(len(loader), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        seen = 0
-        for i, (x, y) in enumerate(loader):
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if probes.wants_gradients:
-                probes.after_backward()
-            optimizer.step()
-            batch_losses[i] = loss.detach()
-            correct += (logits.detach().argmax(dim=1) == y).sum()
-            seen += y.numel()
+        batch_losses, correct, seen = train_epoch(model, loader, loss_fn, optimizer, probes)
         losses = batch_losses.tolist()
         # A non-finite batch loss is stored as missing (JSON has no NaN).
         result.batch_losses.extend(v if math.isfinite(v) else None for v in losses)
@@ -163,6 +181,9 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
                 on_epoch(record)
             break
         result.history.append(record)
+        acc = record["val_accuracy"]
+        if cfg.keep == "best" and acc is not None and (best is None or acc > best[1]):
+            best = (epoch, acc, _cpu_state(model))
         if on_epoch:
             on_epoch(record)
         schedule.step(record)
@@ -171,8 +192,19 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
 
     result.final = _final_metrics(result, model, bundle, loss_fn, cfg, stopper)
     result.probes = probes.finish()
+    if cfg.keep != "none" and result.status == "done":  # never non-finite weights
+        if cfg.keep == "best" and best is not None:
+            result.final["kept_epoch"], result.weights = best[0], best[2]
+        else:  # "last", or "best" without validation data: the weights tested
+            result.final["kept_epoch"] = result.final["weights_epoch"]
+            result.weights = _cpu_state(model)
     result.final["seconds"] = time.perf_counter() - started
     return result
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's state_dict on the CPU (what ``keep`` returns)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
 def _final_metrics(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 Status = Literal["done", "diverged", "failed"]
@@ -26,10 +26,26 @@ class RunResult:
     error: str | None = None
     diverged_epoch: int | None = None
     device: str = "cpu"
+    input_shape: list[int] = field(default_factory=list)  # one example's shape, for load_model
+    num_classes: int | None = None
+    # ``keep = "best" | "last"``: the kept weights (a state_dict of CPU tensors). Never part
+    # of the record (to_dict); the store saves them as DIR/runs/ID.safetensors.
+    weights: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(replace(self, weights=None))
+        data.pop("weights")
+        return data
+
+    def weights_bytes(self) -> bytes | None:
+        """The kept weights as safetensors bytes (what crosses process borders)."""
+        if self.weights is None:
+            return None
+        from safetensors.torch import save
+
+        return save(self.weights)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        data = {k: v for k, v in data.items() if k != "weights"}
         return cls(**data)

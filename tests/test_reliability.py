@@ -1,0 +1,547 @@
+"""Reliability: bad input, interruption, faults inside runs, storage, report safety, load.
+
+The bad-input corpus lives in ``tests/bad_inputs/`` (one small file per mistake) with
+``expected.toml`` saying what ``ablab`` must answer: exit status 2 and one line naming the
+file, the field path and what is allowed; never a traceback. Most cases run in this
+process through ``ablab.cli.main`` (fast); a few run as real ``python -m ablab.cli``
+processes. The other tests drive real ``ablab run`` processes: signals, SIGKILL at random
+points then resume, a second process on a locked directory, a full disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import ablab.cli
+from ablab.api import run_study, study_status
+from ablab.store import files as store_files
+from ablab.study import load_study
+
+HERE = Path(__file__).parent
+BAD = HERE / "bad_inputs"
+SRC = HERE.parent / "src" / "ablab"
+CASES = __import__("tomllib").loads((BAD / "expected.toml").read_text())
+ABLAB = [sys.executable, "-m", "ablab.cli"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    empty = tmp_path / "no-data"
+    empty.mkdir(exist_ok=True)
+    return dict(os.environ, ABLAB_DOWNLOAD="0", ABLAB_DATA=str(empty), COLUMNS="200", **extra)
+
+
+def _command(name: str, case: dict, out: Path) -> list[str]:
+    file = case.get("file", f"{name}.toml")
+    target = str(BAD / file) if (BAD / file).exists() else file  # else a built-in's name
+    verb = "train" if file.startswith("run_") else "run"
+    return [verb, target, "--out", str(out), *case.get("args", [])]
+
+
+def assert_one_line(code, stdout: str, stderr: str, fragments, status: int = 2) -> str:
+    assert code == status, f"exit {code}\n{stderr}\n{stdout}"
+    assert "Traceback" not in stdout + stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def cli_in_process(args: list[str], capsys) -> tuple[int, str, str]:
+    """``ablab ARGS`` in this process: (exit status, stdout, stderr)."""
+    argv = sys.argv
+    sys.argv = ["ablab", *args]
+    try:
+        ablab.cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def test_corpus_is_complete():
+    files = {p.name for p in BAD.glob("*.toml")} - {"expected.toml"}
+    used = {case.get("file", f"{name}.toml") for name, case in CASES.items()}
+    assert files <= used, f"files without an expected answer: {sorted(files - used)}"
+    assert len(files) >= 40 and len(CASES) >= 60
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_line_and_exit_2(name, tmp_path, monkeypatch, capsys):
+    case = CASES[name]
+    monkeypatch.setenv("ABLAB_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("ABLAB_DOWNLOAD", "0")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli_in_process(_command(name, case, out), capsys)
+    line = assert_one_line(code, stdout, stderr, case["expect"])
+    assert line.startswith("error: ")
+    if name.startswith("study_"):  # refused at plan time: nothing was started or written
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["run_toml_syntax", "study_vgg7_on_moons"]
+)
+def test_bad_input_through_a_real_process(name, tmp_path):
+    case = CASES[name]
+    proc = subprocess.run(
+        ABLAB + _command(name, case, tmp_path / "out"),
+        capture_output=True, text=True, env=_env(tmp_path), timeout=120,
+    )
+    assert_one_line(proc.returncode, proc.stdout, proc.stderr, case["expect"])
+
+
+def test_study_files_are_data_and_checkpoints_load_weights_only():
+    """Study and run files are TOML, parsed, never executed; any checkpoint loaded with
+    torch.load must use weights_only=True (pickle can run code)."""
+    sources = {p: p.read_text() for p in SRC.rglob("*.py")}
+    for path, text in sources.items():
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{path}: {call}"
+        assert not re.search(r"(?<![.\w])(eval|exec)\(", text), path  # model.eval() is fine
+        assert not re.search(r"pickle\.loads?\(|yaml\.load\(", text), path
+    config = (SRC / "config.py").read_text()
+    assert "tomllib.loads(" in config
+
+
+def test_a_booby_trapped_cifar_pickle_is_refused(tmp_path):
+    """CIFAR-10 comes as python pickles; loading one must not run code it carries."""
+    import pickle
+
+    from ablab.data.sources import read_cifar10
+
+    class Trap:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (folder / name).write_bytes(pickle.dumps({b"data": Trap()}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        read_cifar10(folder)
+    assert not (tmp_path / "pwned").exists()
+
+
+# ------------------------------------------------------------------------ shared study
+
+STUDY = """
+name = "{name}"
+description = "{description}"
+seeds = {seeds}
+
+[base]
+epochs = {epochs}
+batch_size = 32
+device = "cpu"
+dataset = {{ name = "moons", n_samples = 400, noise = 0.25 }}
+model = {{ name = "mlp", hidden = [32, 32] }}
+optimizer = {{ name = "adam", lr = 0.01 }}
+
+[[vary]]
+"model.activation" = {activations}
+"""
+
+
+def write_study(tmp_path: Path, name="rel", seeds=(0, 1, 2, 3), epochs=30,
+                activations=("relu", "tanh", "elu"), description="", extra="") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(STUDY.format(
+        name=name, seeds=list(seeds), epochs=epochs, description=description,
+        activations=json.dumps(list(activations))) + extra)
+    return path
+
+
+def spawn_run(study: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ABLAB + ["run", str(study), "--out", str(out), "--workers", "2", "--threads", "1",
+                 *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(out.parent), start_new_session=True,
+    )
+
+
+def statuses(out: Path) -> dict[str, str]:
+    db = out / "index.sqlite"
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+def wait_for(out: Path, predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate(list(statuses(out).values())):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"ablab exited {proc.returncode}: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; statuses {statuses(out)}")
+
+
+def metrics(out: Path) -> dict[str, tuple[str, str, str]]:
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    ids = [r["run_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "a run appears twice in results.csv"
+    return {r["run_id"]: (r["status"], r["test_accuracy"], r["test_loss"]) for r in rows}
+
+
+def index_rows(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "index.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM runs")]
+
+
+def assert_each_run_recorded_once(out: Path, n: int) -> None:
+    rows = index_rows(out)
+    assert len(rows) == n and len({r["run_id"] for r in rows}) == n
+    assert all(r["status"] == "done" for r in rows), [r["status"] for r in rows]
+    records = {p.stem for p in (out / "runs").glob("*.json")}
+    assert records == {r["run_id"] for r in rows}
+    for rid in records:  # every record whole and about its own run
+        assert json.loads((out / "runs" / f"{rid}.json").read_text())["run_id"] == rid
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    assert len(metrics(out)) == n
+
+
+# ------------------------------------------------------------------------ interruption
+
+
+def _interrupt(path: Path, out: Path, sig: int, whole_group: bool, capsys) -> tuple:
+    """Start `ablab run`, wait until a run is done and another is running, send ``sig``;
+    return (exit status, stdout, stderr, runs done before the signal)."""
+    proc = spawn_run(path, out)
+    try:
+        wait_for(out, lambda s: s.count("done") >= 1 and "running" in s, proc)
+        # While it works, a second `ablab run` (this process) on the directory is refused.
+        code, stdout, stderr = cli_in_process(["run", str(path), "--out", str(out)], capsys)
+        assert_one_line(code, stdout, stderr,
+                        [f"{out}: another `ablab run` is working on this directory"])
+        done_before = {rid for rid, s in statuses(out).items() if s == "done"}
+        (os.killpg if whole_group else os.kill)(proc.pid, sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    return proc.returncode, stdout, stderr, done_before
+
+
+def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path, capsys):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) exits 130 and
+    SIGTERM to the main process (`kill`, systemd, docker stop) exits 143; each time the
+    running runs go back to pending, nothing done is lost, and one line says how to
+    resume. Then resuming runs only what is left."""
+    path = write_study(tmp_path, seeds=(0, 1, 2), activations=("relu", "tanh"), epochs=80)
+    out = tmp_path / "out"
+    done: set[str] = set()
+    for sig, whole_group, status in ((signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)):
+        code, stdout, stderr, done_before = _interrupt(path, out, sig, whole_group, capsys)
+        line = assert_one_line(code, stdout, stderr, ["interrupted: "], status=status)
+        assert line.endswith(f"run the same command again to resume into {out}")
+        after = statuses(out)
+        assert "running" not in after.values()  # running runs went back to pending
+        assert done | done_before <= {rid for rid, s in after.items() if s == "done"}
+        assert not list(out.rglob("*.tmp"))
+        done = {rid for rid, s in after.items() if s == "done"}
+    assert 1 <= len(done) < 6
+    outcome = run_study(load_study(path), out, workers=2, threads=1, report=False)
+    assert outcome.exit_code == 0 and outcome.ran == 6 - len(done)
+    assert_each_run_recorded_once(out, 6)
+    assert all(r["attempts"] == 1 for r in index_rows(out) if r["run_id"] in done)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_whole_study_at_random_points_loses_nothing(tmp_path):
+    """12 runs; SIGKILL the whole process group at seeded random moments, resume each
+    time; the end result equals an uninterrupted run's, each run recorded once."""
+    path = write_study(tmp_path)  # 3 variants × 4 seeds, mlp [32, 32], 30 epochs
+    reference = tmp_path / "reference"
+    run_study(load_study(path), reference, workers=2, threads=1, report=False)
+    out = tmp_path / "out"
+    rng = random.Random(20240611)
+    kills = 0
+    for _ in range(4):
+        proc = spawn_run(path, out)
+        try:
+            wait_for(out, lambda s: "running" in s, proc)
+            time.sleep(rng.uniform(0.0, 2.5))
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=60)
+        kills += 1
+        if all(s == "done" for s in statuses(out).values()):
+            break
+    assert kills >= 3
+    final = spawn_run(path, out)
+    _, stderr = final.communicate(timeout=300)
+    assert final.returncode == 0, stderr
+    assert metrics(out) == metrics(reference)
+    assert_each_run_recorded_once(out, 12)
+    assert (out / "report.html").exists()
+
+
+# ------------------------------------------------------------------------ faults in runs
+
+
+def test_out_of_memory_fails_its_run_and_the_study_goes_on(tmp_path, capsys):
+    """One variant asks for a 1e11-unit layer (torch's allocator refuses at once), one
+    diverges, one is fine: exit 1, the failure recorded with its reason, the report says
+    which diverged; --retry-failed runs the failed run only."""
+    path = tmp_path / "faults.toml"
+    path.write_text("""
+name = "faults"
+seeds = [0]
+[base]
+epochs = 3
+batch_size = 32
+device = "cpu"
+dataset = { name = "moons", n_samples = 200 }
+model = { name = "mlp", hidden = [16] }
+optimizer = { name = "adam", lr = 0.01 }
+[[vary]]
+_labels = ["fine", "huge", "diverges"]
+"model.hidden" = [[16], [100000000000], [16]]
+"optimizer" = [{ name = "adam", lr = 0.01 }, { name = "adam", lr = 0.01 },
+               { name = "sgd", lr = 1e12 }]
+""")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli_in_process(
+        ["run", str(path), "--out", str(out), "--workers", "2", "--threads", "1"], capsys)
+    assert code == 1, stderr
+    assert "Traceback" not in stdout + stderr
+    failed = [line for line in stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and "recipe=huge" in failed[0]
+    assert "allocate memory" in failed[0] or "out of memory" in failed[0]
+    assert "--retry-failed" in stdout
+    rows = {r["variant_label"]: r for r in index_rows(out)}
+    assert rows["recipe=fine"]["status"] == "done"
+    assert rows["recipe=diverges"]["status"] == "diverged"
+    assert rows["recipe=huge"]["status"] == "failed" and "memory" in rows["recipe=huge"]["error"]
+    html = (out / "report.html").read_text()
+    assert "diverged" in html and "failed" in html
+    before = metrics(out)
+    retried = run_study(load_study(path), out, workers=1, threads=1, report=False,
+                        retry_failed=True)
+    assert retried.ran == 1 and retried.counts["failed"] == 1  # it fails again, alone
+    attempts = {r["variant_label"]: r["attempts"] for r in index_rows(out)}
+    assert attempts == {"recipe=fine": 1, "recipe=huge": 2, "recipe=diverges": 1}
+    after = metrics(out)
+    assert {k: v for k, v in after.items() if v[0] != "failed"} == {
+        k: v for k, v in before.items() if v[0] != "failed"}
+
+
+# ------------------------------------------------------------------------ storage
+
+
+def test_out_below_a_regular_file_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    path = write_study(tmp_path, seeds=(0,), epochs=1, activations=("relu",))
+    code, out, err = cli_in_process(["run", str(path), "--out", str(blocker / "out")], capsys)
+    assert_one_line(code, out, err, [f"{blocker / 'out'}: cannot write here (Not a directory)"])
+    run = BAD / "run_ok_for_set.toml"
+    code, out, err = cli_in_process(["train", str(run), "--out", str(blocker / "o")], capsys)
+    assert_one_line(code, out, err, ["cannot write here (Not a directory)"])
+    for what in ("status", "report"):
+        code, out, err = cli_in_process([what, str(tmp_path)], capsys)
+        assert_one_line(code, out, err, [f"{tmp_path}: not a study directory"])
+
+
+def test_disk_full_while_recording_keeps_what_was_done(tmp_path, monkeypatch, capsys):
+    """ENOSPC on the third run record: one line, exit 2; the index and the records
+    written before stay readable; freeing space and running again finishes the study."""
+    path = write_study(tmp_path, seeds=(0, 1), activations=("relu", "tanh"), epochs=3)
+    out = tmp_path / "out"
+    real = store_files.atomic_write_bytes
+    written = []
+
+    def full_disk_after_two_records(target, data):
+        if Path(target).parent.name == "runs":
+            if len(written) >= 2:
+                def no_space(fd):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                monkeypatch.setattr(store_files.os, "fsync", no_space)
+                try:
+                    return real(target, data)
+                finally:
+                    monkeypatch.undo()
+            written.append(target)
+        return real(target, data)
+
+    monkeypatch.setattr(store_files, "atomic_write_bytes", full_disk_after_two_records)
+    code, stdout, stderr = cli_in_process(
+        ["run", str(path), "--out", str(out), "--workers", "1", "--threads", "1"], capsys)
+    monkeypatch.undo()
+    assert_one_line(code, stdout, stderr, ["cannot write (No space left on device)"])
+    assert not list(out.rglob("*.tmp"))
+    code, stdout, stderr = cli_in_process(["status", str(out)], capsys)
+    assert code == 0 and "Traceback" not in stdout + stderr
+    info = study_status(out)
+    assert info["counts"]["done"] == 2 and info["total"] == 4
+    done = [r["run_id"] for r in info["rows"] if r["status"] == "done"]
+    assert {Path(p).stem for p in written} == set(done)
+    outcome = run_study(load_study(path), out, workers=1, threads=1, report=False)
+    assert outcome.ran == 2 and outcome.exit_code == 0
+    assert_each_run_recorded_once(out, 4)
+
+
+def _can_mount_tmpfs(where: Path) -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {where}"],
+        capture_output=True, timeout=30,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+def test_a_really_full_disk(tmp_path):
+    """A 200 KiB tmpfs (in a private mount namespace) fills up during a study: exit 2 with
+    one line; `ablab status` still reads the study; after growing the disk the same
+    command finishes it, each run once."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if not _can_mount_tmpfs(mnt):
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    path = write_study(tmp_path, seeds=(0, 1), activations=("relu", "tanh"), epochs=3)
+    out = mnt / "out"
+    py = " ".join(ABLAB)
+    run = f"{py} run {path} --out {out} --workers 2 --threads 1"
+    script = f"""
+mount -t tmpfs -o size=200k tmpfs {mnt} || exit 99
+{run} >{tmp_path}/1.out 2>{tmp_path}/1.err; echo $? >{tmp_path}/1.rc
+{py} status {out} >{tmp_path}/2.out 2>{tmp_path}/2.err; echo $? >{tmp_path}/2.rc
+mount -o remount,size=20m {mnt}
+{run} >{tmp_path}/3.out 2>{tmp_path}/3.err; echo $? >{tmp_path}/3.rc
+cp -r {out} {tmp_path}/kept
+"""
+    subprocess.run(["unshare", "-rm", "sh", "-c", script], env=_env(tmp_path), timeout=300)
+
+    def result(i):
+        return [int((tmp_path / f"{i}.rc").read_text()), (tmp_path / f"{i}.out").read_text(),
+                (tmp_path / f"{i}.err").read_text()]
+
+    code, stdout, stderr = result(1)
+    line = assert_one_line(code, stdout, stderr, [])
+    assert "No space left on device" in line or "disk is full" in line, line
+    code, stdout, stderr = result(2)
+    assert code == 0 and "Traceback" not in stdout + stderr, stderr
+    assert "runs left" in stdout or "nothing left to run" in stdout  # read back whole
+    code, stdout, stderr = result(3)
+    assert code == 0, stderr
+    assert_each_run_recorded_once(tmp_path / "kept", 4)
+
+
+# ------------------------------------------------------------------------ report safety
+
+
+def test_report_escapes_study_text_and_makes_no_request(tmp_path):
+    evil = "<script>alert(1)</script>"
+    path = tmp_path / "evil.toml"
+    path.write_text(f"""
+name = "evil"
+description = "{evil} see https://evil.example/x.js and <img src=x onerror=alert(2)>"
+seeds = [0]
+[base]
+epochs = 2
+batch_size = 64
+device = "cpu"
+dataset = {{ name = "moons", n_samples = 200 }}
+model = {{ name = "mlp", hidden = [8] }}
+[[vary]]
+_name = "<img src=y onerror=alert(3)>"
+_labels = ["{evil}", "plain & simple"]
+"model.activation" = ["relu", "tanh"]
+""")
+    out = tmp_path / "out"
+    outcome = run_study(load_study(path), out, workers=1, threads=1)
+    assert outcome.exit_code == 0
+    html = (out / "report.html").read_text()
+    assert "<script" not in html.lower() and "<img src=x" not in html
+    assert "<img src=y" not in html and "onerror=alert(3)>" not in html.replace("&gt;", "")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, as text
+    # Nothing is fetched: the only URL is the study's own (escaped) text, in no attribute.
+    urls = re.findall(r"https?://[^\s\"'<&]+", html)
+    assert set(urls) <= {"https://evil.example/x.js"}, set(urls)
+    assert not re.search(r"(src|href|action|srcset)=\"(?!data:|#)", html)
+    assert not re.search(r"url\((?!data:)", html) and "@import" not in html
+    md = (out / "report.md").read_text()
+    prose = md.partition("```toml")[0]
+    assert "<script" not in prose and "<img src" not in prose
+    for svg in (out / "figures").glob("*.svg"):
+        assert "<script" not in svg.read_text().lower(), svg
+
+
+# ------------------------------------------------------------------------ load
+
+
+@pytest.mark.slow
+def test_200_run_study_records_every_run_once(tmp_path):
+    """20 variants × 10 seeds of tiny digits runs through the real CLI; prints wall time
+    and peak memory (parent and largest child) for the benchmark notes."""
+    lrs = [round(0.001 * (i + 1), 3) for i in range(20)]
+    path = tmp_path / "load.toml"
+    path.write_text(f"""
+name = "load-200"
+seeds = {list(range(10))}
+[base]
+epochs = 1
+batch_size = 32
+device = "cpu"
+dataset = {{ name = "digits", subset = 100 }}
+model = {{ name = "mlp", hidden = [16] }}
+optimizer = {{ name = "adam", lr = 0.01 }}
+[[vary]]
+"optimizer.lr" = {lrs}
+""")
+    out = tmp_path / "out"
+    # A small wrapper process runs `ablab run` and reports the peak RSS of ablab's own
+    # process (its only child) and of the largest of its workers (grandchildren it waited
+    # for), untouched by anything else this test session started.
+    wrapper = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "wall = time.perf_counter() - t\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps({'code': code, 'wall': wall, 'peak_mib': peak}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, *ABLAB, "run", str(path), "--out", str(out),
+         "--workers", "2", "--threads", "1"],
+        capture_output=True, text=True, env=_env(tmp_path), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert stats["code"] == 0, proc.stderr
+    assert_each_run_recorded_once(out, 200)
+    assert all(r["attempts"] == 1 for r in index_rows(out))
+    print(f"\n200-run study: {stats['wall']:.1f} s wall; peak RSS {stats['peak_mib']:.0f} MiB "
+          "(largest single process: ablab or one of its workers)")
