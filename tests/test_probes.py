@@ -374,3 +374,19 @@ def test_diverged_run_probes_stay_json():
     assert result.probes["gradients"]["non_finite"] is True
     assert result.probes["weights"]["non_finite"] is True
     assert result.probes["gradients"]["summary"]["vanishing_layer"] is None
+
+
+def test_every_n_epochs_thins_the_activation_probes():
+    from ablab.config import parse_run
+    from ablab.train import fit
+
+    cfg = parse_run({
+        "epochs": 7, "batch_size": "full", "device": "cpu",
+        "dataset": {"name": "moons", "n_samples": 200},
+        "model": {"name": "mlp", "hidden": [8]},
+        "probes": [{"name": "dead_units", "every": 3}, {"name": "activations", "every": 3}],
+    })
+    probes = fit(cfg).probes
+    assert probes["dead_units"]["epochs"] == [0, 3, 6, 7]
+    assert probes["activations"]["epochs"] == [0, 3, 6, 7]
+    assert len(probes["dead_units"]["dead_unit_fraction"]) == 4

@@ -99,6 +99,9 @@ def train(
     run_file: Annotated[Path, typer.Argument(help="A run file (TOML)")],
     out: Annotated[Path | None, typer.Option(help="Where to write summary.json")] = None,
     set_: SetOption = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Torch threads (default: by model size)")
+    ] = None,
 ) -> None:
     """Train one fully specified run and report its metrics."""
     from ablab.config import load_run, run_id
@@ -107,6 +110,10 @@ def train(
 
     cfg = load_run(run_file, set_ or [])
     out = out or Path("runs") / f"{run_file.stem}-{run_id(cfg)}"
+    from ablab.execute import Task, plan_workers
+    from ablab.execute.base import set_threads
+
+    set_threads(plan_workers([Task(run_id(cfg), "run", cfg.resolved())], 1, threads)[1])
     try:  # find an unwritable --out before training, not after
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -44,6 +44,9 @@ def available_cores() -> int:
 #: Forward FLOPs per example above which a model is "large": its steps are long, dense
 #: kernels that use several threads well. See ``plan_workers``.
 LARGE_MODEL_FLOPS = 50e6
+#: Below this, a second torch thread slows a step down (measured: a digits MLP step took
+#: 2.1x as long on 2 threads as on 1 here): such runs always get one thread.
+SMALL_MODEL_FLOPS = 2e6
 
 
 def group_tasks(tasks: list[Task]) -> list[list[Task]]:
@@ -106,7 +109,8 @@ def plan_workers(
     torch thread gains little on small models (most ops are too small to split; each
     parallel region costs a wake-up) — so: one single-thread worker per unit of work (a
     run, or a group of seeds trained together) while there are at least as many units as
-    cores. With fewer units than cores, the spare cores become threads of the workers.
+    cores. With fewer units than cores, the spare cores become threads of the workers —
+    except for small models (below ``SMALL_MODEL_FLOPS``), which always run one thread.
     Large models (forward FLOPs per example above ``LARGE_MODEL_FLOPS``: dense kernels
     that thread well, and one dataset copy per process) get at most half the cores as
     workers, the rest as threads."""
@@ -115,13 +119,14 @@ def plan_workers(
         units, flops = tasks, 0.0
     else:
         units = len(group_tasks(tasks))
-        flops = _max_forward_flops(tasks) if workers is None and units > 1 else 0.0
+        flops = _max_forward_flops(tasks) if workers is None or threads is None else 0.0
     if workers is None:
         workers = max(1, min(cores, units))
         if flops > LARGE_MODEL_FLOPS and cores >= 4:
             workers = max(1, min(workers, cores // 2))
     if threads is None:
-        threads = max(1, cores // workers)
+        small = 0.0 < flops < SMALL_MODEL_FLOPS
+        threads = 1 if small else max(1, cores // workers)
     return workers, threads
 
 

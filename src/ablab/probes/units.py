@@ -40,10 +40,16 @@ def _units_view(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], t.shape[1], -1)
 
 
+def _due(epoch: int, every: int, last: int) -> bool:
+    """Measure at every ``every``-th epoch and at the last planned one."""
+    return epoch % every == 0 or epoch == last
+
+
 class DeadUnits:
     """See :func:`dead_units`."""
 
-    def __init__(self, ctx: ProbeContext):
+    def __init__(self, ctx: ProbeContext, every: int = 1):
+        self.every, self.last = every, ctx.epochs
         self.layers, self.kinds = _layers(ctx)
         self.units: list[int | None] = [None] * len(self.layers)
         self.epochs: list[int] = []
@@ -95,6 +101,8 @@ class DeadUnits:
         self.zero.append(zero)
 
     def on_epoch_end(self, epoch: int) -> None:
+        if not _due(epoch, self.every, self.last):
+            return
         self.shared.run(epoch)
         self._collect(epoch)
 
@@ -110,7 +118,7 @@ class DeadUnits:
 
 
 @PROBES.register("dead_units", "Dead units and zero-activation fraction per activation layer")
-def dead_units(ctx: ProbeContext) -> DeadUnits:
+def dead_units(ctx: ProbeContext, *, every: Annotated[int, Field(ge=1)] = 1) -> DeadUnits:
     """Per activation layer, at epoch 0 and after each epoch, on the fixed probe batch:
 
     - ``dead_unit_fraction``: the fraction of units that are "off" for EVERY input of the
@@ -122,6 +130,10 @@ def dead_units(ctx: ProbeContext) -> DeadUnits:
     (leaky ReLU, ELU, GELU, SiLU, mish, softplus). For sigmoid and tanh neither is
     meaningful and both are ``null``.
 
+    ``every = N`` measures at every N-th epoch and the last planned one only: on runs whose
+    epoch is a single small step (300 full-batch epochs of a toy MLP) the per-epoch pass
+    costs as much as the epoch itself.
+
     Output::
 
         {"layers": [name, ...], "kinds": ["relu", ...], "units": [units per layer],
@@ -129,13 +141,14 @@ def dead_units(ctx: ProbeContext) -> DeadUnits:
          "dead_unit_fraction": [[per layer] per epoch],
          "zero_activation_fraction": [[per layer] per epoch]}
     """
-    return DeadUnits(ctx)
+    return DeadUnits(ctx, every)
 
 
 class ActivationStats:
     """See :func:`activations`."""
 
-    def __init__(self, ctx: ProbeContext, bins: int, limit: float):
+    def __init__(self, ctx: ProbeContext, bins: int, limit: float, every: int = 1):
+        self.every, self.last = every, ctx.epochs
         self.bins = bins
         self.layers, self.kinds = _layers(ctx)
         self.ranges = [_range(kind, limit) for kind in self.kinds]
@@ -204,6 +217,8 @@ class ActivationStats:
             self.scalars[key].append([row[k] for row in rows])
 
     def on_epoch_end(self, epoch: int) -> None:
+        if not _due(epoch, self.every, self.last):
+            return
         self.shared.run(epoch)
         self._collect(epoch)
 
@@ -244,6 +259,7 @@ def activations(
     *,
     bins: Annotated[int, Field(ge=2, le=1000)] = 50,
     limit: Annotated[float, Field(gt=0)] = 5.0,
+    every: Annotated[int, Field(ge=1)] = 1,
 ) -> ActivationStats:
     """Per activation layer, at epoch 0 and after each epoch, on the fixed probe batch: a
     histogram of the activation's outputs over ``bins`` equal bins on a FIXED range (the
@@ -263,4 +279,4 @@ def activations(
          "mean": [[per layer] per epoch], "std": ..., "saturated_fraction": ...,
          "clipped_fraction": ...}
     """
-    return ActivationStats(ctx, bins, limit)
+    return ActivationStats(ctx, bins, limit, every)
