@@ -138,7 +138,7 @@ def test_run_group_gives_one_outcome_and_epoch_records_per_run():
 def test_benchmark_quick_mode_runs(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick",
-         "--out", str(tmp_path), "--skip", "studies"],
+         "--out", str(tmp_path), "--skip", "omp", "workers", "seeds", "studies"],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
