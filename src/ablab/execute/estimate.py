@@ -16,9 +16,11 @@ import torch
 from ablab.config import RunConfig
 from ablab.registry import DATASETS
 
-# Measured here: fp32 training throughput of small convnets on one core, and the fixed
-# Python + dispatch cost of one optimizer step of a small model.
-FLOPS_PER_CORE = 8e9
+# From `make bench` on the 2-core development machine (idle): simple_cnn trains at 60.5
+# GFLOP/s and mnist_cnn3 at 88.9 GFLOP/s on 2 threads at batch 64 (30-44 per core; 25 per
+# core leaves room for evaluation and probes); a digits-MLP step costs about 1 ms on 2
+# threads, so 1.5 ms on one.
+FLOPS_PER_CORE = 25e9
 SECONDS_PER_STEP = 1.5e-3
 STARTUP_SECONDS = 1.0
 
