@@ -45,20 +45,38 @@ def _due(epoch: int, every: int, last: int) -> bool:
     return epoch % every == 0 or epoch == last
 
 
-class DeadUnits:
+class _PassClient:
+    """A probe fed by the shared activation pass: measured once at epoch 0, then at every
+    ``every``-th epoch and the last planned one. Subclasses give ``begin``, ``hook``,
+    ``_collect(epoch)`` and set ``self.every`` before calling ``_join_pass``."""
+
+    every: int
+
+    def _join_pass(self, ctx: ProbeContext) -> None:
+        self.last = ctx.epochs
+        self.shared = ctx.activation_pass()
+        self.shared.measure(self)
+        self._collect(0)
+        self.shared.join(self)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if not _due(epoch, self.every, self.last):
+            return
+        self.shared.run(epoch)
+        self._collect(epoch)
+
+
+class DeadUnits(_PassClient):
     """See :func:`dead_units`."""
 
     def __init__(self, ctx: ProbeContext, every: int = 1):
-        self.every, self.last = every, ctx.epochs
+        self.every = every
         self.layers, self.kinds = _layers(ctx)
         self.units: list[int | None] = [None] * len(self.layers)
         self.epochs: list[int] = []
         self.dead: list[list[float | None]] = []
         self.zero: list[list[float | None]] = []
-        self.shared = ctx.activation_pass()
-        self.shared.measure(self)
-        self._collect(0)
-        self.shared.join(self)
+        self._join_pass(ctx)
 
     def begin(self) -> None:
         n = len(self.layers)
@@ -100,12 +118,6 @@ class DeadUnits:
         self.dead.append(dead)
         self.zero.append(zero)
 
-    def on_epoch_end(self, epoch: int) -> None:
-        if not _due(epoch, self.every, self.last):
-            return
-        self.shared.run(epoch)
-        self._collect(epoch)
-
     def finish(self) -> dict[str, Any]:
         return {
             "layers": self.layers,
@@ -144,11 +156,11 @@ def dead_units(ctx: ProbeContext, *, every: Annotated[int, Field(ge=1)] = 1) -> 
     return DeadUnits(ctx, every)
 
 
-class ActivationStats:
+class ActivationStats(_PassClient):
     """See :func:`activations`."""
 
     def __init__(self, ctx: ProbeContext, bins: int, limit: float, every: int = 1):
-        self.every, self.last = every, ctx.epochs
+        self.every = every
         self.bins = bins
         self.layers, self.kinds = _layers(ctx)
         self.ranges = [_range(kind, limit) for kind in self.kinds]
@@ -157,10 +169,7 @@ class ActivationStats:
         self.scalars: dict[str, list[list[float | None]]] = {
             k: [] for k in ("mean", "std", "saturated_fraction", "clipped_fraction")
         }
-        self.shared = ctx.activation_pass()
-        self.shared.measure(self)
-        self._collect(0)
-        self.shared.join(self)
+        self._join_pass(ctx)
 
     def begin(self) -> None:
         self._acc: list[dict[str, Any] | None] = [None] * len(self.layers)
@@ -215,12 +224,6 @@ class ActivationStats:
         self.hist.append(hist)
         for k, key in enumerate(("mean", "std", "saturated_fraction", "clipped_fraction")):
             self.scalars[key].append([row[k] for row in rows])
-
-    def on_epoch_end(self, epoch: int) -> None:
-        if not _due(epoch, self.every, self.last):
-            return
-        self.shared.run(epoch)
-        self._collect(epoch)
 
     def finish(self) -> dict[str, Any]:
         return {
