@@ -155,6 +155,62 @@ def test_small_weights_do_not_saturate_and_stats_are_exact():
     assert out["hist"][0][1] == expected
 
 
+def test_histogram_slots_count_out_of_range_and_nan_apart():
+    from ablab.probes.units import histogram
+
+    y = torch.tensor([-7.0, -5.0, -0.1, 0.0, 0.1, 4.99, 5.0, 9.0, float("nan"), float("inf")])
+    counts = histogram(y, -5.0, 5.0, 10).tolist()
+    # slots: below -5, ten bins of width 1 on [-5, 5), at or above 5, NaN
+    assert counts[0] == 1  # -7
+    assert counts[1] == 1  # -5 is the first bin's left edge
+    assert counts[5] == 1 and counts[6] == 2  # -0.1 in [-1, 0); 0 and 0.1 in [0, 1)
+    assert counts[10] == 1  # 4.99
+    assert counts[11] == 3  # 5, 9, inf
+    assert counts[12] == 1  # NaN
+    big = torch.randn(100_000) * 3
+    slots = histogram(big, -5.0, 5.0, 10)
+    inside = torch.histc(big.clamp(-5, 5 - 1e-6), 10, -5, 5).long()
+    inside[0] -= (big < -5).sum()
+    inside[-1] -= (big >= 5 - 1e-6).sum()
+    assert slots[1:11].tolist() == inside.tolist()
+    assert slots[0] == (big < -5).sum() and slots[11] == (big >= 5).sum()
+
+
+def test_leaky_outputs_outside_the_range_are_counted_as_clipped():
+    identity = nn.Linear(1, 1)
+    nn.init.ones_(identity.weight)
+    nn.init.zeros_(identity.bias)
+    model = nn.Sequential(identity, Activation("leaky_relu"))
+    x = torch.tensor([[-800.0], [-1.0], [0.5], [7.0]])  # leaky(-800) = -8 < -5; 7 > 5
+    out = probe("activations", context(model, x), bins=10).finish()
+    assert out["clipped_fraction"][0][0] == pytest.approx(0.5)
+    assert out["hist"][0][0][0] == 1 and out["hist"][0][0][-1] == 1  # folded into the edges
+    assert sum(out["hist"][0][0]) == 4
+
+
+def test_conv_statistics_do_not_depend_on_memory_layout():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), Activation("relu"), nn.Conv2d(8, 4, 3), Activation("leaky_relu")
+    )
+    x = torch.randn(40, 3, 9, 9)
+    plain = {n: probe(n, context(model, x)).finish() for n in ("dead_units", "activations")}
+    model = model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    last = {n: probe(n, context(model, x)).finish() for n in ("dead_units", "activations")}
+    assert last["dead_units"]["units"] == [8, 4]
+    assert last["dead_units"]["dead_unit_fraction"] == plain["dead_units"]["dead_unit_fraction"]
+    assert last["dead_units"]["zero_activation_fraction"][0] == pytest.approx(
+        plain["dead_units"]["zero_activation_fraction"][0], abs=1e-3
+    )
+    for layer in range(2):  # another conv kernel: a value on a bin edge may move
+        a, b = last["activations"]["hist"][0][layer], plain["activations"]["hist"][0][layer]
+        assert sum(a) == sum(b) and sum(abs(u - v) for u, v in zip(a, b, strict=True)) <= 4
+    assert last["activations"]["mean"][0] == pytest.approx(
+        plain["activations"]["mean"][0], rel=1e-4
+    )
+
+
 # ---------------------------------------------------------------- gradients and weights
 
 
