@@ -44,6 +44,7 @@ import ablab  # noqa: F401  (sets OMP_WAIT_POLICY before torch's first parallel 
 from ablab.config import AugmentConfig, ModelConfig
 from ablab.data import BatchLoader, DataBundle, Split
 from ablab.models import build_model
+from ablab.train.accel import memory_format_for
 from ablab.train.loop import train_epoch
 from ablab.train.losses import build_loss
 from ablab.train.optimizers import build_optimizer
@@ -56,6 +57,13 @@ MODELS = [  # name, options, input shape, augment
     ("improved_cnn", {}, (3, 32, 32), True),
 ]
 AUGMENT = AugmentConfig(flip=True, crop_padding=4)
+#: Where the throughput section trains: a CUDA GPU when one is visible, else the CPU.
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -64,14 +72,18 @@ AUGMENT = AugmentConfig(flip=True, crop_padding=4)
 def best_of(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         best = min(best, time.perf_counter() - t)
     return best
 
 
-def matmul_peak(n: int, repeats: int) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
+    """Matmul GFLOP/s on DEVICE (fp32 by default: TF32 stays off, torch's default)."""
+    a = torch.randn(n, n, device=DEVICE, dtype=dtype)
+    b = torch.randn(n, n, device=DEVICE, dtype=dtype)
     a @ b
     return 2 * n**3 / best_of(lambda: a @ b, repeats) / 1e9
 
@@ -87,33 +99,39 @@ def synthetic_bundle(shape: tuple[int, ...], n: int, classes: int = 10) -> DataB
         num_classes=classes, class_names=[str(i) for i in range(classes)],
         normalize_mode="standard", scale=1 / 255,
         mean=torch.full((1, c, 1, 1), 0.5), std=torch.full((1, c, 1, 1), 0.25),
-    )
+    ).to(DEVICE)
 
 
-def make_model(name: str, options: dict, shape, channels_last: bool = False):
+def make_model(name: str, options: dict, shape):
     torch.manual_seed(0)
-    model = build_model(ModelConfig.model_validate({"name": name, **options}), shape, 10)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return build_model(ModelConfig.model_validate({"name": name, **options}), shape, 10)
 
 
 class AblabLoop:
-    """ablab's own path: BatchLoader (device-resident, batched augmentation) + train_epoch."""
+    """ablab's own path, set up as ``fit`` sets it up: BatchLoader (device-resident,
+    batched augmentation), the memory layout ``fit`` picks (``memory_format="auto"``:
+    channels-last for conv nets), ``train_epoch``. ``memory_format`` / ``precision``
+    override fit's defaults for the comparison columns."""
 
-    def __init__(self, name, options, shape, augment, batch, n, channels_last=False):
+    def __init__(self, name, options, shape, augment, batch, n, memory_format="auto",
+                 precision="fp32"):
         self.bundle = synthetic_bundle(shape, n)
-        self.model = make_model(name, options, shape, channels_last)
+        self.model = make_model(name, options, shape).to(DEVICE)
+        layout = memory_format_for(self.model, memory_format)
+        self.model = self.model.to(memory_format=layout)
         self.loss = build_loss("cross_entropy", {})
         self.opt = build_optimizer("adam", {}, self.model.parameters())
         self.loader = BatchLoader(
             self.bundle.train, self.bundle, batch, shuffle=True,
-            augment=AUGMENT if augment else None, generator=torch.Generator().manual_seed(0),
+            augment=AUGMENT if augment else None,
+            generator=torch.Generator(device=DEVICE).manual_seed(0), memory_format=layout,
         )
+        self.precision = precision
         self.n = n
 
     def epoch(self) -> None:
-        losses, correct, _ = train_epoch(self.model, self.loader, self.loss, self.opt)
+        losses, correct, _ = train_epoch(self.model, self.loader, self.loss, self.opt,
+                                         precision=self.precision)
         losses.sum().item()  # what fit reads back once per epoch
 
 
@@ -127,7 +145,7 @@ class BaselineLoop:
 
         bundle = synthetic_bundle(shape, n)
         c = shape[0]
-        arr = bundle.train.x.permute(0, 2, 3, 1).numpy()  # N×H×W×C uint8
+        arr = bundle.train.x.permute(0, 2, 3, 1).cpu().numpy()  # N×H×W×C uint8
         images = [Image.fromarray(a[:, :, 0] if c == 1 else a) for a in arr]
         labels = bundle.train.y.tolist()
         steps = []
@@ -144,8 +162,9 @@ class BaselineLoop:
             def __getitem__(self, i):
                 return tf(images[i]), labels[i]
 
-        self.loader = torch.utils.data.DataLoader(DS(), batch_size=batch, shuffle=True)
-        self.model = make_model(name, options, shape)
+        self.loader = torch.utils.data.DataLoader(DS(), batch_size=batch, shuffle=True,
+                                                  pin_memory=DEVICE.type == "cuda")
+        self.model = make_model(name, options, shape).to(DEVICE)
         self.opt = torch.optim.Adam(self.model.parameters())
         self.crit = torch.nn.CrossEntropyLoss()
         self.n = n
@@ -154,7 +173,7 @@ class BaselineLoop:
         self.model.train()
         total = 0.0
         for x, y in self.loader:
-            x, y = x.to("cpu"), y.to("cpu")
+            x, y = x.to(DEVICE, non_blocking=True), y.to(DEVICE, non_blocking=True)
             self.opt.zero_grad()
             loss = self.crit(self.model(x), y)
             loss.backward()
@@ -230,8 +249,10 @@ def section_throughput(quick: bool, peak: float) -> list[dict]:
             base = BaselineLoop(name, options, shape, augment, batch, n)
             loops = {"ablab": ours, "baseline": base}
             if len(shape) == 3 and shape[1] > 8 and not heavy:
-                loops["ablab_channels_last"] = AblabLoop(
-                    name, options, shape, augment, batch, n, channels_last=True)
+                loops["ablab_contiguous"] = AblabLoop(
+                    name, options, shape, augment, batch, n, memory_format="contiguous")
+                loops["ablab_bf16"] = AblabLoop(
+                    name, options, shape, augment, batch, n, precision="bf16")
             if not heavy:
                 for loop in loops.values():
                     loop.epoch()  # warm-up
@@ -249,8 +270,9 @@ def section_throughput(quick: bool, peak: float) -> list[dict]:
                 "ablab_gflop_s": ips["ablab"] * flops / 1e9,
                 "fraction_of_peak": ips["ablab"] * flops / 1e9 / peak,
             }
-            if "ablab_channels_last" in ips:
-                row["channels_last_over_default"] = ips["ablab_channels_last"] / ips["ablab"]
+            if "ablab_contiguous" in ips:
+                row["channels_last_over_contiguous"] = ips["ablab"] / ips["ablab_contiguous"]
+                row["bf16_over_fp32"] = ips["ablab_bf16"] / ips["ablab"]
             rows.append(row)
             print(f"  {name} b{batch}: {row['speedup']:.2f}x baseline, "
                   f"{100 * row['fraction_of_peak']:.0f}% of peak", flush=True)
@@ -298,7 +320,7 @@ def _moons_cfg(seed: int, epochs: int, hidden=(256, 128), probes=()):
     from ablab.config import parse_run
 
     return parse_run({
-        "epochs": epochs, "seed": seed, "batch_size": "full", "device": "cpu",
+        "epochs": epochs, "seed": seed, "batch_size": "full", "device": DEVICE.type,
         "dataset": {"name": "moons", "n_samples": 1000, "noise": 0.3, "test_fraction": 0.3,
                     "val_fraction": 0.0},
         "model": {"name": "mlp", "hidden": list(hidden), "init": "normal(0, 0.01)"},
@@ -310,13 +332,17 @@ def _digits_cfg(seed: int, epochs: int):
     from ablab.config import parse_run
 
     return parse_run({
-        "epochs": epochs, "seed": seed, "batch_size": 64, "device": "cpu",
+        "epochs": epochs, "seed": seed, "batch_size": 64, "device": DEVICE.type,
         "dataset": {"name": "digits", "val_fraction": 0.1, "test_fraction": 0.2},
         "model": {"name": "mlp", "hidden": [256, 128]}, "optimizer": {"name": "adam"},
     })
 
 
-def section_seeds(quick: bool) -> list[dict]:
+def section_seeds(quick: bool, peak: float) -> list[dict]:
+    """S seeds together vs one seed, plus what the arithmetic alone allows: the training
+    FLOPs of S seeds at the measured matmul peak, over the one-seed time (a ratio no
+    implementation can beat on this device)."""
+    from ablab.execute.estimate import _split_sizes, forward_flops
     from ablab.train import fit
     from ablab.train.batched import fit_seeds
 
@@ -335,8 +361,14 @@ def section_seeds(quick: bool) -> list[dict]:
             one = min(one, best_of(lambda m=make, e=epochs: fit(m(0, e)), 1))
             many = min(many, best_of(
                 lambda m=make, e=epochs: fit_seeds([m(s, e) for s in range(seeds)]), 1))
+        cfg = make(0, epochs)
+        train, _ = _split_sizes(cfg)
+        train_flops = 3 * forward_flops(cfg) * train * epochs  # forward + backward
         rows.append({"case": label, "epochs": epochs, "seeds": seeds, "one_seed_s": one,
-                     "seeds_together_s": many, "together_over_one": many / one})
+                     "seeds_together_s": many, "together_over_one": many / one,
+                     "together_gflop_s": seeds * train_flops / many / 1e9,
+                     "together_fraction_of_peak": seeds * train_flops / many / 1e9 / peak,
+                     "arithmetic_bound_ratio": seeds * train_flops / (peak * 1e9) / one})
     return rows
 
 
@@ -425,7 +457,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "cores": os.cpu_count(), "torch": torch.__version__,
                     "threads": threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                    "device": "cuda" if torch.cuda.is_available() else "cpu",
+                    "device": str(DEVICE) + (f" ({torch.cuda.get_device_name()})"
+                                             if DEVICE.type == "cuda" else ""),
                     "load_avg_at_start": os.getloadavg()},
     }
     print("peak ...", flush=True)
@@ -433,9 +466,12 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = (1024, 2048) if args.quick else (1024, 2048, 4096)
     peak = max(matmul_peak(n, 3 if args.quick else 5) for n in sizes)
     report["peak_gflop_s"] = peak
+    if DEVICE.type == "cuda":  # tensor-core rate, for the bf16 column
+        report["peak_bf16_gflop_s"] = max(matmul_peak(n, 5, torch.bfloat16) for n in sizes)
     sections = [
         ("omp", section_omp), ("throughput", lambda q: section_throughput(q, peak)),
-        ("workers", section_workers), ("seeds", section_seeds), ("studies", section_studies),
+        ("workers", section_workers), ("seeds", lambda q: section_seeds(q, peak)),
+        ("studies", section_studies),
     ]
     for key, fn in sections:
         if key in args.skip:
@@ -447,6 +483,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     parts = [f"fp32 matmul peak: {peak:.1f} GFLOP/s ({threads} threads, "
              f"{report['machine']['device']})"]
+    if "peak_bf16_gflop_s" in report:
+        parts.append(f"bf16 matmul peak: {report['peak_bf16_gflop_s']:.1f} GFLOP/s")
     if "omp" in report:
         o = report["omp"]
         parts.append(f"OMP_WAIT_POLICY PASSIVE / ACTIVE time (2 threads, small MLP steps): "
@@ -462,7 +500,8 @@ def main(argv: list[str] | None = None) -> dict:
                                ("train_mflop_per_img", "MFLOP/img", ".2f"),
                                ("ablab_gflop_s", "GFLOP/s", ".1f"),
                                ("fraction_of_peak", "of peak", ".0%"),
-                               ("channels_last_over_default", "ch-last x", ".2f")]))
+                               ("channels_last_over_contiguous", "ch-last x", ".2f"),
+                               ("bf16_over_fp32", "bf16 x", ".2f")]))
     if "workers" in report:
         parts.append(table("two runs: 2 workers x 1 thread vs 1 worker x 2 threads (s)",
                            report["workers"], [
@@ -475,7 +514,9 @@ def main(argv: list[str] | None = None) -> dict:
                                ("case", "case", ""), ("epochs", "epochs", ""),
                                ("seeds", "seeds", ""), ("one_seed_s", "1 seed s", ".2f"),
                                ("seeds_together_s", "together s", ".2f"),
-                               ("together_over_one", "ratio", ".2f")]))
+                               ("together_over_one", "ratio", ".2f"),
+                               ("together_fraction_of_peak", "together of peak", ".0%"),
+                               ("arithmetic_bound_ratio", "ratio at peak", ".2f")]))
     if "studies" in report:
         parts.append(table("whole studies: run_study vs fit one after another (report off)",
                            report["studies"], [

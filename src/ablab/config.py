@@ -202,6 +202,13 @@ class RunConfig(Strict):
     batch_size: Annotated[int | str, pydantic.BeforeValidator(_batch_size)] = 64
     eval_batch_size: PositiveInt = 2048
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # How the arithmetic runs. memory_format: "auto" lays conv nets out channels-last
+    # (1.2-1.6x faster training measured on CPU); precision "bf16" runs forward and loss
+    # under bf16 autocast (weights, optimizer and probes stay fp32); compile wraps the
+    # model in torch.compile ("reduce-overhead" adds CUDA graphs on a GPU).
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: Literal[False, True, "default", "reduce-overhead", "max-autotune"] = False
     dataset: DatasetConfig
     model: ModelConfig
     loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))
@@ -297,12 +304,21 @@ class RunConfig(Strict):
 
 # Fields that label a run or choose hardware but do not change what is computed.
 # ``keep`` and ``plugins`` choose what is saved and where code is found, not the result.
-_NOT_IN_ID = ("name", "device", "eval_batch_size", "keep", "plugins")
+#: Settings that change how fast a run goes, not what it computes (up to float rounding).
+_NOT_IN_ID = ("name", "device", "eval_batch_size", "keep", "plugins", "memory_format", "compile")
+#: Settings added after run ids were first issued: left out of the id at their default,
+#: so existing stores keep their ids (bf16 changes the numbers, so it is in the id).
+_IN_ID_UNLESS_DEFAULT = {"precision": "fp32"}
+_MISSING = object()
 
 
 def run_id(cfg: RunConfig) -> str:
     """Stable id: a hash of the fully resolved config (12 hex digits)."""
-    data = {k: v for k, v in cfg.resolved().items() if k not in _NOT_IN_ID}
+    data = {
+        k: v
+        for k, v in cfg.resolved().items()
+        if k not in _NOT_IN_ID and _IN_ID_UNLESS_DEFAULT.get(k, _MISSING) != v
+    }
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

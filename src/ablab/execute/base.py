@@ -44,16 +44,20 @@ def available_cores() -> int:
 #: Forward FLOPs per example above which a model is "large": its steps are long, dense
 #: kernels that use several threads well. See ``plan_workers``.
 LARGE_MODEL_FLOPS = 50e6
-#: Below this, a second torch thread slows a step down (measured: a digits MLP step took
-#: 2.1x as long on 2 threads as on 1 here): such runs always get one thread.
-SMALL_MODEL_FLOPS = 2e6
+#: Forward FLOPs per training step (per example × batch) below which a second torch thread
+#: gains nothing (measured idle, 2 cores, 1 vs 2 threads: moons MLP at batch 64 (4 MFLOP)
+#: 1.02x, digits MLP at batch 64 (6 MFLOP) 1.06x; digits at batch 512 (51 MFLOP) 1.37x,
+#: moons full batch (39 MFLOP) 1.36x): such runs get one thread, leaving the core free.
+SMALL_STEP_FLOPS = 8e6
 
 
-def group_tasks(tasks: list[Task]) -> list[list[Task]]:
-    """The tasks as units of work: the runs of one variant that differ only in seed and
-    that ``ablab.train.batched.can_batch`` accepts form one group (trained as one batched
-    model); every other task is a group of its own. Order follows the first task of each
-    group."""
+def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
+    """The tasks as units of work, each with whether it trains batched: the runs of one
+    variant that differ only in seed and that ``ablab.train.batched.can_batch`` accepts
+    form one group, trained as one batched model; every other task is a unit of its own
+    (batched too when ``can_batch`` accepts it alone, so a run's numbers never depend on
+    its group). Decided here, once, so workers do not repeat the model inspection. Order
+    follows the first task of each unit."""
     from ablab.config import RunConfig
     from ablab.train.batched import can_batch
 
@@ -63,38 +67,48 @@ def group_tasks(tasks: list[Task]) -> list[list[Task]]:
         data.pop("name", None)
         return json.dumps(data, sort_keys=True, default=str)
 
+    def batchable(members: list[Task]) -> bool:
+        try:
+            return can_batch([RunConfig.model_validate(t.config) for t in members])
+        except Exception:  # noqa: BLE001 - an invalid config fails later, alone
+            return False
+
     by_key: dict[str, list[Task]] = {}
     for task in tasks:
         by_key.setdefault(key(task), []).append(task)
-    groups: list[list[Task]] = []
+    units: list[tuple[list[Task], bool]] = []
     for members in by_key.values():
-        if len(members) > 1:
-            try:
-                ok = can_batch([RunConfig.model_validate(t.config) for t in members])
-            except Exception:  # noqa: BLE001 - an invalid config fails later, alone
-                ok = False
-            if ok:
-                groups.append(members)
-                continue
-        groups.extend([t] for t in members)
+        if batchable(members):
+            units.append((members, True))
+        elif len(members) > 1:
+            units.extend(([t], batchable([t])) for t in members)
+        else:
+            units.append((members, False))
     order = {t.run_id: i for i, t in enumerate(tasks)}
-    return sorted(groups, key=lambda g: order[g[0].run_id])
+    return sorted(units, key=lambda u: order[u[0][0].run_id])
 
 
-def _max_forward_flops(tasks: list[Task]) -> float:
+def group_tasks(tasks: list[Task]) -> list[list[Task]]:
+    """The units of :func:`plan_units`, without their batched flags."""
+    return [unit for unit, _ in plan_units(tasks)]
+
+
+def _flops(tasks: list[Task]) -> tuple[float, float]:
+    """(largest forward FLOPs per example, smallest forward FLOPs per training step) over
+    the tasks; (0, 0) when no task's model can be inspected."""
     from ablab.config import RunConfig
-    from ablab.execute.estimate import forward_flops
+    from ablab.execute.estimate import forward_flops, step_examples
 
-    seen: dict[str, float] = {}
+    per_example, per_step = [], []
     for task in tasks:
-        k = json.dumps([task.config.get("model"), task.config.get("dataset", {}).get("name")],
-                       sort_keys=True, default=str)
-        if k not in seen:
-            try:
-                seen[k] = forward_flops(RunConfig.model_validate(task.config))
-            except Exception:  # noqa: BLE001 - unknown shape: count as small
-                seen[k] = 0.0
-    return max(seen.values(), default=0.0)
+        try:
+            cfg = RunConfig.model_validate(task.config)
+            flops = forward_flops(cfg)
+        except Exception:  # noqa: BLE001 - unknown shape: nothing to go by
+            continue
+        per_example.append(flops)
+        per_step.append(flops * step_examples(cfg))
+    return max(per_example, default=0.0), min(per_step, default=0.0)
 
 
 def plan_workers(
@@ -110,22 +124,22 @@ def plan_workers(
     parallel region costs a wake-up) — so: one single-thread worker per unit of work (a
     run, or a group of seeds trained together) while there are at least as many units as
     cores. With fewer units than cores, the spare cores become threads of the workers —
-    except for small models (below ``SMALL_MODEL_FLOPS``), which always run one thread.
+    except for small steps (below ``SMALL_STEP_FLOPS``), which always run one thread.
     Large models (forward FLOPs per example above ``LARGE_MODEL_FLOPS``: dense kernels
     that thread well, and one dataset copy per process) get at most half the cores as
     workers, the rest as threads."""
     cores = available_cores()
     if isinstance(tasks, int):
-        units, flops = tasks, 0.0
+        units, flops, step_flops = tasks, 0.0, 0.0
     else:
         units = len(group_tasks(tasks))
-        flops = _max_forward_flops(tasks) if workers is None or threads is None else 0.0
+        flops, step_flops = _flops(tasks) if workers is None or threads is None else (0.0, 0.0)
     if workers is None:
         workers = max(1, min(cores, units))
         if flops > LARGE_MODEL_FLOPS and cores >= 4:
             workers = max(1, min(workers, cores // 2))
     if threads is None:
-        small = 0.0 < flops < SMALL_MODEL_FLOPS
+        small = 0.0 < step_flops < SMALL_STEP_FLOPS
         threads = 1 if small else max(1, cores // workers)
     return workers, threads
 
@@ -162,6 +176,7 @@ def run_task(config: dict[str, Any], on_epoch: Callable[[dict[str, Any]], None] 
 def run_group(
     configs: list[dict[str, Any]],
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    batched: bool | None = None,
 ) -> list[tuple[str, Any]]:
     """Train a unit of work: runs that differ only in seed, as one batched model when
     ``ablab.train.batched.can_batch`` accepts them (a single eligible run too, so its
@@ -173,7 +188,8 @@ def run_group(
 
     try:
         cfgs = [RunConfig.model_validate(c) for c in configs]
-        batched = can_batch(cfgs)
+        if batched is None:  # not decided by the caller (``plan_units``)
+            batched = can_batch(cfgs)
     except Exception:  # noqa: BLE001 - run_task reports a bad config with its reason
         batched = False
     if batched:

@@ -11,12 +11,13 @@ replaced.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
-from ablab.execute.base import Event, OnEvent, Task, group_tasks, run_group, set_threads
+from ablab.execute.base import Event, OnEvent, Task, plan_units, run_group, set_threads
 
 
 def _worker(conn: Connection, threads: int) -> None:
@@ -25,17 +26,22 @@ def _worker(conn: Connection, threads: int) -> None:
     set_threads(threads)
     while True:
         try:
-            task = conn.recv()
+            unit = conn.recv()
         except (EOFError, OSError):
             return
-        if task is None:
-            return
+        if unit is None:
+            # Everything sent is in the pipe already; skip the interpreter's teardown of
+            # torch (about a second per worker at the end of every study).
+            conn.close()
+            os._exit(0)
+        batched, task = unit
         run_ids = [rid for rid, _ in task]
         for rid in run_ids:
             conn.send(("started", rid, None))
         outcomes = run_group(
             [config for _, config in task],
             lambda i, rec, ids=run_ids: conn.send(("epoch", ids[i], rec)),
+            batched,
         )
         for rid, (status, payload) in zip(run_ids, outcomes, strict=True):
             conn.send((status, rid, payload))
@@ -75,15 +81,15 @@ class LocalExecutor:
         return _Worker(process, parent)
 
     def run(self, tasks: list[Task], on_event: OnEvent) -> None:
-        queue = deque(group_tasks(tasks) if self.batch_seeds else [[t] for t in tasks])
+        queue = deque(plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks])
         self._pool = [self._spawn() for _ in range(min(self.workers, len(queue)))]
         try:
             while queue or any(w.task for w in self._pool):
                 for worker in self._pool:
                     if worker.task is None and queue:
-                        unit = queue.popleft()
+                        unit, batched = queue.popleft()
                         worker.tasks = {t.run_id: t for t in unit}
-                        worker.conn.send([(t.run_id, t.config) for t in unit])
+                        worker.conn.send((batched, [(t.run_id, t.config) for t in unit]))
                 busy = [w for w in self._pool if w.task]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
@@ -120,13 +126,15 @@ class LocalExecutor:
                 on_event(Event("failed", task, error=f"worker process died ({how})"))
 
     def shutdown(self) -> None:
+        for worker in self._pool:  # ask every idle worker to leave, then wait for all
+            if worker.process.is_alive() and worker.task is None:
+                try:
+                    worker.conn.send(None)
+                except (OSError, BrokenPipeError):
+                    pass
         for worker in self._pool:
             if worker.process.is_alive():
                 if worker.task is None:
-                    try:
-                        worker.conn.send(None)
-                    except (OSError, BrokenPipeError):
-                        pass
                     worker.process.join(timeout=2)
                 if worker.process.is_alive():
                     worker.process.terminate()

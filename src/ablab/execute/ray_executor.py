@@ -8,7 +8,7 @@ the local executor would, so both give identical results for the same runs.
 from __future__ import annotations
 
 from ablab.errors import UserError
-from ablab.execute.base import Event, OnEvent, Task, group_tasks, run_group, set_threads
+from ablab.execute.base import Event, OnEvent, Task, plan_units, run_group, set_threads
 
 
 def _ray():
@@ -22,9 +22,9 @@ def _ray():
     return ray
 
 
-def _remote_fit(configs: list[dict], threads: int):
+def _remote_fit(configs: list[dict], threads: int, batched: bool | None = None):
     set_threads(threads)
-    return run_group(configs)
+    return run_group(configs, batched=batched)
 
 
 class RayExecutor:
@@ -47,8 +47,8 @@ class RayExecutor:
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_remote_fit)
         pending = {}
         try:
-            for unit in group_tasks(tasks):
-                pending[remote.remote([t.config for t in unit], self.threads)] = unit
+            for unit, batched in plan_units(tasks):
+                pending[remote.remote([t.config for t in unit], self.threads, batched)] = unit
                 for task in unit:
                     on_event(Event("started", task))
             while pending:

@@ -97,12 +97,16 @@ def can_batch(configs: list[RunConfig]) -> bool:
         return False
     if cfg.loss.name not in BATCHABLE_LOSSES:
         return False
+    if cfg.precision != "fp32" or cfg.compile is not False:  # fit's path does these
+        return False
     try:
         from ablab.execute.estimate import forward_flops, model_shape
 
         shape = model_shape(cfg)
-        with torch.device("meta"):  # the layer structure only, no memory
-            model = build_model(cfg.model, shape, 10)
+        # The layer structure only: on the meta device, without the configured init
+        # (initialising meta tensors goes through slow Python reference kernels: 1.7 s).
+        with torch.device("meta"):
+            model = build_model(cfg.model.model_copy(update={"init": "default"}), shape, 10)
     except Exception:  # noqa: BLE001 - unknown shape or a model that cannot build: no batching
         return False
     if _has_batch_norm(model):

@@ -19,6 +19,7 @@ from ablab.data import BatchLoader, DataBundle, Split, load_data
 from ablab.errors import ConfigError
 from ablab.models import build_model
 from ablab.probes import ProbeContext, attach_probes
+from ablab.train.accel import Forward, autocast, compiled_forward, memory_format_for
 from ablab.train.callbacks import EarlyStopping
 from ablab.train.losses import LossFn, build_loss
 from ablab.train.metrics import (
@@ -51,17 +52,29 @@ def evaluate(
     bundle: DataBundle,
     loss_fn: LossFn,
     batch_size: int,
+    *,
+    forward: Forward | None = None,
+    precision: str = "fp32",
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, Any]:
-    """Loss (the run's own), softmax cross-entropy, accuracy and predictions on a split."""
+    """Loss (the run's own), softmax cross-entropy, accuracy and predictions on a split.
+    ``forward`` (default: the model) is what is called, under ``precision``'s autocast."""
     model.eval()
+    forward = forward or model
     n = len(split)
-    loss_sum = torch.zeros((), device=split.y.device)
-    ce_sum = torch.zeros((), device=split.y.device)
+    device = split.y.device
+    loss_sum = torch.zeros((), device=device)
+    ce_sum = torch.zeros((), device=device)
     preds = []
     for start in range(0, n, batch_size):
-        x = bundle.normalize(split.x[start : start + batch_size])
+        x = split.x[start : start + batch_size]
+        if x.dim() == 4 and memory_format != torch.contiguous_format:
+            x = x.contiguous(memory_format=memory_format)
+        x = bundle.normalize(x)
         y = split.y[start : start + batch_size]
-        logits = model(x).float()
+        with autocast(device, precision):
+            logits = forward(x)
+        logits = logits.float()
         loss_sum += loss_fn(logits, y) * y.numel()
         ce_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
         preds.append(logits.argmax(dim=1))
@@ -77,17 +90,25 @@ def train_epoch(
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     probes: Any = None,
+    *,
+    forward: Forward | None = None,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One pass over ``loader``: (per-batch losses, correct predictions, examples seen),
-    both tensors on the device — nothing is read back to the host here."""
+    both tensors on the device — nothing is read back to the host here. ``forward``
+    (default: the model) runs under ``precision``'s autocast; the loss and the backward
+    pass run in fp32."""
     model.train()
+    forward = forward or model
     device = next(model.parameters()).device
     batch_losses = torch.zeros(len(loader), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     wants_gradients = probes is not None and probes.wants_gradients
     for i, (x, y) in enumerate(loader):
-        logits = model(x)
+        with autocast(device, precision):
+            logits = forward(x)
+        logits = logits.float()
         loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -118,6 +139,10 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
     torch.manual_seed(cfg.seed)
     bundle = load_data(cfg.dataset, cfg.seed, device)
     model = build_model(cfg.model, bundle.input_shape, bundle.num_classes).to(device)
+    memory_format = memory_format_for(model, cfg.memory_format)
+    model = model.to(memory_format=memory_format)
+    forward = compiled_forward(model, cfg.compile)
+    speed = {"forward": forward, "precision": cfg.precision}
     loss_fn = build_loss(cfg.loss.name, cfg.loss.options)
     optimizer = build_optimizer(cfg.optimizer.name, cfg.optimizer.options, model.parameters())
     schedule = build_schedule(cfg.schedule.name, cfg.schedule.options, optimizer, cfg.epochs)
@@ -134,6 +159,7 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
         shuffle=True,
         augment=cfg.dataset.augment if cfg.dataset.augment.enabled else None,
         generator=generator,
+        memory_format=memory_format,
     )
 
     result = RunResult(
@@ -149,7 +175,9 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
-        batch_losses, correct, seen = train_epoch(model, loader, loss_fn, optimizer, probes)
+        batch_losses, correct, seen = train_epoch(
+            model, loader, loss_fn, optimizer, probes, **speed
+        )
         losses = batch_losses.tolist()
         # A non-finite batch loss is stored as missing (JSON has no NaN).
         result.batch_losses.extend(v if math.isfinite(v) else None for v in losses)
@@ -163,7 +191,10 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
             "lr": lr,
         }
         if bundle.val is not None:
-            val = evaluate(model, bundle.val, bundle, loss_fn, cfg.eval_batch_size)
+            val = evaluate(
+                model, bundle.val, bundle, loss_fn, cfg.eval_batch_size,
+                memory_format=memory_format, **speed,
+            )
             record.update(
                 val_loss=val["loss"],
                 val_accuracy=val["accuracy"],
@@ -190,7 +221,9 @@ def fit(cfg: RunConfig, on_epoch: EpochCallback | None = None) -> RunResult:
         if stopper and stopper.update(epoch, record, model):
             break
 
-    result.final = _final_metrics(result, model, bundle, loss_fn, cfg, stopper)
+    result.final = _final_metrics(
+        result, model, bundle, loss_fn, cfg, stopper, memory_format=memory_format, **speed
+    )
     result.probes = probes.finish()
     if cfg.keep != "none" and result.status == "done":  # never non-finite weights
         if cfg.keep == "best" and best is not None:
@@ -214,7 +247,10 @@ def _final_metrics(
     loss_fn: LossFn,
     cfg: RunConfig,
     stopper: EarlyStopping | None,
+    **speed: Any,
 ) -> dict[str, Any]:
+    """The run's final figures; ``speed`` (forward, precision, memory_format) is passed
+    to :func:`evaluate` as the training loop used it."""
     history = result.history
     val_accs = [(h["val_accuracy"], h["epoch"]) for h in history if h["val_accuracy"] is not None]
     best_val, best_epoch = max(val_accs, key=lambda p: (p[0], -p[1])) if val_accs else (None, None)
@@ -230,7 +266,7 @@ def _final_metrics(
         final.update(at_chance=None, weights_epoch=None)
         return final
     weights_epoch = (stopper.restore(model) if stopper else None) or len(history)
-    test = evaluate(model, bundle.test, bundle, loss_fn, cfg.eval_batch_size)
+    test = evaluate(model, bundle.test, bundle, loss_fn, cfg.eval_batch_size, **speed)
     confusion = confusion_matrix(test["pred"], bundle.test.y, bundle.num_classes)
     scores = classification_metrics(confusion)
     final.update(
