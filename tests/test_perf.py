@@ -114,9 +114,14 @@ def test_can_batch_rules():
     assert not can_batch([tiny(0, model=bn), tiny(1, model=bn)])
 
 
-def test_groups_and_worker_plan():
+def test_groups_and_worker_plan(monkeypatch):
     configs = [tiny(s) for s in (0, 1)] + [tiny(0, model={"name": "mlp", "hidden": [4]})]
     tasks = [Task(f"r{i}", f"r{i}", c.resolved()) for i, c in enumerate(configs)]
+    # On a CPU each run is a unit of its own (seeds together measured slower there) ...
+    assert [[t.run_id for t in g] for g in group_tasks(tasks)] == [["r0"], ["r1"], ["r2"]]
+    assert not batched.worth_batching(configs)
+    # ... on a GPU the seeds of a variant train together
+    monkeypatch.setattr(batched, "worth_batching", lambda configs: True)
     groups = group_tasks(tasks)
     assert [[t.run_id for t in g] for g in groups] == [["r0", "r1"], ["r2"]]
     workers, threads = plan_workers(tasks, None, None)

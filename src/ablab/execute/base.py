@@ -53,13 +53,13 @@ SMALL_STEP_FLOPS = 8e6
 
 def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
     """The tasks as units of work, each with whether it trains batched: the runs of one
-    variant that differ only in seed and that ``ablab.train.batched.can_batch`` accepts
-    form one group, trained as one batched model; every other task is a unit of its own
-    (batched too when ``can_batch`` accepts it alone, so a run's numbers never depend on
-    its group). Decided here, once, so workers do not repeat the model inspection. Order
-    follows the first task of each unit."""
+    variant that differ only in seed, that ``ablab.train.batched.can_batch`` accepts and
+    that are ``worth_batching`` on their device form one group, trained as one batched
+    model; every other task is a unit of its own (batched too when accepted alone, so a
+    run's numbers never depend on its group). Decided here, once, so workers do not
+    repeat the model inspection. Order follows the first task of each unit."""
     from ablab.config import RunConfig
-    from ablab.train.batched import can_batch
+    from ablab.train.batched import can_batch, worth_batching
 
     def key(task: Task) -> str:
         data = dict(task.config)
@@ -69,7 +69,8 @@ def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
 
     def batchable(members: list[Task]) -> bool:
         try:
-            return can_batch([RunConfig.model_validate(t.config) for t in members])
+            configs = [RunConfig.model_validate(t.config) for t in members]
+            return worth_batching(configs) and can_batch(configs)
         except Exception:  # noqa: BLE001 - an invalid config fails later, alone
             return False
 
@@ -184,12 +185,12 @@ def run_group(
     ``(status, payload)`` per config, in order, as ``run_task`` gives. If batched training
     itself fails, each run is retried alone, so one bad run never fails its siblings."""
     from ablab.config import RunConfig
-    from ablab.train.batched import can_batch, fit_seeds
+    from ablab.train.batched import can_batch, fit_seeds, worth_batching
 
     try:
         cfgs = [RunConfig.model_validate(c) for c in configs]
         if batched is None:  # not decided by the caller (``plan_units``)
-            batched = can_batch(cfgs)
+            batched = worth_batching(cfgs) and can_batch(cfgs)
     except Exception:  # noqa: BLE001 - run_task reports a bad config with its reason
         batched = False
     if batched:

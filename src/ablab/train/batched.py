@@ -17,9 +17,10 @@ model with dropout draws its masks from a different random stream than ``fit`` (
 distribution, not the same masks).
 
 Why: small models (the moons / digits MLPs) spend most of a step in per-op overhead
-(Python, dispatch, optimizer loop); S seeds in one step pay it once. Large conv nets are
-compute-bound already, so ``can_batch`` sends them to ``fit`` one by one (measured in
-``benchmarks/throughput.py``).
+(Python, dispatch, kernel launches, optimizer loop); S seeds in one step pay it once. Large
+conv nets are compute-bound already, so ``can_batch`` sends them to ``fit`` one by one.
+Where it pays is the device's business (``worth_batching``): on a GPU, where a small step
+is all launch overhead; not on a CPU, where the executors train one run per core instead.
 """
 
 from __future__ import annotations
@@ -112,6 +113,16 @@ def can_batch(configs: list[RunConfig]) -> bool:
     if _has_batch_norm(model):
         return False
     return forward_flops(cfg) <= MAX_BATCHED_FLOPS
+
+
+def worth_batching(configs: list[RunConfig]) -> bool:
+    """Whether the executors should train these (batchable) runs together: on a CUDA
+    device, yes. On a CPU, no: measured on the 2-core development machine, 3 seeds
+    together on one thread took longer than the 3 runs one after another (moons MLP full
+    batch 0.84x, batch 64 0.98x; digits MLP batch 64 0.96x, batch 256 0.91x; Fashion MLP
+    batch 64 0.76x): a CPU core is busy with arithmetic even on these small steps, and one
+    single-thread run per core already uses every core."""
+    return bool(configs) and resolve_device(configs[0].device).type == "cuda"
 
 
 class _Seed:
