@@ -73,8 +73,9 @@ def can_batch(configs: list[RunConfig]) -> bool:
     (running statistics per seed under vmap) and is small (forward FLOPs per example at most
     ``MAX_BATCHED_FLOPS``: bigger models are compute-bound and gain nothing).
 
-    A single eligible config is batchable too (a group of one): the executors train every
-    eligible run through ``fit_seeds``, because a seed's numbers there are bit-identical
+    A single eligible config is batchable too (a group of one): where batching is
+    ``worth_batching`` (a GPU), the executors train every eligible run through
+    ``fit_seeds``, because a seed's numbers there are bit-identical
     whatever the group size (batched kernels compute each seed's slice alike), so results
     do not depend on how a study was split into groups, resumed or retried.
 
