@@ -21,7 +21,8 @@ Sections:
 4. workers x threads: two runs as 2 processes × 1 thread vs 1 process × 2 threads;
 5. seeds: S seeds trained together (``fit_seeds``) vs one seed (``fit``);
 6. studies: ``run_study`` (workers/threads as ablab plans them, report off) vs the same
-   runs one after another with ``fit`` (torch default threads), each in a fresh process,
+   runs one after another with ``fit`` (threads as for ``ablab train``), each side in a
+   fresh process,
    and the study's FLOPs at the measured peak (the least time any schedule could take).
 """
 
@@ -379,9 +380,12 @@ sys.path.insert(0, {src!r})
 t = time.perf_counter()
 from ablab.study import load_study
 study = load_study({name!r}, seeds={seeds!r}, sets={sets!r})
-if {mode!r} == "loop":
+if {mode!r} == "loop":  # each run with the threads `ablab train` would give it
+    from ablab.execute import Task, plan_workers
+    from ablab.execute.base import set_threads
     from ablab.train import fit
     for run in study.runs:
+        set_threads(plan_workers([Task(run.run_id, "", run.config.resolved())], 1, None)[1])
         fit(run.config)
 else:
     from ablab.api import run_study
@@ -413,8 +417,8 @@ def _study_flops(runs) -> float:
 
 def section_studies(quick: bool, peak: float) -> list[dict]:
     """Whole studies, both sides in a fresh Python process (imports and data loading
-    counted for both): a script that calls ``fit`` on each run in turn with torch's
-    default threads, the way one would write the loop by hand, against ``run_study``
+    counted for both): a script that calls ``fit`` on each run in turn, each with the
+    threads ``ablab train`` would give it (the same run done alone), against ``run_study``
     (workers and threads as ablab plans them, report off). Also the arithmetic bound:
     the study's FLOPs at the measured matmul peak, the least time any schedule needs."""
     from ablab.execute import Task, plan_workers

@@ -114,7 +114,7 @@ def test_thread_plan_follows_the_step_size():
         cfg = digits(model={"name": "mlp", "hidden": [256, 128]}, **over)
         return plan_workers([Task(run_id(cfg), "r", cfg.resolved())], 1, None)
 
-    # digits MLP at batch 64: a 6 MFLOP step, too small to split; at batch 512 every
-    # core becomes a thread of the one worker
+    # digits MLP at batch 64: a 6 MFLOP step, too small to split; a full batch (over
+    # 100 MFLOP) makes every core a thread of the one worker
     assert plan() == (1, 1)
-    assert plan(batch_size=512) == (1, available_cores())
+    assert plan(batch_size="full") == (1, available_cores())

@@ -44,11 +44,12 @@ def available_cores() -> int:
 #: Forward FLOPs per example above which a model is "large": its steps are long, dense
 #: kernels that use several threads well. See ``plan_workers``.
 LARGE_MODEL_FLOPS = 50e6
-#: Forward FLOPs per training step (per example × batch) below which a second torch thread
-#: gains nothing (measured idle, 2 cores, 1 vs 2 threads: moons MLP at batch 64 (4 MFLOP)
-#: 1.02x, digits MLP at batch 64 (6 MFLOP) 1.06x; digits at batch 512 (51 MFLOP) 1.37x,
-#: moons full batch (39 MFLOP) 1.36x): such runs get one thread, leaving the core free.
-SMALL_STEP_FLOPS = 8e6
+#: Forward FLOPs per training step (per example × batch) below which a run keeps one
+#: torch thread. With OMP_WAIT_POLICY=PASSIVE (ablab's setting, see ablab/__init__) every
+#: parallel region wakes sleeping threads, which small steps and the probes' many small ops
+#: pay for: 6 runs of moons-circles-activations (39 MFLOP steps, probes on) took 11.1 s on
+#: 2 threads and 6.4 s on 1; a digits MLP at batch 512 (51 MFLOP) still gained 1.37x.
+SMALL_STEP_FLOPS = 50e6
 
 
 def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
