@@ -87,8 +87,10 @@ class DeadUnits(_PassClient):
         signal = out if kind == "relu" else inp
         # A unit is live when its largest value over the batch (and positions) is > 0:
         # one max-reduction per layer instead of a mask and two any() passes.
-        dims = [0, *range(2, signal.dim())] if signal.dim() > 1 else [0]
-        peak = signal.amax(dim=dims) if signal.dim() > 1 else signal.amax().reshape(1)
+        if signal.dim() > 1:
+            peak = signal.amax(dim=[0, *range(2, signal.dim())])
+        else:  # one value per sample: a single unit
+            peak = signal.amax().reshape(1)
         previous = self._peak[i]
         self._peak[i] = peak if previous is None else torch.maximum(previous, peak)
         values = flat_values(signal)

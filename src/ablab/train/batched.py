@@ -91,8 +91,6 @@ def can_batch(configs: list[RunConfig]) -> bool:
     if any(_without_seed(c) != ref for c in configs[1:]):
         return False
     cfg = configs[0]
-    if getattr(cfg, "keep", "none") != "none":  # kept weights: fit's path
-        return False
     if cfg.schedule.name == "reduce_on_plateau":
         return False
     if cfg.optimizer.name not in ELEMENTWISE_OPTIMIZERS:
