@@ -99,7 +99,8 @@ def _flops(tasks: list[Task]) -> tuple[float, float]:
     """(largest forward FLOPs per example, smallest forward FLOPs per training step) over
     the tasks; (0, 0) when no task's model can be inspected."""
     from ablab.config import RunConfig
-    from ablab.execute.estimate import forward_flops, step_examples
+    from ablab.execute.estimate import step_examples
+    from ablab.models.flops import forward_flops
 
     per_example, per_step = [], []
     for task in tasks:

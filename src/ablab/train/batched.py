@@ -26,24 +26,34 @@ is all launch overhead; not on a CPU, where the executors train one run per core
 from __future__ import annotations
 
 import copy
-import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ablab.config import RunConfig, run_id
-from ablab.data import BatchLoader, DataBundle, Split, load_data
+from ablab.config import RunConfig
 from ablab.models import build_model
-from ablab.probes import ProbeContext, attach_probes
-from ablab.train.callbacks import EarlyStopping
-from ablab.train.loop import _final_metrics, _finite, fit, resolve_device
-from ablab.train.losses import build_loss
+from ablab.models.flops import forward_flops, model_shape
+from ablab.train.callbacks import CallbackList, EpochCallback, run_callbacks
+from ablab.train.loop import fit
+from ablab.train.losses import LossFn, build_loss
 from ablab.train.optimizers import build_optimizer
 from ablab.train.result import RunResult
 from ablab.train.schedules import build_schedule
+from ablab.train.state import (
+    RunState,
+    close_epoch,
+    finish_run,
+    open_record,
+    resolve_device,
+    start_run,
+)
+
+#: ``fit_seeds``'s ``on_epoch``: the seed's index in the group, and its epoch record.
+SeedEpochCallback = Callable[[int, dict[str, Any]], None]
 
 #: Largest forward cost per example (FLOPs) for which seeds are batched. Above it a step is
 #: compute-bound and batching S seeds costs S times one seed (measured: see the benchmark).
@@ -100,8 +110,6 @@ def can_batch(configs: list[RunConfig]) -> bool:
     if cfg.precision != "fp32" or cfg.compile is not False:  # fit's path does these
         return False
     try:
-        from ablab.execute.estimate import forward_flops, model_shape
-
         shape = model_shape(cfg)
         # The layer structure only: on the meta device, without the configured init
         # (initialising meta tensors goes through slow Python reference kernels: 1.7 s).
@@ -125,42 +133,37 @@ def worth_batching(configs: list[RunConfig]) -> bool:
 
 
 class _Seed:
-    """What one seed of the group owns."""
+    """One seed of the group: its run and callbacks, and whether it still trains."""
 
-    def __init__(self, cfg: RunConfig, device: torch.device):
-        self.cfg = cfg
-        torch.manual_seed(cfg.seed)  # as fit: the seed fixes the split and the init
-        self.bundle: DataBundle = load_data(cfg.dataset, cfg.seed, device)
-        self.model = build_model(cfg.model, self.bundle.input_shape, self.bundle.num_classes)
-        self.model.to(device)
-        generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        self.loader = BatchLoader(
-            self.bundle.train,
-            self.bundle,
-            None if cfg.batch_size == "full" else int(cfg.batch_size),
-            shuffle=True,
-            augment=cfg.dataset.augment if cfg.dataset.augment.enabled else None,
-            generator=generator,
-        )
-        self.stopper = EarlyStopping(cfg.early_stopping) if cfg.early_stopping else None
-        self.result = RunResult(
-            run_id=run_id(cfg),
-            config=cfg.resolved(),
-            status="done",
-            sizes=self.bundle.sizes(),
-            device=str(device),
-            input_shape=[int(d) for d in self.bundle.input_shape],
-            num_classes=int(self.bundle.num_classes),
-        )
+    def __init__(self, run: RunState, callbacks: CallbackList):
+        self.run, self.callbacks = run, callbacks
         self.active = True
         self.frozen: dict[str, torch.Tensor] | None = None  # weights when it stopped
-        self.probes = None
+
+    def freeze(self) -> None:
+        """The seed stops (early stopping or divergence): keep its weights as they are
+        now; the group trains on, and its slice's later updates are discarded."""
+        self.active = False
+        self.frozen = {n: p.detach().clone() for n, p in self.run.model.named_parameters()}
+
+    def unfreeze(self) -> None:
+        """Put the weights it stopped with back (before its final evaluation)."""
+        if self.frozen is not None:
+            with torch.no_grad():
+                for name, p in self.run.model.named_parameters():
+                    p.copy_(self.frozen[name])
 
 
-def _stack_splits(splits: list[Split], bundles: list[DataBundle], start: int, end: int):
-    x = torch.stack([b.normalize(s.x[start:end]) for s, b in zip(splits, bundles, strict=True)])
-    y = torch.stack([s.y[start:end] for s in splits])
-    return x, y
+def _stack_val(runs: list[RunState], start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Examples ``start:end`` of each seed's validation split, as ``evaluate`` prepares
+    them (memory layout, normalization), stacked (leading dimension = seed)."""
+    xs = []
+    for run in runs:
+        x = run.bundle.val.x[start:end]
+        if x.dim() == 4 and run.memory_format != torch.contiguous_format:
+            x = x.contiguous(memory_format=run.memory_format)
+        xs.append(run.bundle.normalize(x))
+    return torch.stack(xs), torch.stack([run.bundle.val.y[start:end] for run in runs])
 
 
 class _Stacked:
@@ -195,16 +198,13 @@ class _Stacked:
 
 @torch.inference_mode()
 def _evaluate_stacked(
-    stacked: _Stacked,
-    splits: list[Split],
-    bundles: list[DataBundle],
-    loss_fn,
-    batch_size: int,
+    stacked: _Stacked, runs: list[RunState], loss_fn: LossFn, batch_size: int
 ) -> torch.Tensor:
-    """S×3 tensor (loss, cross-entropy, accuracy) of each seed on its own split."""
-    n = len(splits[0])
-    S = len(splits)
-    device = splits[0].y.device
+    """S×3 tensor (loss, cross-entropy, accuracy) of each seed on its own validation
+    split."""
+    n = len(runs[0].bundle.val)
+    S = len(runs)
+    device = runs[0].bundle.val.y.device
     # float32 sums and a long count, as ``evaluate`` (same rounding)
     loss_sum = torch.zeros(S, device=device)
     ce_sum = torch.zeros(S, device=device)
@@ -212,7 +212,7 @@ def _evaluate_stacked(
     per_seed_loss = vmap(loss_fn)
     per_seed_ce = vmap(lambda lg, t: nn.functional.cross_entropy(lg, t, reduction="sum"))
     for start in range(0, n, batch_size):
-        x, y = _stack_splits(splits, bundles, start, start + batch_size)
+        x, y = _stack_val(runs, start, start + batch_size)
         logits = stacked.forward(x, training=False).float()
         loss_sum += per_seed_loss(logits, y) * y.shape[1]
         ce_sum += per_seed_ce(logits, y)
@@ -220,7 +220,63 @@ def _evaluate_stacked(
     return torch.stack([loss_sum / n, ce_sum / n, correct / n], dim=1)
 
 
-def fit_seeds(configs: list[RunConfig], on_epoch=None) -> list[RunResult]:
+def _one_by_one(configs: list[RunConfig], on_epoch: SeedEpochCallback | None) -> list[RunResult]:
+    """``fit`` for each config, with its index on its epoch records."""
+    return [fit(c, on_epoch=_progress(on_epoch, i)) for i, c in enumerate(configs)]
+
+
+def _train_epoch_stacked(
+    stacked: _Stacked, seeds: list[_Seed], optimizer: torch.optim.Optimizer, loss_fn: LossFn
+) -> tuple[list[list[float]], list[float]]:
+    """One pass over every seed's loader at once: each seed's batch losses and training
+    accuracy (read back to the host once)."""
+    device = next(iter(stacked.params.values())).device
+    S, n_batches = len(seeds), len(seeds[0].run.loader)
+    per_seed_loss = vmap(loss_fn)
+    wanting = [(k, s) for k, s in enumerate(seeds) if s.callbacks.wants_gradients]
+    batch_losses = torch.zeros(n_batches, S, device=device)
+    correct = torch.zeros(S, dtype=torch.long, device=device)
+    seen = 0
+    for i, batches in enumerate(zip(*(s.run.loader for s in seeds), strict=True)):
+        x = torch.stack([b[0] for b in batches])
+        y = torch.stack([b[1] for b in batches])
+        logits = stacked.forward(x, training=True)
+        losses = per_seed_loss(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        for k, s in wanting:
+            if s.active:
+                stacked.share_grads(k)
+                s.callbacks.on_backward_end(s.run)
+        optimizer.step()
+        batch_losses[i] = losses.detach()
+        correct += (logits.detach().argmax(dim=-1) == y).sum(dim=1)
+        seen += y.shape[1]
+    return batch_losses.t().tolist(), (correct.double() / seen).tolist()
+
+
+def _close_epochs(
+    seeds: list[_Seed], epoch: int, lr: float, train: tuple, val: list | None, seconds: float
+) -> None:
+    """Each still-active seed's epoch record, closed as ``fit`` closes it; a seed that
+    stops (early stopping, divergence) is frozen."""
+    losses, accs = train
+    for k, s in enumerate(seeds):
+        if not s.active:
+            continue
+        record = open_record(s.run, epoch, lr, losses[k], accs[k])
+        if val is not None:
+            record.val_loss, record.val_cross_entropy, record.val_accuracy = val[k]
+        record.seconds = seconds
+        s.run.model.eval()  # as after fit's validation: probes see the model in eval mode
+        close_epoch(s.run, record, s.callbacks)
+        if s.run.stop_training:
+            s.freeze()
+
+
+def fit_seeds(
+    configs: list[RunConfig], on_epoch: SeedEpochCallback | None = None
+) -> list[RunResult]:
     """Train the runs ``configs`` (which differ only in seed) together; one ``RunResult``
     per config, in order. Falls back to ``fit`` one by one when ``can_batch`` is false.
     Results equal ``fit``'s up to float rounding, and are bit-identical for a seed whatever
@@ -234,124 +290,57 @@ def fit_seeds(configs: list[RunConfig], on_epoch=None) -> list[RunResult]:
     ['done', 'done']
     """
     if not can_batch(configs):
-        return [
-            fit(c, on_epoch=None if on_epoch is None else (lambda r, i=i: on_epoch(i, r)))
-            for i, c in enumerate(configs)
-        ]
+        return _one_by_one(configs, on_epoch)
     started = time.perf_counter()
     cfg0 = configs[0]
     device = resolve_device(cfg0.device)
-    seeds = [_Seed(c, device) for c in configs]
-    sizes = {tuple(sorted(s.bundle.sizes().items())) for s in seeds}
-    if len(sizes) != 1:  # per-seed splits of different sizes cannot stack
-        return [fit(c) for c in configs]
-    S = len(seeds)
-    stacked = _Stacked([s.model for s in seeds])
+    runs = [start_run(c, device) for c in configs]
+    if len({tuple(sorted(r.bundle.sizes().items())) for r in runs}) != 1:
+        return _one_by_one(configs, on_epoch)  # per-seed splits of different sizes
+    S = len(runs)
+    stacked = _Stacked([r.model for r in runs])
     loss_fn = build_loss(cfg0.loss.name, cfg0.loss.options)
     optimizer = build_optimizer(
         cfg0.optimizer.name, cfg0.optimizer.options, list(stacked.params.values())
     )
+    # One schedule for the group: only metric-free schedules are batched (``can_batch``).
     schedule = build_schedule(cfg0.schedule.name, cfg0.schedule.options, optimizer, cfg0.epochs)
+    seeds = [_Seed(r, run_callbacks(r.cfg, _progress(on_epoch, k))) for k, r in enumerate(runs)]
     for s in seeds:
-        s.probes = attach_probes(
-            s.cfg.probes,
-            ProbeContext(s.model, s.bundle, s.cfg.probe_batch_size, s.cfg.seed, s.cfg.epochs,
-                         optimizer),
-        )
-    wants_gradients = any(s.probes.wants_gradients for s in seeds)
-    per_seed_loss = vmap(loss_fn)
-    n_batches = len(seeds[0].loader)
-    has_val = seeds[0].bundle.val is not None
+        s.run.optimizer = optimizer
+        s.callbacks.on_train_begin(s.run)
 
     for epoch in range(1, cfg0.epochs + 1):
+        for s in seeds:
+            if s.active:
+                s.callbacks.on_epoch_begin(s.run, epoch)
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        batch_losses = torch.zeros(n_batches, S, device=device)
-        correct = torch.zeros(S, dtype=torch.long, device=device)
-        seen = 0
-        for i, batches in enumerate(zip(*(s.loader for s in seeds), strict=True)):
-            x = torch.stack([b[0] for b in batches])
-            y = torch.stack([b[1] for b in batches])
-            logits = stacked.forward(x, training=True)
-            losses = per_seed_loss(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            if wants_gradients:
-                for k, s in enumerate(seeds):
-                    if s.active and s.probes.wants_gradients:
-                        stacked.share_grads(k)
-                        s.probes.after_backward()
-            optimizer.step()
-            batch_losses[i] = losses.detach()
-            correct += (logits.detach().argmax(dim=-1) == y).sum(dim=1)
-            seen += y.shape[1]
-        losses_t = batch_losses.t().tolist()  # the epoch's host sync
-        accs = (correct.double() / seen).tolist()
+        train = _train_epoch_stacked(stacked, seeds, optimizer, loss_fn)
         val = None
-        if has_val:
-            val = _evaluate_stacked(
-                stacked, [s.bundle.val for s in seeds], [s.bundle for s in seeds], loss_fn,
-                cfg0.eval_batch_size,
-            ).tolist()
-        seconds = (time.perf_counter() - epoch_start) / S
-        for k, s in enumerate(seeds):
-            if not s.active:
-                continue
-            losses = losses_t[k]
-            s.result.batch_losses.extend(v if math.isfinite(v) else None for v in losses)
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": sum(losses) / len(losses),
-                "train_accuracy": accs[k],
-                "val_loss": None,
-                "val_accuracy": None,
-                "val_cross_entropy": None,
-                "lr": lr,
-            }
-            if val is not None:
-                record.update(val_loss=val[k][0], val_cross_entropy=val[k][1],
-                              val_accuracy=val[k][2])
-            s.model.eval()
-            probe_start = time.perf_counter()
-            s.probes.on_epoch_end(epoch)
-            record["seconds"] = seconds + time.perf_counter() - probe_start
-            if not _finite(record["train_loss"], record["val_loss"]):
-                s.result.status, s.result.diverged_epoch = "diverged", epoch
-                for key in ("train_loss", "val_loss", "val_cross_entropy"):
-                    if record[key] is not None and not math.isfinite(record[key]):
-                        record[key] = None
-                s.result.history.append(record)
-                if on_epoch:
-                    on_epoch(k, record)
-                _freeze(s)
-                continue
-            s.result.history.append(record)
-            if on_epoch:
-                on_epoch(k, record)
-            if s.stopper and s.stopper.update(epoch, record, s.model):
-                _freeze(s)
+        if runs[0].bundle.val is not None:
+            val = _evaluate_stacked(stacked, runs, loss_fn, cfg0.eval_batch_size).tolist()
+        _close_epochs(seeds, epoch, lr, train, val, (time.perf_counter() - epoch_start) / S)
         if not any(s.active for s in seeds):
             break
-        schedule.step({})  # only metric-free schedules are batched
+        schedule.step({})
 
-    total = time.perf_counter() - started
+    return _finish_seeds(seeds, loss_fn, time.perf_counter() - started)
+
+
+def _progress(on_epoch: SeedEpochCallback | None, index: int) -> EpochCallback | None:
+    return None if on_epoch is None else (lambda record: on_epoch(index, record))
+
+
+def _finish_seeds(seeds: list[_Seed], loss_fn: LossFn, seconds: float) -> list[RunResult]:
+    """Each seed's final metrics, on the weights it stopped with; ``seconds`` (the
+    group's) is shared out equally."""
     results = []
     for s in seeds:
-        if s.frozen is not None:
-            with torch.no_grad():
-                for name, p in s.model.named_parameters():
-                    p.copy_(s.frozen[name])
-        s.model.eval()
-        s.result.final = _final_metrics(s.result, s.model, s.bundle, loss_fn, s.cfg, s.stopper)
-        s.result.probes = s.probes.finish()
-        s.result.final["seconds"] = total / S  # this seed's share of the group's time
-        s.result.final["batched_seeds"] = S
-        results.append(s.result)
+        s.unfreeze()
+        s.run.model.eval()
+        final = finish_run(s.run, s.callbacks, loss_fn)
+        final.seconds, final.batched_seeds = seconds / len(seeds), len(seeds)
+        s.run.result.final = final.to_dict()
+        results.append(s.run.result)
     return results
-
-
-def _freeze(s: _Seed) -> None:
-    """The seed stops (early stopping or divergence): keep its weights as they are now;
-    the group trains on, and its slice's later updates are discarded."""
-    s.active = False
-    s.frozen = {n: p.detach().clone() for n, p in s.model.named_parameters()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -13,13 +14,10 @@ class RunResult:
     run_id: str
     config: dict[str, Any]  # the fully resolved run config
     status: Status
-    # Per epoch: epoch (1-based), train_loss, train_accuracy, val_loss, val_accuracy,
-    # val_cross_entropy, lr, seconds.
+    # Per epoch: an ``EpochRecord.to_dict()``.
     history: list[dict[str, Any]] = field(default_factory=list)
     batch_losses: list[float] = field(default_factory=list)  # every training batch, in order
-    # test_loss (the run's own loss), test_cross_entropy (common yardstick), test_accuracy,
-    # test_precision / test_recall / test_f1 (macro), confusion, chance_accuracy, at_chance,
-    # weights_epoch, best_val_accuracy, best_val_epoch, epochs_run, stopped_early, seconds.
+    # A ``FinalMetrics.to_dict()``.
     final: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # train / val / test examples
     probes: dict[str, Any] = field(default_factory=dict)
@@ -49,3 +47,102 @@ class RunResult:
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         data = {k: v for k, v in data.items() if k != "weights"}
         return cls(**data)
+
+
+@dataclass
+class EpochRecord:
+    """One epoch of one run. Stored as ``to_dict()`` in ``RunResult.history``; a loss that
+    is not finite is stored as missing (``drop_non_finite``), never as NaN."""
+
+    epoch: int  # 1-based
+    train_loss: float | None
+    train_accuracy: float
+    lr: float  # the rate this epoch trained with
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_cross_entropy: float | None = None
+    seconds: float = 0.0  # training, validation and what callbacks measured
+
+    def is_finite(self) -> bool:
+        return all(v is None or math.isfinite(v) for v in (self.train_loss, self.val_loss))
+
+    def drop_non_finite(self) -> None:
+        for name in ("train_loss", "val_loss", "val_cross_entropy"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                setattr(self, name, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "train_accuracy": self.train_accuracy,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+            "val_cross_entropy": self.val_cross_entropy,
+            "lr": self.lr,
+            "seconds": self.seconds,
+        }
+
+
+#: The test figures of ``FinalMetrics``, absent from a run whose weights are not finite.
+TEST_FIELDS = (
+    "test_loss",
+    "test_cross_entropy",
+    "test_accuracy",
+    "test_precision",
+    "test_recall",
+    "test_f1",
+    "confusion",
+)
+
+
+@dataclass
+class FinalMetrics:
+    """A run's final figures. Stored as ``to_dict()`` in ``RunResult.final``: optional
+    figures that do not apply are left out (no test figures for diverged weights, no
+    ``kept_epoch`` without kept weights, ``batched_seeds`` only for seeds trained
+    together), in the key order records have always had."""
+
+    epochs_run: int
+    stopped_early: bool
+    best_val_accuracy: float | None
+    best_val_epoch: int | None
+    chance_accuracy: float
+    weights_epoch: int | None = None  # the epoch the tested weights come from
+    test_loss: float | None = None  # the run's own loss
+    test_cross_entropy: float | None = None  # the common yardstick
+    test_accuracy: float | None = None
+    test_precision: float | None = None  # macro
+    test_recall: float | None = None
+    test_f1: float | None = None
+    confusion: list[list[int]] | None = None
+    at_chance: bool | None = None
+    kept_epoch: int | None = None
+    seconds: float = 0.0
+    batched_seeds: int | None = None
+
+    @property
+    def tested(self) -> bool:
+        return self.test_accuracy is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_val_epoch": self.best_val_epoch,
+            "chance_accuracy": self.chance_accuracy,
+        }
+        if self.tested:
+            data["weights_epoch"] = self.weights_epoch
+            data.update((name, getattr(self, name)) for name in TEST_FIELDS)
+            data["at_chance"] = self.at_chance
+        else:
+            data.update(at_chance=self.at_chance, weights_epoch=self.weights_epoch)
+        if self.kept_epoch is not None:
+            data["kept_epoch"] = self.kept_epoch
+        data["seconds"] = self.seconds
+        if self.batched_seeds is not None:
+            data["batched_seeds"] = self.batched_seeds
+        return data
