@@ -13,6 +13,7 @@ import torch
 from ablab.config import parse_run
 from ablab.execute import Task, group_tasks, plan_workers, run_group
 from ablab.train import batched, fit
+from ablab.train import state as train_state
 from ablab.train.batched import can_batch, fit_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_a_seed_is_bit_identical_whatever_its_group():
 
 
 def test_a_diverging_seed_is_marked_alone(monkeypatch):
-    original = batched.build_model
+    original = train_state.build_model  # every training path builds its models there
 
     def poisoned(*args, **kwargs):
         model = original(*args, **kwargs)
@@ -80,7 +81,7 @@ def test_a_diverging_seed_is_marked_alone(monkeypatch):
                 next(model.parameters()).fill_(float("inf"))
         return model
 
-    monkeypatch.setattr(batched, "build_model", poisoned)
+    monkeypatch.setattr(train_state, "build_model", poisoned)
     configs = [tiny(s) for s in (0, 1, 2)]
     results = fit_seeds(configs)
     assert [r.status for r in results] == ["done", "diverged", "done"]

@@ -1,10 +1,11 @@
 """Seeds trained together: the runs of one variant that differ only in their seed, trained
 as ONE batched model (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``).
 
-Each seed keeps everything ``fit`` would give it: its model is built exactly as ``fit``
-builds it (``torch.manual_seed(seed)``, ``load_data``, ``build_model``), its own data split,
-its own shuffling and augmentation (one ``BatchLoader`` per seed with ``fit``'s generator
-seeding), its own probes, early stopping and divergence, and its own ``RunResult``. The
+Each seed keeps everything ``fit`` would give it: its run is started by ``fit``'s own
+``start_run`` (seed, data split, model, memory layout, a ``BatchLoader`` with its own
+shuffling and augmentation, its ``RunResult``), and its epochs are closed and its run
+finished by ``fit``'s ``close_epoch`` and ``finish_run``, with its own callbacks (early
+stopping, probes, progress) and its own divergence. Only the schedule is the group's. The
 parameters of all seeds live in stacked tensors (leading dimension = seed) that one
 optimizer steps; every supported optimizer is elementwise, so seed ``s`` sees exactly the
 updates it would see alone. Each seed's ``nn.Module`` stays alive with its parameters as

@@ -1,0 +1,215 @@
+"""One training loop: fit and fit_seeds give the numbers main gave before they shared their
+code, store the same record keys in the same order, and call the callbacks in order."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+from conftest import tiny_run
+
+from ablab.config import EarlyStoppingConfig, parse_run
+from ablab.train import Callback, fit
+from ablab.train import state as train_state
+from ablab.train.batched import can_batch, fit_seeds
+from ablab.train.callbacks import EarlyStopping
+from ablab.train.result import EpochRecord, FinalMetrics
+
+PROBES = ["gradients", "dead_units", "weights"]
+
+#: Runs trained with main at 0d7a7da (before fit and fit_seeds shared their code), with
+#: what they gave: a digest of the whole result without timings (``fingerprint``), the
+#: test loss and the last epoch's training loss.
+FIT_CASES = {
+    "probes_cosine": (
+        tiny_run(epochs=4, probes=PROBES, schedule={"name": "cosine"}),
+        ("95b8f58d97a6c145", 0.6091606020927429, 0.5949080983797709),
+    ),
+    "plateau_restore_keep_best": (
+        tiny_run(
+            epochs=8,
+            early_stopping={"patience": 2, "restore_best_weights": True},
+            schedule={"name": "reduce_on_plateau", "patience": 1},
+            keep="best",
+        ),
+        ("fe8c24b278b5851d", 0.43391475081443787, 0.39235936601956684),
+    ),
+    "stops_early_keep_best": (
+        tiny_run(epochs=20, early_stopping={"patience": 1}, keep="best"),
+        ("c7b62f9da752f5e3", None, None),
+    ),
+    "diverged_keep_last": (
+        tiny_run(epochs=5, optimizer={"name": "sgd", "lr": 1e12}, keep="last"),
+        ("c70d8d3277e6938b", None, None),
+    ),
+    "digits_cnn_channels_last": (
+        dict(tiny_run(epochs=1, keep="last"), dataset={"name": "digits"},
+             model={"name": "mnist_cnn3"}),
+        ("1b738b594349565d", 1.5923281908035278, 2.139175600475735),
+    ),
+}
+
+HISTORY_KEYS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "val_cross_entropy", "lr", "seconds"]
+FINAL_HEAD = ["epochs_run", "stopped_early", "best_val_accuracy", "best_val_epoch",
+              "chance_accuracy"]
+TESTED = ["weights_epoch", "test_loss", "test_cross_entropy", "test_accuracy",
+          "test_precision", "test_recall", "test_f1", "confusion", "at_chance"]
+
+
+def fingerprint(result) -> str:
+    data = result.to_dict()
+    data["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in data["history"]]
+    data["final"] = {k: v for k, v in data["final"].items() if k != "seconds"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def seeds_config(seed: int, **over):
+    data = {
+        "epochs": 12, "seed": seed, "batch_size": 32, "device": "cpu",
+        "dataset": {"name": "moons", "n_samples": 240, "noise": 0.25},
+        "model": {"name": "mlp", "hidden": [16, 8]},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "probes": PROBES, "early_stopping": {"patience": 2},
+    }
+    data.update(over)
+    return parse_run(data)
+
+
+def conv_config(seed: int, memory_format: str = "auto"):
+    data = tiny_run(epochs=1, seed=seed, memory_format=memory_format)
+    data.update(dataset={"name": "digits"}, model={"name": "keras_conv1", "dropout": 0.0})
+    return parse_run(data)  # no dropout: batched seeds draw other masks than fit
+
+
+@pytest.mark.parametrize("case", list(FIT_CASES))
+def test_fit_gives_what_main_gave(case):
+    data, (digest, test_loss, last_train_loss) = FIT_CASES[case]
+    result = fit(parse_run(data))
+    assert fingerprint(result) == digest
+    if test_loss is not None:
+        assert result.final["test_loss"] == test_loss
+        assert result.history[-1]["train_loss"] == last_train_loss
+
+
+def test_fit_seeds_gives_what_main_gave():
+    configs = [seeds_config(s) for s in (0, 1)]
+    assert can_batch(configs)
+    results = fit_seeds(configs)
+    assert [fingerprint(r) for r in results] == ["ba4de8296ab51a9f", "e8d09a93f4fee754"]
+    assert [r.final["test_loss"] for r in results] == [0.4498453140258789, 0.35629236698150635]
+    assert [r.final["epochs_run"] for r in results] == [10, 10]
+    assert [r.final["weights_epoch"] for r in results] == [8, 8]  # restored best weights
+
+
+def test_records_keep_their_keys_in_order():
+    kept = fit(parse_run(FIT_CASES["stops_early_keep_best"][0]))
+    assert list(kept.history[0]) == HISTORY_KEYS
+    assert list(kept.final) == FINAL_HEAD + TESTED + ["kept_epoch", "seconds"]
+    assert kept.final["stopped_early"] is True and kept.weights is not None
+    diverged = fit(parse_run(FIT_CASES["diverged_keep_last"][0]))
+    assert list(diverged.final) == FINAL_HEAD + ["at_chance", "weights_epoch", "seconds"]
+    assert diverged.weights is None
+    batched = fit_seeds([seeds_config(0, epochs=2)])[0]
+    assert list(batched.final) == FINAL_HEAD + TESTED + ["seconds", "batched_seeds"]
+
+
+def test_typed_records_serialize_as_stored():
+    record = EpochRecord(epoch=2, train_loss=float("nan"), train_accuracy=0.5, lr=0.1,
+                         val_loss=float("inf"), val_accuracy=0.25, val_cross_entropy=1.0)
+    assert not record.is_finite()
+    record.drop_non_finite()
+    assert record.is_finite()
+    assert record.to_dict() == {"epoch": 2, "train_loss": None, "train_accuracy": 0.5,
+                                "val_loss": None, "val_accuracy": 0.25,
+                                "val_cross_entropy": 1.0, "lr": 0.1, "seconds": 0.0}
+    untested = FinalMetrics(epochs_run=1, stopped_early=False, best_val_accuracy=None,
+                            best_val_epoch=None, chance_accuracy=0.5)
+    assert "test_accuracy" not in untested.to_dict() and not untested.tested
+
+
+class Recorder(Callback):
+    """Writes down every hook it gets."""
+
+    def __init__(self, stop_after: int | None = None, gradients: bool = False):
+        self.calls: list = []
+        self.backward = 0
+        self.stop_after = stop_after
+        self.wants_gradients = gradients
+
+    def on_train_begin(self, run):
+        self.calls.append(("train_begin", run.optimizer is not None))
+
+    def on_epoch_begin(self, run, epoch):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_backward_end(self, run):
+        self.backward += 1
+
+    def on_epoch_end(self, run, record):
+        self.calls.append(("epoch_end", record.epoch, record.seconds > 0))
+        if record.epoch == self.stop_after:
+            run.stop_training = True
+
+    def on_train_end(self, run):
+        self.calls.append(("train_end", len(run.result.history)))
+
+
+def test_a_user_callback_gets_the_hooks_in_order_and_changes_nothing():
+    data, (digest, _, _) = FIT_CASES["probes_cosine"]
+    recorder = Recorder(gradients=True)
+    result = fit(parse_run(data), callbacks=[recorder])
+    assert recorder.calls == [
+        ("train_begin", True),
+        *[call for e in (1, 2, 3, 4) for call in (("epoch_begin", e), ("epoch_end", e, True))],
+        ("train_end", 4),
+    ]
+    assert recorder.backward == len(result.batch_losses)  # once per training batch
+    assert fingerprint(result) == digest
+
+
+def test_a_callback_can_stop_training():
+    recorder = Recorder(stop_after=2)
+    result = fit(parse_run(tiny_run(epochs=5)), callbacks=[recorder])
+    assert result.final["epochs_run"] == 2 and result.final["stopped_early"] is False
+    assert recorder.calls[-1] == ("train_end", 2)
+
+
+def test_early_stopping_callback_stops_where_its_rule_says():
+    cfg = EarlyStoppingConfig(patience=2, monitor="val_accuracy", min_delta=0.01)
+    result = fit(parse_run(tiny_run(epochs=30, early_stopping=cfg.model_dump())))
+    replay = EarlyStopping(cfg)
+    stops = [replay.update(h["epoch"], h, None) for h in result.history]
+    assert stops.index(True) + 1 == result.final["epochs_run"] < 30
+    assert result.final["stopped_early"] is True
+    assert result.final["weights_epoch"] == replay.best_epoch  # best weights restored
+
+
+def test_on_epoch_reaches_every_path():
+    batched = [seeds_config(s, epochs=2) for s in (0, 1)]
+    plateau = [seeds_config(s, epochs=2, schedule={"name": "reduce_on_plateau"}) for s in (0, 1)]
+    assert can_batch(batched) and not can_batch(plateau)
+    for configs in (batched, plateau):
+        seen: list = []
+        results = fit_seeds(configs, on_epoch=lambda i, record, seen=seen: seen.append((i, record)))
+        assert sorted((i, r["epoch"]) for i, r in seen) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+        for i, record in seen:
+            assert record == results[i].history[record["epoch"] - 1]
+
+
+def test_the_batched_path_trains_in_the_runs_memory_format(monkeypatch):
+    formats = []
+    original = train_state.BatchLoader
+
+    def loader(*args, **kwargs):
+        formats.append(kwargs["memory_format"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_state, "BatchLoader", loader)
+    configs = [conv_config(s, "channels_last") for s in (0, 1)]
+    assert can_batch(configs)
+    together = fit_seeds(configs)
+    assert formats == [torch.channels_last] * 2
+    for a, b in zip(together, [fit(c) for c in configs], strict=True):
+        assert a.final["test_accuracy"] == b.final["test_accuracy"]
+        assert a.final["test_loss"] == pytest.approx(b.final["test_loss"], abs=1e-5)
