@@ -221,6 +221,11 @@ def _evaluate_stacked(
     return torch.stack([loss_sum / n, ce_sum / n, correct / n], dim=1)
 
 
+def _progress(on_epoch: SeedEpochCallback | None, index: int) -> EpochCallback | None:
+    """Seed ``index``'s share of ``on_epoch``."""
+    return None if on_epoch is None else (lambda record: on_epoch(index, record))
+
+
 def _one_by_one(configs: list[RunConfig], on_epoch: SeedEpochCallback | None) -> list[RunResult]:
     """``fit`` for each config, with its index on its epoch records."""
     return [fit(c, on_epoch=_progress(on_epoch, i)) for i, c in enumerate(configs)]
@@ -327,10 +332,6 @@ def fit_seeds(
         schedule.step({})
 
     return _finish_seeds(seeds, loss_fn, time.perf_counter() - started)
-
-
-def _progress(on_epoch: SeedEpochCallback | None, index: int) -> EpochCallback | None:
-    return None if on_epoch is None else (lambda record: on_epoch(index, record))
 
 
 def _finish_seeds(seeds: list[_Seed], loss_fn: LossFn, seconds: float) -> list[RunResult]:
