@@ -22,9 +22,7 @@ factor leaves other runs' ids alone) and a label naming only what varies:
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +30,7 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import Field, field_validator
 
+from ablab import identity
 from ablab.config import (
     RunConfig,
     Strict,
@@ -146,16 +145,8 @@ class Study:
 
 
 def variant_id(cfg: RunConfig) -> str:
-    """What a variant is: the run id with the seed left out."""
-    data = cfg.resolved()
-    data.pop("seed")
-    data.pop("name", None)
-    data.pop("device", None)
-    data.pop("eval_batch_size", None)
-    data.pop("keep", None)
-    data.pop("plugins", None)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """What a variant is: the run's identity with the seed left out."""
+    return identity.variant_id(cfg)
 
 
 def column_names(paths: list[str]) -> dict[str, str]:
@@ -230,6 +221,12 @@ def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
                 )
             if key == "seed":
                 raise ConfigError(f'{source}: vary[{i}]."seed": use the top-level seeds list')
+            if identity.outside_identity(key):
+                raise ConfigError(
+                    f'{source}: vary[{i}]."{key}": does not change what a run computes (it '
+                    "is not part of a run's identity), so its values would be the same runs; "
+                    "set it in [base] or with --set instead"
+                )
             seen[key] = i
         if len(set(lengths.values())) > 1:
             sizes = ", ".join(f"{k} has {n}" for k, n in lengths.items())
@@ -273,6 +270,7 @@ def expand(
                 options.append((assignment, assignment))
         choices.append(options)
     by_variant: dict[str, str] = {}
+    by_run: dict[str, str] = {}
     for combo in itertools.product(*choices) if choices else [()]:
         assignment: dict[str, Any] = {k: v for _, part in combo for k, v in part.items()}
         shown = {k: v for part, _ in combo for k, v in part.items()}
@@ -304,7 +302,14 @@ def expand(
                         "the same runs; remove the duplicate"
                     )
                 by_variant[vid] = label
-            study.runs.append(PlannedRun(run_id(run_cfg), vid, variant, label, seed, run_cfg))
+            planned = PlannedRun(run_id(run_cfg), vid, variant, label, seed, run_cfg)
+            if planned.run_id in by_run:
+                raise ConfigError(
+                    f"{source}: vary: runs '{by_run[planned.run_id]}' and '{planned.label}' "
+                    "are the same run (same identity); remove the duplicate"
+                )
+            by_run[planned.run_id] = planned.label
+            study.runs.append(planned)
     return study
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ablab.analysis.compare import Comparison, strata
-from ablab.analysis.runs import IGNORED_PATHS, Factor, Variant, flatten
+from ablab.analysis.runs import Factor, Variant, flatten
+from ablab.identity import outside_identity
 
 MIN_SEEDS = 3
 
@@ -107,7 +108,7 @@ def _allowed(path: str, varied: list[str]) -> bool:
         # A varied component name (dataset.name) brings that component's own options.
         if key.endswith(".name") and path.startswith(key[: -len("name")]):
             return True
-    return path in IGNORED_PATHS
+    return outside_identity(path)
 
 
 def config_differences(

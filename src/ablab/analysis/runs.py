@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ablab.identity import NOT_IN_IDENTITY
+
 #: Final metrics taken from a run's ``final`` dict.
 FINAL_METRICS = ("test_accuracy", "test_loss", "test_cross_entropy", "best_val_accuracy")
 #: Metrics derived from a run's history.
@@ -32,8 +34,8 @@ METRIC_INFO: dict[str, tuple[str, bool]] = {
     "overfit_gap": ("final train − val. accuracy", False),
 }
 
-#: Config paths that never make two runs different experiments.
-IGNORED_PATHS = ("seed", "name", "device", "eval_batch_size")
+#: Config paths that never make two runs different experiments (see :mod:`ablab.identity`).
+IGNORED_PATHS = ("seed", *NOT_IN_IDENTITY)
 
 
 # Dataset fields that change how a model trains but not what it is tested on.

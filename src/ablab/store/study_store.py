@@ -151,9 +151,10 @@ class StudyStore:
             for position, run in enumerate(study.runs):
                 if run.run_id in stored:
                     db.execute(
-                        "UPDATE runs SET position=?, in_study=1, variant_label=?, variant=? "
-                        "WHERE run_id=?",
-                        (position, run.variant_label, json.dumps(run.variant), run.run_id),
+                        "UPDATE runs SET position=?, in_study=1, variant_id=?, variant_label=?, "
+                        "variant=? WHERE run_id=?",
+                        (position, run.variant_id, run.variant_label, json.dumps(run.variant),
+                         run.run_id),
                     )
                 else:
                     db.execute(
