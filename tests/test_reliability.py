@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 import ablab.cli
-from ablab.api import run_study, study_status
+from ablab.results import study_status
+from ablab.runner import run_study
 from ablab.store import files as store_files
 from ablab.study import load_study
 

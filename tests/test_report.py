@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ablab.api import run_study
 from ablab.report import FIGURES, write_report
+from ablab.runner import run_study
 from ablab.store import StudyStore
 from ablab.study import load_study
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ablab.api import run_study, study_status
 from ablab.errors import UserError
+from ablab.results import study_status
+from ablab.runner import run_study
 from ablab.store import StudyStore
 from ablab.study import load_study
 

@@ -1,4 +1,4 @@
-"""The command line: a thin layer over the Python API.
+"""The command line: a thin layer over :mod:`ablab.runner` and :mod:`ablab.results`.
 
 Errors a user can cause print one line and exit 2; a run that fails or diverges exits 1.
 """
@@ -199,7 +199,7 @@ def run(
     ] = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
-    from ablab.api import run_study
+    from ablab.runner import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
 
@@ -229,7 +229,7 @@ def run(
 @app.command()
 def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
     """Runs per status (done, failed, diverged, pending) and what is left."""
-    from ablab.api import study_status
+    from ablab.results import study_status
 
     info = study_status(out)
     counts = info["counts"]
@@ -251,14 +251,11 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
 
 @app.command()
 def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
-    """(Re)write report.html and report.md from what the directory holds."""
-    from ablab.api import write_report, write_tables
-    from ablab.store import StudyStore
+    """(Re)write report.html, report.md, results.csv and summary.csv from what the
+    directory holds."""
+    from ablab.results import open_results
 
-    store = StudyStore.existing(out)
-    write_tables(store)
-    paths = write_report(store)
-    store.close()
+    paths = open_results(out).report()
     for path in paths.values():
         console.print(f"wrote {path}")
 
@@ -305,7 +302,7 @@ def export_(
 def main() -> None:
     """Exit status: 0 done; 1 runs failed or diverged; 2 bad input (one line); 130 / 143
     stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
-    from ablab.api import StudyInterrupted, Terminated, sigterm_as_interrupt
+    from ablab.runner import StudyInterrupted, Terminated, sigterm_as_interrupt
 
     received: list[int] = []
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -109,10 +110,11 @@ class Study:
     def run(self, out: str | Path, **options: Any):
         """Train every run ``out`` does not hold yet (resumable), write the tables and the
         report; returns :class:`ablab.results.StudyResults`. ``options`` are those of
-        :func:`ablab.results.run` (workers, threads, executor, progress, ...)."""
-        from ablab.results import run as run_into  # the API layer sits right of the config
-
-        return run_into(self, out, **options)
+        :func:`ablab.runner.run_study` (workers, threads, executor, progress, ...);
+        ``progress`` defaults to True here."""
+        if _runner is None:  # pragma: no cover - ``import ablab`` registers it
+            raise RuntimeError("Study.run needs ablab.runner; import ablab first")
+        return _runner(self, out, **options)
 
     def variants(self) -> dict[str, list[PlannedRun]]:
         out: dict[str, list[PlannedRun]] = {}
@@ -142,6 +144,17 @@ class Study:
                 for r in self.runs
             ],
         }
+
+
+#: What ``Study.run`` calls. ``ablab.runner`` registers it when imported (``import ablab``
+#: imports the runner), so this config-layer module never imports the layers above it.
+_runner: Callable[..., Any] | None = None
+
+
+def set_runner(runner: Callable[..., Any]) -> None:
+    """Register the function behind ``Study.run`` (``ablab.runner`` does, once)."""
+    global _runner
+    _runner = runner
 
 
 def variant_id(cfg: RunConfig) -> str:

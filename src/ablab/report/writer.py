@@ -13,6 +13,7 @@ cannot inject markup.
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import math
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,16 @@ def render_figures(a: StudyAnalysis, folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str, Any]:
-    from ablab import __version__
+def _version() -> str:
+    """ablab's installed version (from the package metadata, not the package root, which
+    sits above the report in the layers)."""
+    try:
+        return importlib.metadata.version("ablab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
+
+def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str, Any]:
     by_topic: dict[str, list] = {}
     for f in figures:
         by_topic.setdefault(f["topic"], []).append(f)
@@ -266,7 +274,7 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "runs": runs_table(a),
         "study_text": a.study_text,
         "fence": _fence(a.study_text),
-        "version": __version__,
+        "version": _version(),
     }
 
 
