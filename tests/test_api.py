@@ -42,13 +42,11 @@ def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     (root / "study.toml").write_text(STUDY)
     study = ablab.load_study(root / "study.toml")
-    store = StudyStore(root / "out")
-    with store.locked():
+    with StudyStore(root / "out") as store, store.locked():
         store.sync_plan(study)
         for planned in study.runs:
             store.record_result(ablab.train_run(planned.config).to_dict())
         write_tables(store)
-    store.close()
     return ablab.open_results(root / "out")
 
 

@@ -50,10 +50,8 @@ def study_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(study_dir):
-    store = StudyStore.existing(study_dir)
-    paths = write_report(store)
-    store.close()
-    return paths
+    with StudyStore.existing(study_dir) as store:
+        return write_report(store)
 
 
 def test_write_report_writes_both_files(report, study_dir):
@@ -106,12 +104,11 @@ def test_markdown_references_existing_figures(report, study_dir):
 def test_partial_study_says_what_is_missing(study_dir, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(study_dir, partial, ignore=shutil.ignore_patterns("figures", "report.*"))
-    store = StudyStore.existing(partial)
-    rid = store.rows()[-1]["run_id"]
-    store.db.execute("UPDATE runs SET status='pending', final=NULL WHERE run_id=?", (rid,))
-    (partial / "runs" / f"{rid}.json").unlink()
-    paths = write_report(store)
-    store.close()
+    with StudyStore.existing(partial) as store:
+        rid = store.rows()[-1]["run_id"]
+        store.db.execute("UPDATE runs SET status='pending', final=NULL WHERE run_id=?", (rid,))
+        (partial / "runs" / f"{rid}.json").unlink()
+        paths = write_report(store)
     html = paths["html"].read_text()
     assert "3 of 4 runs done; 1 pending" in html
     assert "1 of 2 runs done, 1 pending" in html

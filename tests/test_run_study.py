@@ -124,8 +124,7 @@ def test_a_failing_run_is_recorded_and_retried_on_request(tmp_path, monkeypatch)
 
 def test_second_process_on_the_same_directory_is_refused(tmp_path):
     out = tmp_path / "out"
-    store = StudyStore(out)
-    with store.locked():
+    with StudyStore(out) as store, store.locked():
         with pytest.raises(UserError, match="another `ablab run` is working on this directory"):
             run_study(load_study(write_study(tmp_path)), out, workers=1, report=False)
 
@@ -212,3 +211,11 @@ def test_ray_executor_gives_the_same_results(tmp_path):
                     report=False)
     assert local.counts == ray.counts and ray.counts["done"] == 4
     assert metrics(tmp_path / "local") == metrics(tmp_path / "ray")
+
+
+def test_study_store_closes_its_index_on_the_way_out(tmp_path):
+    with pytest.raises(RuntimeError), StudyStore(tmp_path / "s") as store:
+        store.root.mkdir()
+        assert store.counts()["done"] == 0  # opens the index
+        raise RuntimeError("inside the block")
+    assert store._db is None
