@@ -6,6 +6,7 @@ import copy
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -26,9 +27,8 @@ from ablab.analysis import (
     history_metrics,
     holm,
     mean_ci,
-    results_frame,
     status_line,
-    summary_frame,
+    study_tables,
     verdict,
     warn_confounds,
     warn_few_seeds,
@@ -384,12 +384,36 @@ def test_partial_study_status():
     assert status_line({"done": 12, "pending": 6}) == "12 of 18 runs done; 6 pending"
 
 
-def test_tables_api_still_works():
+def test_csv_tables_are_the_analysis_tables():
     rows = study_rows()
-    results = results_frame(rows, ["activation"])
-    summary = summary_frame(results, ["activation"])
-    assert list(summary["done"]) == [3, 3]
-    assert summary["test_accuracy_mean"].iloc[0] == pytest.approx(0.91)
+    rows[1]["status"], rows[1]["final"] = "diverged", None
+    runs, summary = study_tables(ACT, rows)
+    a = analysis_of(rows)
+    pd.testing.assert_frame_equal(summary, a.summary)
+    pd.testing.assert_frame_equal(runs, a.runs)
+    assert list(summary["done"]) == [2, 3] and list(summary["diverged"]) == [1, 0]
+    assert summary["test_accuracy_mean"].iloc[0] == pytest.approx(0.91)  # 0.90 and 0.92
+    assert summary["epochs_run_mean"].iloc[0] == 5 and summary["epochs_run_n"].iloc[0] == 2
+    assert list(runs["variant"]) == [r["variant_label"] for r in rows]
+
+
+def test_comparison_and_ranking_sentences_are_separate_fields():
+    rows = study_rows() + [make_row("elu", s, x) for s, x in enumerate((0.6, 0.63, 0.61))]
+    a = analysis_of(rows)
+    assert len(a.verdicts) == len(a.comparisons_on("test_accuracy")) == 3  # pairs of 3
+    assert len(a.ranking_sentences) == len(a.rankings) >= 1
+    assert not set(a.ranking_sentences) & set(a.verdicts)
+
+
+def test_a_labelled_factor_is_one_column_with_its_labels():
+    info = {"name": "t", "factors": [["model", "optimizer"]], "columns": {"_labels": "recipe"}}
+    rows = study_rows()
+    for row in rows:
+        row["variant"] = {"recipe": "base" if row["run_id"].startswith("relu") else "better"}
+    a = analyze_runs(info, rows, {})
+    assert [f.columns for f in a.factors] == [("recipe",)]
+    assert a.factors[0].levels == (("base",), ("better",))
+    assert len(a.comparisons_on("test_accuracy")) == 1  # the recipes are compared
 
 
 def test_factors_that_change_the_test_data_are_contexts_not_compared():

@@ -167,3 +167,18 @@ def test_report_renders_for_hand_built_study_without_records(tmp_path):
     assert "2 of 4 runs done; 1 pending; 1 diverged" in html and "&lt;b&gt;x" in html
     assert "The base recipe: 1 of 4 runs diverged (at epoch 2)" in html
     assert "figures/final_metrics.png" in render_markdown(context)
+
+
+def test_summary_csv_is_the_reports_summary_table(study_dir):
+    import pandas as pd
+
+    from ablab.analysis import analyze
+    from ablab.report import write_tables
+
+    with StudyStore.existing(study_dir) as store:
+        paths = write_tables(store)
+        a = analyze(store)
+    csv = pd.read_csv(paths["summary"])
+    pd.testing.assert_frame_equal(csv, a.summary, check_dtype=False)
+    assert list(csv["variant"]) == [v.label for v in a.variants]
+    assert len(pd.read_csv(paths["results"])) == len(a.runs) == 4

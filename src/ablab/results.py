@@ -192,6 +192,11 @@ class StudyResults:
         return list(self.analysis.verdicts)
 
     @property
+    def ranking_sentences(self) -> list[str]:
+        """The rankings' sentences (each factor's levels, best first, with letters)."""
+        return list(self.analysis.ranking_sentences)
+
+    @property
     def warnings(self) -> list[str]:
         """Methodology warnings (few seeds, selection on the test set, confounds...)."""
         return list(self.analysis.warnings)
@@ -280,7 +285,9 @@ class StudyResults:
             f"<p>{esc(a.status)} — <code>{esc(str(self.out))}</code></p>",
             self._table().to_html(index=False, escape=True, border=0),
         ]
-        for title, items in (("Verdicts", a.verdicts), ("Warnings", a.warnings)):
+        sections = (("Verdicts", a.verdicts), ("Rankings", a.ranking_sentences),
+                    ("Warnings", a.warnings))
+        for title, items in sections:
             if items:
                 parts.append(f"<p><b>{title}</b></p><ul>")
                 parts += [f"<li>{esc(item)}</li>" for item in items]

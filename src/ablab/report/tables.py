@@ -1,20 +1,19 @@
-"""results.csv and summary.csv: the study's tables, written next to the report."""
+"""results.csv and summary.csv: the analysis' runs and summary tables, the same the
+report shows (grouped by variant id, the same intervals)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ablab.analysis import results_frame, summary_frame
+from ablab.analysis import load_runs, study_tables
 from ablab.store import StudyStore, atomic_write_text
 
 
 def write_tables(store: StudyStore) -> dict[str, Path]:
-    """(Re)write results.csv and summary.csv from the index."""
-    info = store.study_info()
-    columns = list(dict.fromkeys(info["columns"].values()))
-    results = results_frame(store.rows(), columns)
-    summary = summary_frame(results, columns)
+    """(Re)write results.csv (one row per run) and summary.csv (one row per variant)."""
+    rows, records = load_runs(store)
+    runs, summary = study_tables(store.study_info(), rows, records)
     paths = {"results": store.root / "results.csv", "summary": store.root / "summary.csv"}
-    atomic_write_text(paths["results"], results.to_csv(index=False))
+    atomic_write_text(paths["results"], runs.to_csv(index=False))
     atomic_write_text(paths["summary"], summary.to_csv(index=False))
     return paths

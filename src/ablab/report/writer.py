@@ -198,7 +198,7 @@ def runs_table(a: StudyAnalysis) -> dict:
 
 def _verdict_items(a: StudyAnalysis) -> list[dict[str, str]]:
     items = []
-    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=False):
+    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=True):
         kind = "beats" if c.significant else ("tie" if c.testable else "untestable")
         items.append({"text": text, "kind": kind})
     return items
@@ -254,7 +254,6 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
     for f in figures:
         by_topic.setdefault(f["topic"], []).append(f)
     summary, behaviour = summary_tables(a)
-    n_acc = len(a.comparisons_on("test_accuracy"))
     return {
         "title": f"ablab report — {a.name}",
         "description": a.description,
@@ -265,7 +264,7 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "method_note": METHOD_NOTE,
         "problems": a.status_sentences,
         "verdicts": _verdict_items(a),
-        "rankings": a.verdicts[n_acc:],
+        "rankings": a.ranking_sentences,
         "warnings": a.warnings,
         "summary": summary,
         "behaviour": behaviour,
