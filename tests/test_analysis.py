@@ -125,13 +125,19 @@ def test_describe_adds_bootstrap_for_small_or_skewed_samples():
     assert constant["ci_low"] == constant["ci_high"] == 0.5
 
 
-def test_bootstrap_ci_matches_scipy_with_same_generator():
-    x = np.array([0.1, 0.4, 0.35, 0.8, 0.5])
-    expected = stats.bootstrap(
-        (x,), np.mean, n_resamples=2000, method="percentile",
-        random_state=np.random.default_rng(0),
-    ).confidence_interval
-    assert bootstrap_ci(x) == pytest.approx((expected.low, expected.high))
+def test_bootstrap_ci_is_an_interval_of_the_mean():
+    # A large symmetric sample: any bootstrap CI of the mean is close to mean ± 1.96 SE
+    # (an interval of the median, or of the data's spread, is not).
+    x = np.random.default_rng(7).normal(0.8, 0.05, size=400)
+    low, high = bootstrap_ci(x)
+    se = x.std(ddof=1) / np.sqrt(len(x))
+    assert low < x.mean() < high
+    assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert (low + high) / 2 == pytest.approx(x.mean(), abs=0.5 * se)
+    assert bootstrap_ci(x) == (low, high)  # seeded: a report is reproducible
+    skewed = [0.1, 0.1, 0.12, 0.11, 0.9]  # small and skewed: inside the data's range
+    s_low, s_high = bootstrap_ci(skewed)
+    assert min(skewed) <= s_low < np.mean(skewed) < s_high <= max(skewed)
 
 
 def test_paired_comparison_matches_ttest_rel():

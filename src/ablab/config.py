@@ -103,8 +103,8 @@ class DatasetConfig(Component):
     test_fraction: OpenFraction = 0.2  # held out when the dataset has no official test set
     normalize: Literal["unit", "half", "standard", "none"] | None = None  # None: dataset's own
     augment: AugmentConfig = AugmentConfig()
-    # "test" evaluates each epoch on the test set instead of a validation split (seed 003's
-    # set-up). Allowed so such a study can be reproduced; the report flags it.
+    # "test" evaluates each epoch on the test set instead of a validation split (source
+    # report 003's set-up). Allowed so such a study can be reproduced; the report flags it.
     validate_on: Literal["holdout", "test"] = "holdout"
     # Seed of the train/validation/test split and of the subset; None: the run's seed, so
     # runs that share a seed share their split (what a paired comparison needs).

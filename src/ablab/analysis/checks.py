@@ -42,7 +42,7 @@ def warn_few_seeds(comparisons: list[Comparison], min_seeds: int = MIN_SEEDS) ->
 
 def warn_loss_differs(variants: list[Variant]) -> list[str]:
     """(2) Variants trained with different loss functions: their own losses are on
-    different scales, so ranking by loss compares nothing (seed 002's mistake)."""
+    different scales, so ranking by loss compares nothing (source report 002's mistake)."""
     losses = {}
     for v in variants:
         loss = v.config.get("loss") or {}
