@@ -94,6 +94,24 @@ def _fmt(value) -> str:
     return str(value)
 
 
+#: The final metrics ``ablab train`` prints, in order.
+TRAIN_TABLE_KEYS = (
+    "test_accuracy", "test_loss", "test_cross_entropy", "test_precision", "test_recall",
+    "test_f1", "best_val_accuracy", "best_val_epoch", "weights_epoch", "epochs_run",
+    "chance_accuracy", "at_chance", "seconds",
+)
+
+
+def _result_table(result, title: str) -> Table:
+    table = Table(title=f"{title} — {result.status}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in TRAIN_TABLE_KEYS:
+        table.add_row(key, _fmt(result.final.get(key)))
+    table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
+    return table
+
+
 @app.command()
 def train(
     run_file: Annotated[Path, typer.Argument(help="A run file (TOML)")],
@@ -143,27 +161,7 @@ def train(
             err_console.print(f"run failed: {type(exc).__name__}: {exc}".splitlines()[0])
             raise typer.Exit(1) from None
 
-    table = Table(title=f"{cfg.name or run_file.stem} ({result.run_id}) — {result.status}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in (
-        "test_accuracy",
-        "test_loss",
-        "test_cross_entropy",
-        "test_precision",
-        "test_recall",
-        "test_f1",
-        "best_val_accuracy",
-        "best_val_epoch",
-        "weights_epoch",
-        "epochs_run",
-        "chance_accuracy",
-        "at_chance",
-        "seconds",
-    ):
-        table.add_row(key, _fmt(result.final.get(key)))
-    table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
-    console.print(table)
+    console.print(_result_table(result, f"{cfg.name or run_file.stem} ({result.run_id})"))
     if result.status == "diverged":
         err_console.print(f"diverged: the loss became non-finite at epoch {result.diverged_epoch}")
     elif result.final.get("at_chance"):

@@ -14,7 +14,8 @@ Part of the config stage: it validates and expands, and trains nothing::
     "dataset.name" = ["moons", "circles"]
     "dataset.noise" = [0.3, 0.2]
 
-Each run gets a stable id (a hash of its fully resolved config, so editing an unrelated
+Each run gets a stable id (a hash of its identity, see :mod:`ablab.identity`: the fully
+resolved config without what only labels it or sets its speed, so editing an unrelated
 factor leaves other runs' ids alone) and a label naming only what varies:
 ``activation=tanh, dataset=moons, seed=3``.
 """
@@ -251,6 +252,65 @@ def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
     return factors
 
 
+def _labels_key(i: int, labelled: dict[int, Any]) -> str:
+    return "_labels" if len(labelled) == 1 else f"_labels{i}"
+
+
+def _factor_options(
+    cfg: StudyConfig, factors: list[list[str]], labelled: dict[int, Any]
+) -> list[list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Each factor's levels as (what the label shows, what the config gets)."""
+    choices = []
+    for i, factor in enumerate(factors):
+        options = []
+        for j, values in enumerate(zip(*(cfg.vary[i][k] for k in factor), strict=True)):
+            assignment = dict(zip(factor, values, strict=True))
+            if i in labelled:  # show the factor by its label, not its many values
+                options.append(({_labels_key(i, labelled): cfg.vary[i]["_labels"][j]}, assignment))
+            else:
+                options.append((assignment, assignment))
+        choices.append(options)
+    return choices
+
+
+def _run_config(
+    cfg: StudyConfig, source: str, assignment: dict[str, Any], seed: int, label: str, locate
+) -> RunConfig:
+    """The base recipe with one variant's values and a seed, validated."""
+    data = copy.deepcopy(cfg.base)
+    for key, value in assignment.items():
+        try:
+            set_path(data, key, copy.deepcopy(value))
+        except ConfigError as exc:
+            why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
+            raise ConfigError(f"{source}: {locate(key)}: {why}") from None
+    data["seed"] = seed
+    try:
+        return RunConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        where = f" (variant {label})" if label else ""
+        raise ConfigError(format_validation_error(exc, source, path_map=locate) + where) from None
+
+
+def _refuse_duplicates(runs: list[PlannedRun], source: str, first_seed: int) -> None:
+    """Two variants with one identity, or two runs with one id: never a database error."""
+    variants: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for run in runs:
+        if run.seed == first_seed and run.variant_id in variants:
+            raise ConfigError(
+                f"{source}: vary: variants '{variants[run.variant_id]}' and "
+                f"'{run.variant_label}' resolve to the same runs; remove the duplicate"
+            )
+        variants.setdefault(run.variant_id, run.variant_label)
+        if run.run_id in seen:
+            raise ConfigError(
+                f"{source}: vary: runs '{seen[run.run_id]}' and '{run.label}' are the same "
+                "run (same identity); remove the duplicate"
+            )
+        seen[run.run_id] = run.label
+
+
 def expand(
     cfg: StudyConfig,
     source: str,
@@ -267,62 +327,22 @@ def expand(
     paths = [p for i, f in enumerate(factors) if i not in labelled for p in f]
     columns = column_names(paths)
     for i, raw in labelled.items():
-        key = "_labels" if len(labelled) == 1 else f"_labels{i}"
-        columns[key] = str(raw.get("_name", "recipe"))
+        columns[_labels_key(i, labelled)] = str(raw.get("_name", "recipe"))
     locate = _locate({p: i for i, f in enumerate(factors) for p in f})
     study = Study(cfg, source, text, factors, columns, overrides=list(overrides))
-    choices = []
-    for i, factor in enumerate(factors):
-        options = []
-        for j, values in enumerate(zip(*(cfg.vary[i][k] for k in factor), strict=True)):
-            assignment = dict(zip(factor, values, strict=True))
-            if i in labelled:  # show the factor by its label, not its many values
-                key = "_labels" if len(labelled) == 1 else f"_labels{i}"
-                options.append(({key: cfg.vary[i]["_labels"][j]}, assignment))
-            else:
-                options.append((assignment, assignment))
-        choices.append(options)
-    by_variant: dict[str, str] = {}
-    by_run: dict[str, str] = {}
+    choices = _factor_options(cfg, factors, labelled)
     for combo in itertools.product(*choices) if choices else [()]:
         assignment: dict[str, Any] = {k: v for _, part in combo for k, v in part.items()}
+        assignment.update(forced or {})
         shown = {k: v for part, _ in combo for k, v in part.items()}
         variant = {columns[k]: format_value(v) for k, v in shown.items()}
         label = ", ".join(f"{k}={v}" for k, v in variant.items())
         for seed in cfg.seeds:
-            data = copy.deepcopy(cfg.base)
-            for key, value in assignment.items():
-                try:
-                    set_path(data, key, copy.deepcopy(value))
-                except ConfigError as exc:
-                    why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
-                    raise ConfigError(f"{source}: {locate(key)}: {why}") from None
-            for key, value in (forced or {}).items():
-                set_path(data, key, copy.deepcopy(value))
-            data["seed"] = seed
-            try:
-                run_cfg = RunConfig.model_validate(data)
-            except pydantic.ValidationError as exc:
-                where = f" (variant {label})" if label else ""
-                raise ConfigError(
-                    format_validation_error(exc, source, path_map=locate) + where
-                ) from None
-            vid = variant_id(run_cfg)
-            if seed == cfg.seeds[0]:
-                if vid in by_variant:
-                    raise ConfigError(
-                        f"{source}: vary: variants '{by_variant[vid]}' and '{label}' resolve to "
-                        "the same runs; remove the duplicate"
-                    )
-                by_variant[vid] = label
-            planned = PlannedRun(run_id(run_cfg), vid, variant, label, seed, run_cfg)
-            if planned.run_id in by_run:
-                raise ConfigError(
-                    f"{source}: vary: runs '{by_run[planned.run_id]}' and '{planned.label}' "
-                    "are the same run (same identity); remove the duplicate"
-                )
-            by_run[planned.run_id] = planned.label
-            study.runs.append(planned)
+            run_cfg = _run_config(cfg, source, assignment, seed, label, locate)
+            study.runs.append(
+                PlannedRun(run_id(run_cfg), variant_id(run_cfg), variant, label, seed, run_cfg)
+            )
+    _refuse_duplicates(study.runs, source, cfg.seeds[0])
     return study
 
 
