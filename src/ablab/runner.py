@@ -15,8 +15,10 @@ back to pending and :class:`StudyInterrupted` says how to resume.
 from __future__ import annotations
 
 import copy
+import math
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,17 +126,28 @@ def _progress(progress: bool | Progress | None, title: str) -> Progress | None:
     return progress or None
 
 
+#: While a study runs, results.csv and summary.csv are rewritten at most this often (they
+#: are the full analysis' tables: 0.7 s for 200 runs here); always at the start and end.
+TABLES_EVERY_S = 10.0
+
+
 class _Recorder:
     """Applies executor events to the store (and passes them to the progress display)."""
 
     def __init__(self, store: StudyStore, progress: Progress | None):
-        from ablab.report import write_tables  # pandas and matplotlib: loaded when used
-
-        self.write_tables = write_tables
         self.store = store
         self.progress = progress
         self.running: set[str] = set()
         self.failures: list[tuple[str, str]] = []
+        self.tables_written = -math.inf
+
+    def write_tables(self, force: bool = True) -> None:
+        from ablab.report import write_tables  # pandas and matplotlib: loaded when used
+
+        now = time.monotonic()
+        if force or now - self.tables_written >= TABLES_EVERY_S:
+            write_tables(self.store)
+            self.tables_written = now
 
     def __call__(self, event: Event) -> None:
         rid = event.task.run_id
@@ -144,13 +157,13 @@ class _Recorder:
         elif event.kind == "done":
             self.store.record_result(event.record)
             self.running.discard(rid)
-            self.write_tables(self.store)
+            self.write_tables(force=False)
         elif event.kind == "failed":
             reason = event.error or "unknown error"
             self.store.record_failure(rid, reason)
             self.running.discard(rid)
             self.failures.append((event.task.label, reason))
-            self.write_tables(self.store)
+            self.write_tables(force=False)
         if self.progress is not None:
             self.progress.on_event(event)
 
@@ -158,7 +171,7 @@ class _Recorder:
         """Put running runs back to pending; the error that says how to resume."""
         signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         self.store.mark_pending(sorted(self.running))
-        self.write_tables(self.store)
+        self.write_tables()
         counts = self.store.counts()
         left = counts["pending"] + counts["running"]
         return StudyInterrupted(
@@ -197,7 +210,7 @@ def run_study(
         tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
         n_workers, n_threads = plan_workers(tasks, workers, threads)
         recorder = _Recorder(store, display)
-        recorder.write_tables(store)
+        recorder.write_tables()
         if display is not None:
             display.start(len(study.runs), len(study.runs) - len(tasks), n_workers, n_threads)
         try:
@@ -209,7 +222,7 @@ def run_study(
         finally:
             if display is not None:
                 display.stop()
-        recorder.write_tables(store)
+        recorder.write_tables()
         if report:
             from ablab.report import write_report
 
