@@ -81,3 +81,19 @@ def test_cli_refuses_the_memory_format_study_at_plan_time(tmp_path):
     proc = run_cli("run", path, "--out", tmp_path / "X")
     line = assert_one_line_error(proc, 'vary[0]."memory_format"', "does not change")
     assert "UNIQUE" not in line and not (tmp_path / "X" / "index.sqlite").exists()
+
+
+def test_resuming_a_directory_refreshes_stored_variant_ids(tmp_path):
+    from ablab.store import StudyStore
+    from ablab.study import load_study
+
+    path = tmp_path / "s.toml"
+    path.write_text(MF_STUDY.replace('"memory_format" = ["auto", "contiguous"]',
+                                     '"epochs" = [1, 2]'))
+    study = load_study(path)
+    with StudyStore(tmp_path / "out") as store, store.locked():
+        store.sync_plan(study)
+        store.db.execute("UPDATE runs SET variant_id='written-by-an-older-ablab'")
+        store.sync_plan(study)  # what `ablab run` does when it resumes
+        stored = {r["run_id"]: r["variant_id"] for r in store.rows()}
+    assert stored == {r.run_id: r.variant_id for r in study.runs}
