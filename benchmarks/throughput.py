@@ -388,7 +388,7 @@ if {mode!r} == "loop":  # each run with the threads `ablab train` would give it
         set_threads(plan_workers([Task(run.run_id, "", run.config.resolved())], 1, None)[1])
         fit(run.config)
 else:
-    from ablab.api import run_study
+    from ablab.runner import run_study
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run_study(study, Path(tmp) / "out", report=False)
         assert outcome.counts.get("done") == len(study.runs), outcome.counts

@@ -1,9 +1,22 @@
+"""What several test files share: a tiny run config, the tiny moons study, the CLI as a
+user runs it, and helpers that watch a study directory while a real process works on it."""
+
+import csv
+import json
 import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 # Tests never reach for the network: a missing dataset must fail fast and clearly.
 os.environ.setdefault("ABLAB_DOWNLOAD", "0")
+
+#: ``python -m ablab.cli``, as a user's shell runs it.
+ABLAB = [sys.executable, "-m", "ablab.cli"]
 
 
 def tiny_run(**over):
@@ -25,3 +38,98 @@ def tiny_run(**over):
 @pytest.fixture
 def run_data():
     return tiny_run()
+
+
+MOONS_STUDY = """
+name = "{name}"
+description = "{description}"
+seeds = {seeds}
+
+[base]
+epochs = {epochs}
+batch_size = 32
+device = "cpu"
+dataset = {{ name = "moons", n_samples = 400, noise = 0.25 }}
+model = {{ name = "mlp", hidden = [32, 32] }}
+optimizer = {{ name = "adam", lr = 0.01 }}
+
+[[vary]]
+"model.activation" = {activations}
+"""
+
+
+def moons_study(tmp_path: Path, name: str = "tiny", seeds=(0, 1), epochs: int = 3,
+                activations=("relu", "tanh"), description: str = "a tiny study for tests",
+                extra: str = "") -> Path:
+    """Write the tiny moons study (activations x seeds) to ``tmp_path/NAME.toml``."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(MOONS_STUDY.format(
+        name=name, seeds=list(seeds), epochs=epochs, description=description,
+        activations=json.dumps(list(activations))) + extra)
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, ABLAB_DOWNLOAD="0", COLUMNS="120", **extra)
+
+
+def run_cli(*args, cwd=None, env=None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``ablab ARGS...`` in a real process; its exit status and output."""
+    return subprocess.run(ABLAB + [str(a) for a in args], capture_output=True, text=True,
+                          cwd=cwd, env=env or cli_env(), timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit 2, no traceback, one line on stderr holding every fragment; returns the line."""
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def spawn_run(study: Path, out: Path, *extra: str, env=None) -> subprocess.Popen:
+    """``ablab run STUDY --out OUT`` in the background (2 workers x 1 thread)."""
+    return subprocess.Popen(
+        ABLAB + ["run", str(study), "--out", str(out), "--workers", "2", "--threads", "1",
+                 *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env or cli_env(), start_new_session=True,
+    )
+
+
+def statuses(out: Path) -> dict[str, str]:
+    """Run id -> status, read from the index without disturbing the writer."""
+    db = out / "index.sqlite"
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+def wait_for(out: Path, predicate, proc: subprocess.Popen | None = None,
+             timeout: float = 180.0) -> None:
+    """Poll the index until ``predicate(list of statuses)`` holds; fail if ``proc`` exits
+    first or the time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate(list(statuses(out).values())):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"ablab exited {proc.returncode}: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; statuses {statuses(out)}")
+
+
+def csv_metrics(out: Path) -> dict[str, tuple[str, str, str]]:
+    """Run id -> (status, test_accuracy, test_loss) from results.csv; each run once."""
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    ids = [r["run_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "a run appears twice in results.csv"
+    return {r["run_id"]: (r["status"], r["test_accuracy"], r["test_loss"]) for r in rows}

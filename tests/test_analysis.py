@@ -6,6 +6,7 @@ import copy
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -26,9 +27,8 @@ from ablab.analysis import (
     history_metrics,
     holm,
     mean_ci,
-    results_frame,
     status_line,
-    summary_frame,
+    study_tables,
     verdict,
     warn_confounds,
     warn_few_seeds,
@@ -125,13 +125,19 @@ def test_describe_adds_bootstrap_for_small_or_skewed_samples():
     assert constant["ci_low"] == constant["ci_high"] == 0.5
 
 
-def test_bootstrap_ci_matches_scipy_with_same_generator():
-    x = np.array([0.1, 0.4, 0.35, 0.8, 0.5])
-    expected = stats.bootstrap(
-        (x,), np.mean, n_resamples=2000, method="percentile",
-        random_state=np.random.default_rng(0),
-    ).confidence_interval
-    assert bootstrap_ci(x) == pytest.approx((expected.low, expected.high))
+def test_bootstrap_ci_is_an_interval_of_the_mean():
+    # A large symmetric sample: any bootstrap CI of the mean is close to mean ± 1.96 SE
+    # (an interval of the median, or of the data's spread, is not).
+    x = np.random.default_rng(7).normal(0.8, 0.05, size=400)
+    low, high = bootstrap_ci(x)
+    se = x.std(ddof=1) / np.sqrt(len(x))
+    assert low < x.mean() < high
+    assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert (low + high) / 2 == pytest.approx(x.mean(), abs=0.5 * se)
+    assert bootstrap_ci(x) == (low, high)  # seeded: a report is reproducible
+    skewed = [0.1, 0.1, 0.12, 0.11, 0.9]  # small and skewed: inside the data's range
+    s_low, s_high = bootstrap_ci(skewed)
+    assert min(skewed) <= s_low < np.mean(skewed) < s_high <= max(skewed)
 
 
 def test_paired_comparison_matches_ttest_rel():
@@ -384,12 +390,36 @@ def test_partial_study_status():
     assert status_line({"done": 12, "pending": 6}) == "12 of 18 runs done; 6 pending"
 
 
-def test_tables_api_still_works():
+def test_csv_tables_are_the_analysis_tables():
     rows = study_rows()
-    results = results_frame(rows, ["activation"])
-    summary = summary_frame(results, ["activation"])
-    assert list(summary["done"]) == [3, 3]
-    assert summary["test_accuracy_mean"].iloc[0] == pytest.approx(0.91)
+    rows[1]["status"], rows[1]["final"] = "diverged", None
+    runs, summary = study_tables(ACT, rows)
+    a = analysis_of(rows)
+    pd.testing.assert_frame_equal(summary, a.summary)
+    pd.testing.assert_frame_equal(runs, a.runs)
+    assert list(summary["done"]) == [2, 3] and list(summary["diverged"]) == [1, 0]
+    assert summary["test_accuracy_mean"].iloc[0] == pytest.approx(0.91)  # 0.90 and 0.92
+    assert summary["epochs_run_mean"].iloc[0] == 5 and summary["epochs_run_n"].iloc[0] == 2
+    assert list(runs["variant"]) == [r["variant_label"] for r in rows]
+
+
+def test_comparison_and_ranking_sentences_are_separate_fields():
+    rows = study_rows() + [make_row("elu", s, x) for s, x in enumerate((0.6, 0.63, 0.61))]
+    a = analysis_of(rows)
+    assert len(a.verdicts) == len(a.comparisons_on("test_accuracy")) == 3  # pairs of 3
+    assert len(a.ranking_sentences) == len(a.rankings) >= 1
+    assert not set(a.ranking_sentences) & set(a.verdicts)
+
+
+def test_a_labelled_factor_is_one_column_with_its_labels():
+    info = {"name": "t", "factors": [["model", "optimizer"]], "columns": {"_labels": "recipe"}}
+    rows = study_rows()
+    for row in rows:
+        row["variant"] = {"recipe": "base" if row["run_id"].startswith("relu") else "better"}
+    a = analyze_runs(info, rows, {})
+    assert [f.columns for f in a.factors] == [("recipe",)]
+    assert a.factors[0].levels == (("base",), ("better",))
+    assert len(a.comparisons_on("test_accuracy")) == 1  # the recipes are compared
 
 
 def test_factors_that_change_the_test_data_are_contexts_not_compared():

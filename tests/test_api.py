@@ -1,5 +1,5 @@
 """The Python API a notebook uses: load_study → study.run → StudyResults, open_results,
-train_run / ablab.train, and the README's notebook example run as a script."""
+train_run, and the README's notebook example run as a script."""
 
 import os
 import re
@@ -12,8 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import ablab
-from ablab.api import write_tables
 from ablab.errors import UserError
+from ablab.report import write_tables
 from ablab.store import StudyStore
 from ablab.train import RunResult
 
@@ -42,13 +42,11 @@ def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     (root / "study.toml").write_text(STUDY)
     study = ablab.load_study(root / "study.toml")
-    store = StudyStore(root / "out")
-    with store.locked():
+    with StudyStore(root / "out") as store, store.locked():
         store.sync_plan(study)
         for planned in study.runs:
             store.record_result(ablab.train_run(planned.config).to_dict())
         write_tables(store)
-    store.close()
     return ablab.open_results(root / "out")
 
 
@@ -97,14 +95,14 @@ def test_open_results_of_a_wrong_dir_is_a_user_error(tmp_path):
         ablab.open_results(tmp_path)
 
 
-def test_train_run_and_callable_train_package(tmp_path):
+def test_train_run(tmp_path):
     import ablab.train as train_pkg
     from ablab.train import fit
 
     assert train_pkg is ablab.train and train_pkg.fit is fit  # still the subpackage
     data = {"epochs": 2, "device": "cpu", "dataset": {"name": "moons", "n_samples": 200},
             "model": {"name": "mlp", "hidden": [8]}, "optimizer": "adam"}
-    result = ablab.train(data, epochs=1, optimizer__lr=0.05)
+    result = ablab.train_run(data, epochs=1, optimizer__lr=0.05)
     assert isinstance(result, RunResult) and len(result.history) == 1
     assert result.config["optimizer"]["lr"] == 0.05
     run = tmp_path / "run.toml"
@@ -116,7 +114,7 @@ def test_train_run_and_callable_train_package(tmp_path):
 
 
 def test_progress_object_receives_events(tmp_path):
-    from ablab.results import study_progress
+    from ablab.ui import study_progress
 
     class Recorder:
         def __init__(self):

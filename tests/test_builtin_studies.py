@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from fixtures_data import write_cifar10
 
-from ablab.api import run_study
+from ablab.runner import run_study
 from ablab.study import builtin_studies, load_study
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -34,15 +34,13 @@ def _store_with(tmp_path, keep: str):
     path = tmp_path / "keep.toml"
     path.write_text(STUDY.format(keep=keep))
     study = load_study(path)
-    store = StudyStore(tmp_path / "out")
-    with store.locked():
+    with StudyStore(tmp_path / "out") as store, store.locked():
         store.sync_plan(study)
         result = fit(study.runs[0].config)
         payload = result.to_dict()
         if result.weights is not None:
             payload["weights"] = result.weights_bytes()  # as run_task sends it
         store.record_result(payload)
-    store.close()
     return study.runs[0], result
 
 

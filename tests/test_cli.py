@@ -1,14 +1,10 @@
 """The command line as a user meets it: exit codes, one-line errors, files written."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ABLAB = [sys.executable, "-m", "ablab.cli"]
+from conftest import assert_one_line_error, cli_env, run_cli
 
 RUN = """
 name = "cli-moons"
@@ -22,19 +18,7 @@ optimizer = { name = "adam", lr = 0.01 }
 
 
 def ablab(*args, cwd=None, env=None):
-    full_env = dict(os.environ, ABLAB_DOWNLOAD="0", COLUMNS="120", **(env or {}))
-    return subprocess.run(
-        ABLAB + list(args), capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120
-    )
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+    return run_cli(*args, cwd=cwd, env=cli_env(**(env or {})))
 
 
 def test_train_writes_summary(tmp_path):

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from ablab.api import write_tables
 from ablab.errors import UserError
+from ablab.report import write_tables
 from ablab.store import StudyStore, atomic_write_text
 from ablab.study import load_study
 from ablab.train import fit

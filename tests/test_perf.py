@@ -125,10 +125,23 @@ def test_groups_and_worker_plan(monkeypatch):
     monkeypatch.setattr(batched, "worth_batching", lambda configs: True)
     groups = group_tasks(tasks)
     assert [[t.run_id for t in g] for g in groups] == [["r0", "r1"], ["r2"]]
-    workers, threads = plan_workers(tasks, None, None)
-    assert workers >= 1 and threads >= 1
-    assert plan_workers(tasks, 1, None)[0] == 1
-    assert plan_workers(5, 1, 2) == (1, 2)
+
+
+def test_worker_plan_splits_the_cores(monkeypatch):
+    import ablab.execute.base as base
+
+    monkeypatch.setattr(base, "available_cores", lambda: 8)
+    # One single-thread worker per unit while units >= cores; spare cores become threads.
+    assert plan_workers(20, None, None) == (8, 1)
+    assert plan_workers(3, None, None) == (3, 2)
+    assert plan_workers(3, 2, None) == (2, 4)  # the user's workers win, threads fill up
+    # Small steps (a tiny MLP: far below SMALL_STEP_FLOPS) keep one thread per worker.
+    tasks = [Task(f"r{i}", f"r{i}", tiny(i).resolved()) for i in range(3)]
+    assert plan_workers(tasks, None, None) == (3, 1)
+    # Large models (above LARGE_MODEL_FLOPS) get at most half the cores as workers.
+    monkeypatch.setattr(base, "_flops", lambda tasks: (2 * base.LARGE_MODEL_FLOPS, 1e12))
+    assert plan_workers(tasks, None, None) == (3, 2)
+    assert plan_workers(tasks * 4, None, None) == (4, 2)  # 12 units, 8 cores
 
 
 def test_run_group_gives_one_outcome_and_epoch_records_per_run():

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import ablab
-from ablab.api import run_study
 from ablab.config import RunConfig, load_run, parse_run, run_id
 from ablab.errors import ConfigError
 from ablab.registry import MODELS
+from ablab.runner import run_study
 from ablab.study import load_study
 
 PLUGIN = '''

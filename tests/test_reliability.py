@@ -10,7 +10,6 @@ points then resume, a second process on a locked directory, a full disk.
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -25,9 +24,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import csv_metrics, moons_study, statuses, wait_for
+from conftest import spawn_run as spawn_study_run
 
 import ablab.cli
-from ablab.api import run_study, study_status
+from ablab.results import study_status
+from ablab.runner import run_study
 from ablab.store import files as store_files
 from ablab.study import load_study
 
@@ -145,70 +147,16 @@ def test_a_booby_trapped_cifar_pickle_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------ shared study
 
-STUDY = """
-name = "{name}"
-description = "{description}"
-seeds = {seeds}
-
-[base]
-epochs = {epochs}
-batch_size = 32
-device = "cpu"
-dataset = {{ name = "moons", n_samples = 400, noise = 0.25 }}
-model = {{ name = "mlp", hidden = [32, 32] }}
-optimizer = {{ name = "adam", lr = 0.01 }}
-
-[[vary]]
-"model.activation" = {activations}
-"""
-
-
 def write_study(tmp_path: Path, name="rel", seeds=(0, 1, 2, 3), epochs=30,
                 activations=("relu", "tanh", "elu"), description="", extra="") -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(STUDY.format(
-        name=name, seeds=list(seeds), epochs=epochs, description=description,
-        activations=json.dumps(list(activations))) + extra)
-    return path
+    return moons_study(tmp_path, name, seeds, epochs, activations, description, extra)
 
 
 def spawn_run(study: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        ABLAB + ["run", str(study), "--out", str(out), "--workers", "2", "--threads", "1",
-                 *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(out.parent), start_new_session=True,
-    )
+    return spawn_study_run(study, out, *extra, env=_env(out.parent))
 
 
-def statuses(out: Path) -> dict[str, str]:
-    db = out / "index.sqlite"
-    if not db.exists():
-        return {}
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
-    except sqlite3.Error:
-        return {}
-
-
-def wait_for(out: Path, predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate(list(statuses(out).values())):
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"ablab exited {proc.returncode}: {proc.stderr.read()}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; statuses {statuses(out)}")
-
-
-def metrics(out: Path) -> dict[str, tuple[str, str, str]]:
-    with open(out / "results.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    ids = [r["run_id"] for r in rows]
-    assert len(ids) == len(set(ids)), "a run appears twice in results.csv"
-    return {r["run_id"]: (r["status"], r["test_accuracy"], r["test_loss"]) for r in rows}
+metrics = csv_metrics
 
 
 def index_rows(out: Path) -> list[dict]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ablab.api import run_study
 from ablab.report import FIGURES, write_report
+from ablab.runner import run_study
 from ablab.store import StudyStore
 from ablab.study import load_study
 
@@ -50,10 +50,8 @@ def study_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(study_dir):
-    store = StudyStore.existing(study_dir)
-    paths = write_report(store)
-    store.close()
-    return paths
+    with StudyStore.existing(study_dir) as store:
+        return write_report(store)
 
 
 def test_write_report_writes_both_files(report, study_dir):
@@ -106,12 +104,11 @@ def test_markdown_references_existing_figures(report, study_dir):
 def test_partial_study_says_what_is_missing(study_dir, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(study_dir, partial, ignore=shutil.ignore_patterns("figures", "report.*"))
-    store = StudyStore.existing(partial)
-    rid = store.rows()[-1]["run_id"]
-    store.db.execute("UPDATE runs SET status='pending', final=NULL WHERE run_id=?", (rid,))
-    (partial / "runs" / f"{rid}.json").unlink()
-    paths = write_report(store)
-    store.close()
+    with StudyStore.existing(partial) as store:
+        rid = store.rows()[-1]["run_id"]
+        store.db.execute("UPDATE runs SET status='pending', final=NULL WHERE run_id=?", (rid,))
+        (partial / "runs" / f"{rid}.json").unlink()
+        paths = write_report(store)
     html = paths["html"].read_text()
     assert "3 of 4 runs done; 1 pending" in html
     assert "1 of 2 runs done, 1 pending" in html
@@ -170,3 +167,18 @@ def test_report_renders_for_hand_built_study_without_records(tmp_path):
     assert "2 of 4 runs done; 1 pending; 1 diverged" in html and "&lt;b&gt;x" in html
     assert "The base recipe: 1 of 4 runs diverged (at epoch 2)" in html
     assert "figures/final_metrics.png" in render_markdown(context)
+
+
+def test_summary_csv_is_the_reports_summary_table(study_dir):
+    import pandas as pd
+
+    from ablab.analysis import analyze
+    from ablab.report import write_tables
+
+    with StudyStore.existing(study_dir) as store:
+        paths = write_tables(store)
+        a = analyze(store)
+    csv = pd.read_csv(paths["summary"])
+    pd.testing.assert_frame_equal(csv, a.summary, check_dtype=False)
+    assert list(csv["variant"]) == [v.label for v in a.variants]
+    assert len(pd.read_csv(paths["results"])) == len(a.runs) == 4

@@ -4,47 +4,22 @@ import csv
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import csv_metrics, moons_study, spawn_run, wait_for
 
-from ablab.api import run_study, study_status
 from ablab.errors import UserError
+from ablab.results import study_status
+from ablab.runner import run_study
 from ablab.store import StudyStore
 from ablab.study import load_study
 
-STUDY = """
-name = "tiny"
-description = "a tiny study for tests"
-seeds = [0, 1]
-
-[base]
-epochs = {epochs}
-batch_size = 32
-device = "cpu"
-dataset = {{ name = "moons", n_samples = 400, noise = 0.25 }}
-model = {{ name = "mlp", hidden = [32, 32] }}
-optimizer = {{ name = "adam", lr = 0.01 }}
-
-[[vary]]
-"model.activation" = ["relu", "tanh"]
-"""
-
 
 def write_study(tmp_path: Path, epochs: int = 3, extra: str = "") -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(STUDY.format(epochs=epochs) + extra)
-    return path
-
-
-def metrics(out: Path) -> dict:
-    with open(out / "results.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    return {r["run_id"]: (r["status"], r["test_accuracy"], r["test_loss"]) for r in rows}
+    return moons_study(tmp_path, epochs=epochs, extra=extra)
 
 
 def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
@@ -53,7 +28,7 @@ def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
     outcome = run_study(study, out, workers=2, threads=1, report=False)
     assert outcome.exit_code == 0 and outcome.ran == 4
     assert outcome.counts["done"] == 4
-    results = metrics(out)
+    results = csv_metrics(out)
     assert len(results) == 4 and all(s == "done" for s, _, _ in results.values())
     for name in ("study.toml", "study.json", "index.sqlite", "results.csv", "summary.csv"):
         assert (out / name).exists()
@@ -65,7 +40,7 @@ def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
     assert record["status"] == "done" and len(record["history"]) == 3
     # Resume: nothing left to do, nothing re-run.
     again = run_study(load_study(write_study(tmp_path)), out, workers=2, threads=1, report=False)
-    assert again.ran == 0 and metrics(out) == results
+    assert again.ran == 0 and csv_metrics(out) == results
 
 
 def test_changed_study_is_refused_unless_forced(tmp_path):
@@ -76,11 +51,11 @@ def test_changed_study_is_refused_unless_forced(tmp_path):
     path.write_text(bigger)
     with pytest.raises(UserError, match="different runs .2 new in this file"):
         run_study(load_study(path), out, workers=1, threads=1, report=False)
-    before = metrics(out)
+    before = csv_metrics(out)
     outcome = run_study(load_study(path), out, workers=1, threads=1, report=False,
                         force_new_variants=True)
     assert outcome.ran == 2
-    after = metrics(out)
+    after = csv_metrics(out)
     assert len(after) == 6 and all(after[rid] == before[rid] for rid in before)
 
 
@@ -123,43 +98,12 @@ def test_a_failing_run_is_recorded_and_retried_on_request(tmp_path, monkeypatch)
 
 def test_second_process_on_the_same_directory_is_refused(tmp_path):
     out = tmp_path / "out"
-    store = StudyStore(out)
-    with store.locked():
+    with StudyStore(out) as store, store.locked():
         with pytest.raises(UserError, match="another `ablab run` is working on this directory"):
             run_study(load_study(write_study(tmp_path)), out, workers=1, report=False)
 
 
 # ----------------------------------------------------------------- kills (real processes)
-
-def _spawn_run(study: Path, out: Path) -> subprocess.Popen:
-    env = dict(os.environ, ABLAB_DOWNLOAD="0")
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablab.cli", "run", str(study), "--out", str(out),
-         "--workers", "2", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True,
-    )
-
-
-def _statuses(out: Path) -> dict:
-    db = out / "index.sqlite"
-    if not db.exists():
-        return {}
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
-    except sqlite3.Error:
-        return {}
-
-
-def _wait_for(out: Path, predicate, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate(list(_statuses(out).values())):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; statuses {_statuses(out)}")
-
 
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
@@ -172,18 +116,18 @@ def reference(tmp_path_factory):
     """The same study run without interruption, for comparison."""
     tmp = tmp_path_factory.mktemp("ref")
     path = write_study(tmp, epochs=40)
-    proc = _spawn_run(path, tmp / "out")
+    proc = spawn_run(path, tmp / "out")
     proc.communicate(timeout=300)
     assert proc.returncode == 0
-    return metrics(tmp / "out")
+    return csv_metrics(tmp / "out")
 
 
 @pytest.mark.slow
 def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, reference):
     path = write_study(tmp_path, epochs=40)
     out = tmp_path / "out"
-    proc = _spawn_run(path, out)
-    _wait_for(out, lambda s: "running" in s)
+    proc = spawn_run(path, out)
+    wait_for(out, lambda s: "running" in s)
     workers = _children(proc.pid)
     # The resource tracker of multiprocessing is a child too; kill the busiest one.
     busy = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
@@ -199,7 +143,7 @@ def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, ref
         [sys.executable, "-m", "ablab.cli", "run", str(path), "--out", str(out), "--workers", "2",
          "--threads", "1", "--retry-failed"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert metrics(out) == reference  # every run done exactly once, same numbers
+    assert csv_metrics(out) == reference  # every run done exactly once, same numbers
 
 
 @pytest.mark.slow
@@ -210,4 +154,12 @@ def test_ray_executor_gives_the_same_results(tmp_path):
     ray = run_study(load_study(path), tmp_path / "ray", workers=2, threads=1, executor="ray",
                     report=False)
     assert local.counts == ray.counts and ray.counts["done"] == 4
-    assert metrics(tmp_path / "local") == metrics(tmp_path / "ray")
+    assert csv_metrics(tmp_path / "local") == csv_metrics(tmp_path / "ray")
+
+
+def test_study_store_closes_its_index_on_the_way_out(tmp_path):
+    with pytest.raises(RuntimeError), StudyStore(tmp_path / "s") as store:
+        store.root.mkdir()
+        assert store.counts()["done"] == 0  # opens the index
+        raise RuntimeError("inside the block")
+    assert store._db is None

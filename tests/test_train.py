@@ -123,9 +123,23 @@ def test_every_optimizer_trains(optimizer):
     assert result.status == "done" and result.final["test_accuracy"] > 0.75
 
 
-def test_sgd_nesterov_momentum_runs():
+def test_sgd_nesterov_momentum_reaches_the_optimizer(monkeypatch):
+    groups = []
+    step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):  # what the optimizer that trains holds
+        groups.append({k: self.param_groups[0][k] for k in ("nesterov", "momentum", "lr")})
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
     opt = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True}
-    assert fit(parse_run(tiny_run(epochs=3, optimizer=opt))).status == "done"
+    nesterov = fit(parse_run(tiny_run(epochs=2, optimizer=opt)))
+    assert nesterov.status == "done" and groups
+    assert all(g == {"nesterov": True, "momentum": 0.9, "lr": 0.05} for g in groups)
+    groups.clear()
+    plain = fit(parse_run(tiny_run(epochs=2, optimizer={**opt, "nesterov": False})))
+    assert groups and not any(g["nesterov"] for g in groups)
+    assert nesterov.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
 
 
 def _lrs(schedule: dict, epochs: int, lr: float = 0.1) -> list[float]:

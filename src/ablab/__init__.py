@@ -15,9 +15,8 @@ from ablab import train as _train  # noqa: F401  (fills loss, optimizer, schedul
 __version__ = "0.1.0"
 
 # ---------------------------------------------------------------- the Python API
-# Light names are imported here; the results layer (pandas, matplotlib) on first use.
-
-import types as _types  # noqa: E402
+# The runner is imported now (it registers what ``Study.run`` calls); the results layer's
+# heavy parts (pandas, matplotlib) load on first use.
 
 from ablab.plugins import (  # noqa: E402
     register_activation,
@@ -28,36 +27,9 @@ from ablab.plugins import (  # noqa: E402
     register_probe,
     register_schedule,
 )
+from ablab.results import StudyResults, load_model, open_results  # noqa: E402
+from ablab.runner import run_study, train_run  # noqa: E402
 from ablab.study import Study, load_study  # noqa: E402
-
-_LAZY = {
-    "StudyResults": "ablab.results",
-    "open_results": "ablab.results",
-    "train_run": "ablab.results",
-    "load_model": "ablab.results",
-    "run_study": "ablab.api",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ablab' has no attribute {name!r}")
-
-
-class _CallableModule(_types.ModuleType):
-    """``ablab.train`` stays the subpackage (``from ablab.train import fit``) and is also
-    callable: ``ablab.train(config, **overrides)`` is :func:`ablab.train_run`."""
-
-    def __call__(self, config, /, **options):
-        from ablab.results import train_run
-
-        return train_run(config, **options)
-
-
-_train.__class__ = _CallableModule
 
 __all__ = [
     "Study",
@@ -73,6 +45,5 @@ __all__ = [
     "register_probe",
     "register_schedule",
     "run_study",
-    "train",
     "train_run",
 ]

@@ -1,4 +1,4 @@
-"""The command line: a thin layer over the Python API.
+"""The command line: a thin layer over :mod:`ablab.runner` and :mod:`ablab.results`.
 
 Errors a user can cause print one line and exit 2; a run that fails or diverges exits 1.
 """
@@ -94,6 +94,24 @@ def _fmt(value) -> str:
     return str(value)
 
 
+#: The final metrics ``ablab train`` prints, in order.
+TRAIN_TABLE_KEYS = (
+    "test_accuracy", "test_loss", "test_cross_entropy", "test_precision", "test_recall",
+    "test_f1", "best_val_accuracy", "best_val_epoch", "weights_epoch", "epochs_run",
+    "chance_accuracy", "at_chance", "seconds",
+)
+
+
+def _result_table(result, title: str) -> Table:
+    table = Table(title=f"{title} — {result.status}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in TRAIN_TABLE_KEYS:
+        table.add_row(key, _fmt(result.final.get(key)))
+    table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
+    return table
+
+
 @app.command()
 def train(
     run_file: Annotated[Path, typer.Argument(help="A run file (TOML)")],
@@ -143,27 +161,7 @@ def train(
             err_console.print(f"run failed: {type(exc).__name__}: {exc}".splitlines()[0])
             raise typer.Exit(1) from None
 
-    table = Table(title=f"{cfg.name or run_file.stem} ({result.run_id}) — {result.status}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in (
-        "test_accuracy",
-        "test_loss",
-        "test_cross_entropy",
-        "test_precision",
-        "test_recall",
-        "test_f1",
-        "best_val_accuracy",
-        "best_val_epoch",
-        "weights_epoch",
-        "epochs_run",
-        "chance_accuracy",
-        "at_chance",
-        "seconds",
-    ):
-        table.add_row(key, _fmt(result.final.get(key)))
-    table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
-    console.print(table)
+    console.print(_result_table(result, f"{cfg.name or run_file.stem} ({result.run_id})"))
     if result.status == "diverged":
         err_console.print(f"diverged: the loss became non-finite at epoch {result.diverged_epoch}")
     elif result.final.get("at_chance"):
@@ -199,7 +197,7 @@ def run(
     ] = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
-    from ablab.api import run_study
+    from ablab.runner import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
 
@@ -229,7 +227,7 @@ def run(
 @app.command()
 def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
     """Runs per status (done, failed, diverged, pending) and what is left."""
-    from ablab.api import study_status
+    from ablab.results import study_status
 
     info = study_status(out)
     counts = info["counts"]
@@ -251,14 +249,11 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
 
 @app.command()
 def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
-    """(Re)write report.html and report.md from what the directory holds."""
-    from ablab.api import write_report, write_tables
-    from ablab.store import StudyStore
+    """(Re)write report.html, report.md, results.csv and summary.csv from what the
+    directory holds."""
+    from ablab.results import open_results
 
-    store = StudyStore.existing(out)
-    write_tables(store)
-    paths = write_report(store)
-    store.close()
+    paths = open_results(out).report()
     for path in paths.values():
         console.print(f"wrote {path}")
 
@@ -305,7 +300,7 @@ def export_(
 def main() -> None:
     """Exit status: 0 done; 1 runs failed or diverged; 2 bad input (one line); 130 / 143
     stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
-    from ablab.api import StudyInterrupted, Terminated, sigterm_as_interrupt
+    from ablab.runner import StudyInterrupted, Terminated, sigterm_as_interrupt
 
     received: list[int] = []
     try:

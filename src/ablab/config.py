@@ -14,8 +14,6 @@ Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import tomllib
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ablab import identity
 from ablab.errors import ConfigError, FieldError
 from ablab.registry import (
     ACTIVATIONS,
@@ -104,8 +103,8 @@ class DatasetConfig(Component):
     test_fraction: OpenFraction = 0.2  # held out when the dataset has no official test set
     normalize: Literal["unit", "half", "standard", "none"] | None = None  # None: dataset's own
     augment: AugmentConfig = AugmentConfig()
-    # "test" evaluates each epoch on the test set instead of a validation split (seed 003's
-    # set-up). Allowed so such a study can be reproduced; the report flags it.
+    # "test" evaluates each epoch on the test set instead of a validation split (source
+    # report 003's set-up). Allowed so such a study can be reproduced; the report flags it.
     validate_on: Literal["holdout", "test"] = "holdout"
     # Seed of the train/validation/test split and of the subset; None: the run's seed, so
     # runs that share a seed share their split (what a paired comparison needs).
@@ -302,25 +301,9 @@ class RunConfig(Strict):
         return self.model_dump(mode="json")
 
 
-# Fields that label a run or choose hardware but do not change what is computed.
-# ``keep`` and ``plugins`` choose what is saved and where code is found, not the result.
-#: Settings that change how fast a run goes, not what it computes (up to float rounding).
-_NOT_IN_ID = ("name", "device", "eval_batch_size", "keep", "plugins", "memory_format", "compile")
-#: Settings added after run ids were first issued: left out of the id at their default,
-#: so existing stores keep their ids (bf16 changes the numbers, so it is in the id).
-_IN_ID_UNLESS_DEFAULT = {"precision": "fp32"}
-_MISSING = object()
-
-
 def run_id(cfg: RunConfig) -> str:
-    """Stable id: a hash of the fully resolved config (12 hex digits)."""
-    data = {
-        k: v
-        for k, v in cfg.resolved().items()
-        if k not in _NOT_IN_ID and _IN_ID_UNLESS_DEFAULT.get(k, _MISSING) != v
-    }
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """Stable id: a hash of the run's identity (see :mod:`ablab.identity`), 12 hex digits."""
+    return identity.run_id(cfg)
 
 
 # ---------------------------------------------------------------- loading and errors

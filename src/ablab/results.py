@@ -1,18 +1,15 @@
-"""The notebook API: run a study and look at what it found, one object per study directory.
+"""What a study directory holds, read-only: :class:`StudyResults` (tables, sentences,
+figures), :func:`open_results`, :func:`load_model` and :func:`study_status`.
 
     >>> import ablab                                                         # doctest: +SKIP
-    >>> study = ablab.load_study("moons-circles-activations", seeds=2,
-    ...                          sets=["epochs=20"])                          # doctest: +SKIP
-    >>> results = study.run("out/moons", workers=2)                           # doctest: +SKIP
+    >>> results = ablab.open_results("out/moons")                             # doctest: +SKIP
     >>> results.summary           # one row per variant: n, mean, std, CIs    # doctest: +SKIP
-    >>> results.verdicts          # the report's sentences                    # doctest: +SKIP
+    >>> results.verdicts          # the report's comparison sentences         # doctest: +SKIP
     >>> results.figure("learning_curves")                                     # doctest: +SKIP
-    >>> results.report()          # report.html, report.md                    # doctest: +SKIP
 
-``ablab.open_results(DIR)`` opens a study directory written earlier (by the CLI too);
-``ablab.train_run(config)`` trains one run; ``ablab.load_model(DIR, run_id)`` rebuilds a
-run's model with its kept weights. The CLI is a thin layer over these and
-:mod:`ablab.api`.
+Running a study lives in :mod:`ablab.runner` (``ablab.run_study``, ``study.run``), which
+returns these results; this module never trains. :meth:`StudyResults.report` rewrites
+the directory's tables and report from what it holds.
 """
 
 from __future__ import annotations
@@ -22,11 +19,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ablab.api import Progress, StudyOutcome, run_study, write_report, write_tables
-from ablab.config import apply_overrides, load_toml, parse_run, set_path
+from ablab.config import parse_run
 from ablab.errors import UserError
 from ablab.store import StudyStore
-from ablab.study import Study, load_study
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,105 +29,13 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ablab.analysis import StudyAnalysis
-    from ablab.train import RunResult
 
 __all__ = [
     "StudyResults",
     "load_model",
     "open_results",
-    "run",
-    "study_progress",
-    "train_run",
+    "study_status",
 ]
-
-
-# ---------------------------------------------------------------- progress
-
-
-class TqdmStudyProgress:
-    """Study progress with ``tqdm.auto``: a widget in Jupyter, a text bar elsewhere."""
-
-    def __init__(self, title: str = "study"):
-        self.title = title
-        self.bar = None
-
-    def start(self, total: int, already_done: int, workers: int, threads: int) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, initial=already_done, desc=self.title, unit="run")
-        self.bar.set_postfix_str(f"{workers} worker(s) × {threads} thread(s)")
-
-    def on_event(self, event) -> None:
-        if self.bar is None:
-            return
-        if event.kind in ("done", "failed"):
-            self.bar.update(1)
-            if event.kind == "failed":
-                self.bar.write(f"failed {event.task.label}: {event.error}")
-        elif event.kind == "epoch":
-            rec = event.record or {}
-            acc = rec.get("val_accuracy")
-            info = f"{event.task.label} epoch {rec.get('epoch')}"
-            if isinstance(acc, float):
-                info += f" val_acc {acc:.3f}"
-            self.bar.set_postfix_str(info, refresh=False)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def study_progress(title: str = "study") -> Progress:
-    """A progress display that works in a notebook and on a terminal: ``tqdm.auto`` when
-    tqdm is installed, else rich (which renders live in Jupyter too)."""
-    try:
-        import tqdm.auto  # noqa: F401
-    except ImportError:
-        from ablab.ui import RichStudyProgress
-
-        return RichStudyProgress(title=title)
-    return TqdmStudyProgress(title)
-
-
-# ---------------------------------------------------------------- running
-
-
-def run(
-    study: Study | str | Path,
-    out: str | Path,
-    *,
-    workers: int | None = None,
-    threads: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
-    retry_failed: bool = False,
-    force_new_variants: bool = False,
-    progress: bool | Progress | None = True,
-    report: bool = True,
-) -> StudyResults:
-    """Run a study into ``out`` (resuming what it holds) and return its results.
-    ``progress``: True for a notebook-friendly bar, False / None for none, or an object
-    with ``start`` / ``on_event`` / ``stop`` (:class:`ablab.api.Progress`). Runs that fail
-    do not raise: see ``results.counts`` and ``results.outcome.failures``."""
-    if not isinstance(study, Study):
-        study = load_study(study)
-    if progress is True:
-        progress = study_progress(study.name)
-    elif progress is False:
-        progress = None
-    outcome = run_study(
-        study,
-        out,
-        workers=workers,
-        threads=threads,
-        executor=executor,
-        address=address,
-        retry_failed=retry_failed,
-        force_new_variants=force_new_variants,
-        progress=progress,
-        report=report,
-    )
-    return StudyResults(out, outcome)
 
 
 def open_results(out: str | Path) -> StudyResults:
@@ -141,51 +44,13 @@ def open_results(out: str | Path) -> StudyResults:
     return StudyResults(out)
 
 
-def train_run(
-    config: dict[str, Any] | str | Path,
-    *,
-    sets: list[str] | tuple[str, ...] = (),
-    on_epoch=None,
-    **overrides: Any,
-) -> RunResult:
-    """Train one run and return its :class:`~ablab.train.RunResult` (history, final
-    metrics, probes; ``weights`` when ``keep`` is "best" or "last"). ``config`` is a run
-    config as plain data or a run file's path. Keyword overrides set fields, ``__`` for
-    a dot (``optimizer__lr=0.01``); ``sets`` are ``--set`` strings.
-
-    >>> r = train_run({"epochs": 2, "dataset": "moons", "model": {"name": "mlp", "hidden": [8]}},
-    ...               device="cpu", optimizer__lr=0.02)
-    >>> r.status, len(r.history)
-    ('done', 2)
-
-    Also callable as ``ablab.train(config, ...)``."""
-    import copy
-
-    from ablab.train import fit
-
-    if isinstance(config, (str, Path)):
-        path = Path(config)
-        data = load_toml(path)
-        source = str(path)
-        if isinstance(data.get("plugins"), list):
-            from ablab.plugins import resolve_plugins
-
-            data["plugins"] = resolve_plugins(data["plugins"], path.parent)
-    elif isinstance(config, dict):
-        data, source = copy.deepcopy(config), "<config>"
-    elif hasattr(config, "resolved"):  # a RunConfig
-        data, source = config.resolved(), "<config>"
-    else:
-        raise UserError(
-            f"train_run: config must be a dict, a run file path or a RunConfig; "
-            f"got {type(config).__name__}"
-        )
-    for key, value in overrides.items():
-        set_path(data, key.replace("__", "."), value)
-    apply_overrides(data, sets)
-    if overrides or sets:
-        source += " (with overrides)"
-    return fit(parse_run(data, source), on_epoch=on_epoch)
+def study_status(out: str | Path) -> dict[str, Any]:
+    """``name``, runs per status (``counts``), index ``rows`` and their ``total``."""
+    with StudyStore.existing(out) as store:
+        info = store.study_info()
+        counts = store.counts()
+        rows = store.rows()
+    return {"name": info["name"], "counts": counts, "rows": rows, "total": len(rows)}
 
 
 def _resolve_run_id(run_id: str, known: list[str], where: Path) -> str:
@@ -221,8 +86,7 @@ def load_model(out: str | Path, run_id: str) -> nn.Module:
 
     from ablab.models import build_model
 
-    store = StudyStore.existing(out)
-    try:
+    with StudyStore.existing(out) as store:
         rid = _resolve_run_id(run_id, [r["run_id"] for r in store.rows(True)], store.root)
         record = store.load_record(rid)
         if record is None:
@@ -235,8 +99,6 @@ def load_model(out: str | Path, run_id: str) -> nn.Module:
                 "or \"best\" and run it again"
             )
         _import_study_plugins(store, [record["config"]])
-    finally:
-        store.close()
     if not record.get("input_shape") or not record.get("num_classes"):
         raise UserError(f"{out}: run {rid}: its record has no input shape (an older ablab)")
     cfg = parse_run(record["config"], str(Path(out) / "runs" / f"{rid}.json"))
@@ -274,9 +136,9 @@ class StudyResults:
     The analysis is computed on first use and cached; :meth:`refresh` re-reads the
     directory (e.g. while a study is still running elsewhere)."""
 
-    def __init__(self, out: str | Path, outcome: StudyOutcome | None = None):
+    def __init__(self, out: str | Path, outcome: Any = None):
         self.out = Path(out)
-        self.outcome = outcome
+        self.outcome = outcome  # the ablab.runner.StudyOutcome that wrote it, if any
         StudyStore.existing(self.out).close()  # a clear error for a wrong directory
         self._analysis: StudyAnalysis | None = None
 
@@ -292,11 +154,8 @@ class StudyResults:
         if self._analysis is None:
             from ablab.analysis import analyze
 
-            store = StudyStore.existing(self.out)
-            try:
+            with StudyStore.existing(self.out) as store:
                 self._analysis = analyze(store)
-            finally:
-                store.close()
         return self._analysis
 
     @property
@@ -333,6 +192,11 @@ class StudyResults:
         return list(self.analysis.verdicts)
 
     @property
+    def ranking_sentences(self) -> list[str]:
+        """The rankings' sentences (each factor's levels, best first, with letters)."""
+        return list(self.analysis.ranking_sentences)
+
+    @property
     def warnings(self) -> list[str]:
         """Methodology warnings (few seeds, selection on the test set, confounds...)."""
         return list(self.analysis.warnings)
@@ -345,11 +209,8 @@ class StudyResults:
     def record(self, run_id: str) -> dict[str, Any]:
         """A run's whole stored record (config, history, final metrics, probes)."""
         rid = self._run_id(run_id)
-        store = StudyStore.existing(self.out)
-        try:
+        with StudyStore.existing(self.out) as store:
             record = store.load_record(rid)
-        finally:
-            store.close()
         if record is None:
             status = self.analysis.runs.set_index("run_id").loc[rid, "status"]
             raise UserError(f"{self.out}: run {rid} has no record (status {status})")
@@ -390,12 +251,11 @@ class StudyResults:
     def report(self) -> dict[str, Path]:
         """(Re)write results.csv, summary.csv, report.html and report.md (+ figures/);
         returns their paths."""
-        store = StudyStore.existing(self.out)
-        try:
+        from ablab.report import write_report, write_tables
+
+        with StudyStore.existing(self.out) as store:
             paths = dict(write_tables(store))
             paths.update(write_report(store))
-        finally:
-            store.close()
         return paths
 
     # ---- display
@@ -425,7 +285,9 @@ class StudyResults:
             f"<p>{esc(a.status)} — <code>{esc(str(self.out))}</code></p>",
             self._table().to_html(index=False, escape=True, border=0),
         ]
-        for title, items in (("Verdicts", a.verdicts), ("Warnings", a.warnings)):
+        sections = (("Verdicts", a.verdicts), ("Rankings", a.ranking_sentences),
+                    ("Warnings", a.warnings))
+        for title, items in sections:
             if items:
                 parts.append(f"<p><b>{title}</b></p><ul>")
                 parts += [f"<li>{esc(item)}</li>" for item in items]

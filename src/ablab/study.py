@@ -14,7 +14,8 @@ Part of the config stage: it validates and expands, and trains nothing::
     "dataset.name" = ["moons", "circles"]
     "dataset.noise" = [0.3, 0.2]
 
-Each run gets a stable id (a hash of its fully resolved config, so editing an unrelated
+Each run gets a stable id (a hash of its identity, see :mod:`ablab.identity`: the fully
+resolved config without what only labels it or sets its speed, so editing an unrelated
 factor leaves other runs' ids alone) and a label naming only what varies:
 ``activation=tanh, dataset=moons, seed=3``.
 """
@@ -22,9 +23,8 @@ factor leaves other runs' ids alone) and a label naming only what varies:
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +32,7 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import Field, field_validator
 
+from ablab import identity
 from ablab.config import (
     RunConfig,
     Strict,
@@ -110,10 +111,11 @@ class Study:
     def run(self, out: str | Path, **options: Any):
         """Train every run ``out`` does not hold yet (resumable), write the tables and the
         report; returns :class:`ablab.results.StudyResults`. ``options`` are those of
-        :func:`ablab.results.run` (workers, threads, executor, progress, ...)."""
-        from ablab.results import run as run_into  # the API layer sits right of the config
-
-        return run_into(self, out, **options)
+        :func:`ablab.runner.run_study` (workers, threads, executor, progress, ...);
+        ``progress`` defaults to True here."""
+        if _runner is None:  # pragma: no cover - ``import ablab`` registers it
+            raise RuntimeError("Study.run needs ablab.runner; import ablab first")
+        return _runner(self, out, **options)
 
     def variants(self) -> dict[str, list[PlannedRun]]:
         out: dict[str, list[PlannedRun]] = {}
@@ -145,17 +147,20 @@ class Study:
         }
 
 
+#: What ``Study.run`` calls. ``ablab.runner`` registers it when imported (``import ablab``
+#: imports the runner), so this config-layer module never imports the layers above it.
+_runner: Callable[..., Any] | None = None
+
+
+def set_runner(runner: Callable[..., Any]) -> None:
+    """Register the function behind ``Study.run`` (``ablab.runner`` does, once)."""
+    global _runner
+    _runner = runner
+
+
 def variant_id(cfg: RunConfig) -> str:
-    """What a variant is: the run id with the seed left out."""
-    data = cfg.resolved()
-    data.pop("seed")
-    data.pop("name", None)
-    data.pop("device", None)
-    data.pop("eval_batch_size", None)
-    data.pop("keep", None)
-    data.pop("plugins", None)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """What a variant is: the run's identity with the seed left out."""
+    return identity.variant_id(cfg)
 
 
 def column_names(paths: list[str]) -> dict[str, str]:
@@ -230,6 +235,12 @@ def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
                 )
             if key == "seed":
                 raise ConfigError(f'{source}: vary[{i}]."seed": use the top-level seeds list')
+            if identity.outside_identity(key):
+                raise ConfigError(
+                    f'{source}: vary[{i}]."{key}": does not change what a run computes (it '
+                    "is not part of a run's identity), so its values would be the same runs; "
+                    "set it in [base] or with --set instead"
+                )
             seen[key] = i
         if len(set(lengths.values())) > 1:
             sizes = ", ".join(f"{k} has {n}" for k, n in lengths.items())
@@ -239,6 +250,62 @@ def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
             )
         factors.append([k for k in factor if k != "_labels"])
     return factors
+
+
+def _labels_key(i: int, labelled: dict[int, Any]) -> str:
+    return "_labels" if len(labelled) == 1 else f"_labels{i}"
+
+
+def _factor_options(
+    cfg: StudyConfig, factors: list[list[str]], labelled: dict[int, Any]
+) -> list[list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Each factor's levels as (what the label shows, what the config gets)."""
+    choices = []
+    for i, factor in enumerate(factors):
+        options = []
+        for j, values in enumerate(zip(*(cfg.vary[i][k] for k in factor), strict=True)):
+            assignment = dict(zip(factor, values, strict=True))
+            if i in labelled:  # show the factor by its label, not its many values
+                options.append(({_labels_key(i, labelled): cfg.vary[i]["_labels"][j]}, assignment))
+            else:
+                options.append((assignment, assignment))
+        choices.append(options)
+    return choices
+
+
+def _run_config(
+    cfg: StudyConfig, source: str, assignment: dict[str, Any], seed: int, label: str, locate
+) -> RunConfig:
+    """The base recipe with one variant's values and a seed, validated."""
+    data = copy.deepcopy(cfg.base)
+    for key, value in assignment.items():
+        try:
+            set_path(data, key, copy.deepcopy(value))
+        except ConfigError as exc:
+            why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
+            raise ConfigError(f"{source}: {locate(key)}: {why}") from None
+    data["seed"] = seed
+    try:
+        return RunConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        where = f" (variant {label})" if label else ""
+        raise ConfigError(format_validation_error(exc, source, path_map=locate) + where) from None
+
+
+def _refuse_duplicates(runs: list[PlannedRun], source: str, first_seed: int) -> None:
+    """Two variants with one identity: they would plan the same runs (one run id twice,
+    a database error at run time). Checking the first seed covers every seed, since a run's
+    identity is its variant's identity plus its seed."""
+    variants: dict[str, str] = {}
+    for run in runs:
+        if run.seed != first_seed:
+            continue
+        if run.variant_id in variants:
+            raise ConfigError(
+                f"{source}: vary: variants '{variants[run.variant_id]}' and "
+                f"'{run.variant_label}' resolve to the same runs; remove the duplicate"
+            )
+        variants[run.variant_id] = run.variant_label
 
 
 def expand(
@@ -257,54 +324,22 @@ def expand(
     paths = [p for i, f in enumerate(factors) if i not in labelled for p in f]
     columns = column_names(paths)
     for i, raw in labelled.items():
-        key = "_labels" if len(labelled) == 1 else f"_labels{i}"
-        columns[key] = str(raw.get("_name", "recipe"))
+        columns[_labels_key(i, labelled)] = str(raw.get("_name", "recipe"))
     locate = _locate({p: i for i, f in enumerate(factors) for p in f})
     study = Study(cfg, source, text, factors, columns, overrides=list(overrides))
-    choices = []
-    for i, factor in enumerate(factors):
-        options = []
-        for j, values in enumerate(zip(*(cfg.vary[i][k] for k in factor), strict=True)):
-            assignment = dict(zip(factor, values, strict=True))
-            if i in labelled:  # show the factor by its label, not its many values
-                key = "_labels" if len(labelled) == 1 else f"_labels{i}"
-                options.append(({key: cfg.vary[i]["_labels"][j]}, assignment))
-            else:
-                options.append((assignment, assignment))
-        choices.append(options)
-    by_variant: dict[str, str] = {}
+    choices = _factor_options(cfg, factors, labelled)
     for combo in itertools.product(*choices) if choices else [()]:
         assignment: dict[str, Any] = {k: v for _, part in combo for k, v in part.items()}
+        assignment.update(forced or {})
         shown = {k: v for part, _ in combo for k, v in part.items()}
         variant = {columns[k]: format_value(v) for k, v in shown.items()}
         label = ", ".join(f"{k}={v}" for k, v in variant.items())
         for seed in cfg.seeds:
-            data = copy.deepcopy(cfg.base)
-            for key, value in assignment.items():
-                try:
-                    set_path(data, key, copy.deepcopy(value))
-                except ConfigError as exc:
-                    why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
-                    raise ConfigError(f"{source}: {locate(key)}: {why}") from None
-            for key, value in (forced or {}).items():
-                set_path(data, key, copy.deepcopy(value))
-            data["seed"] = seed
-            try:
-                run_cfg = RunConfig.model_validate(data)
-            except pydantic.ValidationError as exc:
-                where = f" (variant {label})" if label else ""
-                raise ConfigError(
-                    format_validation_error(exc, source, path_map=locate) + where
-                ) from None
-            vid = variant_id(run_cfg)
-            if seed == cfg.seeds[0]:
-                if vid in by_variant:
-                    raise ConfigError(
-                        f"{source}: vary: variants '{by_variant[vid]}' and '{label}' resolve to "
-                        "the same runs; remove the duplicate"
-                    )
-                by_variant[vid] = label
-            study.runs.append(PlannedRun(run_id(run_cfg), vid, variant, label, seed, run_cfg))
+            run_cfg = _run_config(cfg, source, assignment, seed, label, locate)
+            study.runs.append(
+                PlannedRun(run_id(run_cfg), variant_id(run_cfg), variant, label, seed, run_cfg)
+            )
+    _refuse_duplicates(study.runs, source, cfg.seeds[0])
     return study
 
 

@@ -1,5 +1,10 @@
-"""Study progress on the terminal (rich): runs done / total with ETA, one line per
-current run with its epoch, and a line for each run that fails or diverges."""
+"""Study progress displays, each an object with ``start`` / ``on_event`` / ``stop`` (the
+:class:`ablab.runner.Progress` protocol).
+
+:class:`RichStudyProgress`, for the terminal: runs done / total with ETA, one line per
+current run with its epoch, and a line for each run that fails or diverges.
+:class:`TqdmStudyProgress`, for a notebook: one ``tqdm.auto`` bar.
+:func:`study_progress` picks one for a notebook."""
 
 from __future__ import annotations
 
@@ -73,3 +78,46 @@ class RichStudyProgress:
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+class TqdmStudyProgress:
+    """Study progress with ``tqdm.auto``: a widget in Jupyter, a text bar elsewhere."""
+
+    def __init__(self, title: str = "study"):
+        self.title = title
+        self.bar = None
+
+    def start(self, total: int, already_done: int, workers: int, threads: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=already_done, desc=self.title, unit="run")
+        self.bar.set_postfix_str(f"{workers} worker(s) × {threads} thread(s)")
+
+    def on_event(self, event: Event) -> None:
+        if self.bar is None:
+            return
+        if event.kind in ("done", "failed"):
+            self.bar.update(1)
+            if event.kind == "failed":
+                self.bar.write(f"failed {event.task.label}: {event.error}")
+        elif event.kind == "epoch":
+            rec = event.record or {}
+            acc = rec.get("val_accuracy")
+            info = f"{event.task.label} epoch {rec.get('epoch')}"
+            if isinstance(acc, float):
+                info += f" val_acc {acc:.3f}"
+            self.bar.set_postfix_str(info, refresh=False)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def study_progress(title: str = "study"):
+    """A progress display that works in a notebook and on a terminal: ``tqdm.auto`` when
+    tqdm is installed, else rich (which renders live in Jupyter too)."""
+    try:
+        import tqdm.auto  # noqa: F401
+    except ImportError:
+        return RichStudyProgress(title=title)
+    return TqdmStudyProgress(title)

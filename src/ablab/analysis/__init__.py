@@ -24,8 +24,14 @@ from ablab.analysis.stats import (
     describe,
     holm,
 )
-from ablab.analysis.study_analysis import StudyAnalysis, analyze, analyze_runs
-from ablab.analysis.tables import mean_ci, results_frame, summary_frame
+from ablab.analysis.study_analysis import (
+    StudyAnalysis,
+    analyze,
+    analyze_runs,
+    load_runs,
+    study_tables,
+)
+from ablab.analysis.tables import mean_ci
 from ablab.analysis.verdicts import format_p, ranking_sentence, status_line, verdict
 
 __all__ = [
@@ -50,13 +56,13 @@ __all__ = [
     "format_p",
     "history_metrics",
     "holm",
+    "load_runs",
     "mean_ci",
     "methodology_warnings",
     "rank_factor",
     "ranking_sentence",
-    "results_frame",
     "status_line",
-    "summary_frame",
+    "study_tables",
     "verdict",
     "warn_confounds",
     "warn_few_seeds",

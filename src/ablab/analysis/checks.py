@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ablab.analysis.compare import Comparison, strata
-from ablab.analysis.runs import IGNORED_PATHS, Factor, Variant, flatten
+from ablab.analysis.runs import Factor, Variant, flatten
+from ablab.identity import outside_identity
 
 MIN_SEEDS = 3
 
@@ -41,7 +42,7 @@ def warn_few_seeds(comparisons: list[Comparison], min_seeds: int = MIN_SEEDS) ->
 
 def warn_loss_differs(variants: list[Variant]) -> list[str]:
     """(2) Variants trained with different loss functions: their own losses are on
-    different scales, so ranking by loss compares nothing (seed 002's mistake)."""
+    different scales, so ranking by loss compares nothing (source report 002's mistake)."""
     losses = {}
     for v in variants:
         loss = v.config.get("loss") or {}
@@ -107,7 +108,7 @@ def _allowed(path: str, varied: list[str]) -> bool:
         # A varied component name (dataset.name) brings that component's own options.
         if key.endswith(".name") and path.startswith(key[: -len("name")]):
             return True
-    return path in IGNORED_PATHS
+    return outside_identity(path)
 
 
 def config_differences(

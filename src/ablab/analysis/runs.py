@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ablab.identity import NOT_IN_IDENTITY
+
 #: Final metrics taken from a run's ``final`` dict.
 FINAL_METRICS = ("test_accuracy", "test_loss", "test_cross_entropy", "best_val_accuracy")
 #: Metrics derived from a run's history.
@@ -32,8 +34,8 @@ METRIC_INFO: dict[str, tuple[str, bool]] = {
     "overfit_gap": ("final train − val. accuracy", False),
 }
 
-#: Config paths that never make two runs different experiments.
-IGNORED_PATHS = ("seed", "name", "device", "eval_batch_size")
+#: Config paths that never make two runs different experiments (see :mod:`ablab.identity`).
+IGNORED_PATHS = ("seed", *NOT_IN_IDENTITY)
 
 
 # Dataset fields that change how a model trains but not what it is tested on.
@@ -164,8 +166,13 @@ def build_factors(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[Fact
     """Factors from ``study.json``'s ``factors`` and ``columns``, levels from the rows."""
     columns_of = info.get("columns", {})
     factors = []
-    for paths in info.get("factors", []):
-        cols = tuple(dict.fromkeys(columns_of.get(p, p) for p in paths))
+    for i, paths in enumerate(info.get("factors", [])):
+        # A factor with _labels shows as one column named by its _name (see study.expand).
+        labels = columns_of.get(f"_labels{i}") or columns_of.get("_labels")
+        if labels is not None and not any(p in columns_of for p in paths):
+            cols: tuple[str, ...] = (labels,)
+        else:
+            cols = tuple(dict.fromkeys(columns_of.get(p, p) for p in paths))
         levels: list[tuple[str, ...]] = []
         for row in rows:
             level = tuple(str((row.get("variant") or {}).get(c)) for c in cols)

@@ -2,7 +2,7 @@
 
     >>> from ablab.store import StudyStore                          # doctest: +SKIP
     >>> a = analyze(StudyStore.existing("out/moons"))               # doctest: +SKIP
-    >>> print("\\n".join(a.verdicts))                                # doctest: +SKIP
+    >>> print("\\n".join(a.verdicts + a.ranking_sentences))           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class StudyAnalysis:
     runs: pd.DataFrame  # one row per run
     comparisons: list[Comparison]
     rankings: list[Ranking]
-    verdicts: list[str]  # accuracy comparisons, then rankings
+    verdicts: list[str]  # one per test-accuracy comparison, in ``comparisons_on`` order
+    ranking_sentences: list[str]  # one per ranking
     status_sentences: list[str]  # diverged / failed / at-chance variants
     warnings: list[str]
     status: str  # "12 of 18 runs done; 6 pending"
@@ -53,9 +54,25 @@ class StudyAnalysis:
         return [c for c in self.comparisons if c.metric == metric]
 
 
+#: Per-run figures summarized per variant beside the metrics: what a run cost.
+COST_FIELDS = ("epochs_run", "seconds")
+
+
+def _cost(v: Variant, name: str) -> list[float]:
+    out = []
+    for row in v.done:
+        value = (row.get("final") or {}).get(name)
+        if value is None and name == "seconds":
+            value = row.get("seconds")
+        if value is not None:
+            out.append(float(value))
+    return out
+
+
 def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
-    """Per variant: counts by status, then for each metric n, mean, std, t CI and (for
-    small or skewed samples) a bootstrap CI, over ``done`` runs only."""
+    """Per variant: counts by status, then for each metric (and each cost field) n, mean,
+    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only.
+    ``summary.csv`` is this table."""
     records = []
     for v in variants:
         row: dict[str, Any] = {"variant": v.label, **{c: v.values.get(c) for c in columns}}
@@ -67,8 +84,9 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
             pending=len(v.with_status("pending", "running")),
             at_chance=len(v.at_chance),
         )
-        for metric in METRICS:
-            d = describe(v.values_of(metric))
+        samples = {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
+        for metric, values in samples.items():
+            d = describe(values)
             for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
                 row[f"{metric}_{key}"] = d[key]
             row[f"{metric}_ci_method"] = d["ci_method"]
@@ -77,7 +95,8 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
 
 
 def runs_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
-    """One row per run, plan order within variants: factors, seed, status, metrics."""
+    """One row per run, plan order within variants: factors, seed, status, metrics, cost.
+    ``results.csv`` is this table."""
     records = []
     for v in variants:
         for row in v.runs:
@@ -86,15 +105,31 @@ def runs_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
             record.update(seed=row["seed"], status=row["status"])
             record.update(v.run_metrics.get(row["run_id"], {}))
             record.update(
+                test_f1=final.get("test_f1"),
+                best_val_epoch=final.get("best_val_epoch"),
                 at_chance=final.get("at_chance"),
                 epochs_run=final.get("epochs_run"),
                 seconds=final.get("seconds") or row.get("seconds"),
                 diverged_epoch=row.get("diverged_epoch"),
                 error=(row.get("error") or "").strip().splitlines()[-1][:200]
                 if row.get("error") else None,
+                variant=v.label,
             )
             records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+def study_tables(
+    info: dict[str, Any],
+    rows: list[dict[str, Any]],
+    records: dict[str, dict[str, Any]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs table, summary table) exactly as :func:`analyze_runs` builds them, without
+    the comparisons (what ``results.csv`` and ``summary.csv`` hold)."""
+    factors = build_factors(info, rows)
+    columns = [c for f in factors for c in f.columns]
+    variants = build_variants(rows, records)
+    return runs_table(variants, columns), summary_table(variants, columns)
 
 
 def analyze_runs(
@@ -119,7 +154,6 @@ def analyze_runs(
         for r in rank_factor(f, factors, variants, comparisons, "test_accuracy")
     ]
     accuracy = [c for c in comparisons if c.metric == "test_accuracy"]
-    verdicts = [verdict(c) for c in accuracy] + [ranking_sentence(r) for r in rankings]
     sentences = [s for v in variants for s in variant_status_sentences(v)]
     at_chance = sum(len(v.at_chance) for v in variants)
     return StudyAnalysis(
@@ -134,7 +168,8 @@ def analyze_runs(
         runs=runs_table(variants, columns),
         comparisons=comparisons,
         rankings=rankings,
-        verdicts=verdicts,
+        verdicts=[verdict(c) for c in accuracy],
+        ranking_sentences=[ranking_sentence(r) for r in rankings],
         status_sentences=sentences,
         warnings=methodology_warnings(variants, factors, comparisons),
         status=status_line(counts, at_chance),
@@ -142,8 +177,9 @@ def analyze_runs(
     )
 
 
-def analyze(store) -> StudyAnalysis:
-    """Analyze a study directory (a ``StudyStore``): reads the index and every record."""
+def load_runs(store) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A study directory's (a ``StudyStore``'s) index rows and the records of its
+    finished runs, by run id."""
     rows = store.rows()
     records = {}
     for row in rows:
@@ -151,4 +187,10 @@ def analyze(store) -> StudyAnalysis:
             record = store.load_record(row["run_id"])
             if record is not None:
                 records[row["run_id"]] = record
+    return rows, records
+
+
+def analyze(store) -> StudyAnalysis:
+    """Analyze a study directory (a ``StudyStore``): reads the index and every record."""
+    rows, records = load_runs(store)
     return analyze_runs(store.study_info(), rows, records, store.study_text())

@@ -1,36 +1,15 @@
-"""Per-run and per-variant tables (``results.csv``, ``summary.csv``).
+"""The t interval of a mean (:func:`mean_ci`), which ``describe`` builds on.
 
-Only runs that finished (``done``) enter means; diverged, failed and at-chance runs are
-counted in their own columns so they are never averaged in silently.
+``results.csv`` and ``summary.csv`` are the analysis' own tables
+(:func:`ablab.analysis.study_analysis.study_tables`), the same the report shows.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import stats
-
-RESULT_METRICS = (
-    "test_accuracy",
-    "test_loss",
-    "test_cross_entropy",
-    "test_f1",
-    "best_val_accuracy",
-    "best_val_epoch",
-    "epochs_run",
-    "seconds",
-)
-SUMMARY_METRICS = (
-    "test_accuracy",
-    "test_loss",
-    "test_cross_entropy",
-    "best_val_accuracy",
-    "epochs_run",
-    "seconds",
-)
 
 
 def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
@@ -49,50 +28,3 @@ def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n))
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
-
-
-def results_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    """One row per run: id, one column per varied factor, seed, status, final metrics."""
-    records = []
-    for row in rows:
-        final = row.get("final") or {}
-        record = {"run_id": row["run_id"]}
-        for column in columns:
-            record[column] = (row.get("variant") or {}).get(column)
-        record.update(seed=row["seed"], status=row["status"])
-        for metric in RESULT_METRICS:
-            record[metric] = final.get(metric)
-        record["at_chance"] = final.get("at_chance")
-        record["diverged_epoch"] = row.get("diverged_epoch")
-        record["error"] = row.get("error")
-        record["variant"] = row["variant_label"]
-        records.append(record)
-    return pd.DataFrame.from_records(records)
-
-
-def summary_frame(results: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """One row per variant: counts by status, then n / mean / std / 95 % CI per metric."""
-    out = []
-    if results.empty:
-        return pd.DataFrame()
-    for variant, group in results.groupby("variant", sort=False):
-        first = group.iloc[0]
-        record: dict[str, Any] = {"variant": variant}
-        for column in columns:
-            record[column] = first[column]
-        done = group[group["status"] == "done"]
-        record.update(
-            runs=len(group),
-            done=len(done),
-            diverged=int((group["status"] == "diverged").sum()),
-            failed=int((group["status"] == "failed").sum()),
-            pending=int(group["status"].isin(["pending", "running"]).sum()),
-            at_chance=int(done["at_chance"].fillna(False).astype(bool).sum()),
-        )
-        for metric in SUMMARY_METRICS:
-            summary = mean_ci(done[metric].dropna().astype(float).tolist())
-            record[f"{metric}_n"] = summary["n"]
-            for key in ("mean", "std", "ci_low", "ci_high"):
-                record[f"{metric}_{key}"] = summary[key]
-        out.append(record)
-    return pd.DataFrame.from_records(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import traceback
 from collections.abc import Callable
@@ -60,13 +59,8 @@ def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
     run's numbers never depend on its group). Decided here, once, so workers do not
     repeat the model inspection. Order follows the first task of each unit."""
     from ablab.config import RunConfig
+    from ablab.identity import identity_key
     from ablab.train.batched import can_batch, worth_batching
-
-    def key(task: Task) -> str:
-        data = dict(task.config)
-        data.pop("seed", None)
-        data.pop("name", None)
-        return json.dumps(data, sort_keys=True, default=str)
 
     def batchable(members: list[Task]) -> bool:
         try:
@@ -76,8 +70,8 @@ def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
             return False
 
     by_key: dict[str, list[Task]] = {}
-    for task in tasks:
-        by_key.setdefault(key(task), []).append(task)
+    for task in tasks:  # one unit per variant: the runs' identity without the seed
+        by_key.setdefault(identity_key(task.config, with_seed=False), []).append(task)
     units: list[tuple[list[Task], bool]] = []
     for members in by_key.values():
         if batchable(members):

@@ -67,8 +67,7 @@ def export_mlflow(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    store = StudyStore.existing(out)
-    try:
+    with StudyStore.existing(out) as store:
         info = store.study_info()
         name = experiment or info["name"]
         tracking_uri = tracking_uri or mlflow.get_tracking_uri()
@@ -78,8 +77,6 @@ def export_mlflow(
             first = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()
             raise UserError(f"mlflow ({tracking_uri}): "
                             f"{first[0] if first else type(exc).__name__}") from None
-    finally:
-        store.close()
 
 
 def _export(store, info, name, tracking_uri, MlflowClient, Metric, Param, RunTag):  # noqa: N803

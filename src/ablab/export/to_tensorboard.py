@@ -70,10 +70,9 @@ def export_tensorboard(out: str | Path, logdir: str | Path | None = None) -> dic
     require("tensorboard", "tensorboard")
     from torch.utils.tensorboard import SummaryWriter
 
-    store = StudyStore.existing(out)
-    logdir = Path(logdir) if logdir is not None else store.root / "tensorboard"
-    runs = histograms = 0
-    try:
+    with StudyStore.existing(out) as store:
+        logdir = Path(logdir) if logdir is not None else store.root / "tensorboard"
+        runs = histograms = 0
         for run in stored_runs(store):
             folder = logdir / run_folder(run.label, run.run_id)
             for old in folder.glob("events.out.tfevents.*"):  # exporting again rewrites
@@ -93,6 +92,4 @@ def export_tensorboard(out: str | Path, logdir: str | Path | None = None) -> dic
             finally:
                 writer.close()
             runs += 1
-    finally:
-        store.close()
     return {"logdir": logdir, "runs": runs, "histograms": histograms}

@@ -1,6 +1,7 @@
 """The report: figures (matplotlib) and the self-contained HTML / Markdown report.
 
-``write_report(store)`` writes ``report.html``, ``report.md`` and ``figures/``; the
+``write_report(store)`` writes ``report.html``, ``report.md`` and ``figures/``;
+``write_tables(store)`` writes ``results.csv`` and ``summary.csv``; the
 ``fig_*`` functions return matplotlib Figures for notebooks.
 """
 
@@ -22,6 +23,7 @@ from ablab.report.figures import (  # noqa: E402
     save_figure,
     variant_colors,
 )
+from ablab.report.tables import write_tables  # noqa: E402
 from ablab.report.writer import (  # noqa: E402
     render_html,
     render_markdown,
@@ -46,4 +48,5 @@ __all__ = [
     "save_figure",
     "variant_colors",
     "write_report",
+    "write_tables",
 ]

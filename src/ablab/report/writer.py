@@ -13,6 +13,7 @@ cannot inject markup.
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import math
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,7 @@ def runs_table(a: StudyAnalysis) -> dict:
 
 def _verdict_items(a: StudyAnalysis) -> list[dict[str, str]]:
     items = []
-    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=False):
+    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=True):
         kind = "beats" if c.significant else ("tie" if c.testable else "untestable")
         items.append({"text": text, "kind": kind})
     return items
@@ -239,14 +240,20 @@ def render_figures(a: StudyAnalysis, folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str, Any]:
-    from ablab import __version__
+def _version() -> str:
+    """ablab's installed version (from the package metadata, not the package root, which
+    sits above the report in the layers)."""
+    try:
+        return importlib.metadata.version("ablab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
+
+def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str, Any]:
     by_topic: dict[str, list] = {}
     for f in figures:
         by_topic.setdefault(f["topic"], []).append(f)
     summary, behaviour = summary_tables(a)
-    n_acc = len(a.comparisons_on("test_accuracy"))
     return {
         "title": f"ablab report — {a.name}",
         "description": a.description,
@@ -257,7 +264,7 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "method_note": METHOD_NOTE,
         "problems": a.status_sentences,
         "verdicts": _verdict_items(a),
-        "rankings": a.verdicts[n_acc:],
+        "rankings": a.ranking_sentences,
         "warnings": a.warnings,
         "summary": summary,
         "behaviour": behaviour,
@@ -266,7 +273,7 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "runs": runs_table(a),
         "study_text": a.study_text,
         "fence": _fence(a.study_text),
-        "version": __version__,
+        "version": _version(),
     }
 
 

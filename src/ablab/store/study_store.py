@@ -58,7 +58,10 @@ class StudyDirError(UserError):
 
 
 class StudyStore:
-    """The on-disk state of one study. Only the process holding the lock writes."""
+    """The on-disk state of one study. Only the process holding the lock writes.
+
+    A context manager: ``with StudyStore.existing(path) as store:`` closes the index
+    connection on the way out, whatever happens inside."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -96,6 +99,12 @@ class StudyStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def __enter__(self) -> StudyStore:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
 
     @contextmanager
     def locked(self):
@@ -151,9 +160,10 @@ class StudyStore:
             for position, run in enumerate(study.runs):
                 if run.run_id in stored:
                     db.execute(
-                        "UPDATE runs SET position=?, in_study=1, variant_label=?, variant=? "
-                        "WHERE run_id=?",
-                        (position, run.variant_label, json.dumps(run.variant), run.run_id),
+                        "UPDATE runs SET position=?, in_study=1, variant_id=?, variant_label=?, "
+                        "variant=? WHERE run_id=?",
+                        (position, run.variant_id, run.variant_label, json.dumps(run.variant),
+                         run.run_id),
                     )
                 else:
                     db.execute(

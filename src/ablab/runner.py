@@ -1,0 +1,288 @@
+"""Running: a study into its directory (:func:`run_study`) and one run alone
+(:func:`train_run`). The CLI and the notebook API (``ablab.run_study``, ``Study.run``)
+are thin layers over these two calls.
+
+    >>> study = load_study("moons-circles-activations", seeds=1)   # doctest: +SKIP
+    >>> outcome = run_study(study, "out/moons", workers=2)           # doctest: +SKIP
+    >>> outcome.results.summary                                      # doctest: +SKIP
+
+A study run holds the directory's lock, plans the runs the directory does not hold yet,
+trains them with an executor, records each as it finishes (rewriting the tables), and
+writes the report at the end. Ctrl-C and SIGTERM stop it the same way: running runs go
+back to pending and :class:`StudyInterrupted` says how to resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ablab import study as _study
+from ablab.config import apply_overrides, load_toml, parse_run, set_path
+from ablab.errors import UserError
+from ablab.execute import Event, Task, make_executor, plan_workers
+from ablab.results import StudyResults
+from ablab.store import StudyStore
+from ablab.study import Study, load_study
+
+if TYPE_CHECKING:
+    from ablab.train import RunResult
+
+__all__ = [
+    "Progress",
+    "StudyInterrupted",
+    "StudyOutcome",
+    "Terminated",
+    "run_study",
+    "sigterm_as_interrupt",
+    "train_run",
+]
+
+
+class StudyInterrupted(UserError):
+    """Ctrl-C or SIGTERM: running runs were put back to pending; nothing done is lost.
+
+    ``signum`` is the signal that stopped the study; the CLI exits with ``128 + signum``
+    (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process that signal ended."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so both stop a study the same
+    way (``except KeyboardInterrupt`` catches both)."""
+
+
+class Progress(Protocol):
+    """What a progress display implements (see :mod:`ablab.ui`)."""
+
+    def start(self, total: int, already_done: int, workers: int, threads: int) -> None: ...
+    def on_event(self, event: Event) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class StudyOutcome:
+    """What one :func:`run_study` call did; ``results`` opens what the directory holds."""
+
+    out: Path
+    counts: dict[str, int]
+    ran: int
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
+    workers: int = 1
+    threads: int = 1
+
+    @property
+    def exit_code(self) -> int:
+        """0: every run done; 1: some failed or diverged (the rest are complete)."""
+        bad = self.counts.get("failed", 0) + self.counts.get("diverged", 0)
+        return 1 if bad or self.counts.get("pending", 0) else 0
+
+    @property
+    def results(self) -> StudyResults:
+        return StudyResults(self.out, self)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM stops a study the way Ctrl-C does: it raises :class:`Terminated` (a
+    KeyboardInterrupt). Yields the list of signals received. Outside the main thread,
+    where Python cannot set handlers, it does nothing."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress(progress: bool | Progress | None, title: str) -> Progress | None:
+    """``True``: a notebook-friendly display; ``False`` / ``None``: none; else as given."""
+    if progress is True:
+        from ablab.ui import study_progress
+
+        return study_progress(title)
+    return progress or None
+
+
+#: While a study runs, results.csv and summary.csv are rewritten at most this often (they
+#: are the full analysis' tables: 0.7 s for 200 runs here); always at the start and end.
+TABLES_EVERY_S = 10.0
+
+
+class _Recorder:
+    """Applies executor events to the store (and passes them to the progress display)."""
+
+    def __init__(self, store: StudyStore, progress: Progress | None):
+        self.store = store
+        self.progress = progress
+        self.running: set[str] = set()
+        self.failures: list[tuple[str, str]] = []
+        self.tables_written = -math.inf
+
+    def write_tables(self, force: bool = True) -> None:
+        from ablab.report import write_tables  # pandas and matplotlib: loaded when used
+
+        now = time.monotonic()
+        if force or now - self.tables_written >= TABLES_EVERY_S:
+            write_tables(self.store)
+            self.tables_written = now
+
+    def __call__(self, event: Event) -> None:
+        rid = event.task.run_id
+        if event.kind == "started":
+            self.store.mark_running(rid)
+            self.running.add(rid)
+        elif event.kind == "done":
+            self.store.record_result(event.record)
+            self.running.discard(rid)
+            self.write_tables(force=False)
+        elif event.kind == "failed":
+            reason = event.error or "unknown error"
+            self.store.record_failure(rid, reason)
+            self.running.discard(rid)
+            self.failures.append((event.task.label, reason))
+            self.write_tables(force=False)
+        if self.progress is not None:
+            self.progress.on_event(event)
+
+    def interrupted(self, exc: KeyboardInterrupt) -> StudyInterrupted:
+        """Put running runs back to pending; the error that says how to resume."""
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        self.store.mark_pending(sorted(self.running))
+        self.write_tables()
+        counts = self.store.counts()
+        left = counts["pending"] + counts["running"]
+        return StudyInterrupted(
+            f"interrupted: {counts['done']} runs done, {left} left; "
+            f"run the same command again to resume into {self.store.root}",
+            signum,
+        )
+
+
+def run_study(
+    study: Study | str | Path,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    retry_failed: bool = False,
+    force_new_variants: bool = False,
+    progress: bool | Progress | None = None,
+    report: bool = True,
+) -> StudyOutcome:
+    """Train every run of ``study`` that ``out`` does not already hold, then write the
+    tables (and the report). Resumable: a second call runs only what is left.
+
+    ``progress``: True for a notebook-friendly bar, False / None for none, or an object
+    with ``start`` / ``on_event`` / ``stop`` (:class:`Progress`). Runs that fail do not
+    raise: see the outcome's ``counts`` and ``failures``."""
+    if not isinstance(study, Study):
+        study = load_study(study)
+    display = _progress(progress, study.name)
+    with StudyStore(out) as store, store.locked():
+        store.sync_plan(study, force_new_variants=force_new_variants)
+        todo = store.prepare(retry_failed=retry_failed)
+        runs = {r.run_id: r for r in study.runs}
+        tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
+        n_workers, n_threads = plan_workers(tasks, workers, threads)
+        recorder = _Recorder(store, display)
+        recorder.write_tables()
+        if display is not None:
+            display.start(len(study.runs), len(study.runs) - len(tasks), n_workers, n_threads)
+        try:
+            if tasks:
+                with sigterm_as_interrupt():
+                    make_executor(executor, n_workers, n_threads, address).run(tasks, recorder)
+        except KeyboardInterrupt as exc:
+            raise recorder.interrupted(exc) from None
+        finally:
+            if display is not None:
+                display.stop()
+        recorder.write_tables()
+        if report:
+            from ablab.report import write_report
+
+            write_report(store)
+        counts = store.counts()
+    return StudyOutcome(Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads)
+
+
+def _run_study_results(study: Study, out: str | Path, **options: Any) -> StudyResults:
+    """What ``Study.run`` does: :func:`run_study` with progress on by default, then the
+    directory's :class:`~ablab.results.StudyResults`."""
+    options.setdefault("progress", True)
+    return run_study(study, out, **options).results
+
+
+_study.set_runner(_run_study_results)
+
+
+def _run_data(config: dict[str, Any] | str | Path | Any) -> tuple[dict[str, Any], str]:
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        data = load_toml(path)
+        if isinstance(data.get("plugins"), list):
+            from ablab.plugins import resolve_plugins
+
+            data["plugins"] = resolve_plugins(data["plugins"], path.parent)
+        return data, str(path)
+    if isinstance(config, dict):
+        return copy.deepcopy(config), "<config>"
+    if hasattr(config, "resolved"):  # a RunConfig
+        return config.resolved(), "<config>"
+    raise UserError(
+        f"train_run: config must be a dict, a run file path or a RunConfig; "
+        f"got {type(config).__name__}"
+    )
+
+
+def train_run(
+    config: dict[str, Any] | str | Path,
+    *,
+    sets: list[str] | tuple[str, ...] = (),
+    on_epoch=None,
+    **overrides: Any,
+) -> RunResult:
+    """Train one run and return its :class:`~ablab.train.RunResult` (history, final
+    metrics, probes; ``weights`` when ``keep`` is "best" or "last"). ``config`` is a run
+    config as plain data or a run file's path. Keyword overrides set fields, ``__`` for
+    a dot (``optimizer__lr=0.01``); ``sets`` are ``--set`` strings.
+
+    >>> r = train_run({"epochs": 2, "dataset": "moons", "model": {"name": "mlp", "hidden": [8]}},
+    ...               device="cpu", optimizer__lr=0.02)
+    >>> r.status, len(r.history)
+    ('done', 2)
+    """
+    from ablab.train import fit
+
+    data, source = _run_data(config)
+    for key, value in overrides.items():
+        set_path(data, key.replace("__", "."), value)
+    apply_overrides(data, sets)
+    if overrides or sets:
+        source += " (with overrides)"
+    return fit(parse_run(data, source), on_epoch=on_epoch)

@@ -1,0 +1,35 @@
+"""The one-way pipeline holds: import-linter's layers contract (pyproject.toml) passes,
+and the same check fails when a layer is put below one it imports."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+def test_layers_contract_is_kept():
+    proc = lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 kept, 0 broken" in proc.stdout
+
+
+def test_the_contract_catches_an_upward_import(tmp_path):
+    text = (ROOT / "pyproject.toml").read_text()
+    # Claim the runner sits below the results view: runner imports results, so broken.
+    layers = '    "runner",\n    "results | ui",'
+    swapped = text.replace(layers, '    "results | ui",\n    "runner",')
+    assert swapped != text
+    (tmp_path / "pyproject.toml").write_text(swapped)
+    proc = lint_imports(tmp_path)
+    assert proc.returncode != 0 and "ablab.runner -> ablab.results" in proc.stdout, proc.stdout
