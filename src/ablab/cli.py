@@ -258,9 +258,47 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
     store = StudyStore.existing(out)
     write_tables(store)
     paths = write_report(store)
+    pending = [r for r in store.rows() if r["status"] in ("pending", "running")]
     store.close()
     for path in paths.values():
         console.print(f"wrote {path}")
+    if pending:
+        names = ", ".join(
+            f"{r['run_id']} ({r['variant_label'] + ', ' if r['variant_label'] else ''}"
+            f"seed={r['seed']})" for r in pending[:5]
+        )
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        console.print(
+            f"partial: {len(pending)} runs not done: {names}{more}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
+    """Verify the index and every run record; quarantine damaged records (exit 1 if any)."""
+    from ablab.store import StudyStore
+
+    store = StudyStore.existing(out)
+    try:
+        found = store.check()
+        counts = store.counts()
+    finally:
+        store.close()
+    bad = found["quarantined"] + found["missing"]
+    console.print(
+        f"{out}: {len(found['ok'])} run records whole, {len(found['quarantined'])} damaged "
+        f"(moved to runs/quarantine/), {len(found['missing'])} missing; index "
+        + (f"rebuilt ({found['rebuilt']})" if found["rebuilt"] else "whole"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if bad:
+        left = counts["pending"] + counts["running"]
+        console.print(f"{left} runs pending; `ablab run` with the same study and --out "
+                      "re-trains them", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 class ExportTarget(StrEnum):
