@@ -111,17 +111,56 @@ def test_bad_input_through_a_real_process(name, tmp_path):
     assert_one_line(proc.returncode, proc.stdout, proc.stderr, case["expect"])
 
 
-def test_study_files_are_data_and_checkpoints_load_weights_only():
-    """Study and run files are TOML, parsed, never executed; any checkpoint loaded with
-    torch.load must use weights_only=True (pickle can run code)."""
+def test_checkpoints_and_data_files_load_without_pickle_code():
+    """Any checkpoint loaded with torch.load must use weights_only=True, and nothing
+    unpickles or YAML-loads freely (both can run code)."""
     sources = {p: p.read_text() for p in SRC.rglob("*.py")}
     for path, text in sources.items():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path}: {call}"
-        assert not re.search(r"(?<![.\w])(eval|exec)\(", text), path  # model.eval() is fine
         assert not re.search(r"pickle\.loads?\(|yaml\.load\(", text), path
     config = (SRC / "config.py").read_text()
     assert "tomllib.loads(" in config
+
+
+@pytest.mark.parametrize("verb", ["run", "train", "validate"])
+def test_study_files_run_no_code_without_consent(verb, tmp_path, monkeypatch, capsys):
+    """A study or run file naming a plugin (a file beside it, or a module name on
+    sys.path) is a program: without --allow-plugins it exits 2 with one line naming the
+    plugin and the flag, and the plugin's side effect does not happen; validating a config
+    that names it (what list, status and workers do) imports nothing either."""
+    monkeypatch.delenv("ABLAB_ALLOW_PLUGINS", raising=False)
+    marker = tmp_path / "side-effect"
+    for name in ("evil_file", "evil_module"):
+        (tmp_path / f"{name}.py").write_text(
+            f"from pathlib import Path\nPath({str(marker)!r}).write_text({name!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for plugin in ("evil_file.py", "evil_module"):
+        base = ('epochs = 1\ndevice = "cpu"\ndataset = "moons"\nmodel = "mlp"\n'
+                f'plugins = ["{plugin}"]\n')
+        if verb == "validate":
+            from ablab.config import ConfigError, parse_run
+
+            with pytest.raises(ConfigError, match=f"{plugin}' is not loaded"):
+                parse_run(__import__("tomllib").loads(base))
+            assert not marker.exists()
+            continue
+        path = tmp_path / f"{verb}.toml"
+        path.write_text(base if verb == "train" else
+                        f'name = "evil"\nseeds = [0]\nplugins = ["{plugin}"]\n'
+                        '[base]\nepochs = 1\ndevice = "cpu"\ndataset = "moons"\nmodel = "mlp"\n')
+        code, stdout, stderr = cli_in_process([verb, str(path), "--out", str(tmp_path / "o")],
+                                              capsys)
+        assert_one_line(code, stdout, stderr, [plugin, "--allow-plugins"])
+        assert not marker.exists(), f"{plugin} ran without consent"
+        assert not (tmp_path / "o").exists()
+    if verb == "train":  # and with consent the same file loads (and its code runs)
+        code, _, stderr = cli_in_process(
+            [verb, str(tmp_path / "train.toml"), "--out", str(tmp_path / "o"),
+             "--allow-plugins"], capsys)
+        assert code == 0, stderr
+        assert marker.read_text() == "evil_module"
+        sys.modules.pop("evil_module", None)
 
 
 def test_a_booby_trapped_cifar_pickle_is_refused(tmp_path):

@@ -30,6 +30,18 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a field by dotted path, e.g. --set optimizer.lr=0.01"),
 ]
+AllowPluginsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-plugins",
+        help="Import (run) the plugin modules the file names; also ABLAB_ALLOW_PLUGINS=1",
+    ),
+]
+
+
+def _consent(allow_plugins: bool) -> bool | None:
+    """--allow-plugins gives consent; without it the environment decides."""
+    return True if allow_plugins else None
 
 
 class Catalogue(StrEnum):
@@ -102,13 +114,14 @@ def train(
     threads: Annotated[
         int | None, typer.Option(min=1, help="Torch threads (default: by model size)")
     ] = None,
+    allow_plugins: AllowPluginsOption = False,
 ) -> None:
     """Train one fully specified run and report its metrics."""
     from ablab.config import load_run, run_id
     from ablab.store import atomic_write_json
     from ablab.train import fit
 
-    cfg = load_run(run_file, set_ or [])
+    cfg = load_run(run_file, set_ or [], allow_plugins=_consent(allow_plugins))
     out = out or Path("runs") / f"{run_file.stem}-{run_id(cfg)}"
     from ablab.execute import Task, plan_workers
     from ablab.execute.base import set_threads
@@ -197,13 +210,14 @@ def run(
     force_new_variants: Annotated[
         bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
     ] = False,
+    allow_plugins: AllowPluginsOption = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.api import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
 
-    plan = load_study(study, seeds=seeds, sets=set_ or [])
+    plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=_consent(allow_plugins))
     outcome = run_study(
         plan,
         out,
