@@ -315,6 +315,53 @@ def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> Non
         raise typer.Exit(1)
 
 
+data_app = typer.Typer(
+    help="Where each dataset is (or the files, folder and URL it needs); fetch one.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.callback()
+def data(ctx: typer.Context) -> None:
+    """Every dataset, with where it was found or the exact files, folder and URL it needs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ablab.data.sources import locate
+    from ablab.registry import DATASETS
+
+    for entry in DATASETS:
+        where = locate(entry.name)
+        if where is None:
+            origin = "plugin dataset" if entry.meta.get("plugin") else "no files needed"
+            line = f"{entry.name}: {origin} ({entry.summary})"
+        elif where.found is not None:
+            line = f"{entry.name}: found in {where.found}"
+        else:
+            line = (
+                f"{entry.name}: missing; needs {', '.join(where.files)} in {where.folder} "
+                f"from {where.url} (looked in {', '.join(str(p) for p in where.searched)}); "
+                f"`ablab data fetch {entry.name}` downloads it"
+            )
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+@data_app.command("fetch")
+def data_fetch(name: Annotated[str, typer.Argument(help="A dataset's name")]) -> None:
+    """Download a dataset through torchvision (checksums verified) where a network allows."""
+    from ablab.data.sources import fetch
+    from ablab.registry import DATASETS
+
+    if name not in DATASETS:
+        raise UserError(
+            f"ablab data fetch: unknown dataset {name!r}; datasets: {', '.join(DATASETS.names())}"
+        )
+    where = fetch(name)
+    console.print(f"{name}: downloaded and verified in {where.found}", highlight=False,
+                  soft_wrap=True, markup=False)
+
+
 class ExportTarget(StrEnum):
     mlflow = "mlflow"
     tensorboard = "tensorboard"
