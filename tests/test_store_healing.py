@@ -160,3 +160,31 @@ def test_check_on_a_clean_directory_exits_0(finished, capsys):
     assert code == 0 and stderr == ""
     assert "4 run records whole, 0 damaged (moved to runs/quarantine/), 0 missing; index whole" \
         in stdout
+
+
+def test_figures_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """save_figure renders in memory and renames a finished temporary file over the old
+    one: a failure half-way leaves the previous figure untouched and no temporary file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from ablab.report.figures import save_figure
+    from ablab.store import files
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [0, 1])
+    paths = save_figure(fig, tmp_path, "curve")
+    before = {k: p.read_bytes() for k, p in paths.items()}
+    assert before["png"].startswith(b"\x89PNG") and b"<svg" in before["svg"]
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", disk_full)
+    fig.add_subplot().plot([1, 0], [0, 1])
+    with pytest.raises(Exception, match="No space left"):
+        save_figure(fig, tmp_path, "curve")
+    assert {k: p.read_bytes() for k, p in paths.items()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "curve.svg"]
