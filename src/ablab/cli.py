@@ -401,6 +401,15 @@ def export_(
         )
 
 
+def _one_line(text: str) -> str:
+    """A user error is one line: control characters (a newline inside a key the user
+    wrote, say) are shown escaped."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def main() -> None:
     """Exit status: 0 done; 1 runs failed or diverged; 2 bad input (one line); 130 / 143
     stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
@@ -414,7 +423,8 @@ def main() -> None:
         err_console.print(str(exc))
         sys.exit(exc.exit_code)
     except UserError as exc:
-        err_console.print(f"error: {exc}", markup=False)  # "ablab[mlflow]" is no markup
+        # "ablab[mlflow]" is no markup; a field name holding a newline stays one line
+        err_console.print(f"error: {_one_line(str(exc))}", markup=False)
         sys.exit(2)
     except OSError as exc:  # the disk, not the study: one line, not a traceback
         where = f"{exc.filename}: " if exc.filename else ""

@@ -38,6 +38,8 @@ from ablab.registry import (
 )
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+# A seed: what numpy's and torch's generators and the index (SQLite INTEGER) all take.
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
 OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -109,7 +111,7 @@ class DatasetConfig(Component):
     validate_on: Literal["holdout", "test"] = "holdout"
     # Seed of the train/validation/test split and of the subset; None: the run's seed, so
     # runs that share a seed share their split (what a paired comparison needs).
-    split_seed: int | None = None
+    split_seed: Seed | None = None
 
 
 _INIT_RE = re.compile(r"^normal\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
@@ -197,7 +199,7 @@ class RunConfig(Strict):
     """One fully specified training run."""
 
     name: str | None = None  # a label only; not part of the run id
-    seed: int = 0
+    seed: Seed = 0
     epochs: PositiveInt
     batch_size: Annotated[int | str, pydantic.BeforeValidator(_batch_size)] = 64
     eval_batch_size: PositiveInt = 2048

@@ -219,8 +219,11 @@ def resolve_plugins(specs: Iterable[Any], base_dir: str | Path | None = None) ->
             continue
         spec = spec.strip()
         if _is_path(spec):
-            path = Path(spec).expanduser()
-            out.append(str((path if path.is_absolute() else base / path).resolve()))
+            try:
+                path = Path(spec).expanduser()
+                out.append(str((path if path.is_absolute() else base / path).resolve()))
+            except (RuntimeError, OSError, ValueError):  # "~nobody/x.py", a NUL byte
+                out.append(spec)  # import_plugins says, in one line, it is no such file
             continue
         if spec in sys.modules or _findable(spec):
             out.append(spec)
@@ -284,7 +287,7 @@ def is_loaded(spec: Any) -> bool:
         return spec in sys.modules
     try:
         path = Path(spec).expanduser().resolve()
-    except OSError:
+    except (OSError, RuntimeError, ValueError):  # "~nobody/…", a NUL byte
         return False
     return any(
         getattr(m, "__file__", None) and _same_file(m.__file__, path)
@@ -317,7 +320,7 @@ def import_plugins(specs: Iterable[Any], allow: bool | None = None) -> None:
             continue
         try:
             if _is_path(spec):
-                _import_file(Path(spec).expanduser())
+                _import_file(Path(spec))
             elif spec not in sys.modules:
                 importlib.import_module(spec)
         except PluginError:

@@ -34,6 +34,7 @@ from pydantic import Field, field_validator
 
 from ablab.config import (
     RunConfig,
+    Seed,
     Strict,
     apply_overrides,
     format_validation_error,
@@ -52,7 +53,7 @@ class StudyConfig(Strict):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     description: str = ""
-    seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     base: dict[str, Any]
     # Each factor: dotted path → values. Optional "_labels" (one name per value, shown in
     # labels and tables instead of the values) and "_name" (that column's name, default
