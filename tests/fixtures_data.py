@@ -127,3 +127,17 @@ def write_mnist(
         "x_test": x_test[:, None],
         "y_test": y_test.astype(np.int64),
     }
+
+
+def require_dataset(name: str) -> None:
+    """Skip the calling test, with a reason, when dataset ``name``'s real files are not
+    on this machine (never downloads). ``ABLAB_DATA`` / ``ABLAB_SYSTEM_DATA`` pointed at
+    empty folders act as a fresh machine."""
+    import pytest
+
+    from ablab.data.sources import locate
+
+    where = locate(name)
+    if where is not None and where.found is None:
+        looked = ", ".join(str(p) for p in where.searched)
+        pytest.skip(f"needs the real {name} data (not in {looked}; `ablab data fetch {name}`)")

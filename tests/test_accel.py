@@ -76,6 +76,9 @@ def test_conv_nets_train_channels_last_and_mlps_do_not(tmp_path, monkeypatch):
 
 
 def test_channels_last_gives_the_same_run_as_contiguous():
+    from fixtures_data import require_dataset
+
+    require_dataset("fashion_mnist")
     fast, plain = fit(fashion_cnn()), fit(fashion_cnn(memory_format="contiguous"))
     assert run_id(fashion_cnn()) == run_id(fashion_cnn(memory_format="contiguous"))
     assert fast.history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"],

@@ -1,15 +1,12 @@
 """Every built-in study runs end to end in a reduced form, on the data available here
 (CIFAR-10 studies on a tiny fixture in the official format), report included."""
 
-from pathlib import Path
-
 import pytest
-from fixtures_data import write_cifar10
+from fixtures_data import require_dataset, write_cifar10
 
 from ablab.runner import run_study
 from ablab.study import builtin_studies, load_study
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 REDUCED = ["epochs=1", "dataset.subset=120", "dataset.eval_subset=300"]
 
 
@@ -25,8 +22,8 @@ def cifar_fixture(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", sorted(builtin_studies()))
 def test_builtin_study_runs_reduced(name, tmp_path, cifar_fixture):
     study = load_study(name, seeds=1, sets=REDUCED)
-    if any(r.config.dataset.name == "fashion_mnist" for r in study.runs) and not FASHION.exists():
-        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    for dataset in sorted({r.config.dataset.name for r in study.runs}):
+        require_dataset(dataset)  # cifar10: the fixture; fashion_mnist: the real files
     out = tmp_path / name
     outcome = run_study(study, out, workers=2, threads=1)
     assert outcome.counts["failed"] == 0, outcome.failures

@@ -125,11 +125,10 @@ def test_read_idx_header(tmp_path):
         read_idx(bad)
 
 
-REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="no system Fashion-MNIST copy")
 def test_real_fashion_mnist(data_dir):
+    from fixtures_data import require_dataset
+
+    require_dataset("fashion_mnist")  # the system copy (data_dir hides ~/.cache/ablab)
     b = load_data(cfg("fashion_mnist", val_fraction=0.1), seed=0)
     assert b.train.x.dtype == torch.uint8
     assert len(b.train) + len(b.val) == 60000
@@ -442,3 +441,63 @@ def test_cuda_bundle_loader_and_augment(data_dir):
     assert sum(len(y) for _, y in batches) == 40
     with pytest.raises(ValueError, match="generator"):
         BatchLoader(b.train, b, 16, shuffle=True, generator=torch.Generator())
+
+
+# ---------------------------------------------------------------- where the data is
+
+
+def test_system_data_folder_is_overridable(data_dir, monkeypatch):
+    """ABLAB_SYSTEM_DATA replaces /usr/share/datasets: an empty folder hides Debian's
+    Fashion-MNIST (a fresh machine), a folder holding fashion-mnist/ provides it."""
+    monkeypatch.setenv("ABLAB_SYSTEM_DATA", str(data_dir / "empty"))
+    where = sources.locate("fashion_mnist")
+    assert where.found is None and data_dir / "empty" / "fashion-mnist" in where.searched
+    assert not sources.available("fashion_mnist")
+    with pytest.raises(DataMissingError, match="fashion-mnist"):
+        load_raw("fashion_mnist")
+    system = data_dir / "system"
+    write_mnist(system, folder="fm", n_train=10, n_test=10)
+    (system / "fm" / "raw").rename(system / "fashion-mnist")
+    monkeypatch.setenv("ABLAB_SYSTEM_DATA", str(system))
+    assert sources.locate("fashion_mnist").found == system / "fashion-mnist"
+    assert load_raw("fashion_mnist").x.shape == (10, 1, 28, 28)
+
+
+def test_ablab_data_lists_every_dataset(data_dir, monkeypatch, capsys):
+    import sys
+
+    import ablab.cli
+
+    monkeypatch.setenv("ABLAB_SYSTEM_DATA", str(data_dir / "empty"))
+    write_mnist(data_dir, folder="MNIST", n_train=10, n_test=10)
+    monkeypatch.setattr(sys, "argv", ["ablab", "data"])
+    with pytest.raises(SystemExit) as exc:
+        ablab.cli.main()
+    assert exc.value.code == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert set(lines) == set(DATASETS.names())
+    assert lines["mnist"] == f"found in {data_dir / 'MNIST' / 'raw'}"
+    assert lines["moons"].startswith("no files needed")
+    fashion = lines["fashion_mnist"]
+    assert fashion.startswith("missing; needs train-images-idx3-ubyte.gz")
+    assert str(data_dir / "FashionMNIST" / "raw") in fashion
+    assert "fashion-mnist.s3-website" in fashion and "ablab data fetch fashion_mnist" in fashion
+    assert f"in {data_dir / 'cifar-10-batches-py'} from https://www.cs.toronto.edu" \
+        in lines["cifar10"]
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("cifar10", "download is off: ABLAB_DOWNLOAD=0"),
+    ("moons", "nothing to download"),
+    ("no_such_set", "unknown dataset 'no_such_set'"),
+])
+def test_ablab_data_fetch_fails_in_one_line(data_dir, monkeypatch, capsys, name, expect):
+    import sys
+
+    import ablab.cli
+
+    monkeypatch.setattr(sys, "argv", ["ablab", "data", "fetch", name])
+    with pytest.raises(SystemExit) as exc:
+        ablab.cli.main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and expect in err[0], err

@@ -30,6 +30,18 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a field by dotted path, e.g. --set optimizer.lr=0.01"),
 ]
+AllowPluginsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-plugins",
+        help="Import (run) the plugin modules the file names; also ABLAB_ALLOW_PLUGINS=1",
+    ),
+]
+
+
+def _consent(allow_plugins: bool) -> bool | None:
+    """--allow-plugins gives consent; without it the environment decides."""
+    return True if allow_plugins else None
 
 
 class Catalogue(StrEnum):
@@ -120,13 +132,14 @@ def train(
     threads: Annotated[
         int | None, typer.Option(min=1, help="Torch threads (default: by model size)")
     ] = None,
+    allow_plugins: AllowPluginsOption = False,
 ) -> None:
     """Train one fully specified run and report its metrics."""
     from ablab.config import load_run, run_id
     from ablab.store import atomic_write_json
     from ablab.train import fit
 
-    cfg = load_run(run_file, set_ or [])
+    cfg = load_run(run_file, set_ or [], allow_plugins=_consent(allow_plugins))
     out = out or Path("runs") / f"{run_file.stem}-{run_id(cfg)}"
     from ablab.execute import Task, plan_workers
     from ablab.execute.base import set_threads
@@ -195,13 +208,14 @@ def run(
     force_new_variants: Annotated[
         bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
     ] = False,
+    allow_plugins: AllowPluginsOption = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.runner import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
 
-    plan = load_study(study, seeds=seeds, sets=set_ or [])
+    plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=_consent(allow_plugins))
     outcome = run_study(
         plan,
         out,
@@ -253,9 +267,94 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
     directory holds."""
     from ablab.results import open_results
 
+    from ablab.store import StudyStore
+
     paths = open_results(out).report()
+    with StudyStore.existing(out) as store:
+        pending = [r for r in store.rows() if r["status"] in ("pending", "running")]
     for path in paths.values():
         console.print(f"wrote {path}")
+    if pending:
+        names = ", ".join(
+            f"{r['run_id']} ({r['variant_label'] + ', ' if r['variant_label'] else ''}"
+            f"seed={r['seed']})" for r in pending[:5]
+        )
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        console.print(
+            f"partial: {len(pending)} runs not done: {names}{more}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
+    """Verify the index and every run record; quarantine damaged records (exit 1 if any)."""
+    from ablab.store import StudyStore
+
+    with StudyStore.existing(out) as store:
+        found = store.check()
+        counts = store.counts()
+    bad = found["quarantined"] + found["missing"]
+    console.print(
+        f"{out}: {len(found['ok'])} run records whole, {len(found['quarantined'])} damaged "
+        f"(moved to runs/quarantine/), {len(found['missing'])} missing; index "
+        + (f"rebuilt ({found['rebuilt']})" if found["rebuilt"] else "whole"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if bad:
+        left = counts["pending"] + counts["running"]
+        console.print(f"{left} runs pending; `ablab run` with the same study and --out "
+                      "re-trains them", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+data_app = typer.Typer(
+    help="Where each dataset is (or the files, folder and URL it needs); fetch one.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.callback()
+def data(ctx: typer.Context) -> None:
+    """Every dataset, with where it was found or the exact files, folder and URL it needs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ablab.data.sources import locate
+    from ablab.registry import DATASETS
+
+    for entry in DATASETS:
+        where = locate(entry.name)
+        if where is None:
+            origin = "plugin dataset" if entry.meta.get("plugin") else "no files needed"
+            line = f"{entry.name}: {origin} ({entry.summary})"
+        elif where.found is not None:
+            line = f"{entry.name}: found in {where.found}"
+        else:
+            line = (
+                f"{entry.name}: missing; needs {', '.join(where.files)} in {where.folder} "
+                f"from {where.url} (looked in {', '.join(str(p) for p in where.searched)}); "
+                f"`ablab data fetch {entry.name}` downloads it"
+            )
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+@data_app.command("fetch")
+def data_fetch(name: Annotated[str, typer.Argument(help="A dataset's name")]) -> None:
+    """Download a dataset through torchvision (checksums verified) where a network allows."""
+    from ablab.data.sources import fetch
+    from ablab.registry import DATASETS
+
+    if name not in DATASETS:
+        raise UserError(
+            f"ablab data fetch: unknown dataset {name!r}; datasets: {', '.join(DATASETS.names())}"
+        )
+    where = fetch(name)
+    console.print(f"{name}: downloaded and verified in {where.found}", highlight=False,
+                  soft_wrap=True, markup=False)
 
 
 class ExportTarget(StrEnum):
@@ -297,6 +396,15 @@ def export_(
         )
 
 
+def _one_line(text: str) -> str:
+    """A user error is one line: control characters (a newline inside a key the user
+    wrote, say) are shown escaped."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def main() -> None:
     """Exit status: 0 done; 1 runs failed or diverged; 2 bad input (one line); 130 / 143
     stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
@@ -310,7 +418,8 @@ def main() -> None:
         err_console.print(str(exc))
         sys.exit(exc.exit_code)
     except UserError as exc:
-        err_console.print(f"error: {exc}", markup=False)  # "ablab[mlflow]" is no markup
+        # "ablab[mlflow]" is no markup; a field name holding a newline stays one line
+        err_console.print(f"error: {_one_line(str(exc))}", markup=False)
         sys.exit(2)
     except OSError as exc:  # the disk, not the study: one line, not a traceback
         where = f"{exc.filename}: " if exc.filename else ""

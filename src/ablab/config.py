@@ -37,6 +37,8 @@ from ablab.registry import (
 )
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+# A seed: what numpy's and torch's generators and the index (SQLite INTEGER) all take.
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
 OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -108,7 +110,7 @@ class DatasetConfig(Component):
     validate_on: Literal["holdout", "test"] = "holdout"
     # Seed of the train/validation/test split and of the subset; None: the run's seed, so
     # runs that share a seed share their split (what a paired comparison needs).
-    split_seed: int | None = None
+    split_seed: Seed | None = None
 
 
 _INIT_RE = re.compile(r"^normal\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
@@ -196,7 +198,7 @@ class RunConfig(Strict):
     """One fully specified training run."""
 
     name: str | None = None  # a label only; not part of the run id
-    seed: int = 0
+    seed: Seed = 0
     epochs: PositiveInt
     batch_size: Annotated[int | str, pydantic.BeforeValidator(_batch_size)] = 64
     eval_batch_size: PositiveInt = 2048
@@ -222,20 +224,24 @@ class RunConfig(Strict):
     # Weights the run keeps (saved by the store as DIR/runs/ID.safetensors): "last" = the
     # weights the test metrics come from, "best" = the best validation-accuracy epoch's.
     keep: Literal["none", "best", "last"] = "none"
-    # Modules (names or .py paths) that register user components; imported before the rest
-    # is validated, in this process and in every worker (see ablab.plugins).
+    # Modules (names or .py paths) that register user components; imported when a file is
+    # loaded with consent, never by validation (see ablab.plugins).
     plugins: list[str] = []
 
     @model_validator(mode="before")
     @classmethod
-    def _import_plugins(cls, data: Any) -> Any:
-        from ablab.plugins import PluginError, import_plugins
+    def _plugins_loaded(cls, data: Any) -> Any:
+        from ablab.plugins import CONSENT_ENV, unloaded_plugins
 
         if isinstance(data, dict) and isinstance(data.get("plugins"), list):
-            try:
-                import_plugins(data["plugins"])
-            except PluginError as exc:
-                raise FieldError("plugins", str(exc).removeprefix("plugins: ")) from None
+            missing = unloaded_plugins(data["plugins"])
+            if missing:
+                raise FieldError(
+                    "plugins",
+                    f"{missing[0]!r} is not loaded; plugins are imported when the file is "
+                    f"loaded with --allow-plugins (or {CONSENT_ENV}=1, or "
+                    "ablab.plugins.import_plugins(..., allow=True))",
+                )
         return data
 
     @model_validator(mode="after")
@@ -438,12 +444,19 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> 
     return data
 
 
-def load_run(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Load a run file, apply ``--set`` overrides, validate."""
+def load_run(
+    path: str | Path, sets: list[str] | tuple[str, ...] = (), allow_plugins: bool | None = None
+) -> RunConfig:
+    """Load a run file, apply ``--set`` overrides, validate. Plugins the file names are
+    imported only with ``allow_plugins`` (None: ``ABLAB_ALLOW_PLUGINS``)."""
     data = apply_overrides(load_toml(path), sets)
     if isinstance(data.get("plugins"), list):  # relative paths are relative to the file
-        from ablab.plugins import resolve_plugins
+        from ablab.plugins import PluginError, import_plugins, resolve_plugins
 
         data["plugins"] = resolve_plugins(data["plugins"], Path(path).parent)
+        try:
+            import_plugins(data["plugins"], allow=allow_plugins)
+        except PluginError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     source = str(path) + (" (with --set)" if sets else "")
     return parse_run(data, source)

@@ -22,8 +22,18 @@ and every worker process import them before validating a run::
 
 A name that is not importable but sits next to the study file (``my_models.py``) is
 found there. File paths are relative to the study file and are stored absolute in the
-resolved config (``RunConfig.plugins``), which is what reaches worker processes: a run's
-config is validated there, and validating imports its plugins first.
+resolved config (``RunConfig.plugins``), which is what reaches worker processes.
+
+Consent: a plugin is code, so a study or run file naming one is a program. Plugins are
+imported only when loading a file with consent (``--allow-plugins`` on the command line,
+``allow_plugins=True`` in Python, or ``ABLAB_ALLOW_PLUGINS=1`` in the environment, for
+notebooks and workers); without it loading stops with one line naming the plugin and the
+flag. This holds for installed modules too: a module name in a study file chooses which
+installed code runs at import (anything on ``sys.path``, including a file beside the study
+that shadows a name), so only modules this process has already imported need no consent.
+Validating a config never imports: a config naming a plugin that is not loaded is refused
+with a clear error. Worker processes import exactly the plugins of the tasks their parent
+sends them, after the parent loaded (and so consented to) them.
 
 This module sits at the left end of the pipeline, beside the registries.
 """
@@ -51,8 +61,12 @@ from ablab.registry import (
 )
 
 __all__ = [
+    "CONSENT_ENV",
+    "PluginConsentError",
     "PluginError",
+    "consent_from_env",
     "import_plugins",
+    "is_loaded",
     "plugins_used",
     "register_activation",
     "register_dataset",
@@ -68,8 +82,22 @@ __all__ = [
 PLUGIN_ATTR = "__ablab_plugin__"
 
 
+#: The environment variable that gives consent to import plugins (notebooks, workers).
+CONSENT_ENV = "ABLAB_ALLOW_PLUGINS"
+
+
 class PluginError(UserError):
     """A plugin module named by a study or run file cannot be imported."""
+
+
+class PluginConsentError(PluginError):
+    """A plugin would be imported (run) without the user's consent."""
+
+
+def consent_from_env() -> bool:
+    """Whether ``ABLAB_ALLOW_PLUGINS`` gives consent (1, true, yes, on)."""
+    value = __import__("os").environ.get(CONSENT_ENV, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 _IMPORTED: set[str] = set()  # specs imported by this process (configs are validated often)
@@ -191,8 +219,11 @@ def resolve_plugins(specs: Iterable[Any], base_dir: str | Path | None = None) ->
             continue
         spec = spec.strip()
         if _is_path(spec):
-            path = Path(spec).expanduser()
-            out.append(str((path if path.is_absolute() else base / path).resolve()))
+            try:
+                path = Path(spec).expanduser()
+                out.append(str((path if path.is_absolute() else base / path).resolve()))
+            except (RuntimeError, OSError, ValueError):  # "~nobody/x.py", a NUL byte
+                out.append(spec)  # import_plugins says, in one line, it is no such file
             continue
         if spec in sys.modules or _findable(spec):
             out.append(spec)
@@ -205,8 +236,13 @@ def resolve_plugins(specs: Iterable[Any], base_dir: str | Path | None = None) ->
 
 
 def _findable(name: str) -> bool:
+    """Whether ``name``'s top-level package is importable, found without importing
+    anything (``find_spec("a.b")`` would run ``a/__init__.py``)."""
+    top = name.split(".")[0]
+    if not top.isidentifier():
+        return False
     try:
-        return importlib.util.find_spec(name) is not None
+        return importlib.util.find_spec(top) is not None
     except (ImportError, ValueError):
         return False
 
@@ -241,18 +277,50 @@ def _same_file(a: str, b: Path) -> bool:
         return False
 
 
-def import_plugins(specs: Iterable[Any]) -> None:
+def is_loaded(spec: Any) -> bool:
+    """Whether the plugin ``spec`` (a module name or a ``.py`` path) is imported in this
+    process (by ablab, or by the user's own code)."""
+    if not isinstance(spec, str) or not spec.strip():
+        return True  # not a plugin spec: validation refuses it on its own
+    spec = spec.strip()
+    if not _is_path(spec):
+        return spec in sys.modules
+    try:
+        path = Path(spec).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):  # "~nobody/…", a NUL byte
+        return False
+    return any(
+        getattr(m, "__file__", None) and _same_file(m.__file__, path)
+        for m in list(sys.modules.values())
+    )
+
+
+def _consent_line(spec: str) -> str:
+    return (
+        f"plugins: {spec!r} is code and is imported only with consent; pass "
+        f"--allow-plugins (or set {CONSENT_ENV}=1, or allow_plugins=True in Python) "
+        "if you trust it"
+    )
+
+
+def import_plugins(specs: Iterable[Any], allow: bool | None = None) -> None:
     """Import each plugin module (a module name or a ``.py`` path); already imported ones
-    are skipped. Raises :class:`PluginError` with one line naming the module."""
+    are skipped. ``allow``: consent to run plugin code (None: ``ABLAB_ALLOW_PLUGINS``);
+    without it a plugin not yet imported raises :class:`PluginConsentError`. Raises
+    :class:`PluginError` with one line naming the module."""
+    specs = [s.strip() for s in specs if isinstance(s, str) and s.strip()]
+    todo = [s for s in specs if not is_loaded(s)]
+    if not todo:
+        _IMPORTED.update(specs)
+        return
+    if not (consent_from_env() if allow is None else allow):
+        raise PluginConsentError(_consent_line(todo[0]))
     for spec in specs:
-        if not isinstance(spec, str) or not spec.strip():
-            continue
-        spec = spec.strip()
-        if spec in _IMPORTED:
+        if spec in _IMPORTED and is_loaded(spec):
             continue
         try:
             if _is_path(spec):
-                _import_file(Path(spec).expanduser())
+                _import_file(Path(spec))
             elif spec not in sys.modules:
                 importlib.import_module(spec)
         except PluginError:
@@ -263,3 +331,8 @@ def import_plugins(specs: Iterable[Any]) -> None:
                 f"plugins: cannot import {spec!r} ({type(exc).__name__}: {detail})"
             ) from None
         _IMPORTED.add(spec)
+
+
+def unloaded_plugins(specs: Iterable[Any]) -> list[str]:
+    """The plugin specs among ``specs`` that this process has not imported."""
+    return [s for s in specs if not is_loaded(s)]

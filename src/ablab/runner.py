@@ -265,6 +265,7 @@ def train_run(
     *,
     sets: list[str] | tuple[str, ...] = (),
     on_epoch=None,
+    allow_plugins: bool | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Train one run and return its :class:`~ablab.train.RunResult` (history, final
@@ -276,6 +277,9 @@ def train_run(
     ...               device="cpu", optimizer__lr=0.02)
     >>> r.status, len(r.history)
     ('done', 2)
+
+    ``allow_plugins``: consent to import the plugin code the config names (None: the
+    ``ABLAB_ALLOW_PLUGINS`` environment variable decides).
     """
     from ablab.train import fit
 
@@ -283,6 +287,13 @@ def train_run(
     for key, value in overrides.items():
         set_path(data, key.replace("__", "."), value)
     apply_overrides(data, sets)
+    if isinstance(data.get("plugins"), list):  # code: imported only with consent
+        from ablab.plugins import PluginError, import_plugins
+
+        try:
+            import_plugins(data["plugins"], allow=allow_plugins)
+        except PluginError as exc:
+            raise UserError(f"{source}: {exc}") from None
     if overrides or sets:
         source += " (with overrides)"
     return fit(parse_run(data, source), on_epoch=on_epoch)

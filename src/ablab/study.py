@@ -35,6 +35,7 @@ from pydantic import Field, field_validator
 from ablab import identity
 from ablab.config import (
     RunConfig,
+    Seed,
     Strict,
     apply_overrides,
     format_validation_error,
@@ -53,7 +54,7 @@ class StudyConfig(Strict):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     description: str = ""
-    seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     base: dict[str, Any]
     # Each factor: dotted path → values. Optional "_labels" (one name per value, shown in
     # labels and tables instead of the values) and "_name" (that column's name, default
@@ -365,10 +366,15 @@ def resolve_study_path(path_or_name: str | Path) -> Path:
 
 
 def load_study(
-    path_or_name: str | Path, seeds: int | None = None, sets: list[str] | tuple[str, ...] = ()
+    path_or_name: str | Path,
+    seeds: int | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    allow_plugins: bool | None = None,
 ) -> Study:
     """Load a study file (or a built-in study by name); ``seeds`` replaces the seed list with
-    ``range(seeds)``; ``sets`` override fields of the base recipe by dotted path."""
+    ``range(seeds)``; ``sets`` override fields of the base recipe by dotted path. Plugins
+    the file names are imported only with ``allow_plugins`` (None: ``ABLAB_ALLOW_PLUGINS``;
+    see :mod:`ablab.plugins`)."""
     path = resolve_study_path(path_or_name)
     data = load_toml(path)
     text = path.read_text(encoding="utf-8")
@@ -377,16 +383,17 @@ def load_study(
         cfg = StudyConfig.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, root=StudyConfig)) from None
-    if cfg.plugins:  # before the runs are validated: they may name plugin components
+    given = cfg.base.get("plugins") if isinstance(cfg.base.get("plugins"), list) else []
+    if cfg.plugins or given:  # before the runs are validated: they may name plugin components
         from ablab.plugins import PluginError, import_plugins, resolve_plugins
 
         resolved = resolve_plugins(cfg.plugins, path.parent)
+        resolved += [p for p in resolve_plugins(given, path.parent) if p not in resolved]
         try:
-            import_plugins(resolved)
+            import_plugins(resolved, allow=allow_plugins)
         except PluginError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        given = cfg.base.get("plugins") if isinstance(cfg.base.get("plugins"), list) else []
-        cfg.base["plugins"] = resolved + [p for p in given if p not in resolved]
+        cfg.base["plugins"] = resolved
     if seeds is not None:
         if seeds < 1:
             raise ConfigError(f"--seeds: must be at least 1, got {seeds}")

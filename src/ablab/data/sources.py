@@ -1,9 +1,14 @@
 """The built-in datasets and the readers of their official file formats.
 
 Image datasets are looked for under ``data_root()`` (``$ABLAB_DATA``, default
-``~/.cache/ablab``) in torchvision's layout, then in known system folders, and downloaded
-through torchvision (which checks MD5 sums) unless ``ABLAB_DOWNLOAD=0``. When no copy can
-be had, ``DataMissingError`` says, in one line, where to put the files.
+``~/.cache/ablab``) in torchvision's layout, then in known system folders
+(``system_data_root()``: ``$ABLAB_SYSTEM_DATA``, default Debian's ``/usr/share/datasets``),
+and downloaded through torchvision (which checks MD5 sums) unless ``ABLAB_DOWNLOAD=0``.
+When no copy can be had, ``DataMissingError`` says, in one line, where to put the files.
+
+Each file dataset's registry entry carries ``locate`` (where a copy is, or what is
+needed: files, folder, URL; never downloads) and ``fetch`` (download and verify), which
+``ablab data`` and the tests' "skip when absent" use.
 """
 
 # No `from __future__ import annotations` here: the registry reads the option annotations
@@ -13,6 +18,7 @@ import gzip
 import os
 import pickle
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +40,27 @@ def data_root() -> Path:
     """Where datasets live: ``$ABLAB_DATA``, default ``~/.cache/ablab``."""
     env = os.environ.get("ABLAB_DATA")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ablab"
+
+
+def system_data_root() -> Path:
+    """Where system packages put datasets: ``$ABLAB_SYSTEM_DATA``, default
+    ``/usr/share/datasets`` (Debian's ``dataset-fashion-mnist``). Point it at an empty
+    folder to hide system copies (tests do, to act as a fresh machine)."""
+    env = os.environ.get("ABLAB_SYSTEM_DATA")
+    return Path(env).expanduser() if env else Path("/usr/share/datasets")
+
+
+@dataclass
+class DataLocation:
+    """Where a file dataset's copy is (``found``), or what it needs: ``files`` in
+    ``folder`` from ``url``; ``searched`` lists every folder looked in."""
+
+    name: str
+    found: Path | None
+    folder: Path
+    files: list[str]
+    url: str
+    searched: list[Path]
 
 
 def download_allowed() -> bool:
@@ -175,29 +202,43 @@ def _load_idx_set(files: dict[str, Path], class_names: list[str]) -> RawData:
     )
 
 
+def _mnist_locate(
+    name: str, tv_name: str, extra_dirs: list[Path], source_url: str
+) -> DataLocation:
+    folder = data_root() / tv_name / "raw"
+    searched = [folder, *extra_dirs]
+    found = next((d for d in searched if _find_idx(d) is not None), None)
+    files = [f"{s}.gz" for s in _IDX_FILES.values()]
+    return DataLocation(name, found, folder, files, source_url, searched)
+
+
+def _mnist_fetch(tv_name: str) -> None:
+    import torchvision.datasets as tvd
+
+    getattr(tvd, tv_name)(str(data_root()), train=True, download=True)
+
+
 def _mnist_like(name: str, tv_name: str, extra_dirs: list[Path], source_url: str) -> RawData:
     import torchvision.datasets as tvd
 
-    tv_cls = getattr(tvd, tv_name)
-    classes = [str(c) for c in tv_cls.classes]
-    root = data_root()
-    folder = root / tv_name / "raw"
-    for d in [folder, *extra_dirs]:
-        files = _find_idx(d)
-        if files is not None:
-            return _load_idx_set(files, classes)
-    reason = _download(name, lambda: tv_cls(str(root), train=True, download=True))
+    classes = [str(c) for c in getattr(tvd, tv_name).classes]
+    where = _mnist_locate(name, tv_name, extra_dirs, source_url)
+    if where.found is not None:
+        return _load_idx_set(_find_idx(where.found), classes)
+    reason = _download(name, lambda: _mnist_fetch(tv_name))
     if reason is None:
-        files = _find_idx(folder)
+        files = _find_idx(where.folder)
         if files is not None:
             return _load_idx_set(files, classes)
         reason = "download finished but the files are not there"
-    places = " or ".join(str(p) for p in [folder, *extra_dirs])
-    wanted = ", ".join(f"{s}.gz" for s in _IDX_FILES.values())
+    places = " or ".join(str(p) for p in where.searched)
     raise DataMissingError(
         f"dataset {name}: no copy found in {places} and {reason}; "
-        f"put {wanted} from {source_url} in {folder}, or set ABLAB_DATA"
+        f"put {', '.join(where.files)} from {source_url} in {where.folder}, or set ABLAB_DATA"
     )
+
+
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
 @DATASETS.register(
@@ -206,12 +247,22 @@ def _mnist_like(name: str, tv_name: str, extra_dirs: list[Path], source_url: str
     official_test=True,
     shape=(1, 28, 28),
     size=60000,
+    locate=lambda: _mnist_locate("mnist", "MNIST", [], MNIST_URL),
+    fetch=lambda: _mnist_fetch("MNIST"),
 )
 def mnist() -> RawData:
-    return _mnist_like("mnist", "MNIST", [], "https://ossci-datasets.s3.amazonaws.com/mnist/")
+    return _mnist_like("mnist", "MNIST", [], MNIST_URL)
 
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+
+def fashion_system_dir() -> Path:
+    """Debian's copy: ``$ABLAB_SYSTEM_DATA/fashion-mnist`` when that is set."""
+    if os.environ.get("ABLAB_SYSTEM_DATA"):
+        return system_data_root() / "fashion-mnist"
+    return FASHION_SYSTEM_DIR
 
 
 @DATASETS.register(
@@ -220,14 +271,13 @@ FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
     official_test=True,
     shape=(1, 28, 28),
     size=60000,
+    locate=lambda: _mnist_locate(
+        "fashion_mnist", "FashionMNIST", [fashion_system_dir()], FASHION_URL
+    ),
+    fetch=lambda: _mnist_fetch("FashionMNIST"),
 )
 def fashion_mnist() -> RawData:
-    return _mnist_like(
-        "fashion_mnist",
-        "FashionMNIST",
-        [FASHION_SYSTEM_DIR],
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    )
+    return _mnist_like("fashion_mnist", "FashionMNIST", [fashion_system_dir()], FASHION_URL)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (pickles)
@@ -283,8 +333,23 @@ def read_cifar10(folder: Path) -> RawData:
     )
 
 
+CIFAR10_FILES = [*CIFAR10_TRAIN, "test_batch", "batches.meta"]
+
+
 def _cifar_present(folder: Path) -> bool:
-    return all((folder / n).is_file() for n in [*CIFAR10_TRAIN, "test_batch", "batches.meta"])
+    return all((folder / n).is_file() for n in CIFAR10_FILES)
+
+
+def _cifar_locate() -> DataLocation:
+    folder = data_root() / CIFAR10_FOLDER
+    found = folder if _cifar_present(folder) else None
+    return DataLocation("cifar10", found, folder, list(CIFAR10_FILES), CIFAR10_URL, [folder])
+
+
+def _cifar_fetch() -> None:
+    import torchvision.datasets as tvd
+
+    tvd.CIFAR10(str(data_root()), train=True, download=True)
 
 
 @DATASETS.register(
@@ -293,19 +358,15 @@ def _cifar_present(folder: Path) -> bool:
     official_test=True,
     shape=(3, 32, 32),
     size=50000,
+    locate=_cifar_locate,
+    fetch=_cifar_fetch,
 )
 def cifar10() -> RawData:
     root = data_root()
     folder = root / CIFAR10_FOLDER
     if _cifar_present(folder):
         return read_cifar10(folder)
-
-    def fetch():
-        import torchvision.datasets as tvd
-
-        tvd.CIFAR10(str(root), train=True, download=True)
-
-    reason = _download("cifar10", fetch)
+    reason = _download("cifar10", _cifar_fetch)
     if reason is None and _cifar_present(folder):
         return read_cifar10(folder)
     reason = reason or "download finished but the files are not there"
@@ -313,3 +374,39 @@ def cifar10() -> RawData:
         f"dataset cifar10: no copy found in {folder} and {reason}; put the extracted "
         f"'{CIFAR10_FOLDER}' folder from {CIFAR10_URL} in {root}, or set ABLAB_DATA"
     )
+
+
+# ---------------------------------------------------------------- where the data is
+
+
+def locate(name: str) -> DataLocation | None:
+    """Where dataset ``name``'s files are, or what it needs; None for a dataset that
+    needs no files (generated, or shipped with a library) or that does not say (a
+    plugin dataset). Never downloads."""
+    locator = DATASETS.get(name).meta.get("locate")
+    return locator() if locator is not None else None
+
+
+def available(name: str) -> bool:
+    """Whether dataset ``name`` can be loaded without a download."""
+    where = locate(name)
+    return where is None or where.found is not None
+
+
+def fetch(name: str) -> DataLocation:
+    """Download dataset ``name`` through torchvision (which checks MD5 sums) and check
+    its files are where ablab reads them; one-line ``DataMissingError`` otherwise."""
+    entry = DATASETS.get(name)
+    fetcher = entry.meta.get("fetch")
+    if fetcher is None:
+        raise DataMissingError(f"dataset {name}: nothing to download (it needs no files)")
+    reason = _download(name, fetcher)
+    where = locate(name)
+    if reason is None and (where is None or where.found is None):
+        reason = "download finished but the files are not there"
+    if reason is not None:
+        raise DataMissingError(
+            f"dataset {name}: {reason}; put {', '.join(where.files)} from {where.url} "
+            f"in {where.folder}, or set ABLAB_DATA"
+        )
+    return where

@@ -153,9 +153,11 @@ def run_task(config: dict[str, Any], on_epoch: Callable[[dict[str, Any]], None] 
     A user error (missing data, an architecture that cannot take the data) and any failure
     inside training (out of memory, a bug) become a one-line reason: the study goes on."""
     from ablab.config import RunConfig
+    from ablab.plugins import import_plugins
     from ablab.train import fit
 
     try:
+        import_plugins(config.get("plugins") or [])  # consent: ABLAB_ALLOW_PLUGINS
         result = fit(RunConfig.model_validate(config), on_epoch=on_epoch)
         payload = result.to_dict()
         if result.weights is not None:  # keep = best | last: safetensors bytes for the store
@@ -181,9 +183,12 @@ def run_group(
     ``(status, payload)`` per config, in order, as ``run_task`` gives. If batched training
     itself fails, each run is retried alone, so one bad run never fails its siblings."""
     from ablab.config import RunConfig
+    from ablab.plugins import import_plugins
     from ablab.train.batched import can_batch, fit_seeds, worth_batching
 
     try:
+        for c in configs:  # consent: ABLAB_ALLOW_PLUGINS (set by the executor, see below)
+            import_plugins(c.get("plugins") or [])
         cfgs = [RunConfig.model_validate(c) for c in configs]
         if batched is None:  # not decided by the caller (``plan_units``)
             batched = worth_batching(cfgs) and can_batch(cfgs)
@@ -199,3 +204,20 @@ def run_group(
         run_task(config, None if on_epoch is None else (lambda r, i=i: on_epoch(i, r)))
         for i, config in enumerate(configs)
     ]
+
+
+def parent_vouches_for_plugins(tasks: list[Task]) -> bool:
+    """Whether workers may import the plugins these tasks name: yes when this (the
+    parent) process has imported every one of them already, which it did only with the
+    user's consent (``--allow-plugins``); the worker then imports exactly those."""
+    from ablab.plugins import is_loaded
+
+    return all(is_loaded(p) for t in tasks for p in (t.config.get("plugins") or []))
+
+
+def allow_plugins_in_this_worker(allowed: bool) -> None:
+    """In a worker process: take the parent's consent to import the tasks' plugins."""
+    if allowed:
+        from ablab.plugins import CONSENT_ENV
+
+        os.environ[CONSENT_ENV] = "1"

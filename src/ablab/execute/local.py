@@ -18,13 +18,23 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
-from ablab.execute.base import Event, OnEvent, Task, plan_units, run_group, set_threads
+from ablab.execute.base import (
+    Event,
+    OnEvent,
+    Task,
+    allow_plugins_in_this_worker,
+    parent_vouches_for_plugins,
+    plan_units,
+    run_group,
+    set_threads,
+)
 
 
-def _worker(conn: Connection, threads: int) -> None:
+def _worker(conn: Connection, threads: int, allow_plugins: bool = False) -> None:
     # The parent decides how to stop on Ctrl-C; workers must not die half-way on their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
+    allow_plugins_in_this_worker(allow_plugins)
     while True:
         try:
             unit = conn.recv()
@@ -84,10 +94,13 @@ class LocalExecutor:
         self.batch_seeds = batch_seeds
         self._ctx = mp.get_context("spawn")  # fork + torch threads can deadlock
         self._pool: list[_Worker] = []
+        self._allow_plugins = False
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker, args=(child, self.threads), daemon=True)
+        process = self._ctx.Process(
+            target=_worker, args=(child, self.threads, self._allow_plugins), daemon=True
+        )
         # An ignored SIGINT survives exec, so a Ctrl-C while the worker is still importing
         # torch cannot kill it half-way (the parent alone decides how to stop).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -100,6 +113,7 @@ class LocalExecutor:
 
     def run(self, tasks: list[Task], on_event: OnEvent) -> None:
         queue = deque(plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks])
+        self._allow_plugins = parent_vouches_for_plugins(tasks)
         self._pool = [self._spawn() for _ in range(min(self.workers, len(queue)))]
         try:
             while queue or any(w.task for w in self._pool):

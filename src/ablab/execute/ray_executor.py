@@ -8,7 +8,16 @@ the local executor would, so both give identical results for the same runs.
 from __future__ import annotations
 
 from ablab.errors import UserError
-from ablab.execute.base import Event, OnEvent, Task, plan_units, run_group, set_threads
+from ablab.execute.base import (
+    Event,
+    OnEvent,
+    Task,
+    allow_plugins_in_this_worker,
+    parent_vouches_for_plugins,
+    plan_units,
+    run_group,
+    set_threads,
+)
 
 
 def _ray():
@@ -22,8 +31,11 @@ def _ray():
     return ray
 
 
-def _remote_fit(configs: list[dict], threads: int, batched: bool | None = None):
+def _remote_fit(
+    configs: list[dict], threads: int, batched: bool | None = None, allow_plugins: bool = False
+):
     set_threads(threads)
+    allow_plugins_in_this_worker(allow_plugins)
     return run_group(configs, batched=batched)
 
 
@@ -47,8 +59,10 @@ class RayExecutor:
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_remote_fit)
         pending = {}
         try:
+            allow = parent_vouches_for_plugins(tasks)
             for unit, batched in plan_units(tasks):
-                pending[remote.remote([t.config for t in unit], self.threads, batched)] = unit
+                configs = [t.config for t in unit]
+                pending[remote.remote(configs, self.threads, batched, allow)] = unit
                 for task in unit:
                     on_event(Event("started", task))
             while pending:

@@ -476,12 +476,17 @@ FIGURES = [
 
 
 def save_figure(fig: Figure, folder: Path, name: str, dpi: int = 110) -> dict[str, Path]:
-    """Write ``folder/name.png`` and ``folder/name.svg``; returns both paths."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``folder/name.png`` and ``folder/name.svg`` atomically (rendered in memory,
+    then a temporary file renamed over the old one: a killed process never leaves half a
+    figure); returns both paths."""
+    from ablab.store import atomic_write_bytes, atomic_write_text
+
     paths = {"png": folder / f"{name}.png", "svg": folder / f"{name}.svg"}
     with matplotlib.rc_context(STYLE):
-        fig.savefig(paths["png"], dpi=dpi, metadata={"Software": None})
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-    paths["svg"].write_text(buffer.getvalue(), encoding="utf-8")
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=dpi, metadata={"Software": None})
+        svg = io.StringIO()
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    atomic_write_bytes(paths["png"], png.getvalue())
+    atomic_write_text(paths["svg"], svg.getvalue())
     return paths

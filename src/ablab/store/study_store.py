@@ -10,6 +10,11 @@ Crash safety: a run's record file is written atomically before its index row say
 ``done``; the index is SQLite in WAL mode with synchronous=FULL. A process killed at any
 point leaves runs either done (record complete) or not done (re-run on resume): rows left
 ``running`` by a dead process are put back to ``pending`` by the next ``ablab run``.
+
+Self-healing: the records are the results, the index is derived data. A record that does
+not parse or is not about its run is moved to ``runs/quarantine/`` (one warning line) and
+its run goes back to ``pending``; an index that is missing or damaged is rebuilt from
+``study.json`` and ``runs/*.json`` (one warning line), so nothing finished is lost.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from ablab.errors import UserError
 from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ablab.store.records import DamagedRecord, quarantine_file, read_record, warn
 from ablab.study import Study
 
 STATUSES = ("pending", "running", "done", "diverged", "failed")
@@ -68,32 +74,132 @@ class StudyStore:
         self.db_path = self.root / "index.sqlite"
         self._lock_handle = None
         self._db: sqlite3.Connection | None = None
+        self._healed = False
+        self.rebuilt: str | None = None  # why the index was rebuilt by this store, if it was
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def existing(cls, root: str | Path) -> StudyStore:
         store = cls(root)
-        if not store.db_path.exists():
+        if not store.db_path.exists() and not (store.root / "study.json").is_file():
             raise StudyDirError(f"{root}: not a study directory (no index.sqlite)")
         return store
 
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            db = None
+            missing = not self.db_path.exists()
+            if missing and self._has_results():
+                self._db = self._rebuild("index.sqlite is missing")
+                return self._db
             try:
-                db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-                db.row_factory = sqlite3.Row
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.executescript(_SCHEMA)
+                self._db = self._open()
             except sqlite3.Error as exc:
-                if db is not None:
-                    db.close()
-                raise StudyDirError(f"{self.db_path}: cannot open the index ({exc})") from None
-            self._db = db
+                if not self._has_results():
+                    raise StudyDirError(
+                        f"{self.db_path}: cannot open the index ({exc})"
+                    ) from None
+                self._db = self._rebuild(f"index.sqlite is damaged ({exc})")
+                return self._db
+            empty = self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+            if empty and (self.root / "study.json").is_file():  # emptied, not just created
+                self._db.close()
+                self._db = self._rebuild("index.sqlite holds no runs")
         return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check}")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if not {"run_id", "status", "in_study", "final"} <= columns:
+                raise sqlite3.DatabaseError("the runs table lacks columns")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _has_results(self) -> bool:
+        """Whether the index can be rebuilt: the study file or run records are here."""
+        runs = self.root / "runs"
+        return (self.root / "study.json").is_file() or (
+            runs.is_dir() and any(runs.glob("*.json"))
+        )
+
+    def _rebuild(self, why: str) -> sqlite3.Connection:
+        """A new index from study.json (the plan) and runs/*.json (what finished). The
+        damaged file is kept beside it as index.sqlite.damaged."""
+        kept = ""
+        if self.db_path.exists():
+            damaged = self.db_path.with_name("index.sqlite.damaged")
+            os.replace(self.db_path, damaged)
+            kept = f"; the old one is kept as {damaged.name}"
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+        try:
+            db = self._open()
+        except sqlite3.Error as exc:
+            raise StudyDirError(f"{self.db_path}: cannot create the index ({exc})") from None
+        self._db = db
+        try:
+            info = json.loads((self.root / "study.json").read_text(encoding="utf-8"))
+            planned = info["runs"] if isinstance(info, dict) else []
+            name = info.get("name") if isinstance(info, dict) else None
+        except (OSError, ValueError, KeyError):
+            planned, name = [], None
+        records, damaged = 0, 0
+        with self._tx() as tx:
+            known: set[str] = set()
+            for position, run in enumerate(planned):
+                try:
+                    tx.execute(
+                        "INSERT INTO runs (run_id, position, variant_id, variant_label, "
+                        "variant, seed, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (run["run_id"], position, run["variant_id"], run["variant_label"],
+                         json.dumps(run["variant"]), int(run["seed"]),
+                         json.dumps(run["config"])),
+                    )
+                    known.add(run["run_id"])
+                except (KeyError, TypeError, ValueError, sqlite3.IntegrityError):
+                    continue  # a damaged study.json entry: its record (if any) still counts
+            if name:
+                self._set_meta(tx, "name", str(name))
+            for path in sorted((self.root / "runs").glob("*.json")):
+                try:
+                    record = read_record(path)
+                except DamagedRecord as exc:
+                    self._quarantine_file(path, str(exc))
+                    damaged += 1
+                    continue
+                rid = record["run_id"]
+                if rid not in known:  # a run the study file no longer names: set aside
+                    config = record["config"]
+                    tx.execute(
+                        "INSERT INTO runs (run_id, position, variant_id, variant_label, "
+                        "variant, seed, config, in_study) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (rid, len(known) + 1_000_000, "", "", "{}",
+                         int(config.get("seed", 0) or 0), json.dumps(config),
+                         0 if planned else 1),
+                    )
+                    known.add(rid)
+                self._store_row(tx, record, finished=path.stat().st_mtime)
+                tx.execute("UPDATE runs SET attempts=1 WHERE run_id=?", (rid,))
+                records += 1
+        source = "study.json and " if planned else ""
+        note = f", {damaged} damaged ones quarantined" if damaged else ""
+        self.rebuilt = why
+        warn(
+            f"{self.db_path}: {why}; rebuilt it from {source}{records} run records"
+            f"{note} (nothing finished is lost){kept}"
+        )
+        return db
 
     def close(self) -> None:
         if self._db is not None:
@@ -208,7 +314,9 @@ class StudyStore:
 
     def prepare(self, retry_failed: bool = False) -> list[str]:
         """Runs to do now, in plan order: pending ones, runs a killed process left
-        ``running``, and failed ones if ``retry_failed``."""
+        ``running``, runs whose record is damaged or missing, and failed ones if
+        ``retry_failed``."""
+        self.heal()
         with self._tx() as db:
             db.execute("UPDATE runs SET status='pending' WHERE status='running'")
             if retry_failed:
@@ -247,19 +355,23 @@ class StudyStore:
             atomic_write_bytes(self.weights_path(run_id), weights)
         atomic_write_json(self.root / "runs" / f"{run_id}.json", result)
         with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET status=?, error=NULL, finished=?, final=?, sizes=?, "
-                "diverged_epoch=?, seconds=? WHERE run_id=?",
-                (
-                    result["status"],
-                    time.time(),
-                    json.dumps(result["final"]),
-                    json.dumps(result["sizes"]),
-                    result.get("diverged_epoch"),
-                    result["final"].get("seconds"),
-                    run_id,
-                ),
-            )
+            self._store_row(db, result, finished=time.time())
+
+    @staticmethod
+    def _store_row(db: sqlite3.Connection, result: dict[str, Any], finished: float) -> None:
+        db.execute(
+            "UPDATE runs SET status=?, error=NULL, finished=?, final=?, sizes=?, "
+            "diverged_epoch=?, seconds=? WHERE run_id=?",
+            (
+                result["status"],
+                finished,
+                json.dumps(result["final"]),
+                json.dumps(result["sizes"]),
+                result.get("diverged_epoch"),
+                result["final"].get("seconds"),
+                result["run_id"],
+            ),
+        )
 
     def record_failure(self, run_id: str, error: str) -> None:
         with self._tx() as db:
@@ -272,6 +384,7 @@ class StudyStore:
 
     def rows(self, include_set_aside: bool = False) -> list[dict[str, Any]]:
         """Index rows in plan order, JSON fields decoded."""
+        self.heal()
         where = "" if include_set_aside else "WHERE in_study=1"
         out = []
         for row in self.db.execute(f"SELECT * FROM runs {where} ORDER BY position"):
@@ -282,6 +395,7 @@ class StudyStore:
         return out
 
     def counts(self) -> dict[str, int]:
+        self.heal()
         counts = dict.fromkeys(STATUSES, 0)
         for row in self.db.execute(
             "SELECT status, COUNT(*) AS n FROM runs WHERE in_study=1 GROUP BY status"
@@ -294,10 +408,95 @@ class StudyStore:
         return self.root / "runs" / f"{run_id}.safetensors"
 
     def load_record(self, run_id: str) -> dict[str, Any] | None:
+        """The run's record, checked; None when there is none. A damaged one is moved to
+        runs/quarantine/ and its run set back to pending (one warning line)."""
         path = self.root / "runs" / f"{run_id}.json"
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        try:
+            return read_record(path, run_id)
+        except DamagedRecord as exc:
+            self._quarantine_file(path, str(exc))
+            self._set_pending(run_id)
+            return None
+
+    # ------------------------------------------------------------------ healing
+
+    def heal(self) -> dict[str, list[str]]:
+        """Check every finished run's record (once per store): a damaged one is
+        quarantined, a missing one noted; either way the run is pending again and the
+        next ``ablab run`` trains it. Returns what was found: ``ok``, ``quarantined``,
+        ``missing`` (run ids)."""
+        if self._healed:
+            return {"ok": [], "quarantined": [], "missing": []}
+        self._healed = True
+        found: dict[str, list[str]] = {"ok": [], "quarantined": [], "missing": []}
+        rows = self.db.execute(
+            "SELECT run_id, status, variant_label, seed FROM runs ORDER BY position"
+        ).fetchall()
+        finished = {row["run_id"]: row for row in rows if row["status"] in ("done", "diverged")}
+        for rid, row in finished.items():
+            path = self.root / "runs" / f"{rid}.json"
+            if not path.exists():
+                warn(
+                    f"{path}: the record of a finished run ({_label(row)}) is missing; "
+                    "the run is pending again and the next `ablab run` re-trains it"
+                )
+                self._set_pending(rid)
+                found["missing"].append(rid)
+                continue
+            try:
+                read_record(path, rid)
+                found["ok"].append(rid)
+            except DamagedRecord as exc:
+                self._quarantine_file(path, str(exc), row)
+                self._set_pending(rid)
+                found["quarantined"].append(rid)
+        for path in sorted((self.root / "runs").glob("*.json")):
+            if path.stem in finished:
+                continue
+            try:  # a record the index does not count as finished (killed in between)
+                read_record(path)
+            except DamagedRecord as exc:
+                self._quarantine_file(path, str(exc))
+                found["quarantined"].append(path.stem)
+        return found
+
+    def check(self) -> dict[str, Any]:
+        """Verify every record and the index (``ablab check``): what :meth:`heal` found,
+        plus ``rebuilt`` (why the index was rebuilt, or None)."""
+        self._healed = False
+        found = self.heal()
+        return {**found, "rebuilt": self.rebuilt}
+
+    def _quarantine_file(self, path: Path, reason: str, row: Any = None) -> None:
+        try:
+            dest = quarantine_file(path)
+        except OSError as exc:
+            raise StudyDirError(
+                f"{path}: damaged run record ({reason}) and cannot move it aside "
+                f"({exc.strerror})"
+            ) from None
+        what = f" ({_label(row)})" if row is not None else ""
+        warn(
+            f"{path}: damaged run record{what}: {reason}; moved to "
+            f"{dest.relative_to(self.root)}, the run is pending again and the next "
+            "`ablab run` re-trains it"
+        )
+
+    def _set_pending(self, run_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status='pending', final=NULL, sizes=NULL, finished=NULL, "
+                "diverged_epoch=NULL, seconds=NULL WHERE run_id=? "
+                "AND status IN ('done', 'diverged')",
+                (run_id,),
+            )
+
+
+def _label(row: Any) -> str:
+    label = row["variant_label"]
+    return f"{label}, seed={row['seed']}" if label else f"seed={row['seed']}"
 
 
 class _Transaction:
