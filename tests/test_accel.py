@@ -81,8 +81,9 @@ def test_channels_last_gives_the_same_run_as_contiguous():
     require_dataset("fashion_mnist")
     fast, plain = fit(fashion_cnn()), fit(fashion_cnn(memory_format="contiguous"))
     assert run_id(fashion_cnn()) == run_id(fashion_cnn(memory_format="contiguous"))
+    # channels-last kernels sum in another order: measured 0.15-0.19 % apart after 32 steps
     assert fast.history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"],
-                                                           rel=1e-3)
+                                                           rel=5e-3)
     # other kernels round differently; 32 steps later a few of 500 test predictions differ
     assert abs(fast.final["test_accuracy"] - plain.final["test_accuracy"]) <= 0.02
     assert fast.final["test_accuracy"] > 0.5  # above chance (0.1) after 2 x 1,024 images

@@ -266,7 +266,6 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
     """(Re)write report.html, report.md, results.csv and summary.csv from what the
     directory holds."""
     from ablab.results import open_results
-
     from ablab.store import StudyStore
 
     paths = open_results(out).report()
