@@ -197,12 +197,24 @@ def run(
     force_new_variants: Annotated[
         bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
     ] = False,
+    until_decided: Annotated[
+        bool,
+        typer.Option(help="Add seeds in rounds where a comparison is undecided "
+                          "(group-sequential, O'Brien-Fleming alpha spending)"),
+    ] = False,
+    max_seeds: Annotated[
+        int, typer.Option(min=2, help="Seed budget per variant for --until-decided")
+    ] = 10,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.api import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
 
+    if until_decided:
+        _run_until_decided(study, out, seeds, set_ or [], max_seeds, workers, threads,
+                           executor.value, address, retry_failed)
+        return
     plan = load_study(study, seeds=seeds, sets=set_ or [])
     outcome = run_study(
         plan,
@@ -220,9 +232,55 @@ def run(
     console.print(f"{plan.name}: {summary}")
     for label, reason in outcome.failures:
         err_console.print(f"failed: {label}: {reason}")
+    _print_verdicts(out)
     console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
     if counts.get("failed"):
         console.print("re-run with --retry-failed to try the failed runs again")
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_verdicts(out: Path) -> None:
+    """The verdicts, one line each, decided first (like a test summary); interactions
+    before them."""
+    from ablab.analysis import analyze
+    from ablab.analysis.verdicts import terminal_lines
+    from ablab.store import StudyStore
+
+    store = StudyStore.existing(out)
+    try:
+        a = analyze(store)
+    finally:
+        store.close()
+    lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
+    if lines:
+        console.print("verdicts (test accuracy):", highlight=False)
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _run_until_decided(study, out, seeds, sets, max_seeds, workers, threads, executor,
+                       address, retry_failed) -> None:
+    from ablab.adaptive import run_until_decided
+    from ablab.ui import RichStudyProgress
+
+    def on_round(number: int, per_variant: dict[str, int]) -> None:
+        shown = ", ".join(f"{label or 'base'}: {n}" for label, n in per_variant.items())
+        console.print(f"round {number}: seeds per variant — {shown}", highlight=False,
+                      markup=False, soft_wrap=True)
+
+    outcome, per_variant = run_until_decided(
+        study, out, max_seeds=max_seeds, seeds=seeds, sets=sets,
+        progress=lambda title: RichStudyProgress(console, title=title), on_round=on_round,
+        workers=workers, threads=threads, executor=executor, address=address,
+        retry_failed=retry_failed,
+    )
+    counts = outcome.counts
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    console.print(f"until decided: {summary}", highlight=False)
+    for label, reason in outcome.failures:
+        err_console.print(f"failed: {label}: {reason}")
+    _print_verdicts(out)
+    console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
     raise typer.Exit(outcome.exit_code)
 
 
@@ -259,6 +317,7 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
     write_tables(store)
     paths = write_report(store)
     store.close()
+    _print_verdicts(out)
     for path in paths.values():
         console.print(f"wrote {path}")
 

@@ -61,6 +61,9 @@ class StudyConfig(Strict):
     # Modules (names or .py paths relative to this file) that register user components
     # (see ablab.plugins); imported before the runs are validated, and by every worker.
     plugins: list[str] = []
+    # Differences of accuracy smaller than this (a fraction: 0.01 = 1 percentage point)
+    # count as no difference: a comparison can end "equivalent within ±margin" (TOST).
+    equivalence_margin: Annotated[float, Field(gt=0, lt=1)] = 0.01
 
     @field_validator("seeds")
     @classmethod
@@ -131,6 +134,7 @@ class Study:
             "columns": self.columns,
             "overrides": self.overrides,
             "plugins": self.plugins,
+            "equivalence_margin": self.config.equivalence_margin,
             "runs": [
                 {
                     "run_id": r.run_id,
@@ -330,10 +334,14 @@ def resolve_study_path(path_or_name: str | Path) -> Path:
 
 
 def load_study(
-    path_or_name: str | Path, seeds: int | None = None, sets: list[str] | tuple[str, ...] = ()
+    path_or_name: str | Path,
+    seeds: int | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    seed_list: list[int] | None = None,
 ) -> Study:
     """Load a study file (or a built-in study by name); ``seeds`` replaces the seed list with
-    ``range(seeds)``; ``sets`` override fields of the base recipe by dotted path."""
+    ``range(seeds)`` (``seed_list`` with exactly those seeds); ``sets`` override fields of
+    the base recipe by dotted path."""
     path = resolve_study_path(path_or_name)
     data = load_toml(path)
     text = path.read_text(encoding="utf-8")
@@ -356,6 +364,8 @@ def load_study(
         if seeds < 1:
             raise ConfigError(f"--seeds: must be at least 1, got {seeds}")
         cfg.seeds = list(range(seeds))
+    if seed_list is not None:
+        cfg.seeds = [int(s) for s in seed_list]
     forced: dict[str, Any] = {}
     if sets:
         varied = {k for f in cfg.vary for k in f}

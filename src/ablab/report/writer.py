@@ -27,9 +27,11 @@ from ablab.report.figures import FIGURES, save_figure, short_label, variant_colo
 FIGURE_DIR = "figures"
 METHOD_NOTE = (
     "Variants are compared on test accuracy and test softmax cross-entropy (the common "
-    "yardsticks), never on each run's own training loss. A variant \"beats\" another only "
-    "when the Holm-adjusted p < 0.05 and the 95 % CI of the difference excludes 0; "
-    "otherwise they are \"not distinguishable\"."
+    "yardsticks), never on each run's own training loss. Each comparison ends in one of "
+    "three outcomes: A \"beats\" B (Holm-adjusted; the interval printed is the one at the "
+    "Holm step's level, which decided), \"equivalent\" within the study's margin (two "
+    "one-sided tests), or \"undecided\" (with the difference the seeds can detect and the "
+    "seeds needed). The Methods section lists every procedure."
 )
 
 
@@ -154,8 +156,10 @@ def comparisons_table(a: StudyAnalysis) -> dict:
         r = c.result
         if c.significant:
             word = f"{c.winner} better"
+        elif c.equivalent:
+            word = "equivalent"
         elif c.testable:
-            word = "not distinguishable"
+            word = "undecided"
         else:
             word = "no test"
         rows.append({"cells": [
@@ -255,6 +259,8 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "complete": a.complete,
         "missing": _missing(a),
         "method_note": METHOD_NOTE,
+        "methods": a.methods,
+        "interactions": a.interaction_sentences,
         "problems": a.status_sentences,
         "verdicts": _verdict_items(a),
         "rankings": a.verdicts[n_acc:],
