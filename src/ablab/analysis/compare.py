@@ -187,7 +187,8 @@ def compare_variants(a: Variant, b: Variant, metric: str) -> TwoSample:
 
 
 def decide_family(
-    comparisons: list[Comparison], alpha: float = ALPHA, margin: float | None = None
+    comparisons: list[Comparison], alpha: float = ALPHA, margin: float | None = None,
+    power: bool = True,
 ) -> None:
     """Holm over the family (one factor × metric), in place: adjusted p-values, each
     comparison's decision level and interval; equivalence by two one-sided tests (TOST,
@@ -220,12 +221,19 @@ def decide_family(
             c.equivalence_low, c.equivalence_high = scaled.interval(1 - 2 * level)
             if scaled.se == 0:
                 c.equivalence_low = c.equivalence_high = c.result.diff
-    for c in comparisons:
-        if not c.testable:
-            continue
-        n = min(c.result.n_a, c.result.n_b)
-        c.detectable = detectable_difference(c.result.diff_std, n, c.level, c.paired)
-        c.seeds_needed = seeds_needed(c.result.diff, c.result.diff_std, c.level, c.paired)
+    if power:
+        for c in comparisons:
+            add_power(c)
+
+
+def add_power(c: Comparison) -> None:
+    """For an undecided comparison: the smallest difference its seeds detect at 80 %
+    power and the seeds needed for the observed difference, at its decision level."""
+    if c.outcome != "undecided":
+        return
+    n = min(c.result.n_a, c.result.n_b)
+    c.detectable = detectable_difference(c.result.diff_std, n, c.level, c.paired)
+    c.seeds_needed = seeds_needed(c.result.diff, c.result.diff_std, c.level, c.paired)
 
 
 def _has_margin(metric: str) -> bool:

@@ -143,7 +143,7 @@ def apply_design(comparisons: list, design: Design, margin: float | None) -> Non
     (factor × metric) is Holm-corrected at each look's spent alpha over its comparisons
     still undecided that have that look's seeds; a comparison keeps the first look that
     decided it, or the last look it reached."""
-    from ablab.analysis.compare import decide_family
+    from ablab.analysis.compare import add_power, decide_family
 
     families: dict[tuple[str, str], list] = {}
     for c in comparisons:
@@ -157,13 +157,14 @@ def apply_design(comparisons: list, design: Design, margin: float | None) -> Non
             if not here:
                 continue
             copies = [_at_look(members[i], n_k) for i in here]
-            decide_family(copies, level, margin)
+            decide_family(copies, level, margin, power=False)
             for i, copy in zip(here, copies, strict=True):
                 copy.look, copy.looks = k + 1, len(design.looks)
                 final[i] = copy
                 if copy.decided:
                     open_.remove(i)
         for i, copy in final.items():
+            add_power(copy)  # undecided: what the last look reached would take
             members[i].__dict__.update(copy.__dict__)
         for i, c in enumerate(members):  # below the first look: nothing decided
             if i not in final and c.testable:

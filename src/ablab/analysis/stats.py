@@ -381,12 +381,22 @@ def difference_scale(metric: str) -> Scale:
 def mean_ci_in_scale(values, scale: Scale | str = "real", confidence: float = 0.95):
     """(low, high): the t-interval of the mean on ``scale``'s transformed values, mapped
     back, so it stays inside the scale. A constant sample gives (value, value); fewer than
-    two values NaNs.
+    two values NaNs. A 2-D array is one sample per row (arrays of bounds).
 
     >>> low, high = mean_ci_in_scale([0.97, 0.99, 0.999], "unit"); 0 < low < high < 1
     True
     """
     scale = SCALES[scale] if isinstance(scale, str) else scale
+    if np.ndim(values) == 2:  # one sample per row (simulations): arrays of bounds
+        z = scale.to_z(values)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = stats.ttest_1samp(z, 0.0, axis=1).confidence_interval(confidence)
+        constant = np.ptp(z, axis=1) == 0
+        mean = np.asarray(values, dtype=float).mean(axis=1)
+        low = np.where(constant, mean, scale.from_z(ci.low))
+        high = np.where(constant, mean, scale.from_z(ci.high))
+        return (low, high)
     x = _clean(values)
     if len(x) < 2:
         return (math.nan, math.nan)
