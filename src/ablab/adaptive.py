@@ -113,12 +113,14 @@ def run_until_decided(
     rounds: int = 3,
     progress: Callable[[str], Any] | None = None,
     on_round: Callable[[int, dict[str, int]], None] | None = None,
+    report: bool = True,
     **run_options: Any,
 ):
     """Run the study ``source`` (a file or built-in name, with ``seeds`` / ``sets`` as on
     the command line) into ``out``, adding seeds in rounds where comparisons are
     undecided. ``progress(title)`` makes a progress display per round; ``on_round(r,
-    seeds per variant label)`` is told each round's plan. ``run_options`` go to
+    seeds per variant label)`` is told each round's plan; ``report`` writes the report at
+    the end. ``run_options`` go to
     :func:`ablab.api.run_study` (workers, threads, executor, address, retry_failed).
     Returns (the last round's StudyOutcome, {variant label: seeds})."""
     from ablab.api import run_study, write_report
@@ -183,9 +185,10 @@ def run_until_decided(
                 grew = True
         if not grew:
             break
-    store = StudyStore.existing(root)
-    try:
-        write_report(store)
-    finally:
-        store.close()
+    if report:
+        store = StudyStore.existing(root)
+        try:
+            write_report(store)
+        finally:
+            store.close()
     return outcome, {labels[v]: n for v, n in per_variant.items()}
