@@ -331,3 +331,19 @@ def test_plan_next_round_adds_seeds_only_where_undecided():
     assert plan_next_round(a) == {} or all(c.decided for c in decided)
     assert math.isfinite(decided[0].level)
     assert "P(better) = " in verdict(b.comparisons_on("test_accuracy")[0])
+
+
+def test_summary_csv_report_tables_and_verdicts_share_the_bounded_interval():
+    from ablab.analysis import results_frame, summary_frame
+    from tests.test_analysis import ACT, study_rows
+
+    rows = study_rows(a=(0.99, 0.98, 0.665), b=(0.80, 0.82, 0.81))
+    csv_table = summary_frame(results_frame(rows, ["activation"]), ["activation"])
+    report = analyze_runs(ACT, rows, {}).summary
+    for table in (csv_table, report):
+        low, high = table["test_accuracy_ci_low"].iloc[0], table["test_accuracy_ci_high"].iloc[0]
+        assert 0 < low < high < 1
+        assert table["test_cross_entropy_ci_low"].iloc[0] > 0
+    assert csv_table["test_accuracy_ci_high"].iloc[0] == pytest.approx(
+        report["test_accuracy_ci_high"].iloc[0]
+    )

@@ -51,6 +51,12 @@ def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
 
 
+def _scaled_ci(metric: str, values: pd.Series) -> tuple[float, float]:
+    from ablab.analysis.stats import mean_ci_in_scale, metric_scale  # stats imports us
+
+    return mean_ci_in_scale(values.dropna().astype(float).tolist(), metric_scale(metric))
+
+
 def results_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """One row per run: id, one column per varied factor, seed, status, final metrics."""
     records = []
@@ -91,6 +97,8 @@ def summary_frame(results: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         )
         for metric in SUMMARY_METRICS:
             summary = mean_ci(done[metric].dropna().astype(float).tolist())
+            # the interval on the metric's own scale (accuracies in [0, 1], losses > 0)
+            summary["ci_low"], summary["ci_high"] = _scaled_ci(metric, done[metric])
             record[f"{metric}_n"] = summary["n"]
             for key in ("mean", "std", "ci_low", "ci_high"):
                 record[f"{metric}_{key}"] = summary[key]

@@ -149,8 +149,9 @@ def summary_tables(a: StudyAnalysis) -> tuple[dict, dict]:
 
 
 def comparisons_table(a: StudyAnalysis) -> dict:
-    header = ["factor", "within", "a vs b", "metric", "a − b", "95 % CI", "test",
-              "p", "p (Holm)", "effect", "n", "verdict"]
+    header = ["factor", "within", "a vs b", "metric", "a − b", "95 % CI",
+              "deciding CI (level)", "test", "p", "p (Holm)", "effect", "P(a better)", "n",
+              "verdict"]
     rows = []
     for c in a.comparisons:
         r = c.result
@@ -166,11 +167,25 @@ def comparisons_table(a: StudyAnalysis) -> dict:
             c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", METRIC_INFO[c.metric][0],
             format_diff(r.diff, c.metric) if _finite(r.diff) else "–",
             format_ci(r.ci_low, r.ci_high, c.metric).removeprefix("95 % CI "),
-            r.test, format_p(r.p), format_p(c.p_holm),
+            _deciding_ci(c), r.test, format_p(r.p), format_p(c.p_holm),
             format_effect(r.effect, r.effect_name) if c.testable else "–",
+            f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}]" if _finite(c.poi_low) else "–",
             f"{r.n_a} / {r.n_b}", word,
         ]})
     return {"header": header, "rows": rows}
+
+
+def _deciding_ci(c) -> str:
+    """The interval the verdict used: at the Holm step's level (and look), or for an
+    equivalence the (1 − 2·level) TOST interval."""
+    if c.equivalent:
+        low, high, conf = c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level
+    else:
+        low, high, conf = c.decision_low, c.decision_high, 1 - c.level
+    if not (_finite(low) and _finite(high)):
+        return "–"
+    text = format_ci(low, high, c.metric).removeprefix("95 % CI ")
+    return f"{text} ({conf * 100:.1f} %)"
 
 
 def runs_table(a: StudyAnalysis) -> dict:
