@@ -85,7 +85,8 @@ def _p(c: Comparison) -> str:
 def _level_ci(low: float, high: float, confidence: float, metric: str, signed=True) -> str:
     """``95 % CI +1.0 to +5.0``; another level is printed as it is (``98.3 % CI``)."""
     text = format_ci(low, high, metric, signed)
-    pct = f"{confidence * 100:.1f}".removesuffix(".0")
+    digits = 1 if confidence < 0.995 else 2  # 99.87 %, not a rounded 99.9 %
+    pct = f"{confidence * 100:.{digits}f}".rstrip("0").removesuffix(".")
     return text.replace("95 % CI", f"{pct} % CI", 1)
 
 
