@@ -44,6 +44,7 @@ class Interaction:
     p_holm: float = math.nan
     #: per moderator level: [(factor level, mean, ci low, ci high, n)], best first
     cells: dict[str, list[tuple[str, float, float, float, int]]] = field(default_factory=dict)
+    levels: list[str] = field(default_factory=list)  # the factor's levels, in plan order
 
     @property
     def found(self) -> bool:
@@ -124,7 +125,7 @@ def find_interactions(
         order_b = [fb.level_label(lv) for lv in fb.levels]
         cells = _cells(frame, fa.name, fb.name, metric, order_a, order_b)
         out.append(Interaction(fa.name, fb.name, metric, f_stat, df_num, df_den, p,
-                               cells=cells))
+                               cells=cells, levels=order_a))
     for item, p in zip(out, holm([i.p for i in out]), strict=True):
         item.p_holm = p
     return out

@@ -491,7 +491,8 @@ def fig_interactions(a: StudyAnalysis) -> Figure | None:
     fig = Figure(figsize=(6.5 * len(items), 5.2))
     axes = np.atleast_1d(fig.subplots(1, len(items)))
     for ax, item in zip(axes, items, strict=True):
-        levels = list(dict.fromkeys(r[0] for rows in item.cells.values() for r in rows))
+        seen = {r[0] for rows in item.cells.values() for r in rows}
+        levels = [lv for lv in item.levels if lv in seen]
         xs = np.arange(len(levels))
         scale = 100.0 if item.metric.endswith("accuracy") else 1.0
         for k, (moderator_level, rows) in enumerate(item.cells.items()):
@@ -510,7 +511,7 @@ def fig_interactions(a: StudyAnalysis) -> Figure | None:
         name = METRIC_INFO[item.metric][0]
         ax.set_ylabel(f"{name}{' (%)' if scale == 100 else ''}")
         verdict = "interaction" if item.found else "no interaction found"
-        p = f"p = {item.p_holm:.3g}" if np.isfinite(item.p_holm) else "p n/a"
+        p = f"p = {item.p_holm:.2g}" if np.isfinite(item.p_holm) else "p n/a"
         ax.set_title(f"{item.factor} × {item.moderator}: {verdict} ({p})")
         ax.legend(fontsize=10)
     fig.tight_layout()
