@@ -315,33 +315,40 @@ def test_sound_study_has_no_warnings():
 
 
 def _comparison(p_holm, ci=(0.01, 0.05), diff=0.03, metric="test_accuracy", family=3):
+    """A comparison whose decision interval (at the Holm step's level, here 95 %) is
+    ``ci``: the interval decides, so it must agree with p_holm."""
     r = TwoSample("paired t", 5, 5, 0.9, 0.87, diff, *ci, 3.0, p_holm / 3, 2.1, "d_z", 0.01)
     return Comparison("activation", metric, "dataset=moons", "tanh", "relu",
-                      "activation=tanh", "activation=relu", r, p_holm, family)
+                      "activation=tanh", "activation=relu", r, p_holm, family,
+                      level=0.05, decision_low=ci[0], decision_high=ci[1])
 
 
 def test_verdict_beats_just_below_005():
     text = verdict(_comparison(0.049))
     assert text == (
-        "On dataset=moons, tanh beats relu by 3.0 pp test accuracy (95 % CI 1.0 to 5.0, "
-        "p = 0.049 after Holm, d_z = 2.1, n = 5, paired by seed)."
+        "On dataset=moons, activation=tanh beats activation=relu by 3.0 pp test accuracy "
+        "(95 % CI 1.0 to 5.0, Holm-adjusted, p = 0.049 after Holm, d_z = 2.1, n = 5, "
+        "paired by seed)."
     )
 
 
-def test_verdict_not_distinguishable_just_above_005():
-    text = verdict(_comparison(0.051))
-    assert "beats" not in text and text.endswith("not distinguishable.")
+def test_verdict_undecided_just_above_005():
+    text = verdict(_comparison(0.051, ci=(-0.001, 0.05)))
+    assert "beats" not in text and "undecided" in text
     assert "+3.0 pp test accuracy" in text and "p = 0.051 after Holm" in text
 
 
-def test_verdict_needs_ci_excluding_zero_too():
+def test_verdict_is_undecided_when_the_decision_interval_includes_zero():
     text = verdict(_comparison(0.01, ci=(-0.001, 0.05)))
-    assert "beats" not in text and "not distinguishable" in text
+    assert "beats" not in text and "undecided" in text
 
 
 def test_verdict_for_lower_is_better_metric_and_winner_b():
     text = verdict(_comparison(0.01, ci=(0.02, 0.04), diff=0.03, metric="test_cross_entropy"))
-    assert text.startswith("On dataset=moons, relu beats tanh by 0.030 lower test cross-entropy")
+    assert text.startswith(
+        "On dataset=moons, activation=relu beats activation=tanh by 0.030 lower test "
+        "cross-entropy"
+    )
     assert "95 % CI 0.020 to 0.040" in text
 
 

@@ -84,9 +84,10 @@ def test_study_text_is_escaped_and_shown(report):
 def test_report_has_verdicts_summary_and_every_figure(report, study_dir):
     html = report["html"].read_text()
     assert "4 of 4 runs done" in html
-    assert "relu vs tanh" in html or "beats" in html
+    assert "activation=relu vs activation=tanh" in html or "beats" in html
     assert "fewer than 3 finished seeds" in html  # the few-seeds warning
-    expected = {spec.name for spec in FIGURES}
+    assert 'id="methods"' in html and "Holm (1979)" in html  # the methods section
+    expected = {spec.name for spec in FIGURES} - {"interactions"}  # one factor: none
     written = {p.stem for p in (study_dir / "figures").glob("*.png")}
     assert written == expected
     assert {p.stem for p in (study_dir / "figures").glob("*.svg")} == expected

@@ -209,12 +209,24 @@ def run(
         bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
     ] = False,
     allow_plugins: AllowPluginsOption = False,
+    until_decided: Annotated[
+        bool,
+        typer.Option(help="Add seeds in rounds where a comparison is undecided "
+                          "(group-sequential, O'Brien-Fleming alpha spending)"),
+    ] = False,
+    max_seeds: Annotated[
+        int, typer.Option(min=2, help="Seed budget per variant for --until-decided")
+    ] = 10,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.runner import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
 
+    if until_decided:
+        _run_until_decided(study, out, seeds, set_ or [], max_seeds, workers, threads,
+                           executor.value, address, retry_failed, _consent(allow_plugins))
+        return
     plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=_consent(allow_plugins))
     outcome = run_study(
         plan,
@@ -232,9 +244,52 @@ def run(
     console.print(f"{plan.name}: {summary}")
     for label, reason in outcome.failures:
         err_console.print(f"failed: {label}: {reason}")
+    _print_verdicts(out)
     console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
     if counts.get("failed"):
         console.print("re-run with --retry-failed to try the failed runs again")
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_verdicts(out: Path) -> None:
+    """The verdicts, one line each, decided first (like a test summary); interactions
+    before them."""
+    from ablab.analysis import analyze
+    from ablab.analysis.verdicts import terminal_lines
+    from ablab.store import StudyStore
+
+    with StudyStore.existing(out) as store:
+        a = analyze(store)
+    lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
+    if lines:
+        console.print("verdicts (test accuracy):", highlight=False)
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _run_until_decided(study, out, seeds, sets, max_seeds, workers, threads, executor,
+                       address, retry_failed, allow_plugins) -> None:
+    from ablab.adaptive import run_until_decided
+    from ablab.ui import RichStudyProgress
+
+    def on_round(number: int, per_variant: dict[str, int]) -> None:
+        shown = ", ".join(f"{label or 'base'}: {n}" for label, n in per_variant.items())
+        console.print(f"round {number}: seeds per variant — {shown}", highlight=False,
+                      markup=False, soft_wrap=True)
+
+    outcome, per_variant = run_until_decided(
+        study, out, max_seeds=max_seeds, seeds=seeds, sets=sets,
+        progress=lambda title: RichStudyProgress(console, title=title), on_round=on_round,
+        workers=workers, threads=threads, executor=executor, address=address,
+        retry_failed=retry_failed, allow_plugins=allow_plugins,
+    )
+    counts = outcome.counts
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    console.print(f"until decided: {summary}", highlight=False)
+    for label, reason in outcome.failures:
+        err_console.print(f"failed: {label}: {reason}")
+    _print_verdicts(out)
+    console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
     raise typer.Exit(outcome.exit_code)
 
 
@@ -271,6 +326,7 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
     paths = open_results(out).report()
     with StudyStore.existing(out) as store:
         pending = [r for r in store.rows() if r["status"] in ("pending", "running")]
+    _print_verdicts(out)
     for path in paths.values():
         console.print(f"wrote {path}")
     if pending:

@@ -63,6 +63,9 @@ class StudyConfig(Strict):
     # Modules (names or .py paths relative to this file) that register user components
     # (see ablab.plugins); imported before the runs are validated, and by every worker.
     plugins: list[str] = []
+    # Differences of accuracy smaller than this (a fraction: 0.01 = 1 percentage point)
+    # count as no difference: a comparison can end "equivalent within ±margin" (TOST).
+    equivalence_margin: Annotated[float, Field(gt=0, lt=1)] = 0.01
 
     @field_validator("seeds")
     @classmethod
@@ -134,6 +137,7 @@ class Study:
             "columns": self.columns,
             "overrides": self.overrides,
             "plugins": self.plugins,
+            "equivalence_margin": self.config.equivalence_margin,
             "runs": [
                 {
                     "run_id": r.run_id,
@@ -370,11 +374,12 @@ def load_study(
     seeds: int | None = None,
     sets: list[str] | tuple[str, ...] = (),
     allow_plugins: bool | None = None,
+    seed_list: list[int] | None = None,
 ) -> Study:
     """Load a study file (or a built-in study by name); ``seeds`` replaces the seed list with
-    ``range(seeds)``; ``sets`` override fields of the base recipe by dotted path. Plugins
-    the file names are imported only with ``allow_plugins`` (None: ``ABLAB_ALLOW_PLUGINS``;
-    see :mod:`ablab.plugins`)."""
+    ``range(seeds)`` (``seed_list`` with exactly those seeds); ``sets`` override fields of
+    the base recipe by dotted path. Plugins the file names are imported only with
+    ``allow_plugins`` (None: ``ABLAB_ALLOW_PLUGINS``; see :mod:`ablab.plugins`)."""
     path = resolve_study_path(path_or_name)
     data = load_toml(path)
     text = path.read_text(encoding="utf-8")
@@ -398,6 +403,8 @@ def load_study(
         if seeds < 1:
             raise ConfigError(f"--seeds: must be at least 1, got {seeds}")
         cfg.seeds = list(range(seeds))
+    if seed_list is not None:
+        cfg.seeds = [int(s) for s in seed_list]
     forced: dict[str, Any] = {}
     if sets:
         varied = {k for f in cfg.vary for k in f}

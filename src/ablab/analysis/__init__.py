@@ -12,8 +12,20 @@ from ablab.analysis.checks import (
     warn_noise,
     warn_test_selection,
 )
-from ablab.analysis.compare import Comparison, Ranking, compare_all, compare_factor, rank_factor
+from ablab.analysis.compare import (
+    DEFAULT_MARGIN,
+    Comparison,
+    Ranking,
+    compare_all,
+    compare_factor,
+    decide_family,
+    rank_factor,
+)
+from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
+from ablab.analysis.methods import methods_used
+from ablab.analysis.power import detectable_difference, seeds_needed
 from ablab.analysis.runs import Factor, Variant, build_factors, build_variants, history_metrics
+from ablab.analysis.sequential import Design, apply_design, load_design
 from ablab.analysis.stats import (
     TwoSample,
     bootstrap_ci,
@@ -21,8 +33,12 @@ from ablab.analysis.stats import (
     cohens_dz,
     compact_letters,
     compare_samples,
+    decision_levels,
     describe,
     holm,
+    mean_ci_in_scale,
+    metric_scale,
+    probability_of_improvement,
 )
 from ablab.analysis.study_analysis import (
     StudyAnalysis,
@@ -32,9 +48,31 @@ from ablab.analysis.study_analysis import (
     study_tables,
 )
 from ablab.analysis.tables import mean_ci
-from ablab.analysis.verdicts import format_p, ranking_sentence, status_line, verdict
+from ablab.analysis.verdicts import (
+    format_p,
+    ranking_sentence,
+    status_line,
+    terminal_lines,
+    verdict,
+)
 
 __all__ = [
+    "DEFAULT_MARGIN",
+    "Design",
+    "Interaction",
+    "apply_design",
+    "decide_family",
+    "decision_levels",
+    "detectable_difference",
+    "find_interactions",
+    "interaction_sentence",
+    "load_design",
+    "mean_ci_in_scale",
+    "methods_used",
+    "metric_scale",
+    "probability_of_improvement",
+    "seeds_needed",
+    "terminal_lines",
     "Comparison",
     "Factor",
     "Ranking",

@@ -12,8 +12,21 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from ablab.analysis.power import detectable_difference, seeds_needed
 from ablab.analysis.runs import METRIC_INFO, Factor, Variant
-from ablab.analysis.stats import ALPHA, TwoSample, compact_letters, compare_samples, holm
+from ablab.analysis.stats import (
+    ALPHA,
+    TwoSample,
+    compact_letters,
+    compare_samples,
+    decision_levels,
+    difference_scale,
+    holm,
+    probability_of_improvement,
+)
+
+#: The default equivalence margin: ±1 percentage point of accuracy.
+DEFAULT_MARGIN = 0.01
 
 #: Metrics compared between variants (common yardsticks, never a run's own loss).
 COMPARED_METRICS = ("test_accuracy", "test_cross_entropy")
@@ -33,6 +46,33 @@ class Comparison:
     result: TwoSample
     p_holm: float = math.nan
     family_size: int = 1
+    #: the level of the Holm step that decided this comparison (α/(m − j)); the decision
+    #: interval below is the (1 − level) interval and excludes 0 exactly when Holm rejects
+    level: float = math.nan
+    decision_low: float = math.nan
+    decision_high: float = math.nan
+    #: equivalence (two one-sided tests) within ±margin, Holm-corrected over the family
+    margin: float = math.nan
+    p_equivalence: float = math.nan
+    p_equivalence_holm: float = math.nan
+    equivalence_level: float = math.nan
+    equivalence_low: float = math.nan  # the (1 − 2·level) interval TOST decides with
+    equivalence_high: float = math.nan
+    #: power with the current seeds (undecided comparisons)
+    detectable: float = math.nan  # smallest difference detected at 80 % power
+    seeds_needed: int | None = None  # seeds per variant to decide the observed difference
+    #: P(A > B) (ties half) with its bootstrap CI; "better" in the metric's direction
+    poi: float = math.nan
+    poi_low: float = math.nan
+    poi_high: float = math.nan
+    #: the per-seed values compared (paired: the shared seeds, in seed order)
+    seeds: list[int] = field(default_factory=list)
+    values_a: list[float] = field(default_factory=list)
+    values_b: list[float] = field(default_factory=list)
+    #: group-sequential analysis: the look that decided (1-based) and the looks planned
+    look: int | None = None
+    looks: int | None = None
+    alpha: float = ALPHA
 
     @property
     def higher_is_better(self) -> bool:
@@ -44,13 +84,42 @@ class Comparison:
 
     @property
     def ci_excludes_zero(self) -> bool:
-        r = self.result
-        return math.isfinite(r.ci_low) and (r.ci_low > 0 or r.ci_high < 0)
+        """The decision interval (at the Holm step's level) excludes 0."""
+        low, high = self.decision_low, self.decision_high
+        return math.isfinite(low) and (low > 0 or high < 0)
 
     @property
     def significant(self) -> bool:
-        """Holm-adjusted p < 0.05 AND the CI of the difference excludes 0."""
-        return math.isfinite(self.p_holm) and self.p_holm < ALPHA and self.ci_excludes_zero
+        """Holm rejects "no difference": the decision interval excludes 0 (which is the
+        same as p < the step's level, and as Holm-adjusted p < alpha)."""
+        return self.testable and self.ci_excludes_zero
+
+    @property
+    def equivalent(self) -> bool:
+        """Not a winner, and the TOST interval lies inside ±margin (Holm-corrected)."""
+        low, high = self.equivalence_low, self.equivalence_high
+        inside = (
+            math.isfinite(self.margin) and math.isfinite(low)
+            and -self.margin < low and high < self.margin
+        )
+        return self.testable and not self.significant and inside
+
+    @property
+    def outcome(self) -> str:
+        """"beats", "equivalent", "undecided" or "untestable"."""
+        if not self.testable:
+            return "untestable"
+        if self.significant:
+            return "beats"
+        return "equivalent" if self.equivalent else "undecided"
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome in ("beats", "equivalent")
+
+    @property
+    def paired(self) -> bool:
+        return self.result.test == "paired t"
 
     @property
     def winner(self) -> str | None:
@@ -91,20 +160,87 @@ class Ranking:
 
 
 def _paired(a: Variant, b: Variant, metric: str) -> bool:
-    """Paired by seed: same seeds on both sides (at least 2) and the same data split
-    (same dataset config; the split comes from ``split_seed`` or else the run's seed)."""
+    """Paired by seed: at least 2 seeds finished on both sides and the same data split
+    (same dataset config; the split comes from ``split_seed`` or else the run's seed).
+    Only the shared seeds are compared (a variant that got more seeds in an adaptive round
+    is compared with one that did not on the seeds both have)."""
     sa, sb = a.by_seed(metric), b.by_seed(metric)
     same_data = a.config.get("dataset") == b.config.get("dataset")
-    return same_data and set(sa) == set(sb) and len(sa) >= 2
+    return same_data and len(set(sa) & set(sb)) >= 2
+
+
+def paired_values(a: Variant, b: Variant, metric: str):
+    """(paired, seeds, values of a, values of b): the shared seeds in seed order when
+    paired, else every finished value of each side."""
+    sa, sb = a.by_seed(metric), b.by_seed(metric)
+    if _paired(a, b, metric):
+        seeds = sorted(set(sa) & set(sb))
+        return True, seeds, [sa[s] for s in seeds], [sb[s] for s in seeds]
+    return False, [], list(sa.values()), list(sb.values())
 
 
 def compare_variants(a: Variant, b: Variant, metric: str) -> TwoSample:
-    """Paired t-test by seed when the pair allows it, Welch's t-test otherwise."""
-    sa, sb = a.by_seed(metric), b.by_seed(metric)
-    if _paired(a, b, metric):
-        seeds = sorted(sa)
-        return compare_samples([sa[s] for s in seeds], [sb[s] for s in seeds], paired=True)
-    return compare_samples(list(sa.values()), list(sb.values()), paired=False)
+    """Paired t-test by seed when the pair allows it, Welch's t-test otherwise; on the
+    metric's difference scale (accuracies: atanh, so the CI stays in [−1, 1])."""
+    paired, _, xa, xb = paired_values(a, b, metric)
+    return compare_samples(xa, xb, paired=paired, scale=difference_scale(metric))
+
+
+def decide_family(
+    comparisons: list[Comparison], alpha: float = ALPHA, margin: float | None = None,
+    power: bool = True,
+) -> None:
+    """Holm over the family (one factor × metric), in place: adjusted p-values, each
+    comparison's decision level and interval; equivalence by two one-sided tests (TOST,
+    Schuirmann 1987) at the same alpha, Holm-corrected over the family; for undecided
+    ones the detectable difference and the seeds needed (statsmodels' power)."""
+    adjusted = holm([c.result.p for c in comparisons])
+    levels = decision_levels([c.result.p for c in comparisons], alpha)
+    family = sum(1 for c in comparisons if c.testable)
+    for c, p, level in zip(comparisons, adjusted, levels, strict=True):
+        c.p_holm, c.family_size, c.level, c.alpha = p, family, level, alpha
+        scaled = c.result.scaled
+        if scaled is not None and math.isfinite(level):
+            c.decision_low, c.decision_high = scaled.interval(1 - level)
+            if scaled.se == 0:
+                c.decision_low = c.decision_high = c.result.diff
+    use_margin = margin if margin is not None else math.nan
+    for c in comparisons:
+        c.margin = use_margin if _has_margin(c.metric) else math.nan
+        scaled = c.result.scaled
+        c.p_equivalence = (
+            scaled.p_equivalence(c.margin)
+            if scaled is not None and math.isfinite(c.margin) else math.nan
+        )
+    eq_adjusted = holm([c.p_equivalence for c in comparisons])
+    eq_levels = decision_levels([c.p_equivalence for c in comparisons], alpha)
+    for c, p, level in zip(comparisons, eq_adjusted, eq_levels, strict=True):
+        c.p_equivalence_holm, c.equivalence_level = p, level
+        scaled = c.result.scaled
+        if scaled is not None and math.isfinite(level):
+            c.equivalence_low, c.equivalence_high = scaled.interval(1 - 2 * level)
+            if scaled.se == 0:
+                c.equivalence_low = c.equivalence_high = c.result.diff
+    if power:
+        for c in comparisons:
+            add_power(c)
+
+
+def add_power(c: Comparison) -> None:
+    """For an undecided comparison: the smallest difference its seeds detect at 80 %
+    power and the seeds needed for the observed difference, at its decision level."""
+    if c.outcome != "undecided":
+        return
+    n = min(c.result.n_a, c.result.n_b)
+    c.detectable = detectable_difference(c.result.diff_std, n, c.level, c.paired)
+    c.seeds_needed = seeds_needed(c.result.diff, c.result.diff_std, c.level, c.paired)
+
+
+def _has_margin(metric: str) -> bool:
+    """Equivalence margins are given in accuracy (a fraction): metrics on [0, 1]."""
+    from ablab.analysis.stats import metric_scale
+
+    return metric_scale(metric).name == "unit"
 
 
 def strata(factor: Factor, factors: list[Factor], variants: list[Variant]):
@@ -123,38 +259,56 @@ def strata(factor: Factor, factors: list[Factor], variants: list[Variant]):
 
 
 def compare_factor(
-    factor: Factor, factors: list[Factor], variants: list[Variant], metric: str
+    factor: Factor,
+    factors: list[Factor],
+    variants: list[Variant],
+    metric: str,
+    margin: float | None = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
 ) -> list[Comparison]:
-    """Every pair of levels of ``factor`` within each stratum, Holm-corrected together."""
+    """Every pair of levels of ``factor`` within each stratum, Holm-corrected together,
+    with equivalence within ±``margin``, power, and P(A > B)."""
     out = []
+    higher = METRIC_INFO[metric][1]
     for label, members in strata(factor, factors, variants):
         for (la, va), (lb, vb) in itertools.combinations(members.items(), 2):
-            result = compare_variants(va, vb, metric)
+            paired, seeds, xa, xb = paired_values(va, vb, metric)
+            result = compare_samples(xa, xb, paired=paired, scale=difference_scale(metric))
+            poi = probability_of_improvement(xa, xb, higher_is_better=higher)
             out.append(
                 Comparison(
                     factor.name, metric, label, factor.level_label(la), factor.level_label(lb),
-                    va.label, vb.label, result,
+                    va.label, vb.label, result, poi=poi[0], poi_low=poi[1], poi_high=poi[2],
+                    seeds=seeds, values_a=xa, values_b=xb,
                 )
             )
-    adjusted = holm([c.result.p for c in out])
-    family = sum(1 for c in out if c.testable)
-    for c, p in zip(out, adjusted, strict=True):
-        c.p_holm, c.family_size = p, family
+    decide_family(out, alpha, margin)
     return out
 
 
 def compare_all(
-    factors: list[Factor], variants: list[Variant], metrics=COMPARED_METRICS
+    factors: list[Factor],
+    variants: list[Variant],
+    metrics=COMPARED_METRICS,
+    margin: float | None = DEFAULT_MARGIN,
+    design=None,
 ) -> list[Comparison]:
     """Comparisons of every factor on every metric (one Holm family per factor × metric).
-    Factors that change the test data (another dataset) are contexts, not compared."""
-    return [
+    Factors that change the test data (another dataset) are contexts, not compared.
+    ``design``: a group-sequential design (:class:`ablab.analysis.sequential.Design`)
+    when the study added seeds in rounds; its looks and spent alpha then decide."""
+    out = [
         c
         for metric in metrics
         for f in factors
         if not f.changes_task
-        for c in compare_factor(f, factors, variants, metric)
+        for c in compare_factor(f, factors, variants, metric, margin)
     ]
+    if design is not None:
+        from ablab.analysis.sequential import apply_design
+
+        apply_design(out, design, margin)
+    return out
 
 
 def rank_factor(

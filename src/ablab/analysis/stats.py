@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -23,6 +24,14 @@ from ablab.analysis.tables import mean_ci
 
 __all__ = [
     "ALPHA",
+    "SCALES",
+    "Scale",
+    "ScaledT",
+    "decision_levels",
+    "difference_scale",
+    "mean_ci_in_scale",
+    "metric_scale",
+    "probability_of_improvement",
     "TwoSample",
     "bootstrap_ci",
     "cohens_d",
@@ -73,10 +82,15 @@ def bootstrap_ci(
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def describe(values, confidence: float = 0.95) -> dict[str, float | int | str | None]:
+def describe(
+    values, confidence: float = 0.95, scale: Scale | str = "real"
+) -> dict[str, float | int | str | None]:
     """n, mean, std, t-based CI, skewness, and a bootstrap CI when the sample is small
     (n < 5) or skewed (|skew| > 1). ``ci_method`` says which CI the report should show
-    first: ``"bootstrap"`` when one was computed, else ``"t"``.
+    first: ``"bootstrap"`` when one was computed, else ``"t"``. On a bounded ``scale``
+    (``"unit"`` for accuracies, ``"positive"`` for losses) the t-interval is made on the
+    transformed scale (:func:`mean_ci_in_scale`), so it stays inside the bounds; the
+    percentile bootstrap interval lies inside the data's range anyway.
 
     >>> d = describe([1.0, 2.0, 3.0, 4.0, 5.0]); d["ci_method"], round(d["ci_low"], 3)
     ('t', 1.037)
@@ -95,6 +109,8 @@ def describe(values, confidence: float = 0.95) -> dict[str, float | int | str | 
         out["ci_method"] = "t"
     if len(x) >= 2 and out["std"] == 0:  # a constant sample: the CI is the value itself
         out["ci_low"] = out["ci_high"] = out["mean"]
+    elif len(x) >= 2 and (scale if isinstance(scale, str) else scale.name) != "real":
+        out["ci_low"], out["ci_high"] = mean_ci_in_scale(x, scale, confidence)
     return out
 
 
@@ -150,18 +166,27 @@ class TwoSample:
     effect: float  # Cohen's d (Welch) or d_z (paired)
     effect_name: str  # "d" | "d_z"
     noise_std: float  # the larger seed-to-seed std of the two variants
+    #: the test on the difference's scale: intervals at other levels, TOST, power inputs
+    scaled: ScaledT | None = None
+    diff_std: float = math.nan  # std of the paired differences (paired) else pooled-ish
 
 
-def compare_samples(a, b, paired: bool, confidence: float = 0.95) -> TwoSample:
-    """Difference of means with its CI and a t-test: paired (``scipy.stats.ttest_rel`` on
-    a[i] vs b[i], same seed) or Welch's (``ttest_ind(equal_var=False)``). With fewer than
-    two values on a side there is no test (p = NaN). Constant differences (zero
-    variance) give p = 0 when the difference is not 0 and p = 1 when it is.
+def compare_samples(
+    a, b, paired: bool, confidence: float = 0.95, scale: Scale | str = "real"
+) -> TwoSample:
+    """Difference of means with its CI and a t-test: paired (a[i] vs b[i], same seed; on
+    the real scale exactly ``scipy.stats.ttest_rel``) or Welch's
+    (``ttest_ind(equal_var=False)``). On a bounded difference ``scale`` (``"difference"``
+    for accuracies) the test and the interval are made on the transformed scale, so the CI
+    stays in [−1, 1]. With fewer than two values on a side there is no test (p = NaN).
+    Constant differences (zero variance) give p = 0 when the difference is not 0 and
+    p = 1 when it is.
 
     >>> r = compare_samples([0.9, 0.91, 0.92], [0.8, 0.82, 0.81], paired=True)
     >>> r.test, round(r.diff, 3)
     ('paired t', 0.1)
     """
+    scale = SCALES[scale] if isinstance(scale, str) else scale
     a, b = _clean(a), _clean(b)
     if paired and len(a) != len(b):
         raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
@@ -172,39 +197,26 @@ def compare_samples(a, b, paired: bool, confidence: float = 0.95) -> TwoSample:
         [float(s.std(ddof=1)) for s in (a, b) if len(s) >= 2], default=math.nan
     )
     diff = mean_a - mean_b
-    nothing = TwoSample(
-        "none", n_a, n_b, mean_a, mean_b, diff, math.nan, math.nan, math.nan, math.nan,
-        math.nan, "d", noise,
-    )
     if n_a < 2 or n_b < 2:
-        return nothing
-    q = (1 + confidence) / 2
+        return TwoSample(
+            "none", n_a, n_b, mean_a, mean_b, diff, math.nan, math.nan, math.nan, math.nan,
+            math.nan, "d", noise,
+        )
     if paired:
-        d = a - b
-        se = float(d.std(ddof=1) / math.sqrt(len(d)))
-        df = len(d) - 1
-        effect, effect_name = cohens_dz(d), "d_z"
-        if se > 0:
-            res = stats.ttest_rel(a, b)
-            statistic, p = float(res.statistic), float(res.pvalue)
+        scaled, _ = paired_t(a, b, scale)
+        effect, effect_name = cohens_dz(a - b), "d_z"
+        diff_std = float((a - b).std(ddof=1))
     else:
-        va, vb = a.var(ddof=1) / n_a, b.var(ddof=1) / n_b
-        se = float(math.sqrt(va + vb))
-        df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1)) if se > 0 else 1.0
+        scaled, _ = welch_t(a, b, scale)
         effect, effect_name = cohens_d(a, b), "d"
-        if se > 0:
-            res = stats.ttest_ind(a, b, equal_var=False)
-            statistic, p = float(res.statistic), float(res.pvalue)
-    if se == 0:
-        statistic = _ratio(diff, 0.0)
-        p = 1.0 if diff == 0 else 0.0
+        diff_std = float(math.sqrt(a.var(ddof=1) + b.var(ddof=1)))
+    statistic = scaled.estimate / scaled.se if scaled.se > 0 else _ratio(diff, 0.0)
+    low, high = scaled.interval(confidence)
+    if scaled.se == 0:
         low = high = diff
-    else:
-        half = float(stats.t.ppf(q, df)) * se
-        low, high = diff - half, diff + half
     return TwoSample(
         "paired t" if paired else "Welch t", n_a, n_b, mean_a, mean_b, diff, low, high,
-        statistic, p, effect, effect_name, noise,
+        float(statistic), scaled.p_value(), effect, effect_name, noise, scaled, diff_std,
     )
 
 
@@ -262,3 +274,294 @@ def _absorbed(g: set[str], groups: list[set[str]], k: int) -> bool:
         if g < other or (g == other and m < k):
             return True
     return False
+
+
+# ---------------------------------------------------------------- intervals inside a scale
+#
+# A bounded metric gets its interval on a scale where it is unbounded: the t-interval of
+# the transformed values (``scipy.stats.ttest_1samp(...).confidence_interval()``), mapped
+# back. So an accuracy's interval lies in [0, 1], a loss's in (0, ∞) and a difference of
+# accuracies in [−1, 1] by construction, never by clipping.
+
+#: Values at a bound of [0, 1] (or ±1 for differences) are moved this far inside before
+#: the logit / atanh transform (a continuity correction: 0.1 percentage point).
+BOUND_CORRECTION = 1e-3
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A metric's range and the transform that makes it unbounded."""
+
+    name: str
+    low: float
+    high: float
+    forward: object  # callable: values → transformed values (array in, array out)
+    inverse: object  # callable: transformed → values
+    method: str  # how its intervals are made, for the methods note
+
+    def to_z(self, x) -> np.ndarray:
+        return np.asarray(self.forward(np.asarray(x, dtype=float)), dtype=float)
+
+    def from_z(self, z) -> np.ndarray:
+        return np.asarray(self.inverse(np.asarray(z, dtype=float)), dtype=float)
+
+
+def _logit(x):
+    from scipy.special import logit
+
+    return logit(np.clip(x, BOUND_CORRECTION, 1 - BOUND_CORRECTION))
+
+
+def _expit(z):
+    from scipy.special import expit
+
+    return expit(z)
+
+
+def _log_positive(x):
+    x = np.asarray(x, dtype=float)
+    positive = x[x > 0]
+    floor = positive.min() / 2 if positive.size else 1e-12
+    return np.log(np.where(x > 0, x, floor))
+
+
+def _atanh(x):
+    return np.arctanh(np.clip(x, -1 + BOUND_CORRECTION, 1 - BOUND_CORRECTION))
+
+
+def _identity(x):
+    return np.asarray(x, dtype=float)
+
+
+SCALES: dict[str, Scale] = {
+    "unit": Scale(
+        "unit", 0.0, 1.0, _logit, _expit,
+        "t-interval on the logit scale, back-transformed (values at 0 or 1 moved 0.001 inside)",
+    ),
+    "positive": Scale(
+        "positive", 0.0, math.inf, _log_positive, np.exp,
+        "t-interval on the log scale, back-transformed (zeros replaced by half the smallest "
+        "positive value)",
+    ),
+    "difference": Scale(
+        "difference", -1.0, 1.0, _atanh, np.tanh,
+        "paired t on the atanh (Fisher z) scale of the per-seed differences, "
+        "back-transformed with tanh (differences at ±1 moved 0.001 inside)",
+    ),
+    "real": Scale("real", -math.inf, math.inf, _identity, _identity, "t-interval"),
+}
+
+#: Which scale each metric lives on (metrics not named here are unbounded).
+METRIC_SCALES = {
+    "test_accuracy": "unit",
+    "best_val_accuracy": "unit",
+    "test_f1": "unit",
+    "test_precision": "unit",
+    "test_recall": "unit",
+    "test_loss": "positive",
+    "test_cross_entropy": "positive",
+    "stability": "positive",
+    "convergence_epoch": "positive",
+    "overfit_gap": "difference",
+}
+#: The scale of a difference between two values on a scale.
+DIFFERENCE_SCALES = {"unit": "difference", "positive": "real", "difference": "real", "real": "real"}
+
+
+def metric_scale(metric: str) -> Scale:
+    """The scale of ``metric``'s values: ``metric_scale("test_accuracy").name == "unit"``."""
+    return SCALES[METRIC_SCALES.get(metric, "real")]
+
+
+def difference_scale(metric: str) -> Scale:
+    """The scale of a difference of two ``metric`` values (accuracies: [−1, 1])."""
+    return SCALES[DIFFERENCE_SCALES[metric_scale(metric).name]]
+
+
+def mean_ci_in_scale(values, scale: Scale | str = "real", confidence: float = 0.95):
+    """(low, high): the t-interval of the mean on ``scale``'s transformed values, mapped
+    back, so it stays inside the scale. A constant sample gives (value, value); fewer than
+    two values NaNs. A 2-D array is one sample per row (arrays of bounds).
+
+    >>> low, high = mean_ci_in_scale([0.97, 0.99, 0.999], "unit"); 0 < low < high < 1
+    True
+    """
+    scale = SCALES[scale] if isinstance(scale, str) else scale
+    if np.ndim(values) == 2:  # one sample per row (simulations): arrays of bounds
+        z = scale.to_z(values)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = stats.ttest_1samp(z, 0.0, axis=1).confidence_interval(confidence)
+        constant = np.ptp(z, axis=1) == 0
+        mean = np.asarray(values, dtype=float).mean(axis=1)
+        low = np.where(constant, mean, scale.from_z(ci.low))
+        high = np.where(constant, mean, scale.from_z(ci.high))
+        return (low, high)
+    x = _clean(values)
+    if len(x) < 2:
+        return (math.nan, math.nan)
+    z = scale.to_z(x)
+    if np.ptp(z) == 0:
+        return (float(x.mean()), float(x.mean()))
+    ci = stats.ttest_1samp(z, 0.0).confidence_interval(confidence)
+    low, high = scale.from_z([ci.low, ci.high])
+    return (float(low), float(high))
+
+
+# ---------------------------------------------------------------- a t-test on a scale
+
+
+@dataclass(frozen=True)
+class ScaledT:
+    """A t-statistic's ingredients on a transformed scale (estimate, standard error,
+    degrees of freedom), from which intervals at any level and one- or two-sided p-values
+    follow with ``scipy.stats.t``. For paired samples they are those of
+    ``scipy.stats.ttest_1samp`` on the transformed per-seed differences (the tests check
+    that the intervals equal its ``confidence_interval``)."""
+
+    estimate: float  # on the transformed scale
+    se: float
+    df: float
+    scale: str = "real"
+
+    @property
+    def _scale(self) -> Scale:
+        return SCALES[self.scale]
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        """The two-sided ``confidence`` interval, on the original scale."""
+        if not math.isfinite(self.estimate):
+            return (math.nan, math.nan)
+        if self.se == 0:
+            low = high = self.estimate
+        else:
+            low, high = stats.t.interval(confidence, self.df, loc=self.estimate, scale=self.se)
+        a, b = self._scale.from_z([low, high])
+        return (float(a), float(b))
+
+    def p_value(self, null: float = 0.0, alternative: str = "two-sided") -> float:
+        """p of H0: estimate = ``null`` (``null`` on the original scale)."""
+        if not math.isfinite(self.estimate):
+            return math.nan
+        z0 = float(self._scale.to_z([null])[0]) if null != 0 else 0.0
+        delta = self.estimate - z0
+        if self.se == 0:
+            t = _ratio(delta, 0.0)
+        else:
+            t = delta / self.se
+        if alternative == "greater":
+            return float(stats.t.sf(t, self.df)) if self.se else float(delta <= 0)
+        if alternative == "less":
+            return float(stats.t.cdf(t, self.df)) if self.se else float(delta >= 0)
+        if self.se == 0:
+            return 1.0 if delta == 0 else 0.0
+        return float(2 * stats.t.sf(abs(t), self.df))
+
+    def p_equivalence(self, margin: float) -> float:
+        """Two one-sided tests (Schuirmann 1987) of |difference| < ``margin``: the larger
+        of the two one-sided p-values."""
+        if not (math.isfinite(margin) and margin > 0):
+            return math.nan
+        return max(self.p_value(-margin, "greater"), self.p_value(margin, "less"))
+
+    def effect_z(self) -> float:
+        return self.estimate
+
+
+def paired_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
+    """The paired t-test of a − b on ``scale`` (``scipy.stats.ttest_1samp`` on the
+    transformed differences); returns (ScaledT, scipy's result or None when constant)."""
+    scale = SCALES[scale] if isinstance(scale, str) else scale
+    d = scale.to_z(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+    n = len(d)
+    est = float(d.mean())
+    if np.ptp(d) == 0:
+        return ScaledT(est, 0.0, n - 1, scale.name), None
+    res = stats.ttest_1samp(d, 0.0)
+    se = float(d.std(ddof=1) / math.sqrt(n))
+    return ScaledT(est, se, float(res.df), scale.name), res
+
+
+def welch_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
+    """Welch's t of mean a − mean b (``scipy.stats.ttest_ind(equal_var=False)`` gives the
+    standard error and degrees of freedom); on a bounded difference scale the estimate and
+    its standard error are carried to the transformed scale by the delta method."""
+    scale = SCALES[scale] if isinstance(scale, str) else scale
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(a.mean() - b.mean())
+    se = float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    if se == 0:
+        return ScaledT(float(scale.to_z([diff])[0]), 0.0, len(a) + len(b) - 2, scale.name), None
+    res = stats.ttest_ind(a, b, equal_var=False)
+    z = float(scale.to_z([diff])[0])
+    # d z / d diff at diff: numerically, so any registered scale works
+    h = 1e-6
+    slope = float((scale.to_z([diff + h]) - scale.to_z([diff - h]))[0] / (2 * h))
+    if not math.isfinite(slope) or slope <= 0:
+        slope = 1.0
+    return ScaledT(z, se * slope, float(res.df), scale.name), res
+
+
+# ---------------------------------------------------------------- Holm, consistently
+
+
+def decision_levels(pvalues, alpha: float = ALPHA) -> list[float]:
+    """Per hypothesis, the level of the Holm (1979) step that decided it: a hypothesis the
+    step-down rejects gets α/(m − j) of its own step j; every other one gets the level of
+    the step where the procedure stopped. So "p < level" is exactly Holm's rejection, and
+    the (1 − level) interval excludes 0 exactly when Holm rejects — the printed interval
+    agrees with the decision by construction. NaN p-values get NaN.
+
+    >>> decision_levels([0.001, 0.02, 0.5])
+    [0.016666666666666666, 0.025, 0.05]
+    """
+    p = [float(v) if v is not None else math.nan for v in pvalues]
+    index = sorted((i for i, v in enumerate(p) if math.isfinite(v)), key=lambda i: p[i])
+    m = len(index)
+    out = [math.nan] * len(p)
+    stopped: float | None = None
+    for j, i in enumerate(index):
+        level = alpha / (m - j)
+        if stopped is None and p[i] < level:
+            out[i] = level
+        else:
+            if stopped is None:
+                stopped = level
+            out[i] = stopped
+    return out
+
+
+def probability_of_improvement(
+    a, b, higher_is_better: bool = True, confidence: float = 0.95, n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """P(A > B): the probability that a run of A beats a run of B (ties count half) — the
+    Mann–Whitney U statistic divided by n_a·n_b, as in Bouthillier et al. (2021) and
+    rliable (Agarwal et al., 2021) — with a percentile bootstrap CI (``scipy.stats.bootstrap``,
+    resampling each side independently, seeded). Returns (estimate, low, high).
+
+    >>> probability_of_improvement([0.9, 0.91, 0.92], [0.8, 0.81, 0.82])[0]
+    1.0
+    """
+    x, y = _clean(a), _clean(b)
+    if not higher_is_better:
+        x, y = -x, -y
+    if len(x) == 0 or len(y) == 0:
+        return (math.nan, math.nan, math.nan)
+
+    def statistic(u, v, axis=-1):
+        u = np.moveaxis(np.asarray(u), axis, -1)[..., :, None]
+        v = np.moveaxis(np.asarray(v), axis, -1)[..., None, :]
+        return ((u > v) + 0.5 * (u == v)).mean(axis=(-2, -1))
+
+    estimate = float(statistic(x, y))
+    if len(x) < 2 or len(y) < 2:
+        return (estimate, math.nan, math.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap(
+            (x, y), statistic, vectorized=True, paired=False, confidence_level=confidence,
+            n_resamples=n_resamples, method="percentile",
+            random_state=np.random.default_rng(seed),
+        )
+    return (estimate, float(res.confidence_interval.low), float(res.confidence_interval.high))

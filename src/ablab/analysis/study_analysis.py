@@ -13,9 +13,11 @@ from typing import Any
 import pandas as pd
 
 from ablab.analysis.checks import methodology_warnings
-from ablab.analysis.compare import Comparison, Ranking, compare_all, rank_factor
+from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
+from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
+from ablab.analysis.methods import methods_used
 from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
-from ablab.analysis.stats import describe
+from ablab.analysis.stats import describe, metric_scale
 from ablab.analysis.verdicts import (
     ranking_sentence,
     status_line,
@@ -45,6 +47,14 @@ class StudyAnalysis:
     warnings: list[str]
     status: str  # "12 of 18 runs done; 6 pending"
     overrides: list[str] = field(default_factory=list)
+    #: pairs of factors tested for an interaction on test accuracy; sentences for the
+    #: found ones (said before the verdicts)
+    interactions: list[Interaction] = field(default_factory=list)
+    interaction_sentences: list[str] = field(default_factory=list)
+    #: every statistical procedure used, with its reference (the report's methods section)
+    methods: list[str] = field(default_factory=list)
+    equivalence_margin: float = DEFAULT_MARGIN
+    design: Any = None  # ablab.analysis.sequential.Design for --until-decided studies
 
     @property
     def complete(self) -> bool:
@@ -86,7 +96,7 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
         )
         samples = {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
         for metric, values in samples.items():
-            d = describe(values)
+            d = describe(values, scale=metric_scale(metric))
             for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
                 row[f"{metric}_{key}"] = d[key]
             row[f"{metric}_ci_method"] = d["ci_method"]
@@ -137,6 +147,7 @@ def analyze_runs(
     rows: list[dict[str, Any]],
     records: dict[str, dict[str, Any]] | None = None,
     study_text: str = "",
+    design: Any = None,
 ) -> StudyAnalysis:
     """The whole analysis from plain data: ``info`` as in ``study.json`` (name,
     description, factors, columns), index rows, and run records by run id."""
@@ -146,7 +157,9 @@ def analyze_runs(
     counts = dict.fromkeys(STATUS_ORDER, 0)
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    comparisons = compare_all(factors, variants)
+    margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
+    comparisons = compare_all(factors, variants, margin=margin, design=design)
+    interactions = find_interactions(factors, variants, "test_accuracy")
     rankings = [
         r
         for f in factors
@@ -174,6 +187,17 @@ def analyze_runs(
         warnings=methodology_warnings(variants, factors, comparisons),
         status=status_line(counts, at_chance),
         overrides=list(info.get("overrides") or []),
+        interactions=interactions,
+        interaction_sentences=[interaction_sentence(i) for i in interactions if i.found],
+        methods=methods_used(
+            margin,
+            any(c.result.test == "paired t" for c in comparisons),
+            any(c.result.test == "Welch t" for c in comparisons),
+            bool(interactions),
+            design.looks if design is not None else None,
+        ),
+        equivalence_margin=margin,
+        design=design,
     )
 
 
@@ -192,5 +216,9 @@ def load_runs(store) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
 
 def analyze(store) -> StudyAnalysis:
     """Analyze a study directory (a ``StudyStore``): reads the index and every record."""
+    from ablab.analysis.sequential import load_design
+
     rows, records = load_runs(store)
-    return analyze_runs(store.study_info(), rows, records, store.study_text())
+    return analyze_runs(
+        store.study_info(), rows, records, store.study_text(), design=load_design(store.root)
+    )

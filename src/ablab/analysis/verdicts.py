@@ -1,8 +1,11 @@
 """Verdict sentences: what each comparison shows, and no more.
 
-"beats" only when the Holm-adjusted p < 0.05 AND the CI of the difference excludes 0;
-otherwise "not distinguishable". Variants that diverged, failed or did not learn get
-their own sentences.
+Three outcomes per comparison, each naming its factor: "activation=relu beats
+activation=sigmoid" (Holm rejects "no difference"; the interval printed is the one at the
+Holm step's level, which excludes 0 exactly then), "equivalent within ±Δ" (two one-sided
+tests, the printed interval is the (1 − 2α) one that lies inside ±Δ), and "undecided"
+(with the smallest difference the seeds can detect and the seeds needed). Variants that
+diverged, failed or did not learn get their own sentences.
 
     >>> format_p(0.0496), format_p(0.0504), format_p(0.00001)
     ('0.0496', '0.0504', '< 0.001')
@@ -79,12 +82,67 @@ def _p(c: Comparison) -> str:
     return text + (" after Holm" if c.family_size > 1 else "")
 
 
+def _level_ci(low: float, high: float, confidence: float, metric: str, signed=True) -> str:
+    """``95 % CI +1.0 to +5.0``; another level is printed as it is (``98.3 % CI``)."""
+    text = format_ci(low, high, metric, signed)
+    digits = 1 if confidence < 0.995 else 2  # 99.87 %, not a rounded 99.9 %
+    pct = f"{confidence * 100:.{digits}f}".rstrip("0").removesuffix(".")
+    return text.replace("95 % CI", f"{pct} % CI", 1)
+
+
+def _decision_ci(c: Comparison, low: float, high: float, signed: bool = True) -> str:
+    text = _level_ci(low, high, 1 - c.level, c.metric, signed)
+    if c.look is not None:
+        return f"{text}, look {c.look} of {c.looks}"
+    if c.family_size > 1:
+        return f"{text}, Holm-adjusted"
+    return text
+
+
+def format_poi(c: Comparison, a_first: bool = True) -> str:
+    """``P(a > b) = 0.89 [0.56, 1.00]``: probability that a run of a is better."""
+    if not math.isfinite(c.poi):
+        return ""
+    est, low, high = c.poi, c.poi_low, c.poi_high
+    if not a_first:
+        est, low, high = 1 - est, 1 - high, 1 - low
+    ci = f" [{low:.2f}, {high:.2f}]" if math.isfinite(low) else ""
+    return f"P(better) = {est:.2f}{ci}, "
+
+
+def factor_level(c: Comparison, level: str) -> str:
+    """``activation=relu``: a level named with its factor."""
+    return f"{c.factor}={level}"
+
+
+def _power(c: Comparison) -> str:
+    """What an undecided comparison would take."""
+    n = min(c.result.n_a, c.result.n_b)
+    parts = []
+    if math.isfinite(c.detectable):
+        parts.append(
+            f"{n} seeds detect {format_diff(c.detectable, c.metric, signed=False)} at 80 % power"
+        )
+    if c.seeds_needed is not None:
+        parts.append(
+            f"deciding {format_diff(abs(c.result.diff), c.metric, signed=False)} needs "
+            f"~{c.seeds_needed} seeds per variant"
+        )
+    elif math.isfinite(c.result.diff) and c.result.diff == 0:
+        parts.append("the observed difference is 0")
+    elif c.testable:
+        parts.append("no affordable number of seeds decides the observed difference")
+    return "; ".join(parts)
+
+
 def verdict(c: Comparison) -> str:
-    """One sentence for one comparison; the numbers say exactly what the words say."""
+    """One sentence for one comparison; the numbers say exactly what the words say, and
+    the interval printed is the one that decided."""
     r = c.result
     where = f"On {c.stratum}, " if c.stratum else ""
     what = METRIC_INFO[c.metric][0]
     test = "paired by seed" if r.test == "paired t" else "Welch"
+    a, b = factor_level(c, c.level_a), factor_level(c, c.level_b)
     if not c.testable:
         shown = "no finished runs" if min(r.n_a, r.n_b) == 0 else "fewer than 2 finished runs"
         diff = (
@@ -92,27 +150,57 @@ def verdict(c: Comparison) -> str:
             if math.isfinite(r.diff) else ""
         )
         return (
-            f"{where}{c.level_a} vs {c.level_b}: {diff}{shown} on a side ({_n(c)}): "
-            "no test possible, not distinguishable."
+            f"{where}{a} vs {b}: {diff}{shown} on a side ({_n(c)}): "
+            "no test possible, undecided."
         )
     if c.significant:
         winner_is_a = c.winner == c.level_a
-        win, lose = (c.level_a, c.level_b) if winner_is_a else (c.level_b, c.level_a)
+        win, lose = (a, b) if winner_is_a else (b, a)
         sign = 1.0 if r.diff > 0 else -1.0  # the CI of |difference|
-        low, high = sorted((sign * r.ci_low, sign * r.ci_high))
+        low, high = sorted((sign * c.decision_low, sign * c.decision_high))
         by = format_diff(abs(r.diff), c.metric, signed=False)
         lower = "" if c.higher_is_better else "lower "
         sentence = (
             f"{win} beats {lose} by {by} {lower}{what} "
-            f"({format_ci(low, high, c.metric, signed=False)}, {_p(c)}, "
-            f"{format_effect(abs(r.effect), r.effect_name)}, {_n(c)}, {test})."
+            f"({_decision_ci(c, low, high, signed=False)}, {_p(c)}, "
+            f"{format_effect(abs(r.effect), r.effect_name)}, "
+            f"{format_poi(c, winner_is_a)}{_n(c)}, {test})."
         )
         return where + sentence if where else sentence[0].upper() + sentence[1:]
+    if c.equivalent:
+        margin = format_diff(c.margin, c.metric, signed=False)
+        ci = _level_ci(
+            c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.metric
+        )
+        p = format_p(c.p_equivalence_holm)
+        p = f"TOST p {p}" if p.startswith("<") else f"TOST p = {p}"
+        if c.family_size > 1:
+            p += " after Holm"
+        look = f", look {c.look} of {c.looks}" if c.look is not None else ""
+        sentence = (
+            f"{a} and {b} are equivalent within ±{margin} {what}: "
+            f"{format_diff(r.diff, c.metric)} ({ci} inside ±{margin}{look}, {p}, "
+            f"{format_poi(c)}{_n(c)}, {test})."
+        )
+        return where + sentence if where else sentence[0].upper() + sentence[1:]
+    power = _power(c)
     return (
-        f"{where}{c.level_a} vs {c.level_b}: {format_diff(r.diff, c.metric)} {what} "
-        f"({format_ci(r.ci_low, r.ci_high, c.metric)}, {_p(c)}, "
-        f"{format_effect(r.effect, r.effect_name)}, {_n(c)}, {test}): not distinguishable."
+        f"{where}{a} vs {b}: {format_diff(r.diff, c.metric)} {what} "
+        f"({_decision_ci(c, c.decision_low, c.decision_high)}, {_p(c)}, "
+        f"{format_effect(r.effect, r.effect_name)}, {format_poi(c)}{_n(c)}, {test}): "
+        f"undecided{' — ' + power if power else ''}."
     )
+
+
+def terminal_lines(comparisons: list[Comparison], metric: str = "test_accuracy") -> list[str]:
+    """Verdict lines for a terminal, like a test summary: decided comparisons first
+    ("BEATS", "EQUIVALENT"), then the undecided ones, one line each."""
+    order = {"beats": 0, "equivalent": 1, "undecided": 2, "untestable": 3}
+    tags = {"beats": "BEATS     ", "equivalent": "EQUIVALENT", "undecided": "UNDECIDED ",
+            "untestable": "UNDECIDED "}
+    chosen = [c for c in comparisons if c.metric == metric]
+    chosen.sort(key=lambda c: order[c.outcome])  # stable: plan order within an outcome
+    return [f"{tags[c.outcome]} {verdict(c)}" for c in chosen]
 
 
 def _pct(x: float) -> str:

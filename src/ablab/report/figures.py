@@ -160,7 +160,10 @@ def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
                 low = row[f"{metric}_ci_low"] * scale
                 high = row[f"{metric}_ci_high"] * scale
                 if np.isfinite(low):
-                    ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o",
+                    # the interval is made on the metric's scale (logit / log), so the
+                    # arithmetic mean may sit just outside it: never a negative bar
+                    ax.errorbar(mean, y, xerr=[[max(mean - low, 0)], [max(high - mean, 0)]],
+                                fmt="o",
                                 color=colors[v.label], ms=8, capsize=5, lw=2, zorder=4)
                 else:
                     ax.plot(mean, y, "o", color=colors[v.label], ms=8, zorder=4)
@@ -173,7 +176,8 @@ def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
         ax.set_title(name)
     axes[0].set_yticks(ys, [short_label(a, v) for v in a.variants])
     axes[0].set_ylim(-0.7, n - 0.3)
-    fig.suptitle("Final metrics: mean and 95 % CI (t) over seeds; circles = single seeds")
+    fig.suptitle("Final metrics: mean and 95 % CI (t, on the metric's scale); "
+                 "circles = single seeds")
     fig.tight_layout()
     return fig
 
@@ -473,6 +477,54 @@ FIGURES = [
                "Model probabilities on the input plane with the test points (first seed).",
                fig_decision_boundaries),
 ]
+
+
+@styled
+def fig_interactions(a: StudyAnalysis) -> Figure | None:
+    """Interaction plots: the primary metric against one factor's levels, one line per
+    level of the other factor, mean with its 95 % CI (on the metric's scale); one panel
+    per pair of factors, found interactions first. None for a study with < 2 factors."""
+    items = sorted(a.interactions, key=lambda i: (not i.found, i.p_holm))[:4]
+    items = [i for i in items if any(i.cells.values())]
+    if not items:
+        return None
+    fig = Figure(figsize=(6.5 * len(items), 5.2))
+    axes = np.atleast_1d(fig.subplots(1, len(items)))
+    for ax, item in zip(axes, items, strict=True):
+        seen = {r[0] for rows in item.cells.values() for r in rows}
+        levels = [lv for lv in item.levels if lv in seen]
+        xs = np.arange(len(levels))
+        scale = 100.0 if item.metric.endswith("accuracy") else 1.0
+        for k, (moderator_level, rows) in enumerate(item.cells.items()):
+            by_level = {r[0]: r for r in rows}
+            mean = np.array([by_level[lv][1] if lv in by_level else np.nan for lv in levels])
+            low = np.array([by_level[lv][2] if lv in by_level else np.nan for lv in levels])
+            high = np.array([by_level[lv][3] if lv in by_level else np.nan for lv in levels])
+            shift = (k - (len(item.cells) - 1) / 2) * 0.06
+            err = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
+            err = np.where(np.isfinite(err), err, 0.0) * scale
+            ax.errorbar(xs + shift, mean * scale, yerr=err, fmt="o-", capsize=4, lw=2,
+                        color=PALETTE[k % len(PALETTE)],
+                        label=f"{item.moderator}={moderator_level}")
+        ax.set_xticks(xs, levels)
+        ax.set_xlabel(item.factor)
+        name = METRIC_INFO[item.metric][0]
+        ax.set_ylabel(f"{name}{' (%)' if scale == 100 else ''}")
+        verdict = "interaction" if item.found else "no interaction found"
+        p = f"p = {item.p_holm:.2g}" if np.isfinite(item.p_holm) else "p n/a"
+        ax.set_title(f"{item.factor} × {item.moderator}: {verdict} ({p})")
+        ax.legend(fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES.append(
+    FigureSpec("interactions", "Results", "Interactions between factors",
+               "Mean test accuracy and its 95 % CI (logit scale) for each level of one factor, "
+               "one line per level of the other; non-parallel lines with a small ANOVA p are an "
+               "interaction: compare the first factor within each level of the second.",
+               fig_interactions)
+)
 
 
 def save_figure(fig: Figure, folder: Path, name: str, dpi: int = 110) -> dict[str, Path]:

@@ -28,9 +28,11 @@ from ablab.report.figures import FIGURES, save_figure, short_label, variant_colo
 FIGURE_DIR = "figures"
 METHOD_NOTE = (
     "Variants are compared on test accuracy and test softmax cross-entropy (the common "
-    "yardsticks), never on each run's own training loss. A variant \"beats\" another only "
-    "when the Holm-adjusted p < 0.05 and the 95 % CI of the difference excludes 0; "
-    "otherwise they are \"not distinguishable\"."
+    "yardsticks), never on each run's own training loss. Each comparison ends in one of "
+    "three outcomes: A \"beats\" B (Holm-adjusted; the interval printed is the one at the "
+    "Holm step's level, which decided), \"equivalent\" within the study's margin (two "
+    "one-sided tests), or \"undecided\" (with the difference the seeds can detect and the "
+    "seeds needed). The Methods section lists every procedure."
 )
 
 
@@ -148,26 +150,43 @@ def summary_tables(a: StudyAnalysis) -> tuple[dict, dict]:
 
 
 def comparisons_table(a: StudyAnalysis) -> dict:
-    header = ["factor", "within", "a vs b", "metric", "a − b", "95 % CI", "test",
-              "p", "p (Holm)", "effect", "n", "verdict"]
+    header = ["factor", "within", "a vs b", "metric", "a − b", "95 % CI",
+              "deciding CI (level)", "test", "p", "p (Holm)", "effect", "P(a better)", "n",
+              "verdict"]
     rows = []
     for c in a.comparisons:
         r = c.result
         if c.significant:
             word = f"{c.winner} better"
+        elif c.equivalent:
+            word = "equivalent"
         elif c.testable:
-            word = "not distinguishable"
+            word = "undecided"
         else:
             word = "no test"
         rows.append({"cells": [
             c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", METRIC_INFO[c.metric][0],
             format_diff(r.diff, c.metric) if _finite(r.diff) else "–",
             format_ci(r.ci_low, r.ci_high, c.metric).removeprefix("95 % CI "),
-            r.test, format_p(r.p), format_p(c.p_holm),
+            _deciding_ci(c), r.test, format_p(r.p), format_p(c.p_holm),
             format_effect(r.effect, r.effect_name) if c.testable else "–",
+            f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}]" if _finite(c.poi_low) else "–",
             f"{r.n_a} / {r.n_b}", word,
         ]})
     return {"header": header, "rows": rows}
+
+
+def _deciding_ci(c) -> str:
+    """The interval the verdict used: at the Holm step's level (and look), or for an
+    equivalence the (1 − 2·level) TOST interval."""
+    if c.equivalent:
+        low, high, conf = c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level
+    else:
+        low, high, conf = c.decision_low, c.decision_high, 1 - c.level
+    if not (_finite(low) and _finite(high)):
+        return "–"
+    text = format_ci(low, high, c.metric).removeprefix("95 % CI ")
+    return f"{text} ({conf * 100:.1f} %)"
 
 
 def runs_table(a: StudyAnalysis) -> dict:
@@ -262,6 +281,8 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "complete": a.complete,
         "missing": _missing(a),
         "method_note": METHOD_NOTE,
+        "methods": a.methods,
+        "interactions": a.interaction_sentences,
         "problems": a.status_sentences,
         "verdicts": _verdict_items(a),
         "rankings": a.ranking_sentences,

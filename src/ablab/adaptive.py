@@ -1,0 +1,190 @@
+"""Adaptive seeds: ``ablab run STUDY --until-decided [--max-seeds N]``.
+
+The study runs with its own seeds; then, in rounds, seeds are added only to the variants
+of comparisons that are still undecided, up to planned looks (``Design.plan``: e.g. 3, 5,
+8, 10 seeds), until every comparison on test accuracy is decided ("beats" or "equivalent
+within ±Δ") or the budget is spent. Error control across the looks: a group-sequential
+design with the Lan–DeMets O'Brien–Fleming-type alpha-spending function
+(:mod:`ablab.analysis.sequential`; Lan & DeMets 1983).
+
+Resumable: each round's seeds are a deterministic function of what is stored — round 1
+is the study's own seeds, and round r + 1 is planned from the runs of round r, whose
+verdicts depend only on the first n_k seeds of each comparison. A study killed mid-round
+and run again replays the earlier rounds from the stored runs (nothing is re-trained) and
+reaches the same seeds and verdicts.
+
+The pure pieces (:func:`sequential_outcome`, :func:`sequential_outcomes`,
+:func:`plan_next_round`) need no training and are what the simulation tests exercise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ablab.analysis.sequential import (
+    Design,
+    load_design,
+    save_design,
+    sequential_outcome,
+    sequential_outcomes,
+)
+from ablab.errors import UserError
+
+__all__ = [
+    "Design",
+    "load_design",
+    "plan_next_round",
+    "run_until_decided",
+    "seed_sequence",
+    "sequential_outcome",
+    "sequential_outcomes",
+]
+
+DEFAULT_MAX_SEEDS = 10
+PRIMARY_METRIC = "test_accuracy"
+
+
+def seed_sequence(study_seeds: list[int], max_seeds: int) -> list[int]:
+    """The study's seeds, then the next unused integers, ``max_seeds`` long in all: a
+    variant with n seeds always has the first n of this sequence.
+
+    >>> seed_sequence([0, 1, 2], 6)
+    [0, 1, 2, 3, 4, 5]
+    >>> seed_sequence([7, 3], 4)
+    [7, 3, 8, 9]
+    """
+    out = list(study_seeds)
+    nxt = max(out) + 1 if out else 0
+    while len(out) < max_seeds:
+        out.append(nxt)
+        nxt += 1
+    return out
+
+
+def plan_next_round(analysis: Any, design: Design | None = None) -> dict[str, int]:
+    """{variant label: seeds to add} for the next round: for every comparison on test
+    accuracy that is still undecided (and testable), both of its variants are brought to
+    the next planned look above its current seeds. Variants that need nothing are left
+    out; an empty dict means the study is decided or its budget spent.
+
+    ``analysis`` is a :class:`ablab.analysis.StudyAnalysis` (its comparisons already
+    decided under ``design``, which defaults to ``analysis.design``)."""
+    design = design or analysis.design
+    if design is None:
+        raise ValueError("plan_next_round needs a sequential design")
+    planned = {v.label: len(v.runs) for v in analysis.variants}
+    target: dict[str, int] = {}
+    for c in analysis.comparisons_on(PRIMARY_METRIC):
+        if c.outcome != "undecided":
+            continue
+        nxt = design.next_look(min(c.result.n_a, c.result.n_b))
+        if nxt is None:
+            continue
+        for label in (c.variant_a, c.variant_b):
+            target[label] = max(target.get(label, 0), nxt)
+    return {
+        label: n - planned.get(label, 0)
+        for label, n in target.items()
+        if n > planned.get(label, 0)
+    }
+
+
+def _subset(full, seeds_per_variant: dict[str, int], sequence: list[int]):
+    """The study ``full`` (expanded with every seed of ``sequence``) cut to the first
+    ``seeds_per_variant[variant_id]`` seeds of each variant."""
+    keep = []
+    for run in full.runs:
+        n = seeds_per_variant[run.variant_id]
+        if run.seed in sequence[:n]:
+            keep.append(run)
+    return dataclasses.replace(full, runs=keep)
+
+
+def run_until_decided(
+    source,
+    out: str | Path,
+    *,
+    max_seeds: int = DEFAULT_MAX_SEEDS,
+    seeds: int | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    rounds: int = 3,
+    progress: Callable[[str], Any] | None = None,
+    on_round: Callable[[int, dict[str, int]], None] | None = None,
+    report: bool = True,
+    allow_plugins: bool | None = None,
+    **run_options: Any,
+):
+    """Run the study ``source`` (a file or built-in name, with ``seeds`` / ``sets`` as on
+    the command line) into ``out``, adding seeds in rounds where comparisons are
+    undecided. ``progress(title)`` makes a progress display per round; ``on_round(r,
+    seeds per variant label)`` is told each round's plan; ``report`` writes the report at
+    the end. ``run_options`` go to
+    :func:`ablab.runner.run_study` (workers, threads, executor, address, retry_failed).
+    ``allow_plugins``: consent to import plugin code the study names. Returns (the last
+    round's StudyOutcome, {variant label: seeds})."""
+    from ablab.analysis import analyze
+    from ablab.report import write_report
+    from ablab.runner import run_study
+    from ablab.store import StudyStore
+    from ablab.study import load_study
+
+    base = load_study(source, seeds=seeds, sets=list(sets), allow_plugins=allow_plugins)
+    start = list(base.config.seeds)
+    if max_seeds < len(start):
+        raise UserError(
+            f"--max-seeds: {max_seeds} is fewer than the study's {len(start)} seeds"
+        )
+    sequence = seed_sequence(start, max_seeds)
+    full = load_study(source, sets=list(sets), seed_list=sequence, allow_plugins=allow_plugins)
+    design = Design.plan(len(start), max_seeds, rounds)
+    root = Path(out)
+    existing = load_design(root) if root.exists() else None
+    if existing is not None and existing != design:
+        raise UserError(
+            f"{root}: was run with --until-decided looks {list(existing.looks)}; this "
+            f"command plans {list(design.looks)} (another --max-seeds or seed count); "
+            "use the same options or another --out"
+        )
+    info_path = root / "study.json"
+    if info_path.exists():
+        import json
+
+        stored_name = json.loads(info_path.read_text()).get("name")
+        if stored_name not in (None, full.name):
+            raise UserError(f"{root}: holds study '{stored_name}', not '{full.name}'")
+    root.mkdir(parents=True, exist_ok=True)
+    save_design(root, design)
+    labels = {vid: runs[0].variant_label for vid, runs in full.variants().items()}
+    by_label = {label: vid for vid, label in labels.items()}
+    per_variant = dict.fromkeys(labels, len(start))
+    outcome = None
+    round_no = 0
+    while True:
+        round_no += 1
+        if on_round is not None:
+            on_round(round_no, {labels[v]: n for v, n in per_variant.items()})
+        plan = _subset(full, per_variant, sequence)
+        outcome = run_study(
+            plan, root, force_new_variants=True, report=False,
+            progress=progress(f"{full.name} round {round_no}") if progress else None,
+            **run_options,
+        )
+        with StudyStore.existing(root) as store:
+            analysis = analyze(store)
+        extra = plan_next_round(analysis, design)
+        grew = False
+        for label, k in extra.items():
+            vid = by_label[label]
+            new = min(max_seeds, per_variant[vid] + k)
+            if new > per_variant[vid]:
+                per_variant[vid] = new
+                grew = True
+        if not grew:
+            break
+    if report:
+        with StudyStore.existing(root) as store:
+            write_report(store)
+    return outcome, {labels[v]: n for v, n in per_variant.items()}
