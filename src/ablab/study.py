@@ -43,6 +43,7 @@ from ablab.config import (
     set_path,
 )
 from ablab.errors import ConfigError
+from ablab.references import Reference, ReferenceClaim
 
 BUILTIN_DIR = Path(__file__).parent / "studies"
 
@@ -61,6 +62,10 @@ class StudyConfig(Strict):
     # Modules (names or .py paths relative to this file) that register user components
     # (see ablab.plugins); imported before the runs are validated, and by every worker.
     plugins: list[str] = []
+    # Figures and verdicts the source reported (see ablab.references); the report sets
+    # them beside ablab's own ("Against the source").
+    reference: list[Reference] = []
+    reference_claim: list[ReferenceClaim] = []
 
     @field_validator("seeds")
     @classmethod
