@@ -56,16 +56,17 @@ def _same(expected: Any, actual: Any) -> bool:
 
 
 def matches(levels: dict[str, Any], variant: Variant) -> bool:
-    """Whether ``variant`` has every level ``levels`` names (config paths or columns)."""
+    """Whether ``variant`` has every level ``levels`` names: a key that is a column of the
+    study's tables (a factor's name or ``_name``) is compared with the variant's value
+    there (so a labelled level, ``optimizer = "sgd_momentum"``, matches its label); any
+    other key is a dotted path into the variant's resolved config."""
     for key, expected in levels.items():
-        actual = _lookup(variant.config, key)
-        if actual is not _MISSING:
-            if not _same(expected, actual):
-                return False
-        elif key in variant.values:
+        if key in variant.values:
             if str(variant.values[key]) != str(expected):
                 return False
-        else:
+            continue
+        actual = _lookup(variant.config, key)
+        if actual is _MISSING or not _same(expected, actual):
             return False
     return True
 
@@ -103,8 +104,10 @@ def format_metric(value: float | None, metric: str, approximate: bool = False) -
     return ("≈ " if approximate else "") + text.replace("-", MINUS)
 
 
-def _unit(metric: str) -> str:
-    return " (%)" if REFERENCE_METRICS[metric][1] == "fraction" else ""
+def metric_label(metric: str) -> str:
+    """``final test accuracy (%)``: the metric's description and the unit it is shown in."""
+    unit = " (%)" if REFERENCE_METRICS[metric][1] == "fraction" else ""
+    return REFERENCE_METRICS[metric][0] + unit
 
 
 def compare_reference(ref: Reference, variants: list[Variant]) -> dict[str, Any]:
@@ -243,7 +246,7 @@ def against_source(a: StudyAnalysis) -> dict[str, Any]:
         table_rows.append({
             "cells": [
                 row["variant"] or ", ".join(f"{k}={v}" for k, v in row["levels"].items()),
-                REFERENCE_METRICS[metric][0] + _unit(metric),
+                metric_label(metric),
                 format_metric(row["value"], metric, row["approximate"]),
                 mean,
                 ci,

@@ -1,0 +1,290 @@
+"""Run the built-in studies whose data exist here and write ``docs/reproductions.md``: per
+study, each figure its source reported beside ablab's mean ± std and 95 % CI over seeds,
+whether it lies inside, the source's verdicts re-judged, and the wall time.
+
+    .venv/bin/python benchmarks/reproduce.py                       # everything, 5 seeds
+    .venv/bin/python benchmarks/reproduce.py --only fashion-digits-losses --dataset digits
+    .venv/bin/python benchmarks/reproduce.py --doc-only            # rewrite the page only
+
+Each study runs into ``OUT/NAME`` (default ``out/reproductions``), resumably, so studies
+can be run in separate calls; the page is written from every study directory under OUT,
+each with the settings it was run at (kept in ``OUT/NAME/reproduce.json``). Anything run
+at reduced settings (``--seeds`` below 5, ``--set``) or only in part (``--dataset``,
+missing data) is said so on the page. Data are never downloaded unless ABLAB_DOWNLOAD=1
+is set: a study whose data is missing here gets a row that says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL_SEEDS = 5
+
+
+def _available(name: str, cache: dict[str, str | None]) -> str | None:
+    """None when dataset ``name`` can be loaded here, else why not (one line)."""
+    from ablab.data.loading import load_raw
+    from ablab.errors import DataMissingError
+
+    if name not in cache:
+        try:
+            load_raw(name)
+            cache[name] = None
+        except DataMissingError as exc:
+            cache[name] = str(exc).split(";")[0]
+    return cache[name]
+
+
+def plan(name: str, seeds: int, sets: list[str], datasets: list[str] | None, cache):
+    """The study at these settings, its runs split into (kept, left out with reasons)."""
+    from ablab.study import load_study
+
+    study = load_study(name, seeds=seeds, sets=sets)
+    kept, left = [], {}
+    for run in study.runs:
+        ds = run.config.dataset.name
+        if datasets is not None and ds not in datasets:
+            left.setdefault(run.variant_label, f"not run: dataset {ds} left out by --dataset")
+            continue
+        missing = _available(ds, cache)
+        if missing:
+            left.setdefault(run.variant_label, f"not run here: data missing ({missing})")
+            continue
+        kept.append(run)
+    return study, kept, left
+
+
+def run_one(name: str, args, cache) -> None:
+    from ablab.api import run_study
+
+    study, kept, left = plan(name, args.seeds, args.set, args.dataset, cache)
+    out = Path(args.out) / name
+    info = {
+        "study": name,
+        "seeds": args.seeds,
+        "sets": args.set,
+        "datasets": args.dataset,
+        "left_out": left,
+        "runs_planned": len(study.runs),
+        "runs_kept": len(kept),
+        "workers": args.workers,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    }
+    if not kept:
+        print(f"{name}: nothing to run here ({'; '.join(sorted(set(left.values())))})")
+        out.mkdir(parents=True, exist_ok=True)
+        info["wall_s"] = None
+        (out / "reproduce.json").write_text(json.dumps(info, indent=1))
+        return
+    print(f"{name}: {len(kept)} of {len(study.runs)} runs, seeds {args.seeds}", flush=True)
+    start = time.perf_counter()
+    outcome = run_study(replace(study, runs=kept), out, workers=args.workers, threads=1)
+    info["wall_s"] = round(time.perf_counter() - start, 1)
+    info["counts"] = outcome.counts
+    previous = out / "reproduce.json"
+    if previous.exists():  # a resumed call: the first call's training time counts too
+        old = json.loads(previous.read_text())
+        if old.get("runs_kept") == len(kept) and old.get("wall_s"):
+            info["wall_s_earlier_calls"] = old["wall_s"] + old.get("wall_s_earlier_calls", 0)
+    previous.write_text(json.dumps(info, indent=1))
+    print(f"{name}: done in {info['wall_s']} s: {outcome.counts}", flush=True)
+
+
+# ---------------------------------------------------------------- the page
+
+
+def _settings_line(info: dict) -> str:
+    parts = [f"{info['seeds']} seeds" + ("" if info["seeds"] >= FULL_SEEDS else " (REDUCED)")]
+    if info.get("sets"):
+        parts.append("REDUCED by --set " + ", ".join(f"`{s}`" for s in info["sets"]))
+    else:
+        parts.append("the study file's full settings")
+    parts.append(f"{info['runs_kept']} of {info['runs_planned']} planned runs run")
+    if info.get("wall_s") is not None:
+        total = info["wall_s"] + info.get("wall_s_earlier_calls", 0)
+        parts.append(f"wall time {total:.0f} s at --workers {info['workers']}")
+    parts.append(f"{info['machine']}, {info['date']}")
+    return "; ".join(parts)
+
+
+def _variants_of(study):
+    from ablab.analysis import Variant
+
+    out = {}
+    for run in study.runs:
+        if run.variant_id not in out:
+            config = {k: v for k, v in run.config.resolved().items() if k != "seed"}
+            out[run.variant_id] = Variant(run.variant_id, run.variant_label, run.variant,
+                                          config)
+    return list(out.values())
+
+
+def _not_run_rows(study, refs, reason_of) -> list[list[str]]:
+    from ablab.report.against_source import find_variants, format_metric, metric_label
+
+    rows = []
+    variants = _variants_of(study)
+    for ref in refs:
+        found = find_variants(ref.levels, variants)
+        label = found[0].label if len(found) == 1 else ", ".join(
+            f"{k}={v}" for k, v in ref.levels.items()
+        )
+        reason = reason_of(found[0].label if len(found) == 1 else None)
+        rows.append([label, metric_label(ref.metric),
+                     format_metric(ref.value, ref.metric, ref.approximate), "–", "–", "0",
+                     reason, ref.source])
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(x) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+HEADER = ["variant", "metric", "source", "ablab mean ± std", "95 % CI (t)", "seeds",
+          "source figure vs CI", "where the figure comes from"]
+
+
+def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]]]:
+    """Markdown for one study and its summary rows (study, variant, metric, source,
+    ablab, CI, inside)."""
+    from ablab.analysis import analyze
+    from ablab.references import references_from_text
+    from ablab.report.against_source import against_source
+    from ablab.store import StudyStore
+    from ablab.study import resolve_study_path
+
+    text = resolve_study_path(name).read_text(encoding="utf-8")
+    refs, claims = references_from_text(text)
+    info_path = out / name / "reproduce.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else None
+    lines = [f"## {name}", ""]
+    summary = []
+    if info is None or not info.get("runs_kept"):
+        from ablab.study import load_study
+
+        study = load_study(name, seeds=FULL_SEEDS)
+        reasons = {}
+        for run in study.runs:
+            missing = _available(run.config.dataset.name, cache)
+            reasons[run.variant_label] = (
+                f"data missing ({missing})" if missing else "not requested"
+            )
+        rows = _not_run_rows(
+            study, refs, lambda lab: "not run here: " + reasons.get(lab, "not requested")
+        )
+        lines += ["Not run here: " + "; ".join(sorted(set(reasons.values()))) + ".", ""]
+        lines += [_table(HEADER, rows), ""]
+        if claims:
+            lines += ["Source verdicts (not re-judged: not run here):", ""]
+            lines += [f"- \u201c{c.claim}\u201d ({c.source})" for c in claims] + [""]
+        summary += [[name, *r[:3], "–", "–", r[6]] for r in rows]
+        return "\n".join(lines), summary
+    a = analyze(StudyStore.existing(out / name))
+    section = against_source(a)
+    lines += ["Settings: " + _settings_line(info) + ".", ""]
+    left = info.get("left_out") or {}
+    if left:
+        lines += ["Left out: " + "; ".join(f"{k} ({v})" for k, v in sorted(left.items()))
+                  + ".", ""]
+    rows = [r["cells"] for r in section["figures"]["rows"]]
+    # figures of variants not run: say why, instead of "matches no variant"
+    from ablab.study import load_study
+
+    full = load_study(name, seeds=FULL_SEEDS)
+    for i, data in enumerate(section["figures_data"]):
+        if data["variant"] is None:
+            extra = _not_run_rows(full, [refs[i]], lambda lab: left.get(lab, "not run here"))
+            rows[i] = extra[0]
+    lines += [_table(HEADER, rows), ""]
+    if section["claims"]:
+        lines += ["The source's verdicts, re-judged:", ""]
+        lines += [f"- {c}" for c in section["claims"]] + [""]
+    summary += [[name, r[0], r[1], r[2], r[3], r[4], r[6]] for r in rows]
+    return "\n".join(lines), summary
+
+
+def write_doc(args, cache) -> Path:
+    from ablab.study import builtin_studies
+
+    names = sorted(builtin_studies())
+    sections, summary = [], []
+    for name in names:
+        text, rows = study_section(name, Path(args.out), cache)
+        sections.append(text)
+        summary += rows
+    inside = sum(1 for r in summary if r[6].startswith("inside"))
+    compared = sum(1 for r in summary if r[6].startswith(("inside", "above", "below")))
+    doc = [
+        "# Reproductions of the source reports",
+        "",
+        "Generated by `python benchmarks/reproduce.py` (see its `--help`); do not edit by "
+        "hand. Each row sets a figure a source report gave (from one run) beside ablab's "
+        "mean ± std and 95 % t interval over seeds of the same recipe, as the built-in "
+        "study states it (its description names every choice that differs from the "
+        "source). \"inside\": the source's figure lies in ablab's interval. Accuracies and "
+        "fractions in %.",
+        "",
+        f"{compared} figures compared here, {inside} inside ablab's 95 % CI; the other "
+        f"{len(summary) - compared} were not run on this machine (the reason is in each "
+        "row).",
+        "",
+        "| study | variant | metric | source | ablab mean ± std | 95 % CI | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    doc += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in summary]
+    doc += [""] + sections
+    path = Path(args.doc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(doc).rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT / "src"))
+    os.environ.setdefault("ABLAB_DOWNLOAD", "0")
+    from ablab.study import builtin_studies
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="STUDY", help="built-in studies to run")
+    parser.add_argument("--seeds", type=int, default=FULL_SEEDS,
+                        help=f"seeds per variant (default {FULL_SEEDS}; fewer is reported "
+                             "as reduced)")
+    parser.add_argument("--dataset", nargs="+", metavar="NAME",
+                        help="run only the variants on these datasets (e.g. digits)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of every run (reported as reduced)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "out" / "reproductions"))
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "reproductions.md"))
+    parser.add_argument("--doc-only", action="store_true",
+                        help="train nothing; rewrite the page from what OUT holds")
+    args = parser.parse_args(argv)
+    names = sorted(builtin_studies())
+    for name in args.only or []:
+        if name not in names:
+            parser.error(f"--only: no built-in study {name!r}; built-in: {', '.join(names)}")
+    cache: dict[str, str | None] = {}
+    if not args.doc_only:
+        for name in args.only or names:
+            run_one(name, args, cache)
+    print(f"wrote {write_doc(args, cache)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
