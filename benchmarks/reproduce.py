@@ -39,8 +39,8 @@ def _available(name: str, cache: dict[str, str | None]) -> str | None:
         try:
             load_raw(name)
             cache[name] = None
-        except DataMissingError as exc:
-            cache[name] = str(exc).split(";")[0]
+        except DataMissingError:
+            cache[name] = f"no {name} data here"
     return cache[name]
 
 
@@ -57,47 +57,66 @@ def plan(name: str, seeds: int, sets: list[str], datasets: list[str] | None, cac
             continue
         missing = _available(ds, cache)
         if missing:
-            left.setdefault(run.variant_label, f"not run here: data missing ({missing})")
+            left.setdefault(run.variant_label, f"not run here: {missing}")
             continue
         kept.append(run)
     return study, kept, left
 
 
 def run_one(name: str, args, cache) -> None:
+    """Run what this call asks of study ``name`` into OUT/NAME and record the settings.
+    Calls on different datasets of one study add up: the record lists each call (its
+    datasets, runs and wall time) and what the study directory still lacks."""
     from ablab.api import run_study
+    from ablab.store import StudyStore
 
     study, kept, left = plan(name, args.seeds, args.set, args.dataset, cache)
     out = Path(args.out) / name
-    info = {
-        "study": name,
-        "seeds": args.seeds,
-        "sets": args.set,
-        "datasets": args.dataset,
-        "left_out": left,
-        "runs_planned": len(study.runs),
-        "runs_kept": len(kept),
-        "workers": args.workers,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-    }
-    if not kept:
+    out.mkdir(parents=True, exist_ok=True)
+    record = out / "reproduce.json"
+    info = json.loads(record.read_text()) if record.exists() else {}
+    if info.get("seeds") != args.seeds or info.get("sets") != args.set:
+        info = {}  # other settings: earlier calls do not add up with this one
+    if "parts" not in info and info.get("wall_s"):  # a record from before calls added up
+        info["parts"] = [{"datasets": info.get("datasets"), "runs": info.get("runs_kept"),
+                          "wall_s": info["wall_s"], "date": info.get("date")}]
+    parts = [p for p in info.get("parts", []) if p.get("datasets") != args.dataset]
+    part = {"datasets": args.dataset, "runs": len(kept), "wall_s": None,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    stored = set()
+    if (out / "index.sqlite").exists():
+        stored = {r["run_id"] for r in StudyStore.existing(out).rows()}
+    if kept:
+        print(f"{name}: {len(kept)} of {len(study.runs)} runs, seeds {args.seeds}", flush=True)
+        # the plan: this call's runs plus those earlier calls stored (kept, not re-run)
+        ids = {r.run_id for r in kept} | stored
+        runs = [r for r in study.runs if r.run_id in ids]
+        start = time.perf_counter()
+        outcome = run_study(replace(study, runs=runs), out, workers=args.workers, threads=1,
+                            force_new_variants=bool(stored))
+        part["wall_s"] = round(time.perf_counter() - start, 1)
+        print(f"{name}: done in {part['wall_s']} s: {outcome.counts}", flush=True)
+    else:
         print(f"{name}: nothing to run here ({'; '.join(sorted(set(left.values())))})")
-        out.mkdir(parents=True, exist_ok=True)
-        info["wall_s"] = None
-        (out / "reproduce.json").write_text(json.dumps(info, indent=1))
-        return
-    print(f"{name}: {len(kept)} of {len(study.runs)} runs, seeds {args.seeds}", flush=True)
-    start = time.perf_counter()
-    outcome = run_study(replace(study, runs=kept), out, workers=args.workers, threads=1)
-    info["wall_s"] = round(time.perf_counter() - start, 1)
-    info["counts"] = outcome.counts
-    previous = out / "reproduce.json"
-    if previous.exists():  # a resumed call: the first call's training time counts too
-        old = json.loads(previous.read_text())
-        if old.get("runs_kept") == len(kept) and old.get("wall_s"):
-            info["wall_s_earlier_calls"] = old["wall_s"] + old.get("wall_s_earlier_calls", 0)
-    previous.write_text(json.dumps(info, indent=1))
-    print(f"{name}: done in {info['wall_s']} s: {outcome.counts}", flush=True)
+    if (out / "index.sqlite").exists():
+        stored = {r["run_id"] for r in StudyStore.existing(out).rows() if r["status"] == "done"}
+    have = {r.variant_label for r in study.runs if r.run_id in stored}
+    info.update(
+        study=name,
+        seeds=args.seeds,
+        sets=args.set,
+        parts=[*parts, part],
+        left_out={k: v for k, v in left.items() if k not in have},
+        runs_planned=len(study.runs),
+        runs_kept=sum(1 for r in study.runs if r.run_id in stored),
+        workers=args.workers,
+        date=part["date"],
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    )
+    info["wall_s"] = (
+        sum(p["wall_s"] for p in info["parts"] if p.get("wall_s")) if stored else None
+    )
+    record.write_text(json.dumps(info, indent=1))
 
 
 # ---------------------------------------------------------------- the page
@@ -111,8 +130,13 @@ def _settings_line(info: dict) -> str:
         parts.append("the study file's full settings")
     parts.append(f"{info['runs_kept']} of {info['runs_planned']} planned runs run")
     if info.get("wall_s") is not None:
-        total = info["wall_s"] + info.get("wall_s_earlier_calls", 0)
-        parts.append(f"wall time {total:.0f} s at --workers {info['workers']}")
+        calls = [
+            f"{p['wall_s']:.0f} s for {p['runs']} runs"
+            + (f" ({', '.join(p['datasets'])})" if p.get("datasets") else "")
+            for p in info.get("parts", []) if p.get("wall_s")
+        ]
+        parts.append(f"wall time {info['wall_s']:.0f} s at --workers {info['workers']}"
+                     + (f" ({'; '.join(calls)})" if len(calls) > 1 else ""))
     parts.append(f"{info['machine']}, {info['date']}")
     return "; ".join(parts)
 
@@ -159,9 +183,16 @@ HEADER = ["variant", "metric", "source", "ablab mean ± std", "95 % CI (t)", "se
           "source figure vs CI", "where the figure comes from"]
 
 
-def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]]]:
-    """Markdown for one study and its summary rows (study, variant, metric, source,
-    ablab, CI, inside)."""
+def _source_of(text: str) -> str:
+    import re
+
+    m = re.search(r"[Ss]ource report (\d{3})", text)
+    return m.group(1) if m else "?"
+
+
+def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], list[str]]:
+    """Markdown for one study, its summary rows (study, variant, metric, source, ablab,
+    CI, verdict) and its row of the studies table."""
     from ablab.analysis import analyze
     from ablab.references import references_from_text
     from ablab.report.against_source import against_source
@@ -182,7 +213,7 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]]]:
         for run in study.runs:
             missing = _available(run.config.dataset.name, cache)
             reasons[run.variant_label] = (
-                f"data missing ({missing})" if missing else "not requested"
+                missing if missing else "not requested"
             )
         rows = _not_run_rows(
             study, refs, lambda lab: "not run here: " + reasons.get(lab, "not requested")
@@ -193,7 +224,9 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]]]:
             lines += ["Source verdicts (not re-judged: not run here):", ""]
             lines += [f"- \u201c{c.claim}\u201d ({c.source})" for c in claims] + [""]
         summary += [[name, *r[:3], "–", "–", r[6]] for r in rows]
-        return "\n".join(lines), summary
+        overview = [name, _source_of(text), str(len(refs)), str(len(claims)), "0", "–",
+                    "not run here: " + "; ".join(sorted(set(reasons.values()))), "–"]
+        return "\n".join(lines), summary, overview
     a = analyze(StudyStore.existing(out / name))
     section = against_source(a)
     lines += ["Settings: " + _settings_line(info) + ".", ""]
@@ -215,18 +248,27 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]]]:
         lines += ["The source's verdicts, re-judged:", ""]
         lines += [f"- {c}" for c in section["claims"]] + [""]
     summary += [[name, r[0], r[1], r[2], r[3], r[4], r[6]] for r in rows]
-    return "\n".join(lines), summary
+    compared = [r for r in rows if r[6].startswith(("inside", "above", "below"))]
+    inside = [r for r in compared if r[6].startswith("inside")]
+    total = info.get("wall_s") or 0
+    reduced = info["seeds"] < FULL_SEEDS or bool(info.get("sets"))
+    settings = f"{info['seeds']} seeds" + (", REDUCED" if reduced else ", full settings")
+    if left:
+        settings += f"; {info['runs_kept']} of {info['runs_planned']} runs (see below)"
+    overview = [name, _source_of(text), str(len(refs)), str(len(claims)), str(len(compared)),
+                str(len(inside)), settings, f"{total:.0f} s"]
+    return "\n".join(lines), summary, overview
 
 
 def write_doc(args, cache) -> Path:
     from ablab.study import builtin_studies
 
     names = sorted(builtin_studies())
-    sections, summary = [], []
-    for name in names:
-        text, rows = study_section(name, Path(args.out), cache)
-        sections.append(text)
-        summary += rows
+    parts = [study_section(name, Path(args.out), cache) for name in names]
+    parts.sort(key=lambda p: p[2][4] == "0")  # studies run here first, then the others
+    sections = [p[0] for p in parts]
+    summary = [row for p in parts for row in p[1]]
+    overview = [p[2] for p in parts]
     inside = sum(1 for r in summary if r[6].startswith("inside"))
     compared = sum(1 for r in summary if r[6].startswith(("inside", "above", "below")))
     doc = [
@@ -242,6 +284,13 @@ def write_doc(args, cache) -> Path:
         f"{compared} figures compared here, {inside} inside ablab's 95 % CI; the other "
         f"{len(summary) - compared} were not run on this machine (the reason is in each "
         "row).",
+        "",
+        "## Studies",
+        "",
+        _table(["study", "source report", "figures", "verdicts", "compared here",
+                "inside CI", "settings", "wall time (training + report)"], overview),
+        "",
+        "## Every figure",
         "",
         "| study | variant | metric | source | ablab mean ± std | 95 % CI | verdict |",
         "|---|---|---|---|---|---|---|",
