@@ -63,82 +63,103 @@ def plan(name: str, seeds: int, sets: list[str], datasets: list[str] | None, cac
     return study, kept, left
 
 
+def _load_info(path: Path) -> dict | None:
+    """OUT/NAME/reproduce.json; a record written before calls added up becomes one part."""
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    if "parts" not in info:
+        info["parts"] = [{"datasets": info.get("datasets"), "runs": info.get("runs_kept"),
+                          "seeds": info.get("seeds"), "sets": info.get("sets", []),
+                          "wall_s": info.get("wall_s"), "date": info.get("date")}]
+    return info
+
+
 def run_one(name: str, args, cache) -> None:
-    """Run what this call asks of study ``name`` into OUT/NAME and record the settings.
-    Calls on different datasets of one study add up: the record lists each call (its
-    datasets, runs and wall time) and what the study directory still lacks."""
+    """Run what this call asks of study ``name`` into OUT/NAME and record how. Calls on
+    different datasets of one study add up (each may have its own seeds): the record lists
+    each call -- datasets, seeds, overrides, runs, wall time -- and what the study
+    directory still lacks."""
     from ablab.api import run_study
     from ablab.store import StudyStore
+    from ablab.study import load_study
 
     study, kept, left = plan(name, args.seeds, args.set, args.dataset, cache)
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     record = out / "reproduce.json"
-    info = json.loads(record.read_text()) if record.exists() else {}
-    if info.get("seeds") != args.seeds or info.get("sets") != args.set:
-        info = {}  # other settings: earlier calls do not add up with this one
-    if "parts" not in info and info.get("wall_s"):  # a record from before calls added up
-        info["parts"] = [{"datasets": info.get("datasets"), "runs": info.get("runs_kept"),
-                          "wall_s": info["wall_s"], "date": info.get("date")}]
+    info = _load_info(record) or {}
     parts = [p for p in info.get("parts", []) if p.get("datasets") != args.dataset]
-    part = {"datasets": args.dataset, "runs": len(kept), "wall_s": None,
+    if args.dataset is None or any(p.get("sets") != args.set for p in parts):
+        parts = []  # the whole study, or other overrides: earlier calls do not add up
+    part = {"datasets": args.dataset, "runs": len(kept), "seeds": args.seeds,
+            "sets": args.set, "wall_s": None,
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
-    stored = set()
-    if (out / "index.sqlite").exists():
-        stored = {r["run_id"] for r in StudyStore.existing(out).rows()}
+    stored = set()  # runs earlier calls finished (pending leftovers of a killed call: not)
+    if parts and (out / "index.sqlite").exists():
+        stored = {r["run_id"] for r in StudyStore.existing(out).rows() if r["status"] == "done"}
+    seeds = max([args.seeds, *(p.get("seeds") or 0 for p in parts)])
+    full = load_study(name, seeds=seeds, sets=args.set)
     if kept:
         print(f"{name}: {len(kept)} of {len(study.runs)} runs, seeds {args.seeds}", flush=True)
         # the plan: this call's runs plus those earlier calls stored (kept, not re-run)
         ids = {r.run_id for r in kept} | stored
-        runs = [r for r in study.runs if r.run_id in ids]
+        runs = [r for r in full.runs if r.run_id in ids]
         start = time.perf_counter()
-        outcome = run_study(replace(study, runs=runs), out, workers=args.workers, threads=1,
-                            force_new_variants=bool(stored))
+        outcome = run_study(replace(full, runs=runs), out, workers=args.workers, threads=1,
+                            force_new_variants=(out / "index.sqlite").exists())
         part["wall_s"] = round(time.perf_counter() - start, 1)
         print(f"{name}: done in {part['wall_s']} s: {outcome.counts}", flush=True)
     else:
         print(f"{name}: nothing to run here ({'; '.join(sorted(set(left.values())))})")
+    done, seconds = set(), {}
     if (out / "index.sqlite").exists():
-        stored = {r["run_id"] for r in StudyStore.existing(out).rows() if r["status"] == "done"}
-    have = {r.variant_label for r in study.runs if r.run_id in stored}
-    info.update(
-        study=name,
-        seeds=args.seeds,
-        sets=args.set,
-        parts=[*parts, part],
-        left_out={k: v for k, v in left.items() if k not in have},
-        runs_planned=len(study.runs),
-        runs_kept=sum(1 for r in study.runs if r.run_id in stored),
-        workers=args.workers,
-        date=part["date"],
-        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
-    )
-    info["wall_s"] = (
-        sum(p["wall_s"] for p in info["parts"] if p.get("wall_s")) if stored else None
-    )
+        for r in StudyStore.existing(out).rows():
+            if r["status"] == "done":
+                done.add(r["run_id"])
+                seconds[r["run_id"]] = (r.get("final") or {}).get("seconds") or 0.0
+    # the training time of this part's runs, whichever call trained them
+    part["train_s"] = round(sum(seconds.get(r.run_id, 0.0) for r in kept), 1)
+    have = {r.variant_label for r in full.runs if r.run_id in done}
+    info = {
+        "study": name,
+        "parts": [*parts, part],
+        "left_out": {k: v for k, v in left.items() if k not in have},
+        "runs_planned": len(load_study(name, seeds=FULL_SEEDS).runs),
+        "runs_kept": len(done),
+        "workers": args.workers,
+        "date": part["date"],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    }
+    walls = [p["wall_s"] for p in info["parts"] if p.get("wall_s")]
+    info["wall_s"] = sum(walls) if walls else None
     record.write_text(json.dumps(info, indent=1))
 
 
 # ---------------------------------------------------------------- the page
 
 
-def _settings_line(info: dict) -> str:
-    parts = [f"{info['seeds']} seeds" + ("" if info["seeds"] >= FULL_SEEDS else " (REDUCED)")]
-    if info.get("sets"):
-        parts.append("REDUCED by --set " + ", ".join(f"`{s}`" for s in info["sets"]))
+def _part_line(p: dict) -> str:
+    what = ", ".join(p["datasets"]) if p.get("datasets") else "all variants"
+    reduced = p["seeds"] < FULL_SEEDS or bool(p.get("sets"))
+    text = f"{what}: {p['runs']} runs, {p['seeds']} seeds"
+    if p.get("sets"):
+        text += ", REDUCED by --set " + ", ".join(f"`{s}`" for s in p["sets"])
+    elif reduced:
+        text += " (REDUCED: fewer than 5)"
     else:
-        parts.append("the study file's full settings")
-    parts.append(f"{info['runs_kept']} of {info['runs_planned']} planned runs run")
-    if info.get("wall_s") is not None:
-        calls = [
-            f"{p['wall_s']:.0f} s for {p['runs']} runs"
-            + (f" ({', '.join(p['datasets'])})" if p.get("datasets") else "")
-            for p in info.get("parts", []) if p.get("wall_s")
-        ]
-        parts.append(f"wall time {info['wall_s']:.0f} s at --workers {info['workers']}"
-                     + (f" ({'; '.join(calls)})" if len(calls) > 1 else ""))
-    parts.append(f"{info['machine']}, {info['date']}")
-    return "; ".join(parts)
+        text += ", the study file's full settings"
+    if p.get("wall_s"):
+        text += f", this call's wall time {p['wall_s']:.0f} s"
+    if p.get("train_s"):
+        text += f", its runs' training time {p['train_s']:.0f} s in all"
+    return text + f" ({p.get('date')})"
+
+
+def _settings_line(info: dict) -> str:
+    parts = "; ".join(_part_line(p) for p in info.get("parts", []))
+    return (f"{parts}. {info['runs_kept']} of {info['runs_planned']} planned runs (at 5 "
+            f"seeds) done; --workers {info['workers']}; {info['machine']}")
 
 
 def _variants_of(study):
@@ -202,7 +223,7 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], li
     text = resolve_study_path(name).read_text(encoding="utf-8")
     refs, claims = references_from_text(text)
     info_path = out / name / "reproduce.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else None
+    info = _load_info(info_path)
     lines = [f"## {name}", ""]
     summary = []
     if info is None or not info.get("runs_kept"):
@@ -213,10 +234,12 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], li
         for run in study.runs:
             missing = _available(run.config.dataset.name, cache)
             reasons[run.variant_label] = (
-                missing if missing else "not requested"
+                missing if missing
+                else f"its data is here, but it was not run (CPU time; `python "
+                     f"benchmarks/reproduce.py --only {name}` runs it)"
             )
         rows = _not_run_rows(
-            study, refs, lambda lab: "not run here: " + reasons.get(lab, "not requested")
+            study, refs, lambda lab: "not run here: " + reasons.get(lab, "not run")
         )
         lines += ["Not run here: " + "; ".join(sorted(set(reasons.values()))) + ".", ""]
         lines += [_table(HEADER, rows), ""]
@@ -225,11 +248,12 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], li
             lines += [f"- \u201c{c.claim}\u201d ({c.source})" for c in claims] + [""]
         summary += [[name, *r[:3], "–", "–", r[6]] for r in rows]
         overview = [name, _source_of(text), str(len(refs)), str(len(claims)), "0", "–",
-                    "not run here: " + "; ".join(sorted(set(reasons.values()))), "–"]
+                    "not run here: " + "; ".join(sorted(set(reasons.values()))), "–", "–"]
         return "\n".join(lines), summary, overview
     a = analyze(StudyStore.existing(out / name))
     section = against_source(a)
-    lines += ["Settings: " + _settings_line(info) + ".", ""]
+    lines += ["Settings: " + _settings_line(info) + ". Wall times include writing the "
+              "report.", ""]
     left = info.get("left_out") or {}
     if left:
         lines += ["Left out: " + "; ".join(f"{k} ({v})" for k, v in sorted(left.items()))
@@ -251,12 +275,18 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], li
     compared = [r for r in rows if r[6].startswith(("inside", "above", "below"))]
     inside = [r for r in compared if r[6].startswith("inside")]
     total = info.get("wall_s") or 0
-    reduced = info["seeds"] < FULL_SEEDS or bool(info.get("sets"))
-    settings = f"{info['seeds']} seeds" + (", REDUCED" if reduced else ", full settings")
+    done = a.runs[a.runs["status"] == "done"]
+    run_time = float(done["seconds"].fillna(0).sum()) if len(done) else 0.0
+    settings = ", ".join(
+        (", ".join(p["datasets"]) + ": " if p.get("datasets") else "")
+        + f"{p['seeds']} seeds" + (" REDUCED" if p["seeds"] < FULL_SEEDS or p.get("sets")
+                                   else "")
+        for p in info.get("parts", [])
+    )
     if left:
         settings += f"; {info['runs_kept']} of {info['runs_planned']} runs (see below)"
     overview = [name, _source_of(text), str(len(refs)), str(len(claims)), str(len(compared)),
-                str(len(inside)), settings, f"{total:.0f} s"]
+                str(len(inside)), settings, f"{run_time:.0f} s", f"{total:.0f} s"]
     return "\n".join(lines), summary, overview
 
 
@@ -288,7 +318,8 @@ def write_doc(args, cache) -> Path:
         "## Studies",
         "",
         _table(["study", "source report", "figures", "verdicts", "compared here",
-                "inside CI", "settings", "wall time (training + report)"], overview),
+                "inside CI", "settings", "training time (sum over runs)",
+                "wall time of the reproduce.py calls (incl. reports)"], overview),
         "",
         "## Every figure",
         "",
