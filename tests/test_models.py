@@ -221,16 +221,36 @@ def test_avg_pool(name):
 
 
 def test_vgg7_heads():
-    fc, gap, gap_do = (build("vgg7", CIFAR, head=h) for h in ("fc", "gap", "gap_dropout"))
-    n_fc, n_gap, n_gap_do = map(count_parameters, (fc, gap, gap_do))
-    assert n_gap == n_gap_do < n_fc
-    # fc head: Linear(1024→1024) + Linear(1024→10); gap head: Linear(256→10).
-    assert n_fc - n_gap == (1024 * 1024 + 1024 + 1024 * 10 + 10) - (256 * 10 + 10)
-    assert [m.p for m in gap_do.modules() if isinstance(m, nn.Dropout)] == [0.5]
-    assert not any(isinstance(m, nn.Dropout) for m in gap.modules())
-    assert not any(isinstance(m, nn.Dropout) for m in fc.modules())
-    for m in (fc, gap, gap_do):
-        assert m(torch.randn(2, *CIFAR)).shape == (2, 10)
+    """Source report 003's heads: ``gap`` and ``gap_dropout`` have no linear layer (the
+    256 pooled channels are the logits while training); ``gap_dropout`` puts Dropout(0.5)
+    after the activations of conv4, conv5 and conv7, before their pools."""
+    heads = ("fc", "gap", "gap_dropout", "gap_linear", "gap_dropout_linear")
+    fc, gap, gap_do, gap_lin, gap_do_lin = (build("vgg7", CIFAR, head=h) for h in heads)
+    convs = (3 * 16 + 16 * 32 + 32 * 64 + 64 * 128 + 128 * 128 + 128 * 256 + 256 * 256) * 9
+    convs += 16 + 32 + 64 + 128 + 128 + 256 + 256
+    assert count_parameters(gap) == count_parameters(gap_do) == convs == 1_130_272
+    assert count_parameters(fc) == convs + (1024 * 1024 + 1024) + (1024 * 10 + 10)
+    assert count_parameters(gap_lin) == count_parameters(gap_do_lin) == convs + 256 * 10 + 10
+    assert not any(isinstance(m, nn.Linear) for m in (*gap.modules(), *gap_do.modules()))
+    x = torch.randn(2, *CIFAR)
+    for m in (gap, gap_do):
+        m.train()
+        assert m(x).shape == (2, 256)  # cross-entropy over all 256 channels, as the source
+        m.eval()
+        assert m(x).shape == (2, 10)  # the class logits for ablab's test metrics
+        assert torch.equal(m(x), m.classifier[:2](m.features(x))[:, :10])
+    for m in (fc, gap_lin, gap_do_lin):
+        assert m(x).shape == (2, 10)
+    assert not any(isinstance(m, nn.Dropout) for m in (*fc.modules(), *gap.modules()))
+    assert [m.p for m in gap_do_lin.modules() if isinstance(m, nn.Dropout)] == [0.5]
+    layers = list(gap_do.features)
+    dropouts = [i for i, m in enumerate(layers) if isinstance(m, nn.Dropout)]
+    assert [layers[i].p for i in dropouts] == [0.5, 0.5, 0.5]
+    for i in dropouts:  # conv -> act -> Dropout -> pool
+        assert isinstance(layers[i - 1], Activation) and isinstance(layers[i + 1], nn.MaxPool2d)
+    conv_index = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    assert [conv_index.index(i - 2) + 1 for i in dropouts] == [4, 5, 7]
+
 
 
 def test_mnist_net_conv_dropout():

@@ -107,7 +107,7 @@ def test_seeds_and_set_override_the_file():
     assert all(r.config.epochs == 1 for r in study.runs)
     # --set on a varied key gives every variant that value; collapsing variants is an error.
     keras = load_study("cifar10-keras-baseline-vs-improved", seeds=1, sets=["epochs=1"])
-    assert [r.config.epochs for r in keras.runs] == [1, 1]
+    assert [r.config.epochs for r in keras.runs] == [1, 1, 1]
     with pytest.raises(ConfigError, match="resolve to the same runs"):
         load_study("moons-circles-activations", sets=["model.activation=tanh"])
 
@@ -125,4 +125,6 @@ def test_every_builtin_study_validates():
         study = load_study(name)
         assert study.config.seeds == [0, 1, 2], name
         assert study.config.description.strip(), name
+        # "seed" means the random seed in this tool; the sources are "source report 00N"
+        assert "Seed 00" not in study.config.description, name
         assert len(study.runs) >= 3

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ablab import identity
 from ablab.errors import ConfigError, FieldError
@@ -103,7 +110,16 @@ class DatasetConfig(Component):
     eval_subset: PositiveInt | None = None
     val_fraction: Fraction = 0.2  # of the training data, stratified
     test_fraction: OpenFraction = 0.2  # held out when the dataset has no official test set
-    normalize: Literal["unit", "half", "standard", "none"] | None = None  # None: dataset's own
+    # None: the dataset's own. "standard": one mean / std per channel (images) or feature
+    # (tabular). "per_feature": one mean / std per input value (each pixel of each channel),
+    # scikit-learn StandardScaler's semantics (population std; a constant feature keeps
+    # scale 1) -- what source report 001 did to Digits.
+    normalize: Literal["unit", "half", "standard", "per_feature", "none"] | None = None
+    # What the "standard" / "per_feature" moments are fitted on: "train" (the training
+    # split, the sound choice) or "all" (every example the dataset holds, test included,
+    # before any split -- what source report 001 did: StandardScaler.fit_transform on all
+    # of Digits / moons / circles, then train_test_split).
+    normalize_fit_on: Literal["train", "all"] = "train"
     augment: AugmentConfig = AugmentConfig()
     # "test" evaluates each epoch on the test set instead of a validation split (source
     # report 003's set-up). Allowed so such a study can be reproduced; the report flags it.
@@ -111,6 +127,25 @@ class DatasetConfig(Component):
     # Seed of the train/validation/test split and of the subset; None: the run's seed, so
     # runs that share a seed share their split (what a paired comparison needs).
     split_seed: Seed | None = None
+
+    @model_validator(mode="after")
+    def _fit_on_needs_fitted_mode(self):
+        if self.normalize_fit_on == "all" and self.normalize in ("unit", "half", "none"):
+            raise FieldError(
+                "normalize_fit_on",
+                f'"all" fits normalization moments, but normalize = "{self.normalize}" has '
+                'none; use normalize = "standard" or "per_feature", or leave it "train"',
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_fit_on(self, handler):
+        """Leave ``normalize_fit_on`` out at its default, so configs written before it
+        existed keep their run ids."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("normalize_fit_on") == "train":
+            data.pop("normalize_fit_on")
+        return data
 
 
 _INIT_RE = re.compile(r"^normal\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")

@@ -45,6 +45,7 @@ from ablab.config import (
     set_path,
 )
 from ablab.errors import ConfigError
+from ablab.references import Reference, ReferenceClaim
 
 BUILTIN_DIR = Path(__file__).parent / "studies"
 
@@ -66,6 +67,10 @@ class StudyConfig(Strict):
     # Differences of accuracy smaller than this (a fraction: 0.01 = 1 percentage point)
     # count as no difference: a comparison can end "equivalent within ±margin" (TOST).
     equivalence_margin: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    # Figures and verdicts the source reported (see ablab.references); the report sets
+    # them beside ablab's own ("Against the source").
+    reference: list[Reference] = []
+    reference_claim: list[ReferenceClaim] = []
 
     @field_validator("seeds")
     @classmethod

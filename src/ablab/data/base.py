@@ -59,7 +59,8 @@ class DataBundle:
     (the same object), so per-epoch "validation" metrics are test metrics.
 
     ``normalize(x)`` returns ``(x.float() * scale - mean) / std`` with ``mean``/``std``
-    shaped (1, C, 1, 1) for images and (1, F) for tabular data."""
+    shaped (1, C, 1, 1) for images and (1, F) for tabular data, or (1, C, H, W) for
+    ``normalize = "per_feature"`` (one mean / std per pixel)."""
 
     name: str
     train: Split

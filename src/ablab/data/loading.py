@@ -26,7 +26,7 @@ from ablab.data.base import DataBundle, RawData, Split
 from ablab.data.sources import data_root
 from ablab.registry import DATASETS
 
-NORMALIZE_MODES = ("unit", "half", "standard", "none")
+NORMALIZE_MODES = ("unit", "half", "standard", "per_feature", "none")
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,13 +122,35 @@ def _moments(x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]
     return mean, std
 
 
+def per_feature_moments(x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of every input value position (each pixel of each channel, each
+    feature) of ``x * scale`` over the examples: scikit-learn ``StandardScaler``'s
+    semantics (population std, ddof 0; a constant position keeps scale 1). Float64,
+    chunked; shaped like one example."""
+    total = 0
+    s = s2 = None
+    for chunk in torch.split(x, 8192):
+        c = chunk.to(torch.float64) * scale
+        cs, cs2 = c.sum(dim=0), (c * c).sum(dim=0)
+        s = cs if s is None else s + cs
+        s2 = cs2 if s2 is None else s2 + cs2
+        total += c.shape[0]
+    mean = s / total
+    var = (s2 / total - mean * mean).clamp_min(0)
+    std = var.sqrt()
+    return mean, torch.where(std < 1e-6, torch.ones_like(std), std)
+
+
 def _norm_stats(
     mode: str, train_x: torch.Tensor, scale: float
 ) -> tuple[float, torch.Tensor, torch.Tensor]:
     image = train_x.dim() == 4
     n_ch = train_x.shape[1]
     shape = (1, n_ch, 1, 1) if image else (1, n_ch)
-    if mode == "none":
+    if mode == "per_feature":
+        mean, std = per_feature_moments(train_x, scale)
+        shape = (1, *train_x.shape[1:])
+    elif mode == "none":
         scale = 1.0
         mean, std = torch.zeros(n_ch), torch.ones(n_ch)
     elif mode == "unit":
@@ -154,6 +176,13 @@ def _to_split(x: np.ndarray, y: np.ndarray, idx: np.ndarray | None, device) -> S
     xt = torch.from_numpy(np.ascontiguousarray(x))
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
     return Split(xt.to(device), yt.to(device))
+
+
+def _all_examples(raw: RawData) -> torch.Tensor:
+    """Every example the dataset holds (the official test set too), before any split: what
+    ``normalize_fit_on = "all"`` fits the moments on."""
+    parts = [raw.x] if raw.x_test is None else [raw.x, raw.x_test]
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate(parts)))
 
 
 def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu") -> DataBundle:
@@ -188,7 +217,8 @@ def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu")
 
     mode = cfg.normalize or raw.default_normalize
     base_scale = 1.0 / 255.0 if raw.x.dtype == np.uint8 else 1.0
-    scale, mean, std = _norm_stats(mode, train.x, base_scale)
+    fit_x = train.x if cfg.normalize_fit_on == "train" else _all_examples(raw)
+    scale, mean, std = _norm_stats(mode, fit_x, base_scale)
     bundle = DataBundle(
         name=cfg.name,
         train=train,
@@ -202,7 +232,11 @@ def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu")
         mean=mean,
         std=std,
         validate_on=cfg.validate_on,
-        meta={"official_test": has_test, "split_seed": split_seed},
+        meta={
+            "official_test": has_test,
+            "split_seed": split_seed,
+            "normalize_fit_on": cfg.normalize_fit_on,
+        },
     )
     # built and measured on the host, then moved to the device once
     return bundle if device.type == "cpu" else bundle.to(device)

@@ -7,8 +7,8 @@ order. ``min_hw`` in the registration is the smallest image side the layers acce
 ``build_model`` checks it before building.
 
 Architectures follow the source experiments:
-seed 000 (E1 ``simple_cnn``, E2 ``improved_cnn``), seed 002 (``mnist_net`` = Model1/2,
-``mnist_cnn3`` = Model3), seed 003 (``vgg7``), seed 004 (``keras_conv1``, ``keras_cnn3``).
+source 000 (E1 ``simple_cnn``, E2 ``improved_cnn``), source 002 (``mnist_net`` = Model1/2,
+``mnist_cnn3`` = Model3), source 003 (``vgg7``), source 004 (``keras_conv1``, ``keras_cnn3``).
 
 ``batch_norm=True`` on an architecture without batch norm adds ``BatchNorm2d`` after each
 conv (before its activation; for ``mlp`` ``BatchNorm1d`` after each hidden linear);
@@ -22,6 +22,7 @@ from torch import nn
 
 from ablab.config import Fraction, PositiveInt
 from ablab.models.blocks import (
+    ChannelLogits,
     PoolKind,
     conv_block,
     dropout_layers,
@@ -50,7 +51,7 @@ def mlp(spec: ModelSpec, *, hidden: list[PositiveInt] = [256, 128]) -> nn.Module
     return network(features, [nn.Linear(last, spec.num_classes)])
 
 
-@MODELS.register("simple_cnn", "Two conv blocks + FC head (seed 000 E1, CIFAR)", min_hw=4)
+@MODELS.register("simple_cnn", "Two conv blocks + FC head (source 000 E1, CIFAR)", min_hw=4)
 def simple_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
     """``[Conv3 → BN → act → Pool] × (32, 64) → Linear(128) → act → Dropout(0.5) → Linear``."""
     bn = spec.batch_norm_or(True)
@@ -61,7 +62,7 @@ def simple_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) ->
     return with_fc_head(spec, features, 128, spec.dropout_or(0.5))
 
 
-@MODELS.register("improved_cnn", "Six conv layers in three pooled pairs (seed 000 E2)", min_hw=8)
+@MODELS.register("improved_cnn", "Six conv layers in three pooled pairs (source 000 E2)", min_hw=8)
 def improved_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
     """``[Conv3 → BN → act, Conv3 → BN → act → Pool] × (32/64, 128/128, 256/256)
     → Linear(256) → act → Dropout(0.5) → Linear``."""
@@ -75,7 +76,7 @@ def improved_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) 
     return with_fc_head(spec, features, 256, spec.dropout_or(0.5))
 
 
-@MODELS.register("mnist_net", "PyTorch MNIST example net (seed 002 Model1/Model2)", min_hw=16)
+@MODELS.register("mnist_net", "PyTorch MNIST example net (source 002 Model1/Model2)", min_hw=16)
 def mnist_net(
     spec: ModelSpec,
     *,
@@ -94,7 +95,7 @@ def mnist_net(
     return with_fc_head(spec, features, 50, spec.dropout_or(0.0))
 
 
-@MODELS.register("mnist_cnn3", "Three padded conv blocks (seed 002 Model3)", min_hw=8)
+@MODELS.register("mnist_cnn3", "Three padded conv blocks (source 002 Model3)", min_hw=8)
 def mnist_cnn3(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
     """``[Conv3 → [BN] → Pool → act] × (32, 64, 128) → Linear(128) → act → [Dropout]
     → Linear``."""
@@ -108,38 +109,56 @@ def mnist_cnn3(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) ->
 
 
 VGG7_PLAN = (16, 32, "P", 64, 128, "P", 128, "P", 256, 256, "P")
-_VGG7_HEAD_DROPOUT = {"fc": 0.0, "gap": 0.0, "gap_dropout": 0.5}
+#: Convs (1-based) followed by Dropout in the source's ``gap_dropout`` model: conv4, conv5,
+#: conv7, each after its activation and before its pool (notebook cell 13).
+VGG7_DROPOUT_CONVS = (4, 5, 7)
+VGG7_HEADS = ("fc", "gap", "gap_dropout", "gap_linear", "gap_dropout_linear")
 
 
 @MODELS.register(
-    "vgg7", "VGG-style 7-conv net with fc or global-average-pool head (seed 003)", min_hw=16
+    "vgg7", "VGG-style 7-conv net with fc or global-average-pool heads (source 003)", min_hw=16
 )
 def vgg7(
     spec: ModelSpec,
     *,
-    head: Literal["fc", "gap", "gap_dropout"] = "fc",
+    head: Literal["fc", "gap", "gap_dropout", "gap_linear", "gap_dropout_linear"] = "fc",
     pool: PoolKind = "max",
 ) -> nn.Module:
     """Conv3 stack ``16, 32, P, 64, 128, P, 128, P, 256, 256, P`` (act after each conv),
-    then ``fc``: ``Linear(1024) → act → [Dropout] → Linear``; ``gap``: global average pool
-    ``→ Linear``; ``gap_dropout``: ``GAP → Dropout(0.5) → Linear``."""
+    then the head. The source's (github kasurashan/CIFAR-10-CNN-custom) three models:
+
+    - ``fc``: ``Flatten(1024) → Linear(1024) → act → [Dropout] → Linear(classes)``;
+    - ``gap``: global average pool of the 256-channel output used directly as the logits
+      (no linear layer; see :class:`~ablab.models.blocks.ChannelLogits`);
+    - ``gap_dropout``: as ``gap``, with ``Dropout(0.5)`` after the activation of conv4,
+      conv5 and conv7, before their pools (``model.dropout`` overrides the 0.5).
+
+    ablab's earlier heads, kept under their own names: ``gap_linear`` = ``GAP → Linear(256
+    → classes)``; ``gap_dropout_linear`` = ``GAP → Dropout(0.5) → Linear``."""
     bn = spec.batch_norm_or(False)
-    dropout = spec.dropout_or(_VGG7_HEAD_DROPOUT[head])
+    conv_dropout = spec.dropout_or(0.5) if head == "gap_dropout" else 0.0
     features: list[nn.Module] = []
     cin = spec.in_channels
+    conv = 0
     for item in VGG7_PLAN:
         if item == "P":
             features.append(pool_layer(pool))
         else:
+            conv += 1
             features += conv_block(spec, cin, item, bn=bn)
+            if conv in VGG7_DROPOUT_CONVS:
+                features += dropout_layers(conv_dropout)
             cin = item
     if head == "fc":
-        return with_fc_head(spec, features, 1024, dropout)
-    gap = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), *dropout_layers(dropout)]
-    return network(features, [*gap, nn.Linear(cin, spec.num_classes)])
+        return with_fc_head(spec, features, 1024, spec.dropout_or(0.0))
+    gap = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if head in ("gap", "gap_dropout"):
+        return network(features, [*gap, ChannelLogits(cin, spec.num_classes)])
+    dropout = spec.dropout_or(0.5 if head == "gap_dropout_linear" else 0.0)
+    return network(features, [*gap, *dropout_layers(dropout), nn.Linear(cin, spec.num_classes)])
 
 
-@MODELS.register("keras_conv1", "One conv layer + dense head (seed 004 baseline)", min_hw=2)
+@MODELS.register("keras_conv1", "One conv layer + dense head (source 004 baseline)", min_hw=2)
 def keras_conv1(spec: ModelSpec, *, pool: PoolKind = "max") -> nn.Module:
     """``Conv3(10, same) → act → Pool → Flatten → Dropout(0.5) → Dense(100) → act
     → Dense``."""
@@ -156,7 +175,7 @@ def keras_conv1(spec: ModelSpec, *, pool: PoolKind = "max") -> nn.Module:
 
 
 @MODELS.register(
-    "keras_cnn3", "Three conv blocks with BN and dropout (seed 004 improved)", min_hw=8
+    "keras_cnn3", "Three conv blocks with BN and dropout (source 004 improved)", min_hw=8
 )
 def keras_cnn3(
     spec: ModelSpec, *, block_dropout: Fraction = 0.25, pool: PoolKind = "max"

@@ -126,3 +126,33 @@ def with_fc_head(
         nn.Linear(hidden, spec.num_classes),
     ]
     return network(feats, head)
+
+
+class ChannelLogits(nn.Module):
+    """Pooled channels used directly as logits, with no linear layer (source report 003's
+    GAP heads: the 256 averaged channels of the last conv go straight into the
+    cross-entropy, so the 246 channels beyond the 10 classes are trained as "wrong class"
+    logits too).
+
+    In training mode it returns every channel, so the training loss is the source's
+    cross-entropy over all of them. In eval mode it returns the first ``num_classes``:
+    ablab's test metrics need one logit per class. The source's argmax ran over all
+    channels and counted a channel >= ``num_classes`` as a wrong prediction; training
+    pushes those channels down on every step, so the two argmaxes agree unless one of them
+    wins on a test image (then ablab counts its best class instead), and the test
+    cross-entropy is over the class logits only."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        if channels < num_classes:
+            raise ValueError(
+                f"{channels} channels cannot be the logits of {num_classes} classes"
+            )
+        self.channels = channels
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.training else x[:, : self.num_classes]
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_classes={self.num_classes}"

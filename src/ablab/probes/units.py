@@ -13,6 +13,7 @@ epoch ``epochs[e]``; ``null`` means "not meaningful" (see each probe) or not fin
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import torch
@@ -119,6 +120,20 @@ class DeadUnits(_PassClient):
         self.dead.append(dead)
         self.zero.append(zero)
 
+    def mean_zero_fraction(self) -> float | None:
+        """The zero-activation fraction averaged over the layers (each layer weighs the
+        same) and then over the measured epochs before the last planned one -- epoch ``e``
+        is the state the ``e + 1``-th epoch's training starts from, so with ``every = 1``
+        these are the states of every training forward pass of a full-batch run. This is
+        the scalar source report 001 calls "dead ReLU %" (mean over its 300 epochs of the
+        mean over both layers, on the training data). None without ReLU-like layers."""
+        per_epoch = []
+        for epoch, row in zip(self.epochs, self.zero, strict=True):
+            values = [v for v in row if v is not None and math.isfinite(v)]
+            if epoch < self.last and values:
+                per_epoch.append(sum(values) / len(values))
+        return sum(per_epoch) / len(per_epoch) if per_epoch else None
+
     def finish(self) -> dict[str, Any]:
         return {
             "layers": self.layers,
@@ -127,6 +142,7 @@ class DeadUnits(_PassClient):
             "epochs": self.epochs,
             "dead_unit_fraction": finite_or_none(self.dead),
             "zero_activation_fraction": finite_or_none(self.zero),
+            "zero_activation_fraction_mean": self.mean_zero_fraction(),
         }
 
 
@@ -147,12 +163,17 @@ def dead_units(ctx: ProbeContext, *, every: Annotated[int, Field(ge=1)] = 1) -> 
     epoch is a single small step (300 full-batch epochs of a toy MLP) the per-epoch pass
     costs as much as the epoch itself.
 
+    ``zero_activation_fraction_mean``: one scalar, the zero-activation fraction averaged
+    over layers and over the measured epochs before the last (source report 001's "dead
+    ReLU %"; exact with ``every = 1`` and a probe batch holding the whole training split).
+
     Output::
 
         {"layers": [name, ...], "kinds": ["relu", ...], "units": [units per layer],
          "epochs": [0, 1, ...],
          "dead_unit_fraction": [[per layer] per epoch],
-         "zero_activation_fraction": [[per layer] per epoch]}
+         "zero_activation_fraction": [[per layer] per epoch],
+         "zero_activation_fraction_mean": float or null}
     """
     return DeadUnits(ctx, every)
 

@@ -23,6 +23,7 @@ import jinja2
 from ablab.analysis import StudyAnalysis, analyze
 from ablab.analysis.runs import METRIC_INFO
 from ablab.analysis.verdicts import MINUS, format_ci, format_diff, format_effect, format_p
+from ablab.report.against_source import against_source
 from ablab.report.figures import FIGURES, save_figure, short_label, variant_colors
 
 FIGURE_DIR = "figures"
@@ -295,6 +296,7 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "study_text": a.study_text,
         "fence": _fence(a.study_text),
         "version": _version(),
+        "against_source": against_source(a),
     }
 
 
