@@ -230,3 +230,19 @@ def test_metrics_match_scikit_learn():
     assert ours["recall"] == pytest.approx(r)
     assert ours["f1"] == pytest.approx(f)
     assert ours["accuracy"] == pytest.approx((pred == target).mean())
+
+
+def test_a_prediction_that_is_no_class_counts_as_wrong():
+    """Source report 003's pooled channels are the logits: an argmax on channel 200 of a
+    10-class problem is a wrong prediction, in one extra column, and no class's figure."""
+    from ablab.train.metrics import classification_metrics, confusion_matrix
+
+    target = torch.tensor([0, 1, 1, 2])
+    pred = torch.tensor([0, 1, 200, 2])
+    confusion = confusion_matrix(pred, target, 3)
+    assert confusion.shape == (3, 4) and confusion[1, 3] == 1
+    scores = classification_metrics(confusion)
+    assert scores["accuracy"] == 0.75
+    assert scores["precision"] == 1.0  # every class predicted was right
+    assert scores["recall"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 1]), 3).shape == (3, 3)

@@ -134,13 +134,9 @@ class ChannelLogits(nn.Module):
     cross-entropy, so the 246 channels beyond the 10 classes are trained as "wrong class"
     logits too).
 
-    In training mode it returns every channel, so the training loss is the source's
-    cross-entropy over all of them. In eval mode it returns the first ``num_classes``:
-    ablab's test metrics need one logit per class. The source's argmax ran over all
-    channels and counted a channel >= ``num_classes`` as a wrong prediction; training
-    pushes those channels down on every step, so the two argmaxes agree unless one of them
-    wins on a test image (then ablab counts its best class instead), and the test
-    cross-entropy is over the class logits only."""
+    It returns every channel, in training and in evaluation alike: the loss is the
+    source's cross-entropy over all of them, and an argmax on a channel >= ``num_classes``
+    is a wrong prediction, as in the source (see ``train.metrics.confusion_matrix``)."""
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
@@ -152,7 +148,7 @@ class ChannelLogits(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.training else x[:, : self.num_classes]
+        return x
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_classes={self.num_classes}"

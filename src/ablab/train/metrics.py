@@ -9,18 +9,26 @@ import torch
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> np.ndarray:
-    """Rows are true classes, columns predicted classes."""
-    flat = target * num_classes + pred
-    counts = torch.bincount(flat, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).cpu().numpy()
+    """Rows are true classes, columns predicted classes. A model with more outputs than
+    classes (source report 003's pooled channels used as logits) can predict an output
+    that is no class: such predictions are wrong, counted in one extra last column."""
+    columns = num_classes
+    if pred.numel() and int(pred.max()) >= num_classes:
+        columns = num_classes + 1
+        pred = pred.clamp(max=num_classes)
+    flat = target * columns + pred
+    counts = torch.bincount(flat, minlength=num_classes * columns)
+    return counts.reshape(num_classes, columns).cpu().numpy()
 
 
 def classification_metrics(confusion: np.ndarray) -> dict[str, float]:
     """Accuracy and macro precision / recall / F1 (a class never predicted or never present
-    contributes 0, as scikit-learn does with ``zero_division=0``)."""
+    contributes 0, as scikit-learn does with ``zero_division=0``). An extra last column
+    (predictions that are no class) counts as wrong and is no class of its own."""
     confusion = np.asarray(confusion, dtype=np.float64)
+    num_classes = confusion.shape[0]
     true_pos = np.diag(confusion)
-    predicted = confusion.sum(axis=0)
+    predicted = confusion.sum(axis=0)[:num_classes]
     actual = confusion.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(predicted > 0, true_pos / predicted, 0.0)
