@@ -80,8 +80,7 @@ def run_one(name: str, args, cache) -> None:
     different datasets of one study add up (each may have its own seeds): the record lists
     each call -- datasets, seeds, overrides, runs, wall time -- and what the study
     directory still lacks."""
-    from ablab.api import run_study
-
+    from ablab.runner import run_study
     from ablab.store import StudyStore
     from ablab.study import load_study
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ablab.api import run_study
 from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -23,6 +22,7 @@ from ablab.errors import ConfigError
 from ablab.probes.units import DeadUnits
 from ablab.references import Reference, references_from_text
 from ablab.report.against_source import find_variants
+from ablab.runner import run_study
 from ablab.study import builtin_studies, load_study, resolve_study_path
 
 ROOT = Path(__file__).resolve().parents[1]
