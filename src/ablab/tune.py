@@ -10,7 +10,9 @@ variant at its own best setting (the DeepOBS / AlgoPerf protocol)::
     sampler = "tpe"           # or "random", "grid"; pruner = "none" | "median" | ...
 
 Each variant has its own Optuna study in ``DIR/tuning.sqlite`` (RDB storage; the study
-name is the variant id). Trials are asked in batches (``workers`` per variant per round),
+name is the variant id). Trials are asked in batches (``workers`` per variant per round;
+all at once where the sampler would not use the values told in between: random, grid and
+TPE's first ``TPE_STARTUP`` random trials), every variant's batch in one executor call,
 trained through ablab's executors (one task per tuning seed; a trial's value is the mean
 over its seeds) and told as soon as their last seed finishes, so a kill loses at most the
 trials that were running.
@@ -104,8 +106,12 @@ def _grid(dists: dict[str, Distribution]) -> dict[str, list[Any]]:
     }
 
 
+#: TPE's random start: its first trials ignore the values told so far.
+TPE_STARTUP = 10
+
 SAMPLERS: dict[str, Callable[[int, dict[str, Distribution]], Any]] = {
-    "tpe": lambda seed, dists: _optuna().samplers.TPESampler(seed=seed, constant_liar=True),
+    "tpe": lambda seed, dists: _optuna().samplers.TPESampler(
+        seed=seed, constant_liar=True, n_startup_trials=TPE_STARTUP),
     "random": lambda seed, dists: _optuna().samplers.RandomSampler(seed=seed),
     "grid": lambda seed, dists: _optuna().samplers.GridSampler(_grid(dists), seed=seed),
 }
@@ -309,8 +315,9 @@ def tune_study(
                 while True:
                     batch: list[_Pending] = []
                     for vid, ostudy in studies.items():
-                        left = tune.trials - len(counted_trials(ostudy.get_trials(deepcopy=False)))
-                        for _ in range(min(per_round, max(0, left))):
+                        told = len(counted_trials(ostudy.get_trials(deepcopy=False)))
+                        size = _batch_size(tune, told, per_round)
+                        for _ in range(min(size, max(0, tune.trials - told))):
                             batch.append(_Pending(vid, ostudy.ask(fixed), list(tune.seeds)))
                     if not batch:
                         break
@@ -334,6 +341,18 @@ def tune_study(
         say(f"tuned {v['label']}: best {_format_params(v['best_params'])} "
             f"({tune.metric} {v['best_value']:.4g}) from {v['trials']} trials")
     return summary
+
+
+def _batch_size(tune: TuneConfig, told: int, workers: int) -> int:
+    """How many trials a variant asks for at once: ``workers``, except where the sampler
+    would not use the values told in between anyway — random and grid search (every
+    trial independent) and TPE's random start — which ask all of those at once (each
+    round starts a worker pool: tens of seconds on a loaded machine)."""
+    if tune.sampler in ("random", "grid"):
+        return tune.trials
+    if tune.sampler == "tpe" and told < TPE_STARTUP:
+        return max(workers, TPE_STARTUP - told)
+    return workers
 
 
 def _run_batch(batch, studies, variants, labels, tune, say, workers, threads, executor,

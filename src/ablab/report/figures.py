@@ -557,8 +557,8 @@ def fig_tuning_sensitivity(a: StudyAnalysis) -> Figure | None:
         for i, v in enumerate(t["variants"]):
             color = colors.get(v["label"], PALETTE[i % len(PALETTE)])
             for outcome, (marker, filled) in TUNING_MARKERS.items():
-                rows = [r for r in v["trial_rows"]
-                        if r["outcome"] == outcome and r["value"] is not None and path in r["params"]]
+                rows = [r for r in v["trial_rows"] if path in r["params"]
+                        and r["outcome"] == outcome and r["value"] is not None]
                 if not rows:
                     continue
                 xs = [x_of(r["params"][path]) for r in rows]
