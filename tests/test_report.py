@@ -87,7 +87,8 @@ def test_report_has_verdicts_summary_and_every_figure(report, study_dir):
     assert "activation=relu vs activation=tanh" in html or "beats" in html
     assert "fewer than 3 finished seeds" in html  # the few-seeds warning
     assert 'id="methods"' in html and "Holm (1979)" in html  # the methods section
-    expected = {spec.name for spec in FIGURES} - {"interactions"}  # one factor: none
+    # one factor: no interactions; no [tune]: no sensitivity figure
+    expected = {spec.name for spec in FIGURES} - {"interactions", "tuning_sensitivity"}
     written = {p.stem for p in (study_dir / "figures").glob("*.png")}
     assert written == expected
     assert {p.stem for p in (study_dir / "figures").glob("*.svg")} == expected

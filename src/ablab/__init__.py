@@ -30,6 +30,7 @@ from ablab.plugins import (  # noqa: E402
 from ablab.results import StudyResults, load_model, open_results  # noqa: E402
 from ablab.runner import run_study, train_run  # noqa: E402
 from ablab.study import Study, load_study  # noqa: E402
+from ablab.tune import run_tuned  # noqa: E402
 
 __all__ = [
     "Study",
@@ -45,5 +46,6 @@ __all__ = [
     "register_probe",
     "register_schedule",
     "run_study",
+    "run_tuned",
     "train_run",
 ]

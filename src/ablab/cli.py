@@ -223,11 +223,17 @@ def run(
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
 
+    if until_decided and _has_tune(study, seeds, set_, allow_plugins):
+        raise UserError("--until-decided: not available for a study with [tune] yet")
     if until_decided:
         _run_until_decided(study, out, seeds, set_ or [], max_seeds, workers, threads,
                            executor.value, address, retry_failed, _consent(allow_plugins))
         return
     plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=_consent(allow_plugins))
+    if plan.config.tune is not None:  # [tune]: tuning first, then the evaluation
+        _run_tuned(plan, out, workers, threads, executor.value, address, retry_failed,
+                   force_new_variants)
+        return
     outcome = run_study(
         plan,
         out,
@@ -290,6 +296,44 @@ def _run_until_decided(study, out, seeds, sets, max_seeds, workers, threads, exe
         err_console.print(f"failed: {label}: {reason}")
     _print_verdicts(out)
     console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
+    raise typer.Exit(outcome.exit_code)
+
+
+def _has_tune(study, seeds, sets, allow_plugins) -> bool:
+    from ablab.study import load_study
+
+    plan = load_study(study, seeds=seeds, sets=sets or [], allow_plugins=_consent(allow_plugins))
+    return plan.config.tune is not None
+
+
+def _run_tuned(plan, out, workers, threads, executor, address, retry_failed,
+               force_new_variants) -> None:
+    """``ablab run`` for a study with [tune]: a progress line per finished trial and per
+    tuned variant, then the evaluation with the usual progress display and verdicts."""
+    from ablab.tune import run_tuned
+    from ablab.ui import RichStudyProgress
+
+    def line(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    tune = plan.config.tune
+    line(f"{plan.name}: tuning {len(plan.variants())} variants, {tune.trials} trials each "
+         f"({tune.sampler}, {tune.metric}, seeds {tune.seeds})")
+    outcome, summary = run_tuned(
+        plan, out, workers=workers, threads=threads, executor=executor, address=address,
+        on_line=line, retry_failed=retry_failed, force_new_variants=force_new_variants,
+        progress=RichStudyProgress(console, title=f"{plan.name} (evaluation)"),
+    )
+    counts = outcome.counts
+    summary_text = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    console.print(f"{plan.name}: {summary_text}; tuning took {summary['seconds']:.0f} s",
+                  highlight=False)
+    for label, reason in outcome.failures:
+        err_console.print(f"failed: {label}: {reason}")
+    line(f"each variant tuned with {tune.trials} trials, evaluated at its best setting")
+    _print_verdicts(out)
+    console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md, "
+                  "tuning.json, tuning.sqlite)")
     raise typer.Exit(outcome.exit_code)
 
 

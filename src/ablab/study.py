@@ -27,7 +27,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field, field_validator
@@ -48,6 +48,109 @@ from ablab.errors import ConfigError
 from ablab.references import Reference, ReferenceClaim
 
 BUILTIN_DIR = Path(__file__).parent / "studies"
+
+#: What ``[tune] metric`` may name: validation figures only (tuning on test data would
+#: select on the data the verdicts are judged on). Metric → "maximize" / "minimize".
+TUNE_METRICS = {"val_accuracy": "maximize", "best_val_accuracy": "maximize",
+                "val_loss": "minimize"}
+TUNE_SAMPLERS = ("tpe", "random", "grid")
+TUNE_PRUNERS = ("none", "median", "successive_halving")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One ``[tune] params`` entry: ``loguniform(1e-4, 1.0)``, ``uniform(0, 0.5)``,
+    ``int(16, 256)`` or ``choice(0, 1e-4)`` (plain data; ablab.tune makes Optuna's)."""
+
+    kind: str  # "loguniform" | "uniform" | "int" | "choice"
+    args: tuple[Any, ...]
+
+    @property
+    def is_range(self) -> bool:
+        return self.kind != "choice"
+
+    def probes(self) -> list[Any]:
+        """Values that stand for the whole search space when validating a run with it."""
+        return list(self.args) if self.kind == "choice" else [self.args[0], self.args[1]]
+
+    def __str__(self) -> str:
+        return f"{self.kind}({', '.join(format_value(a) for a in self.args)})"
+
+
+def parse_distribution(text: str) -> Distribution:
+    """``"loguniform(1e-4, 1.0)"`` → Distribution; ValueError with what is allowed.
+
+    >>> parse_distribution("loguniform(1e-4, 1)")
+    Distribution(kind='loguniform', args=(0.0001, 1.0))
+    >>> parse_distribution("choice(0, 1e-4)").args
+    (0, 0.0001)
+    """
+    import re
+
+    allowed = "loguniform(LOW, HIGH), uniform(LOW, HIGH), int(LOW, HIGH), choice(A, B, ...)"
+    m = re.fullmatch(r"\s*(loguniform|uniform|int|choice)\s*\((.*)\)\s*", str(text))
+    if not m:
+        raise ValueError(f"not a distribution; allowed: {allowed}")
+    kind, inner = m.group(1), m.group(2)
+    try:
+        values = parse_value(f"[{inner}]")
+    except Exception:  # noqa: BLE001 - reported below
+        values = None
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{kind}(...): cannot read its arguments; allowed: {allowed}")
+    if kind == "choice":
+        if any(isinstance(v, (list, dict)) for v in values):
+            raise ValueError("choice(...): values must be numbers, strings or booleans")
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError("choice(...): values must be distinct")
+        return Distribution(kind, tuple(values))
+    if len(values) != 2:
+        raise ValueError(f"{kind}(LOW, HIGH) takes two numbers, got {len(values)}")
+    number = int if kind == "int" else (int, float)
+    if not all(isinstance(v, number) and not isinstance(v, bool) for v in values):
+        what = "integers" if kind == "int" else "numbers"
+        raise ValueError(f"{kind}(LOW, HIGH) takes two {what}")
+    low, high = values
+    if not low < high:
+        raise ValueError(f"{kind}(LOW, HIGH) needs LOW < HIGH")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError("loguniform(LOW, HIGH) needs LOW > 0")
+    if kind != "int":
+        low, high = float(low), float(high)
+    return Distribution(kind, (low, high))
+
+
+class TuneConfig(Strict):
+    """A study's ``[tune]`` table: every variant gets the same search budget on validation
+    data before the evaluation (see :mod:`ablab.tune`)."""
+
+    params: Annotated[dict[str, str], Field(min_length=1)]
+    trials: Annotated[int, Field(gt=0)]  # per variant: every variant gets exactly this many
+    metric: str = "val_accuracy"
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [1000]
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["none", "median", "successive_halving"] = "none"
+
+    @field_validator("metric")
+    @classmethod
+    def _validation_metric(cls, metric: str) -> str:
+        if metric not in TUNE_METRICS:
+            why = " is a test metric; tuning" if metric.startswith("test") else ":"
+            raise ValueError(
+                f"{metric!r}{why} must use validation data; allowed: "
+                f"{', '.join(TUNE_METRICS)}"
+            )
+        return metric
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        return seeds
+
+    def distributions(self) -> dict[str, Distribution]:
+        return {path: parse_distribution(text) for path, text in self.params.items()}
 
 
 class StudyConfig(Strict):
@@ -71,6 +174,8 @@ class StudyConfig(Strict):
     # them beside ablab's own ("Against the source").
     reference: list[Reference] = []
     reference_claim: list[ReferenceClaim] = []
+    # Tune every variant (same budget, validation data) before the evaluation: ablab.tune.
+    tune: TuneConfig | None = None
 
     @field_validator("seeds")
     @classmethod
@@ -350,7 +455,72 @@ def expand(
                 PlannedRun(run_id(run_cfg), variant_id(run_cfg), variant, label, seed, run_cfg)
             )
     _refuse_duplicates(study.runs, source, cfg.seeds[0])
+    if cfg.tune is not None:
+        check_tune(study, source)
     return study
+
+
+def check_tune(study: Study, source: str) -> None:
+    """``[tune]`` against the expanded study: each distribution readable, each parameter a
+    real field of every variant (its values applied and the run validated), not a varied
+    key, tuning seeds disjoint from the evaluation seeds, validation data held out."""
+    tune = study.config.tune
+    assert tune is not None
+    overlap = sorted(set(tune.seeds) & set(study.config.seeds))
+    if overlap:
+        raise ConfigError(
+            f"{source}: tune.seeds: {', '.join(map(str, overlap))} also in the evaluation "
+            "seeds; tuning seeds must be disjoint from the study's seeds"
+        )
+    varied = {k for factor in study.factors for k in factor}
+    first = {vid: runs[0] for vid, runs in study.variants().items()}
+    for path, text in tune.params.items():
+        where = f'{source}: tune.params."{path}"'
+        try:
+            dist = parse_distribution(text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc} (got {text!r})") from None
+        if path in varied:
+            raise ConfigError(f"{where}: is a varied factor; tune it or vary it, not both")
+        if path == "seed" or identity.outside_identity(path):
+            raise ConfigError(f"{where}: does not change what a run computes; nothing to tune")
+        if tune.sampler == "grid" and dist.kind in ("uniform", "loguniform"):
+            raise ConfigError(
+                f'{where}: sampler = "grid" needs choice(...) or int(LOW, HIGH), got {text}'
+            )
+        for run in first.values():
+            for value in dist.probes():
+                data = run.config.resolved()
+                try:
+                    set_path(data, path, copy.deepcopy(value))
+                    RunConfig.model_validate(data)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {str(exc).partition(': ')[2]}") from None
+                except pydantic.ValidationError as exc:
+                    detail = format_validation_error(exc, "", path_map=lambda p: p)
+                    label = f" (variant {run.variant_label})" if run.variant_label else ""
+                    raise ConfigError(
+                        f"{where}: {detail.removeprefix(': ')}{label}"
+                    ) from None
+    if tune.sampler == "grid":
+        size = 1
+        for dist in tune.distributions().values():
+            size *= len(dist.args) if dist.kind == "choice" else dist.args[1] - dist.args[0] + 1
+        if tune.trials > size:
+            raise ConfigError(
+                f"{source}: tune.trials: {tune.trials} is more than the grid's {size} points"
+            )
+    for run in first.values():
+        if run.config.dataset.validate_on == "test":
+            raise ConfigError(
+                f'{source}: tune: dataset.validate_on = "test" would tune on test data; '
+                "hold out a validation split (validate_on = \"holdout\")"
+            )
+        if run.config.dataset.val_fraction <= 0:
+            raise ConfigError(
+                f"{source}: tune: dataset.val_fraction is 0, so there is no validation data "
+                "to tune on; set dataset.val_fraction > 0"
+            )
 
 
 def builtin_studies() -> dict[str, Path]:

@@ -7,6 +7,7 @@ when the study is sound on that point).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ablab.analysis.compare import Comparison, strata
@@ -121,9 +122,12 @@ def config_differences(
     )
 
 
-def warn_confounds(variants: list[Variant], factors: list[Factor]) -> list[str]:
-    """(4) Variants compared with each other that differ in more than the varied factors."""
-    varied = [p for f in factors for p in f.paths]
+def warn_confounds(
+    variants: list[Variant], factors: list[Factor], also_varied: list[str] = ()
+) -> list[str]:
+    """(4) Variants compared with each other that differ in more than the varied factors
+    (``also_varied``: paths set per variant on purpose, e.g. tuned ones)."""
+    varied = [p for f in factors for p in f.paths] + list(also_varied)
     out = []
     seen = set()
     for factor in factors:
@@ -169,14 +173,86 @@ def warn_noise(comparisons: list[Comparison], metric: str = "test_accuracy") -> 
     return out
 
 
-def methodology_warnings(
-    variants: list[Variant], factors: list[Factor], comparisons: list[Comparison]
+#: Varied paths whose best learning rate differs from level to level: comparing their
+#: levels at one shared rate judges the rate as much as the choice (DeepOBS, AlgoPerf).
+LR_SENSITIVE = ("optimizer", "batch_size", "schedule", "loss")
+#: A tuned value this close to an end of its range (a fraction of the range, on a log
+#: scale for loguniform) lies "at the edge": the optimum may be outside the range.
+EDGE_FRACTION = 0.05
+
+
+def _lr_sensitive(path: str) -> bool:
+    head = path.split(".")[0]
+    return head in LR_SENSITIVE and path != "optimizer.lr"
+
+
+def warn_untuned_learning_rate(
+    variants: list[Variant], factors: list[Factor], tuning: dict[str, Any] | None = None
 ) -> list[str]:
-    """All warnings, in the order above."""
+    """(6) Optimizers (or other learning-rate-sensitive choices) compared at one shared
+    learning rate without ``[tune]``: the verdict is about that rate as much as about the
+    choice."""
+    if tuning is not None:
+        return []
+    varied = [p for f in factors for p in f.paths if _lr_sensitive(p)]
+    if not varied or any(p == "optimizer.lr" for f in factors for p in f.paths):
+        return []
+    rates = {flatten(v.config).get("optimizer.lr") for v in variants}
+    if len(rates) != 1:
+        return []
+    rate = next(iter(rates))
+    return [
+        f"{', '.join(dict.fromkeys(varied))} vary at one shared learning rate ({rate}), so "
+        "each comparison judges that rate as much as the choice (each optimizer has its own "
+        "best rate); give every variant the same tuning budget with a [tune] table "
+        '(e.g. params = { "optimizer.lr" = "loguniform(1e-4, 1.0)" }).'
+    ]
+
+
+def _position(value: float, kind: str, low: float, high: float) -> float:
+    if kind == "loguniform":
+        return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+    return (value - low) / (high - low)
+
+
+def warn_tuned_at_edge(tuning: dict[str, Any] | None) -> list[str]:
+    """(7) A variant whose best tuned value lies at the edge of its search range."""
+    if not tuning:
+        return []
+    out = []
+    for v in tuning.get("variants", []):
+        for path, value in (v.get("best_params") or {}).items():
+            dist = (tuning.get("distributions") or {}).get(path) or {}
+            if dist.get("kind") not in ("loguniform", "uniform", "int"):
+                continue
+            low, high = dist["args"]
+            pos = _position(float(value), dist["kind"], float(low), float(high))
+            if EDGE_FRACTION < pos < 1 - EDGE_FRACTION:
+                continue
+            end = "lower" if pos <= EDGE_FRACTION else "upper"
+            out.append(
+                f"{v.get('label') or 'the study'}: its best {path} ({value:.4g}) lies at the "
+                f"{end} edge of the search range {tuning['params'][path]}, so the best "
+                "setting may lie outside it; widen the range."
+            )
+    return out
+
+
+def methodology_warnings(
+    variants: list[Variant],
+    factors: list[Factor],
+    comparisons: list[Comparison],
+    tuning: dict[str, Any] | None = None,
+) -> list[str]:
+    """All warnings, in the order above. ``tuning``: the study's tuning summary
+    (``DIR/tuning.json``), whose tuned parameters may differ between variants."""
+    tuned = list((tuning or {}).get("params") or {})
     return [
         *warn_few_seeds([c for c in comparisons if c.metric == "test_accuracy"]),
         *warn_loss_differs(variants),
         *warn_test_selection(variants),
-        *warn_confounds(variants, factors),
+        *warn_confounds(variants, factors, also_varied=tuned),
         *warn_noise(comparisons),
+        *warn_untuned_learning_rate(variants, factors, tuning),
+        *warn_tuned_at_edge(tuning),
     ]

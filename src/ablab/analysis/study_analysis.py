@@ -55,6 +55,22 @@ class StudyAnalysis:
     methods: list[str] = field(default_factory=list)
     equivalence_margin: float = DEFAULT_MARGIN
     design: Any = None  # ablab.analysis.sequential.Design for --until-decided studies
+    #: the tuning summary (DIR/tuning.json, written by ablab.tune) of a study with [tune]
+    tuning: dict[str, Any] | None = None
+
+    @property
+    def tuned_note(self) -> str:
+        """"Each variant tuned with N trials ..." for a tuned study, else ""."""
+        t = self.tuning
+        if not t:
+            return ""
+        params = ", ".join(f"{p} ~ {d}" for p, d in t["params"].items())
+        return (
+            f"Each variant tuned with {t['trials']} trials ({t['sampler']} sampler over "
+            f"{params}; {t['metric']} on validation data, tuning seeds "
+            f"{', '.join(map(str, t['seeds']))}); the verdicts compare every variant at its "
+            "own best setting, on test data, over the evaluation seeds."
+        )
 
     @property
     def complete(self) -> bool:
@@ -148,9 +164,11 @@ def analyze_runs(
     records: dict[str, dict[str, Any]] | None = None,
     study_text: str = "",
     design: Any = None,
+    tuning: dict[str, Any] | None = None,
 ) -> StudyAnalysis:
     """The whole analysis from plain data: ``info`` as in ``study.json`` (name,
-    description, factors, columns), index rows, and run records by run id."""
+    description, factors, columns), index rows, and run records by run id; ``tuning``
+    the tuning summary of a study with [tune]."""
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
@@ -184,7 +202,7 @@ def analyze_runs(
         verdicts=[verdict(c) for c in accuracy],
         ranking_sentences=[ranking_sentence(r) for r in rankings],
         status_sentences=sentences,
-        warnings=methodology_warnings(variants, factors, comparisons),
+        warnings=methodology_warnings(variants, factors, comparisons, tuning),
         status=status_line(counts, at_chance),
         overrides=list(info.get("overrides") or []),
         interactions=interactions,
@@ -198,7 +216,23 @@ def analyze_runs(
         ),
         equivalence_margin=margin,
         design=design,
+        tuning=tuning,
     )
+
+
+def load_tuning(root) -> dict[str, Any] | None:
+    """A study directory's tuning summary (``tuning.json``), or None."""
+    import json
+    from pathlib import Path
+
+    path = Path(root) / "tuning.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("variants") else None
 
 
 def load_runs(store) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -220,5 +254,6 @@ def analyze(store) -> StudyAnalysis:
 
     rows, records = load_runs(store)
     return analyze_runs(
-        store.study_info(), rows, records, store.study_text(), design=load_design(store.root)
+        store.study_info(), rows, records, store.study_text(), design=load_design(store.root),
+        tuning=load_tuning(store.root),
     )

@@ -269,12 +269,53 @@ def _version() -> str:
         return "unknown"
 
 
+def _setting(params: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in params.items()
+    )
+
+
+def tuning_table(a: StudyAnalysis) -> dict | None:
+    """The "Tuning" section's table: per variant its best setting, its best validation
+    figure and the budget it used; None for a study without [tune]."""
+    t = a.tuning
+    if not t:
+        return None
+    metric = t["metric"]
+    header = ["variant", "best setting", f"best {metric}", "trials", "outcomes",
+              "tuning seeds"]
+    rows = []
+    for v in t["variants"]:
+        value = v.get("best_value")
+        shown = "–" if value is None else (
+            f"{100 * value:.2f} %" if metric.endswith("accuracy") else f"{value:.4g}"
+        )
+        outcomes = ", ".join(f"{n} {k}" for k, n in sorted((v.get("outcomes") or {}).items()))
+        rows.append({"cells": [v["label"] or a.name, _setting(v["best_params"]), shown,
+                               f"{v['trials']} of {t['trials']}", outcomes,
+                               ", ".join(map(str, t["seeds"]))]})
+    seconds = t.get("seconds")
+    note = (
+        f"Search space: {'; '.join(f'{p} ~ {d}' for p, d in t['params'].items())}. Sampler "
+        f"{t['sampler']}, pruner {t['pruner']}; every variant got the same budget of "
+        f"{t['trials']} trials × {len(t['seeds'])} tuning seed(s), scored on {metric} "
+        "(validation data, never test). Abandoned trials (a stopped run) are re-run and not "
+        "counted."
+        + (f" Tuning took {seconds:.0f} s." if isinstance(seconds, (int, float)) else "")
+    )
+    return {"header": header, "rows": rows, "note": note}
+
+
 def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str, Any]:
     by_topic: dict[str, list] = {}
     for f in figures:
         by_topic.setdefault(f["topic"], []).append(f)
+    tuning_figures = by_topic.pop("Tuning", [])
     summary, behaviour = summary_tables(a)
     return {
+        "tuned_note": a.tuned_note,
+        "tuning": tuning_table(a),
+        "tuning_figures": tuning_figures,
         "title": f"ablab report — {a.name}",
         "description": a.description,
         "overrides": a.overrides,
