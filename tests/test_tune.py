@@ -241,3 +241,15 @@ def test_sigkill_during_tuning_then_resume_runs_each_trial_once(tmp_path):
         for t in abandoned:  # re-run with the same setting, exactly once
             assert settings.count(t["params"]["optimizer.lr"]) == 1
     assert (out / "report.md").exists()
+
+
+def test_run_study_refuses_to_skip_the_tuning(tmp_path):
+    """A study with [tune] run through ablab.run_study (or Study.run) would compare the
+    variants untuned: refused with one line naming the way to tune it."""
+    import ablab
+    from ablab.errors import UserError
+
+    study = ablab.load_study(digits_tuned(tmp_path, trials=2))
+    with pytest.raises(UserError, match=r"\[tune\].*ablab.run_tuned"):
+        ablab.run_study(study, tmp_path / "out")
+    assert not (tmp_path / "out" / "index.sqlite").exists()

@@ -202,6 +202,11 @@ def run_study(
     raise: see the outcome's ``counts`` and ``failures``."""
     if not isinstance(study, Study):
         study = load_study(study)
+    if study.config.tune is not None and not study.tuned:
+        raise UserError(
+            f"{study.source}: [tune] asks for every variant to be tuned before it is "
+            "evaluated; run it with `ablab run` or ablab.run_tuned(study, out)"
+        )
     display = _progress(progress, study.name)
     with StudyStore(out) as store, store.locked():
         store.sync_plan(study, force_new_variants=force_new_variants)

@@ -209,6 +209,9 @@ class Study:
     columns: dict[str, str]  # dotted path → column name in tables
     runs: list[PlannedRun] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    # True for the evaluation plan of a study with [tune] (each variant at its best
+    # setting): only such a plan may be run without tuning first.
+    tuned: bool = False
 
     @property
     def name(self) -> str:

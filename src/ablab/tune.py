@@ -448,7 +448,7 @@ def tuned_plan(study: Study, best: dict[str, dict[str, Any]]) -> Study:
         cfg = RunConfig.model_validate(data)
         runs.append(PlannedRun(run_id(cfg), variant_id(cfg), r.variant, r.variant_label,
                                r.seed, cfg))
-    return dataclasses.replace(study, runs=runs)
+    return dataclasses.replace(study, runs=runs, tuned=True)
 
 
 def run_tuned(
