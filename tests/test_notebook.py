@@ -1,0 +1,207 @@
+"""ablab in Jupyter, executed with Jupyter's own machinery (nbclient on an ipykernel kernel
+running this repository's code): a model defined in a cell trains on 2 workers, figures
+show inline without touching the notebook's backend, progress is one display without
+warnings, and the worked example notebook (examples/notebook.ipynb) runs as written."""
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import moons_study
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel", reason="ipykernel is not installed: no kernel to run notebooks")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "notebook.ipynb"
+KERNEL = "ablab-test"
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory):
+    """A kernelspec for this interpreter, found through JUPYTER_PATH, whose kernel imports
+    this checkout's ``src`` (PYTHONPATH) and never downloads data."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec_dir = root / "kernels" / KERNEL
+    spec_dir.mkdir(parents=True)
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "ABLAB_DOWNLOAD": "0"}
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "ablab test kernel", "language": "python", "env": env,
+    }))
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "MPLBACKEND")}
+    os.environ["JUPYTER_PATH"] = str(root)
+    os.environ.pop("MPLBACKEND", None)  # the kernel picks its own (inline) backend
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def execute(nb, cwd: Path) -> tuple[object, float]:
+    """Run every cell of ``nb`` in a fresh kernel; the executed notebook and its seconds."""
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=240,
+                                     resources={"metadata": {"path": str(cwd)}})
+    start = time.perf_counter()
+    client.execute()
+    return nb, time.perf_counter() - start
+
+
+def mime_types(cell) -> list[str]:
+    out = []
+    for o in cell.get("outputs", []):
+        if o["output_type"] == "stream":
+            out.append(f"stream:{o['name']}")
+        elif o["output_type"] == "error":
+            out.append(f"error:{o['ename']}")
+        else:
+            out += list(o.get("data", {}))
+    return out
+
+
+def html_of(cell) -> str:
+    return "".join(o.get("data", {}).get("text/html", "") for o in cell.get("outputs", []))
+
+
+def text_of(cell) -> str:
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                   for o in cell.get("outputs", []))
+
+
+def progress_outputs(cell) -> list[dict]:
+    return [o for o in cell.get("outputs", [])
+            if "ablab-progress" in o.get("data", {}).get("text/html", "")]
+
+
+def no_warnings(nb) -> None:
+    """No Python warning (``UserWarning: install "ipywidgets"``, ``TqdmWarning``...) and
+    nothing on stderr in any output (the study's own methodology "Warnings" are results)."""
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            text = o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values())
+            assert "Warning:" not in text and "ipywidgets" not in text, text[:500]
+            assert not (o["output_type"] == "stream" and o["name"] == "stderr"), o["text"]
+
+
+def test_example_notebook_runs_a_cell_defined_model_on_two_workers(kernel_env, tmp_path):
+    nb, seconds = execute(nbformat.read(EXAMPLE, as_version=4), tmp_path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    summary = [{"source": c.source.splitlines()[-1], "mime": mime_types(c)} for c in code]
+    (tmp_path / "example-outputs.json").write_text(json.dumps(
+        {"seconds": round(seconds, 1), "cells": summary}, indent=1))
+    print(json.dumps({"seconds": round(seconds, 1), "cells": summary}))
+    no_warnings(nb)
+    imports, _, study, run, table, figure, reload = code
+    assert "inline" in text_of(imports)  # the kernel's backend, untouched by import ablab
+    assert "text/html" in mime_types(study) and "nb-moons" in html_of(study)
+    assert "4 runs" in html_of(study) and "<Study 'nb-moons'" in text_of(study)
+    # Run cell: one progress display (updated in place), then the results as HTML.
+    progress = progress_outputs(run)
+    assert len(progress) == 1
+    assert "done: 4 / 4 runs" in progress[0]["data"]["text/html"]
+    assert "failed" not in progress[0]["data"]["text/html"]
+    results_html = html_of(run)
+    assert "4 of 4 runs done" in results_html or "4 done" in results_html, results_html[:800]
+    assert "95 % CI" in results_html and "Verdicts" in results_html
+    assert "data:image/png;base64," in results_html  # thumbnail of the main figure
+    assert "\n" not in text_of(run).strip().split("<StudyResults", 1)[-1]
+    assert "text/html" in mime_types(table)
+    assert "image/png" in mime_types(figure)
+    assert "(3, 2)" in text_of(reload)
+
+
+BACKEND_CELLS = [
+    "import matplotlib\nbefore = matplotlib.get_backend()\nbefore",
+    "import ablab\nfrom torch import nn\n"
+    "@ablab.register_model('fragile_net')\n"
+    "def fragile_net(spec, *, width: int = 8):\n"
+    "    if width == 3:\n"
+    "        raise RuntimeError('width 3 breaks on purpose')\n"
+    "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(),\n"
+    "                         nn.Linear(width, spec.num_classes))",
+    "study = ablab.load_study('{study}')\nresults = study.run('{out}', workers=1)\nresults",
+    "results.figure('final_metrics')",
+    "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])",
+    "results.figure('learning_curves')",
+    "assert matplotlib.get_backend() == before, matplotlib.get_backend()\nbefore",
+]
+
+
+def test_backend_unchanged_figures_inline_and_failures_in_one_display(kernel_env, tmp_path):
+    study = moons_study(tmp_path, name="fragile", seeds=(0,), epochs=2,
+                        extra='\n[[vary]]\n"model.width" = [3, 8]\n')
+    text = study.read_text().replace('{ name = "mlp", hidden = [32, 32] }',
+                                     '{ name = "fragile_net" }')
+    study.write_text(text)
+    cells = [c.format(study=study, out=tmp_path / "out") for c in BACKEND_CELLS]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb, _ = execute(nb, tmp_path)
+    no_warnings(nb)
+    before, _, run, ablab_fig, user_plot, ablab_fig_after, after = nb.cells
+    assert "inline" in text_of(before) and text_of(before) == text_of(after)
+    assert "image/png" in mime_types(ablab_fig)  # before pyplot was ever imported
+    assert "image/png" in mime_types(user_plot)  # the user's own plot still shows
+    assert "image/png" in mime_types(ablab_fig_after)
+    progress = progress_outputs(run)
+    assert len(progress) == 1  # the failure is in the same display, not a new output
+    shown = progress[0]["data"]["text/html"]
+    assert "done: 4 / 4 runs" in shown and "width 3 breaks on purpose" in shown
+
+
+# ---------------------------------------------------------------- shipping, in-process
+
+
+def test_main_entries_that_cannot_be_pickled_say_so_in_one_line_and_run_here():
+    from ablab.execute.shipping import ShippingError, pack_main_entries, pack_or_stay_here
+    from ablab.registry import MODELS
+
+    lock = threading.Lock()
+
+    def locked_net(spec, *, width: int = 4):
+        with lock:  # a lock cannot be pickled: this entry cannot reach a worker
+            pass
+
+    locked_net.__module__ = "__main__"
+    MODELS.register("locked_net")(locked_net)
+    try:
+        with pytest.raises(ShippingError) as info:
+            pack_main_entries()
+        message = str(info.value)
+        assert "\n" not in message and "'locked_net'" in message and "workers=1" in message
+        assert pack_or_stay_here(1) == (None, True)
+        with pytest.raises(ShippingError):
+            pack_or_stay_here(2)
+    finally:
+        MODELS._entries.pop("locked_net")
+
+
+def test_shipped_entries_are_registered_again_by_value():
+    import cloudpickle
+
+    from ablab.execute.shipping import install_entries, main_entries, pack_main_entries
+    from ablab.registry import MODELS
+
+    def shipped_net(spec, *, width: int = 5):
+        return width
+
+    shipped_net.__module__ = "__main__"
+    MODELS.register("shipped_net", "by value")(shipped_net)
+    try:
+        assert ("model", "shipped_net") in main_entries()
+        blob = pack_main_entries()
+        MODELS._entries.pop("shipped_net")
+        install_entries(blob)
+        entry = MODELS.get("shipped_net")
+        assert entry.fn is not shipped_net and entry.fn(None) == 5
+        assert entry.summary == "by value" and entry.option_defaults() == {"width": 5}
+        assert cloudpickle.loads(blob)[0][:2] == ("model", "shipped_net")
+    finally:
+        MODELS._entries.pop("shipped_net", None)
