@@ -106,7 +106,7 @@ def test_example_notebook_runs_a_cell_defined_model_on_two_workers(kernel_env, t
     # Run cell: one progress display (updated in place), then the results as HTML.
     progress = progress_outputs(run)
     assert len(progress) == 1
-    assert "done: 4 / 4 runs" in progress[0]["data"]["text/html"]
+    assert "finished: 4 / 4 runs" in progress[0]["data"]["text/html"]
     assert "failed" not in progress[0]["data"]["text/html"]
     results_html = html_of(run)
     assert "4 of 4 runs done" in results_html or "4 done" in results_html, results_html[:800]
@@ -125,10 +125,10 @@ BACKEND_CELLS = [
     "def fragile_net(spec, *, width: int = 8):\n"
     "    if width == 3:\n"
     "        raise RuntimeError('width 3 breaks on purpose')\n"
-    "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(),\n"
+    "    return nn.Sequential(nn.Flatten(), nn.Linear(2, width), nn.ReLU(),\n"
     "                         nn.Linear(width, spec.num_classes))",
     "study = ablab.load_study('{study}')\nresults = study.run('{out}', workers=1)\nresults",
-    "results.figure('final_metrics')",
+    "results.figure('learning_curves')",
     "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])",
     "results.figure('learning_curves')",
     "assert matplotlib.get_backend() == before, matplotlib.get_backend()\nbefore",
@@ -147,13 +147,14 @@ def test_backend_unchanged_figures_inline_and_failures_in_one_display(kernel_env
     no_warnings(nb)
     before, _, run, ablab_fig, user_plot, ablab_fig_after, after = nb.cells
     assert "inline" in text_of(before) and text_of(before) == text_of(after)
-    assert "image/png" in mime_types(ablab_fig)  # before pyplot was ever imported
+    assert "image/png" in mime_types(ablab_fig), html_of(run)  # before pyplot was imported
     assert "image/png" in mime_types(user_plot)  # the user's own plot still shows
     assert "image/png" in mime_types(ablab_fig_after)
     progress = progress_outputs(run)
     assert len(progress) == 1  # the failure is in the same display, not a new output
     shown = progress[0]["data"]["text/html"]
-    assert "done: 4 / 4 runs" in shown and "width 3 breaks on purpose" in shown
+    assert "finished: 4 / 4 runs, 2 failed" in shown
+    assert shown.count("width 3 breaks on purpose") == 2
 
 
 # ---------------------------------------------------------------- shipping, in-process

@@ -189,11 +189,13 @@ class NotebookStudyProgress:
 
         esc = html.escape
         seconds = time.monotonic() - self.started if self.started else 0.0
-        state = "done" if self.finished else "running"
+        state = "finished" if self.finished else "running"
+        failed = sum(p.startswith("failed") for p in self.problems)
         parts = [
             '<div class="ablab-progress">',
-            f"<b>{esc(self.title)}</b> — {state}: {self.done} / {self.total} runs "
-            f'<progress value="{self.done}" max="{max(self.total, 1)}"></progress> '
+            f"<b>{esc(self.title)}</b> — {state}: {self.done} / {self.total} runs"
+            + (f", {failed} failed" if failed else "")
+            + f' <progress value="{self.done}" max="{max(self.total, 1)}"></progress> '
             f"{seconds:.1f} s, {esc(self.setup)}",
         ]
         if self.current and not self.finished:
