@@ -206,3 +206,32 @@ def test_shipped_entries_are_registered_again_by_value():
         assert cloudpickle.loads(blob)[0][:2] == ("model", "shipped_net")
     finally:
         MODELS._entries.pop("shipped_net", None)
+
+
+def test_unpicklable_main_model_trains_in_this_process_with_one_worker(tmp_path):
+    from torch import nn
+
+    import ablab
+    from ablab.execute.shipping import ShippingError
+    from ablab.registry import MODELS
+
+    lock = threading.Lock()
+
+    def locked_mlp(spec, *, width: int = 8):
+        with lock:
+            return nn.Sequential(nn.Flatten(), nn.Linear(2, width), spec.act(),
+                                 nn.Linear(width, spec.num_classes))
+
+    locked_mlp.__module__ = "__main__"
+    MODELS.register("locked_mlp")(locked_mlp)
+    try:
+        path = moons_study(tmp_path, seeds=(0,), epochs=2)
+        path.write_text(path.read_text().replace('{ name = "mlp", hidden = [32, 32] }',
+                                                 '{ name = "locked_mlp" }'))
+        study = ablab.load_study(path)
+        with pytest.raises(ShippingError, match="workers=1"):
+            ablab.run_study(study, tmp_path / "two", workers=2, report=False)
+        outcome = ablab.run_study(study, tmp_path / "one", workers=1, report=False)
+        assert outcome.counts["done"] == 2 and not outcome.failures
+    finally:
+        MODELS._entries.pop("locked_mlp", None)
