@@ -91,6 +91,7 @@ def no_warnings(nb) -> None:
             assert not (o["output_type"] == "stream" and o["name"] == "stderr"), o["text"]
 
 
+@pytest.mark.slow
 def test_example_notebook_runs_a_cell_defined_model_on_two_workers(kernel_env, tmp_path):
     nb, seconds = execute(nbformat.read(EXAMPLE, as_version=4), tmp_path)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -135,6 +136,7 @@ BACKEND_CELLS = [
 ]
 
 
+@pytest.mark.slow
 def test_backend_unchanged_figures_inline_and_failures_in_one_display(kernel_env, tmp_path):
     study = moons_study(tmp_path, name="fragile", seeds=(0,), epochs=2,
                         extra='\n[[vary]]\n"model.width" = [3, 8]\n')
@@ -235,3 +237,28 @@ def test_unpicklable_main_model_trains_in_this_process_with_one_worker(tmp_path)
         assert outcome.counts["done"] == 2 and not outcome.failures
     finally:
         MODELS._entries.pop("locked_mlp", None)
+
+
+def test_run_result_and_study_displays(tmp_path):
+    """What Jupyter shows for a RunResult (its learning curves as PNG, one text line) and
+    a Study (an HTML table of its variants, one text line), through IPython's formatters."""
+    from conftest import tiny_run
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import ablab
+    from ablab.results import register_ipython_displays
+
+    shell = InteractiveShell.instance()
+    try:
+        assert register_ipython_displays(shell)
+        result = ablab.train_run(tiny_run(epochs=2))
+        data, _ = shell.display_formatter.format(result)
+        assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+        assert data["text/plain"].startswith("<RunResult ") and "\n" not in data["text/plain"]
+        study = ablab.load_study(moons_study(tmp_path, seeds=(0, 1)))
+        data, _ = shell.display_formatter.format(study)
+        assert "<td>activation=tanh</td><td>2</td>" in data["text/html"]
+        line = f"<Study 'tiny': 4 runs, 2 variants, from {str(study.source)!r}>"
+        assert data["text/plain"] == line
+    finally:
+        InteractiveShell.clear_instance()
