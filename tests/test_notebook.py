@@ -262,3 +262,38 @@ def test_run_result_and_study_displays(tmp_path):
         assert data["text/plain"] == line
     finally:
         InteractiveShell.clear_instance()
+
+
+RAY_SCRIPT = '''
+import ablab
+from torch import nn
+
+
+@ablab.register_model("script_net")
+def script_net(spec, *, width: int = 8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(2, width), spec.act(),
+                         nn.Linear(width, spec.num_classes))
+
+
+if __name__ == "__main__":
+    outcome = ablab.run_study({study!r}, {out!r}, workers=2, threads=1, executor="ray",
+                              report=False)
+    print("COUNTS", outcome.counts["done"], outcome.counts["failed"])
+'''
+
+
+@pytest.mark.slow
+def test_main_model_reaches_ray_workers(tmp_path):
+    """Ray workers never import the driver's ``__main__``: without shipping all runs fail."""
+    import subprocess
+
+    pytest.importorskip("ray", reason="Ray is not installed")
+    study = moons_study(tmp_path, seeds=(0,), epochs=2)
+    study.write_text(study.read_text().replace('{ name = "mlp", hidden = [32, 32] }',
+                                               '{ name = "script_net" }'))
+    script = tmp_path / "driver.py"
+    script.write_text(RAY_SCRIPT.format(study=str(study), out=str(tmp_path / "out")))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), ABLAB_DOWNLOAD="0")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=400, cwd=tmp_path)
+    assert "COUNTS 2 0" in proc.stdout, proc.stdout + proc.stderr[-2000:]
