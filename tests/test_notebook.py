@@ -297,3 +297,23 @@ def test_main_model_reaches_ray_workers(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           env=env, timeout=400, cwd=tmp_path)
     assert "COUNTS 2 0" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+def test_an_edited_cell_registers_its_model_again():
+    """A cell's code lives in a file named after its text: editing the cell and running it
+    again defines a function of another origin, which replaces the one from __main__."""
+    import ablab
+    from ablab.registry import MODELS
+
+    first = compile("def edited_net(spec, *, width: int = 4):\n    return width\n",
+                    "/tmp/ipykernel_1/111.py", "exec")
+    second = compile("def edited_net(spec, *, width: int = 9):\n    return width\n",
+                     "/tmp/ipykernel_1/222.py", "exec")
+    try:
+        for code in (first, second):
+            namespace = {"__name__": "__main__"}
+            exec(code, namespace)
+            ablab.register_model("edited_net")(namespace["edited_net"])
+        assert MODELS.get("edited_net").option_defaults() == {"width": 9}
+    finally:
+        MODELS._entries.pop("edited_net", None)
