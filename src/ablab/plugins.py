@@ -126,8 +126,14 @@ def _register(registry: Registry, name: str, summary: str, meta: dict[str, Any])
         if name in registry:
             old = registry.get(name).fn
             # The same function defined again (a notebook cell run twice, a module imported
-            # by name and by path) replaces the entry; a different one is refused.
-            if _origin(old) == _origin(fn) and getattr(old, "__module__", None) is not None:
+            # by name and by path), or a notebook cell edited and run again, replaces the
+            # entry; a different one is refused.
+            same = _origin(old) == _origin(fn) and getattr(old, "__module__", None) is not None
+            # An edited notebook cell run again: both from __main__, a new cell file name.
+            redefined = {getattr(old, "__module__", None), getattr(fn, "__module__", None)} <= {
+                "__main__"
+            }
+            if same or redefined:
                 registry._entries.pop(name)  # noqa: SLF001 - same package
         spec = _plugin_spec(fn)
         if spec is not None:

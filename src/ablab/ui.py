@@ -3,8 +3,10 @@
 
 :class:`RichStudyProgress`, for the terminal: runs done / total with ETA, one line per
 current run with its epoch, and a line for each run that fails or diverges.
-:class:`TqdmStudyProgress`, for a notebook: one ``tqdm.auto`` bar.
-:func:`study_progress` picks one for a notebook."""
+:class:`TqdmStudyProgress`: one ``tqdm.auto`` bar (a text bar outside Jupyter).
+:class:`NotebookStudyProgress`, for Jupyter: one HTML display updated in place (runs done,
+the runs in progress, failures), which needs neither ipywidgets nor a warning.
+:func:`study_progress` picks one."""
 
 from __future__ import annotations
 
@@ -113,9 +115,110 @@ class TqdmStudyProgress:
             self.bar.close()
 
 
+def in_jupyter() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ``IPKernelApp``)."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class NotebookStudyProgress:
+    """Study progress in Jupyter: one HTML output, updated in place (an IPython display
+    handle), at most every ``INTERVAL`` seconds and on every finished run. It shows runs
+    done / total, failures and divergences with their reasons, and the runs in progress
+    with their epoch. Plain IPython display messages: works without ipywidgets (where
+    ``tqdm.auto`` and rich warn) in Jupyter, VS Code, Colab and ``nbclient``."""
+
+    INTERVAL = 0.5
+
+    def __init__(self, title: str = "study"):
+        self.title = title
+        self.handle = None
+        self.total = self.done = 0
+        self.setup = ""
+        self.current: dict[str, str] = {}  # run id -> "label: epoch 3 / 10, val_acc 0.91"
+        self.problems: list[str] = []
+        self.started = self.last = 0.0
+        self.finished = False
+
+    def start(self, total: int, already_done: int, workers: int, threads: int) -> None:
+        import time
+
+        from IPython.display import HTML, display
+
+        self.total, self.done = total, already_done
+        self.setup = f"{workers} worker(s) × {threads} thread(s)"
+        self.started = time.monotonic()
+        self.handle = display(HTML(self.html()), display_id=True)
+
+    def on_event(self, event: Event) -> None:
+        rid, label = event.task.run_id, event.task.label
+        if event.kind == "started":
+            self.current[rid] = f"{label}: starting"
+        elif event.kind == "epoch":
+            rec = event.record or {}
+            acc = rec.get("val_accuracy")
+            info = f"{label}: epoch {rec.get('epoch')} / {event.task.epochs}"
+            self.current[rid] = info + (f", val_acc {acc:.3f}" if isinstance(acc, float) else "")
+        elif event.kind in ("done", "failed"):
+            self.current.pop(rid, None)
+            self.done += 1
+            if event.kind == "failed":
+                self.problems.append(f"failed {label}: {event.error}")
+            elif (event.record or {}).get("status") == "diverged":
+                epoch = event.record.get("diverged_epoch")
+                self.problems.append(f"diverged {label}: non-finite loss at epoch {epoch}")
+        self.refresh(force=event.kind in ("done", "failed"))
+
+    def refresh(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.handle is None or (not force and now - self.last < self.INTERVAL):
+            return
+        from IPython.display import HTML
+
+        self.last = now
+        self.handle.update(HTML(self.html()))
+
+    def html(self) -> str:
+        import html
+        import time
+
+        esc = html.escape
+        seconds = time.monotonic() - self.started if self.started else 0.0
+        state = "finished" if self.finished else "running"
+        failed = sum(p.startswith("failed") for p in self.problems)
+        parts = [
+            '<div class="ablab-progress">',
+            f"<b>{esc(self.title)}</b> — {state}: {self.done} / {self.total} runs"
+            + (f", {failed} failed" if failed else "")
+            + f' <progress value="{self.done}" max="{max(self.total, 1)}"></progress> '
+            f"{seconds:.1f} s, {esc(self.setup)}",
+        ]
+        if self.current and not self.finished:
+            parts.append("<br><small>" + "<br>".join(esc(c) for c in self.current.values())
+                         + "</small>")
+        if self.problems:
+            parts.append('<ul style="color:#b00">')
+            parts += [f"<li>{esc(p)}</li>" for p in self.problems]
+            parts.append("</ul>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def stop(self) -> None:
+        self.finished = True
+        self.refresh(force=True)
+
+
 def study_progress(title: str = "study"):
-    """A progress display that works in a notebook and on a terminal: ``tqdm.auto`` when
-    tqdm is installed, else rich (which renders live in Jupyter too)."""
+    """A progress display that works in a notebook and on a terminal: in Jupyter one HTML
+    display updated in place (:class:`NotebookStudyProgress`); elsewhere ``tqdm`` when it
+    is installed, else rich."""
+    if in_jupyter():
+        return NotebookStudyProgress(title)
     try:
         import tqdm.auto  # noqa: F401
     except ImportError:

@@ -28,13 +28,17 @@ from ablab.execute.base import (
     run_group,
     set_threads,
 )
+from ablab.execute.shipping import install_entries, pack_or_stay_here, run_here
 
 
-def _worker(conn: Connection, threads: int, allow_plugins: bool = False) -> None:
+def _worker(
+    conn: Connection, threads: int, allow_plugins: bool = False, shipped: bytes | None = None
+) -> None:
     # The parent decides how to stop on Ctrl-C; workers must not die half-way on their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
     allow_plugins_in_this_worker(allow_plugins)
+    install_entries(shipped)  # components defined in the parent's __main__ (a notebook)
     while True:
         try:
             unit = conn.recv()
@@ -95,11 +99,14 @@ class LocalExecutor:
         self._ctx = mp.get_context("spawn")  # fork + torch threads can deadlock
         self._pool: list[_Worker] = []
         self._allow_plugins = False
+        self._shipped: bytes | None = None
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=_worker, args=(child, self.threads, self._allow_plugins), daemon=True
+            target=_worker,
+            args=(child, self.threads, self._allow_plugins, self._shipped),
+            daemon=True,
         )
         # An ignored SIGINT survives exec, so a Ctrl-C while the worker is still importing
         # torch cannot kill it half-way (the parent alone decides how to stop).
@@ -112,6 +119,9 @@ class LocalExecutor:
         return _Worker(process, parent)
 
     def run(self, tasks: list[Task], on_event: OnEvent) -> None:
+        self._shipped, stay_here = pack_or_stay_here(self.workers)
+        if stay_here:
+            return run_here(tasks, on_event)
         queue = deque(plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks])
         self._allow_plugins = parent_vouches_for_plugins(tasks)
         self._pool = [self._spawn() for _ in range(min(self.workers, len(queue)))]

@@ -18,6 +18,7 @@ from ablab.execute.base import (
     run_group,
     set_threads,
 )
+from ablab.execute.shipping import install_entries, pack_main_entries
 
 
 def _ray():
@@ -32,10 +33,15 @@ def _ray():
 
 
 def _remote_fit(
-    configs: list[dict], threads: int, batched: bool | None = None, allow_plugins: bool = False
+    configs: list[dict],
+    threads: int,
+    batched: bool | None = None,
+    allow_plugins: bool = False,
+    shipped: bytes | None = None,
 ):
     set_threads(threads)
     allow_plugins_in_this_worker(allow_plugins)
+    install_entries(shipped)  # components defined in the driver's __main__ (a notebook)
     return run_group(configs, batched=batched)
 
 
@@ -46,6 +52,7 @@ class RayExecutor:
 
     def run(self, tasks: list[Task], on_event: OnEvent) -> None:
         ray = self.ray
+        shipped = pack_main_entries()  # before Ray starts: a one-line error if impossible
         started_here = not ray.is_initialized()
         if started_here:
             kwargs = {"address": self.address} if self.address else {
@@ -62,7 +69,7 @@ class RayExecutor:
             allow = parent_vouches_for_plugins(tasks)
             for unit, batched in plan_units(tasks):
                 configs = [t.config for t in unit]
-                pending[remote.remote(configs, self.threads, batched, allow)] = unit
+                pending[remote.remote(configs, self.threads, batched, allow, shipped)] = unit
                 for task in unit:
                     on_event(Event("started", task))
             while pending:

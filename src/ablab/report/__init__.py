@@ -3,13 +3,14 @@
 ``write_report(store)`` writes ``report.html``, ``report.md`` and ``figures/``;
 ``write_tables(store)`` writes ``results.csv`` and ``summary.csv``; the
 ``fig_*`` functions return matplotlib Figures for notebooks.
+
+The global matplotlib backend is the user's: figures are built without pyplot
+(``matplotlib.figure.Figure``) and written with ``Figure.savefig``, which renders through
+the Agg canvas whatever the backend, so importing ablab never switches off a notebook's
+inline plots.
 """
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)  # headless; figures are built without pyplot anyway
-
-from ablab.report.figures import (  # noqa: E402
+from ablab.report.figures import (
     FIGURES,
     fig_activation_histograms,
     fig_batch_losses,
@@ -23,8 +24,8 @@ from ablab.report.figures import (  # noqa: E402
     save_figure,
     variant_colors,
 )
-from ablab.report.tables import write_tables  # noqa: E402
-from ablab.report.writer import (  # noqa: E402
+from ablab.report.tables import write_tables
+from ablab.report.writer import (
     render_html,
     render_markdown,
     report_context,

@@ -610,3 +610,26 @@ def save_figure(fig: Figure, folder: Path, name: str, dpi: int = 110) -> dict[st
     atomic_write_bytes(paths["png"], png.getvalue())
     atomic_write_text(paths["svg"], svg.getvalue())
     return paths
+
+
+@styled
+def fig_run_curves(history: list[dict], title: str = "") -> Figure | None:
+    """One run's learning curves (a ``RunResult``'s history): loss and accuracy per epoch,
+    train and validation; None without history."""
+    if not history:
+        return None
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    epochs = [h.get("epoch") for h in history]
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for split, style in (("train", "-"), ("val", "--")):
+            ys = [h.get(f"{split}_{metric}") for h in history]
+            if any(isinstance(y, (int, float)) for y in ys):
+                ys = [y if isinstance(y, (int, float)) else np.nan for y in ys]
+                ax.plot(epochs, ys, style, lw=2, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return fig
