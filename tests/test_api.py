@@ -156,3 +156,15 @@ def test_notebook_example_runs_as_a_script(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "12 of 12 runs done" in proc.stdout, proc.stdout[-2000:]
     assert (tmp_path / "out" / "moons-notebook" / "report.html").exists()
+
+
+def test_study_and_run_result_reprs_are_one_short_line():
+    import ablab
+
+    study = ablab.load_study("moons-circles-activations")
+    text = repr(study)
+    assert "\n" not in text and len(text) < 200 and "18 runs" in text
+    result = ablab.train_run({"epochs": 1, "dataset": "moons", "model": {"name": "mlp",
+                              "hidden": [8]}}, device="cpu")
+    text = repr(result)
+    assert "\n" not in text and "done: 1 epochs" in text and len(text) < 120

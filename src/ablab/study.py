@@ -213,6 +213,11 @@ class Study:
     # setting): only such a plan may be run without tuning first.
     tuned: bool = False
 
+    def __repr__(self) -> str:
+        n_variants = len({r.variant_id for r in self.runs})
+        return (f"<Study {self.name!r}: {len(self.runs)} runs, {n_variants} variants × "
+                f"{len(self.config.seeds)} seeds, from {self.source}>")
+
     @property
     def name(self) -> str:
         return self.config.name

@@ -30,6 +30,12 @@ class RunResult:
     # of the record (to_dict); the store saves them as DIR/runs/ID.safetensors.
     weights: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        acc = self.final.get("test_accuracy")
+        shown = f", test_accuracy {acc:.4f}" if isinstance(acc, float) else ""
+        return (f"<RunResult {self.run_id} {self.status}: {len(self.history)} epochs"
+                f"{shown}>")
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, weights=None))
         data.pop("weights")
