@@ -260,6 +260,8 @@ def _print_verdicts(out: Path) -> None:
 
     with StudyStore.existing(out) as store:
         a = analyze(store)
+    for warning in a.inert.values():  # levels that trained identical runs: no verdict
+        err_console.print(f"WARNING {warning}", markup=False, highlight=False, soft_wrap=True)
     lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
     if lines:
         console.print("verdicts (test accuracy):", highlight=False)

@@ -163,6 +163,18 @@ def set_runner(runner: Callable[..., Any]) -> None:
     _runner = runner
 
 
+#: Checks every expanded study passes (``check(study)`` raises ConfigError), registered by
+#: the layers that know more than the config does (``ablab.models`` registers the check
+#: that every varied generic model option is read by the model's builder).
+_plan_checks: list[Callable[[Study], None]] = []
+
+
+def add_plan_check(check: Callable[[Study], None]) -> None:
+    """Register a check run on every expanded study (once per function)."""
+    if check not in _plan_checks:
+        _plan_checks.append(check)
+
+
 def variant_id(cfg: RunConfig) -> str:
     """What a variant is: the run's identity with the seed left out."""
     return identity.variant_id(cfg)
@@ -345,6 +357,8 @@ def expand(
                 PlannedRun(run_id(run_cfg), variant_id(run_cfg), variant, label, seed, run_cfg)
             )
     _refuse_duplicates(study.runs, source, cfg.seeds[0])
+    for check in _plan_checks:
+        check(study)
     return study
 
 

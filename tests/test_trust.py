@@ -1,0 +1,96 @@
+"""Issue #20: a factor that changes nothing, an ignored override, stale artefacts, stale
+data or missing data never passes silently."""
+
+import json
+
+import pytest
+from conftest import assert_one_line_error, cli_env, run_cli
+
+import ablab  # noqa: F401  (fills the registries)
+from ablab.analysis import analyze
+from ablab.errors import ConfigError
+from ablab.runner import run_study
+from ablab.store import StudyStore
+from ablab.study import load_study
+
+PLUGIN = '''
+import ablab
+from torch import nn
+
+
+def _net(spec, width):
+    n_in = 1
+    for d in spec.input_shape:
+        n_in *= d
+    return nn.Sequential(nn.Flatten(), nn.Linear(n_in, width), spec.act(),
+                         nn.Linear(width, spec.num_classes))
+
+
+@ablab.register_model("trust_plain_net", "never calls spec.dropout_or (as the README shows)")
+def trust_plain_net(spec, *, width: int = 8) -> nn.Module:
+    return _net(spec, width)
+
+
+@ablab.register_model("trust_claims_net", "declares dropout but ignores it",
+                      honours=("activation", "dropout"))
+def trust_claims_net(spec, *, width: int = 8) -> nn.Module:
+    return _net(spec, width)
+'''
+
+BASE = """
+name = "trust"
+seeds = [0, 1]
+plugins = ["ablab_trust_models.py"]
+
+[base]
+epochs = 2
+batch_size = 64
+device = "cpu"
+dataset = {{ name = "moons", n_samples = 200, noise = 0.2 }}
+model = {{ name = "{model}", width = 8 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trust_plugins")
+    (folder / "ablab_trust_models.py").write_text(PLUGIN)
+    return folder
+
+
+def _study(folder, model, vary):
+    path = folder / f"study-{model}.toml"
+    path.write_text(BASE.format(model=model) + vary)
+    return path
+
+
+def test_a_varied_option_the_plugin_model_never_reads_is_refused(plugin_dir):
+    path = _study(plugin_dir, "trust_plain_net", '[[vary]]\n"model.dropout" = [0.0, 0.5]\n')
+    with pytest.raises(ConfigError, match="never reads dropout"):
+        load_study(path, allow_plugins=True)
+    proc = run_cli("run", path, "--out", plugin_dir / "refused", "--allow-plugins")
+    assert_one_line_error(
+        proc, 'vary[0]."model.dropout": model \'trust_plain_net\' never reads dropout',
+        "spec.dropout_or(default)",
+    )
+    assert not (plugin_dir / "refused").exists()
+    # what it does read may be varied
+    ok = _study(plugin_dir, "trust_plain_net", '[[vary]]\n"model.activation" = ["relu", "tanh"]\n')
+    assert len(load_study(ok, allow_plugins=True).runs) == 4
+
+
+def test_levels_that_train_identical_runs_get_a_warning_and_no_verdict(plugin_dir, tmp_path):
+    path = _study(plugin_dir, "trust_claims_net", '[[vary]]\n"model.dropout" = [0.0, 0.5]\n')
+    study = load_study(path, allow_plugins=True)  # it claims to honour dropout: planned
+    out = tmp_path / "out"
+    run_study(study, out, workers=1, threads=1)
+    with StudyStore.existing(out) as store:
+        a = analyze(store)
+    assert list(a.inert) == ["dropout"]
+    assert "bit-identical final metrics for every seed (2)" in a.inert["dropout"]
+    assert a.inert["dropout"] in a.warnings
+    assert not [c for c in a.comparisons if c.factor == "dropout"]
+    assert a.verdicts == []
+    md = (out / "report.md").read_text()
+    head = md.split("## Verdicts")[0]
+    assert "WARNING:** dropout: dropout=0 and dropout=0.5 gave bit-identical" in head
