@@ -94,3 +94,39 @@ def test_levels_that_train_identical_runs_get_a_warning_and_no_verdict(plugin_di
     md = (out / "report.md").read_text()
     head = md.split("## Verdicts")[0]
     assert "WARNING:** dropout: dropout=0 and dropout=0.5 gave bit-identical" in head
+
+
+OPTIMIZERS = """
+name = "trust-optimizers"
+seeds = [0]
+[base]
+epochs = 1
+device = "cpu"
+dataset = { name = "moons", n_samples = 200 }
+model = { name = "mlp", hidden = [8] }
+[[vary]]
+"optimizer" = [{ name = "adam", lr = 0.001 }, { name = "sgd", lr = 0.01, momentum = 0.9 }]
+"""
+
+
+def test_set_reaches_every_level_of_a_varied_table_and_a_typo_is_refused(tmp_path):
+    path = tmp_path / "optimizers.toml"
+    path.write_text(OPTIMIZERS)
+    study = load_study(path, sets=["optimizer.lr=0.5"])
+    assert [r.config.optimizer.name for r in study.runs] == ["adam", "sgd"]
+    assert [r.config.optimizer.options["lr"] for r in study.runs] == [0.5, 0.5]
+    assert study.runs[1].config.optimizer.options["momentum"] == 0.9  # the rest is kept
+    with pytest.raises(ConfigError, match="collides with the varied field"):
+        load_study(_varying_lr(tmp_path), sets=["optimizer=sgd"])
+    proc = run_cli("run", path, "--out", tmp_path / "out", "--set", "optimizer.lrr=0.1")
+    assert_one_line_error(proc, 'vary[0]."optimizer".lrr: unknown option for \'adam\'',
+                          "(did you mean 'lr'?)")
+    assert not (tmp_path / "out").exists()
+
+
+def _varying_lr(folder):
+    path = folder / "lr.toml"
+    path.write_text(OPTIMIZERS.replace(
+        '"optimizer" = [{ name = "adam", lr = 0.001 }, { name = "sgd", lr = 0.01, momentum = 0.9 }]',
+        '"optimizer.lr" = [0.01, 0.1]'))
+    return path

@@ -383,6 +383,39 @@ def resolve_study_path(path_or_name: str | Path) -> Path:
     )
 
 
+def _set_inside_varied(cfg: StudyConfig, item: str, key: str, source: str) -> bool:
+    """``--set optimizer.lr=0.5`` where a factor varies whole ``optimizer`` tables: set
+    the field in every level (so it means what it means on an unvaried study); True when
+    ``key`` is inside a varied table. A ``--set`` above a varied key (``--set optimizer=sgd``
+    while ``optimizer.lr`` varies) is refused: it could not mean one thing."""
+    for i, factor in enumerate(cfg.vary):
+        for varied_key in factor:
+            if varied_key.startswith("_"):
+                continue
+            if varied_key.startswith(key + "."):
+                raise ConfigError(
+                    f'--set {key}: collides with the varied field vary[{i}]."{varied_key}" of '
+                    f"{source}; set {varied_key} itself (one value for every level) or "
+                    "edit the study file"
+                )
+            if not key.startswith(varied_key + "."):
+                continue
+            rest = key[len(varied_key) + 1 :]
+            levels = []
+            for value in factor[varied_key]:
+                level = {"name": value} if isinstance(value, str) else copy.deepcopy(value)
+                if not isinstance(level, dict):
+                    raise ConfigError(
+                        f'--set {key}: vary[{i}]."{varied_key}" holds values, not tables '
+                        f"({value!r}), so it has no field {rest!r}"
+                    )
+                apply_overrides(level, [f"{rest}={item.partition('=')[2]}"])
+                levels.append(level)
+            factor[varied_key] = levels
+            return True
+    return False
+
+
 def load_study(
     path_or_name: str | Path,
     seeds: int | None = None,
@@ -427,7 +460,7 @@ def load_study(
             key = item.partition("=")[0].strip()
             if key in varied:  # one value for every variant, e.g. --set epochs=1
                 forced[key] = parse_value(item.partition("=")[2].strip())
-            else:
+            elif not _set_inside_varied(cfg, item, key, source):
                 base_sets.append(item)
         apply_overrides(cfg.base, base_sets)
         source += " (with --set)"
