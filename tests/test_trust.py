@@ -130,3 +130,50 @@ def _varying_lr(folder):
         '"optimizer" = [{ name = "adam", lr = 0.001 }, { name = "sgd", lr = 0.01, momentum = 0.9 }]',
         '"optimizer.lr" = [0.01, 0.1]'))
     return path
+
+
+KEEP = """
+name = "trust-keep"
+seeds = [0, 1]
+[base]
+epochs = 2
+batch_size = 64
+device = "cpu"
+dataset = { name = "moons", n_samples = 200, noise = 0.2 }
+model = { name = "mlp", hidden = [8] }
+"""
+
+
+def _finals(out):
+    with StudyStore.existing(out) as store:
+        return {r["run_id"]: (r["final"]["test_accuracy"], r["final"]["test_loss"])
+                for r in store.rows()}
+
+
+def test_keep_added_later_retrains_those_runs_with_identical_metrics(tmp_path, capsys):
+    path, out = tmp_path / "keep.toml", tmp_path / "out"
+    path.write_text(KEEP)
+    first = run_study(load_study(path), out, workers=1, threads=1, report=False)
+    assert first.ran == 2 and first.notes == []
+    before = _finals(out)
+    with pytest.raises(ablab.errors.UserError, match="kept no weights|keep"):
+        ablab.load_model(out, next(iter(before)))
+    path.write_text(KEEP + 'keep = "last"\n')
+    again = run_study(load_study(path), out, workers=1, threads=1, report=False)
+    assert again.ran == 2
+    assert again.notes == ['re-training 2 stored runs with the same seeds: the study file asks '
+                           'for weights they did not keep (keep = "last")']
+    assert again.notes[0] in capsys.readouterr().out
+    assert _finals(out) == before  # same runs, same seeds: identical metrics
+    for rid in before:
+        assert ablab.load_model(out, rid) is not None
+    assert 'keep = "last"' in (out / "study.toml").read_text()
+    assert run_study(load_study(path), out, workers=1, threads=1, report=False).ran == 0
+    # probes are part of a run's identity: turning one on re-trains under new ids
+    path.write_text(KEEP + 'keep = "last"\nprobes = ["weights"]\n')
+    probed = run_study(load_study(path), out, workers=1, threads=1, report=False)
+    assert probed.ran == 2 and "turns on probes" in probed.notes[0]
+    after = _finals(out)
+    assert sorted(after.values()) == sorted(before.values())
+    with StudyStore.existing(out) as store:
+        assert all(store.load_record(rid)["probes"].get("weights") for rid in after)

@@ -15,6 +15,7 @@ back to pending and :class:`StudyInterrupted` says how to resume.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import signal
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ablab import identity
 from ablab import study as _study
 from ablab.config import apply_overrides, load_toml, parse_run, set_path
 from ablab.errors import UserError
@@ -84,6 +86,7 @@ class StudyOutcome:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
     workers: int = 1
     threads: int = 1
+    notes: list[str] = field(default_factory=list)  # what this call decided, one line each
 
     @property
     def exit_code(self) -> int:
@@ -203,8 +206,15 @@ def run_study(
     if not isinstance(study, Study):
         study = load_study(study)
     display = _progress(progress, study.name)
+    notes: list[str] = []
     with StudyStore(out) as store, store.locked():
-        store.sync_plan(study, force_new_variants=force_new_variants)
+        more_probes = _probes_added(store, study)
+        if more_probes:
+            notes.append(more_probes)
+        store.sync_plan(study, force_new_variants=force_new_variants or bool(more_probes))
+        notes += _requeue_for_artefacts(store, study)
+        for note in notes:
+            print(note, flush=True)
         todo = store.prepare(retry_failed=retry_failed)
         runs = {r.run_id: r for r in study.runs}
         tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
@@ -228,7 +238,67 @@ def run_study(
 
             write_report(store)
         counts = store.counts()
-    return StudyOutcome(Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads)
+    return StudyOutcome(
+        Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads, notes
+    )
+
+
+def _without_probes(config: dict[str, Any]) -> str:
+    ident = identity.identity(config)
+    ident.pop("probes", None)
+    return json.dumps(ident, sort_keys=True)
+
+
+def _probes_added(store: StudyStore, study: Study) -> str | None:
+    """Probes are part of a run's identity, so turning one on plans new run ids. When that
+    is the only change (every stored run has a planned run equal but for its probes, which
+    add to the stored ones), the new runs are the stored ones asking for more: accepted
+    (the old ones set aside, kept on disk) and said in one line."""
+    if not store.db_path.exists():
+        return None
+    stored = {r["run_id"]: r for r in store.rows()}
+    planned = {r.run_id: r for r in study.runs}
+    if not stored or set(stored) == set(planned):
+        return None
+    new = [r for rid, r in planned.items() if rid not in stored]
+    gone = {_without_probes(r["config"]): r for rid, r in stored.items() if rid not in planned}
+    if len(new) != len(gone):
+        return None
+    for run in new:
+        old = gone.get(_without_probes(run.config.resolved()))
+        if old is None:
+            return None
+        had = {json.dumps(p, sort_keys=True) for p in old["config"].get("probes") or []}
+        wants = {json.dumps(p, sort_keys=True) for p in run.config.resolved()["probes"]}
+        if not had < wants:
+            return None
+    return (
+        f"re-training {len(new)} stored runs with the same seeds: the study file turns on "
+        "probes they did not record (the old runs are set aside, not deleted)"
+    )
+
+
+def _requeue_for_artefacts(store: StudyStore, study: Study) -> list[str]:
+    """Finished runs whose kept weights the study file now asks for (``keep``, which is
+    not part of a run's identity) go back to pending; one line says so."""
+    rows = {r["run_id"]: r for r in store.rows()}
+    again: dict[str, dict[str, Any]] = {}
+    for run in study.runs:
+        keep = run.config.keep
+        row = rows.get(run.run_id)
+        if keep == "none" or row is None or row["status"] != "done":
+            continue
+        record = store.load_record(run.run_id) or {}
+        kept = (record.get("config") or {}).get("keep", "none")
+        if kept != keep or not store.weights_path(run.run_id).is_file():
+            again[run.run_id] = run.config.resolved()
+    if not again:
+        return []
+    store.requeue(again)
+    return [
+        f"re-training {len(again)} stored runs with the same seeds: the study file asks "
+        f'for weights they did not keep (keep = "{study.runs[0].config.keep}")'
+    ]
 
 
 def _run_study_results(study: Study, out: str | Path, **options: Any) -> StudyResults:

@@ -326,6 +326,18 @@ class StudyStore:
         )
         return [row["run_id"] for row in rows]
 
+    def requeue(self, configs: dict[str, dict[str, Any]]) -> None:
+        """Put finished runs back to pending to train them again with ``configs`` (run id →
+        resolved config: the same identity, asking for more, e.g. kept weights). Their
+        old record stays until the new one replaces it."""
+        with self._tx() as db:
+            for rid, config in configs.items():
+                db.execute(
+                    "UPDATE runs SET status='pending', config=?, final=NULL, sizes=NULL, "
+                    "finished=NULL, diverged_epoch=NULL, seconds=NULL WHERE run_id=?",
+                    (json.dumps(config), rid),
+                )
+
     def mark_running(self, run_id: str) -> None:
         with self._tx() as db:
             db.execute(
