@@ -126,9 +126,8 @@ def test_set_reaches_every_level_of_a_varied_table_and_a_typo_is_refused(tmp_pat
 
 def _varying_lr(folder):
     path = folder / "lr.toml"
-    path.write_text(OPTIMIZERS.replace(
-        '"optimizer" = [{ name = "adam", lr = 0.001 }, { name = "sgd", lr = 0.01, momentum = 0.9 }]',
-        '"optimizer.lr" = [0.01, 0.1]'))
+    varied = OPTIMIZERS.split("[[vary]]")[0] + '[[vary]]\n"optimizer.lr" = [0.01, 0.1]\n'
+    path.write_text(varied)
     return path
 
 
@@ -177,3 +176,96 @@ def test_keep_added_later_retrains_those_runs_with_identical_metrics(tmp_path, c
     assert sorted(after.values()) == sorted(before.values())
     with StudyStore.existing(out) as store:
         assert all(store.load_record(rid)["probes"].get("weights") for rid in after)
+
+
+CSV_PLUGIN = '''
+import numpy as np
+import ablab
+from ablab.data import RawData
+
+
+@ablab.register_dataset("trust_csv", "points from a CSV file", shape=(2,),
+                        files=lambda options: [options["path"]])
+def trust_csv(*, path: str = "points.csv") -> RawData:
+    data = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    return RawData(data[:, :2], data[:, 2].astype(np.int64), ["0", "1"], "standard")
+'''
+
+CSV_STUDY = """
+name = "trust-csv"
+seeds = [0]
+plugins = ["ablab_trust_data.py"]
+[base]
+epochs = 1
+device = "cpu"
+dataset = {{ name = "trust_csv", path = "{csv}" }}
+model = {{ name = "mlp", hidden = [4] }}
+"""
+
+
+def _points(path, flip=False):
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=120, noise=0.2, random_state=0)
+    y = 1 - y if flip else y
+    path.write_text("\n".join(f"{a:.6f},{b:.6f},{c}" for (a, b), c in zip(x, y, strict=True)))
+
+
+def test_a_study_resumed_against_changed_data_is_refused(tmp_path):
+    (tmp_path / "ablab_trust_data.py").write_text(CSV_PLUGIN)
+    csv = tmp_path / "points.csv"
+    _points(csv)
+    path, out = tmp_path / "csv.toml", tmp_path / "out"
+    path.write_text(CSV_STUDY.format(csv=csv))
+    assert run_study(load_study(path, allow_plugins=True), out, workers=1, threads=1,
+                     report=False).ran == 1
+    with StudyStore.existing(out) as store:
+        rid = store.rows()[0]["run_id"]
+        stored = json.loads(store.meta("data_files"))
+        assert store.load_record(rid)["data_files"] == next(iter(stored.values()))
+    text_before = (out / "study.toml").read_text()
+    _points(csv, flip=True)  # the same file, other labels
+    path.write_text(CSV_STUDY.format(csv=csv) + "# edited\n")
+    with pytest.raises(ablab.errors.UserError) as info:
+        run_study(load_study(path, allow_plugins=True), out, workers=1, threads=1, report=False)
+    assert str(info.value) == (f"{csv}: changed since these runs (1 stored runs read it): "
+                               "use a new --out, or --rerun-changed")
+    assert (out / "study.toml").read_text() == text_before  # refused: nothing written
+    again = run_study(load_study(path, allow_plugins=True), out, workers=1, threads=1,
+                      report=False, rerun_changed=True)
+    assert again.ran == 1 and "whose data changed" in again.notes[-1]
+    # the same content written again (a new mtime) is not a change
+    content = csv.read_bytes()
+    csv.write_bytes(content)
+    assert run_study(load_study(path, allow_plugins=True), out, workers=1, threads=1,
+                     report=False).ran == 0
+
+
+FASHION = """
+name = "trust-fashion"
+seeds = [0]
+[base]
+epochs = 1
+device = "cpu"
+dataset = { name = "fashion_mnist", subset = 100 }
+model = { name = "mlp", hidden = [4] }
+[[vary]]
+"dataset.name" = ["fashion_mnist", "digits"]
+"""
+
+
+def test_missing_data_is_exit_2_before_any_run(tmp_path):
+    path, out, data = tmp_path / "f.toml", tmp_path / "out", tmp_path / "data"
+    path.write_text(FASHION)
+    system = tmp_path / "system"
+    system.mkdir()
+    data.mkdir()
+    env = cli_env(ABLAB_SYSTEM_DATA=str(system), ABLAB_DATA=str(data))  # ABLAB_DOWNLOAD=0
+    proc = run_cli("run", path, "--out", out, env=env)
+    line = assert_one_line_error(
+        proc, "error: dataset fashion_mnist: missing; needs train-images-idx3-ubyte.gz, "
+        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz in "
+        f"{data / 'FashionMNIST' / 'raw'}")
+    assert "ABLAB_DOWNLOAD=0" in line
+    assert not out.exists()  # no runs recorded as failed: no directory at all
+    assert list(data.iterdir()) == [] and list(system.iterdir()) == []  # no cache folders

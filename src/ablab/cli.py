@@ -209,6 +209,9 @@ def run(
         bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
     ] = False,
     allow_plugins: AllowPluginsOption = False,
+    rerun_changed: Annotated[
+        bool, typer.Option(help="Re-train stored runs whose data files changed since")
+    ] = False,
     until_decided: Annotated[
         bool,
         typer.Option(help="Add seeds in rounds where a comparison is undecided "
@@ -238,6 +241,7 @@ def run(
         retry_failed=retry_failed,
         force_new_variants=force_new_variants,
         progress=RichStudyProgress(console, title=plan.name),
+        rerun_changed=rerun_changed,
     )
     counts = outcome.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
@@ -475,8 +479,10 @@ def main() -> None:
         err_console.print(str(exc))
         sys.exit(exc.exit_code)
     except UserError as exc:
-        # "ablab[mlflow]" is no markup; a field name holding a newline stays one line
-        err_console.print(f"error: {_one_line(str(exc))}", markup=False)
+        # "ablab[mlflow]" is no markup; a field name holding a newline stays one line;
+        # an error about several things (datasets) says one line for each
+        for line in getattr(exc, "lines", None) or [str(exc)]:
+            err_console.print(f"error: {_one_line(line)}", markup=False)
         sys.exit(2)
     except OSError as exc:  # the disk, not the study: one line, not a traceback
         where = f"{exc.filename}: " if exc.filename else ""

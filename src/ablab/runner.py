@@ -28,6 +28,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ablab import identity
 from ablab import study as _study
 from ablab.config import apply_overrides, load_toml, parse_run, set_path
+from ablab.data.fingerprint import (
+    DataChangedError,
+    DataUnavailableError,
+    changed_files,
+    dataset_key,
+    fingerprints,
+    silent_plugin_datasets,
+    unavailable,
+)
 from ablab.errors import UserError
 from ablab.execute import Event, Task, make_executor, plan_workers
 from ablab.results import StudyResults
@@ -143,6 +152,7 @@ class _Recorder:
         self.running: set[str] = set()
         self.failures: list[tuple[str, str]] = []
         self.tables_written = -math.inf
+        self.data_files: dict[str, dict[str, Any]] = {}  # run id → its data's fingerprints
 
     def write_tables(self, force: bool = True) -> None:
         from ablab.report import write_tables  # pandas and matplotlib: loaded when used
@@ -158,6 +168,8 @@ class _Recorder:
             self.store.mark_running(rid)
             self.running.add(rid)
         elif event.kind == "done":
+            if rid in self.data_files:
+                event.record["data_files"] = self.data_files[rid]
             self.store.record_result(event.record)
             self.running.discard(rid)
             self.write_tables(force=False)
@@ -196,6 +208,7 @@ def run_study(
     force_new_variants: bool = False,
     progress: bool | Progress | None = None,
     report: bool = True,
+    rerun_changed: bool = False,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``out`` does not already hold, then write the
     tables (and the report). Resumable: a second call runs only what is left.
@@ -207,12 +220,27 @@ def run_study(
         study = load_study(study)
     display = _progress(progress, study.name)
     notes: list[str] = []
+    datasets = [r.config.resolved()["dataset"] for r in study.runs]
+    missing = unavailable(datasets)  # before any worker, directory or cache folder
+    if missing:
+        raise DataUnavailableError(missing)
+    for name in silent_plugin_datasets(datasets):
+        notes.append(
+            f"warning: dataset {name} (a plugin) names no files, so ablab cannot tell when "
+            "its data changes; register it with files=[...] (or files=() if it reads none)"
+        )
     with StudyStore(out) as store, store.locked():
+        data_files, changed = _data_identity(store, study, datasets, rerun_changed)
         more_probes = _probes_added(store, study)
         if more_probes:
             notes.append(more_probes)
         store.sync_plan(study, force_new_variants=force_new_variants or bool(more_probes))
         notes += _requeue_for_artefacts(store, study)
+        if changed:
+            store.requeue(changed)
+            notes.append(f"re-training {len(changed)} stored runs whose data changed "
+                         "(--rerun-changed)")
+        store.set_meta("data_files", json.dumps(data_files))
         for note in notes:
             print(note, flush=True)
         todo = store.prepare(retry_failed=retry_failed)
@@ -220,6 +248,11 @@ def run_study(
         tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
         n_workers, n_threads = plan_workers(tasks, workers, threads)
         recorder = _Recorder(store, display)
+        recorder.data_files = {  # each record says which data files it read
+            r.run_id: data_files[key]
+            for r in study.runs
+            if (key := dataset_key(r.config.resolved()["dataset"])) in data_files
+        }
         recorder.write_tables()
         if display is not None:
             display.start(len(study.runs), len(study.runs) - len(tasks), n_workers, n_threads)
@@ -241,6 +274,34 @@ def run_study(
     return StudyOutcome(
         Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads, notes
     )
+
+
+def _data_identity(
+    store: StudyStore, study: Study, datasets: list[dict[str, Any]], rerun_changed: bool
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The fingerprints of the files the study reads (stored in the index as meta
+    ``data_files``; each record gets its own), and the finished runs to train again
+    because their files changed (only with ``rerun_changed``; else refused, before the
+    directory's study files are touched)."""
+    known = json.loads(store.meta("data_files") or "{}")
+    now = fingerprints(datasets, known)
+    changed = changed_files(known, now)
+    if not changed:
+        return {**known, **now}, {}
+    planned = {r.run_id: r for r in study.runs}
+    stale = [
+        r for r in store.rows()
+        if r["status"] in ("done", "diverged") and dataset_key(r["config"]["dataset"]) in changed
+    ]
+    if stale and not rerun_changed:
+        key = next(dataset_key(r["config"]["dataset"]) for r in stale)
+        raise DataChangedError(
+            f"{changed[key][0]}: changed since these runs ({len(stale)} stored runs read it): "
+            f"use a new --out, or --rerun-changed"
+        )
+    again = {r["run_id"]: planned[r["run_id"]].config.resolved()
+             for r in stale if r["run_id"] in planned}
+    return {**known, **now}, again
 
 
 def _without_probes(config: dict[str, Any]) -> str:
