@@ -209,6 +209,9 @@ def run(
         bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
     ] = False,
     allow_plugins: AllowPluginsOption = False,
+    rerun_changed: Annotated[
+        bool, typer.Option(help="Re-train stored runs whose data files changed since")
+    ] = False,
     until_decided: Annotated[
         bool,
         typer.Option(help="Add seeds in rounds where a comparison is undecided "
@@ -244,6 +247,7 @@ def run(
         retry_failed=retry_failed,
         force_new_variants=force_new_variants,
         progress=RichStudyProgress(console, title=plan.name),
+        rerun_changed=rerun_changed,
     )
     counts = outcome.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
@@ -266,6 +270,8 @@ def _print_verdicts(out: Path) -> None:
 
     with StudyStore.existing(out) as store:
         a = analyze(store)
+    for warning in a.inert.values():  # levels that trained identical runs: no verdict
+        err_console.print(f"WARNING {warning}", markup=False, highlight=False, soft_wrap=True)
     lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
     if lines:
         console.print("verdicts (test accuracy):", highlight=False)
@@ -517,8 +523,10 @@ def main() -> None:
         err_console.print(str(exc))
         sys.exit(exc.exit_code)
     except UserError as exc:
-        # "ablab[mlflow]" is no markup; a field name holding a newline stays one line
-        err_console.print(f"error: {_one_line(str(exc))}", markup=False)
+        # "ablab[mlflow]" is no markup; a field name holding a newline stays one line;
+        # an error about several things (datasets) says one line for each
+        for line in getattr(exc, "lines", None) or [str(exc)]:
+            err_console.print(f"error: {_one_line(line)}", markup=False)
         sys.exit(2)
     except OSError as exc:  # the disk, not the study: one line, not a traceback
         where = f"{exc.filename}: " if exc.filename else ""

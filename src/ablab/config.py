@@ -14,6 +14,7 @@ Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Callable
@@ -402,6 +403,9 @@ def format_validation_error(
     elif err["type"] == "extra_forbidden":
         allowed = _allowed_fields(root, loc[:-1])
         msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        close = difflib.get_close_matches(str(loc[-1]), allowed or [], n=1) if loc else []
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
         got = None
     elif err["type"] == "missing":
         msg = "required field is missing"

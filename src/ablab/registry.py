@@ -54,6 +54,9 @@ class Entry:
             if err["type"] == "extra_forbidden":
                 allowed = ", ".join(self.options.model_fields) or "none"
                 msg = f"unknown option for {self.name!r}; its options are: {allowed}"
+                close = difflib.get_close_matches(loc, list(self.options.model_fields), n=1)
+                if close:
+                    msg += f" (did you mean {close[0]!r}?)"
             else:
                 msg = err["msg"]
             raise FieldError(loc, msg) from None

@@ -15,6 +15,7 @@ back to pending and :class:`StudyInterrupted` says how to resume.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import signal
 import threading
@@ -24,8 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ablab import identity
 from ablab import study as _study
 from ablab.config import apply_overrides, load_toml, parse_run, set_path
+from ablab.data.fingerprint import (
+    DataChangedError,
+    DataUnavailableError,
+    changed_files,
+    dataset_key,
+    fingerprints,
+    silent_plugin_datasets,
+    unavailable,
+)
 from ablab.errors import UserError
 from ablab.execute import Event, Task, make_executor, plan_workers
 from ablab.results import StudyResults
@@ -84,6 +95,7 @@ class StudyOutcome:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
     workers: int = 1
     threads: int = 1
+    notes: list[str] = field(default_factory=list)  # what this call decided, one line each
 
     @property
     def exit_code(self) -> int:
@@ -140,6 +152,7 @@ class _Recorder:
         self.running: set[str] = set()
         self.failures: list[tuple[str, str]] = []
         self.tables_written = -math.inf
+        self.data_files: dict[str, dict[str, Any]] = {}  # run id → its data's fingerprints
 
     def write_tables(self, force: bool = True) -> None:
         from ablab.report import write_tables  # pandas and matplotlib: loaded when used
@@ -155,6 +168,8 @@ class _Recorder:
             self.store.mark_running(rid)
             self.running.add(rid)
         elif event.kind == "done":
+            if rid in self.data_files:
+                event.record["data_files"] = self.data_files[rid]
             self.store.record_result(event.record)
             self.running.discard(rid)
             self.write_tables(force=False)
@@ -193,6 +208,7 @@ def run_study(
     force_new_variants: bool = False,
     progress: bool | Progress | None = None,
     report: bool = True,
+    rerun_changed: bool = False,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``out`` does not already hold, then write the
     tables (and the report). Resumable: a second call runs only what is left.
@@ -208,13 +224,40 @@ def run_study(
             "evaluated; run it with `ablab run` or ablab.run_tuned(study, out)"
         )
     display = _progress(progress, study.name)
+    notes: list[str] = []
+    datasets = [r.config.resolved()["dataset"] for r in study.runs]
+    missing = unavailable(datasets)  # before any worker, directory or cache folder
+    if missing:
+        raise DataUnavailableError(missing)
+    for name in silent_plugin_datasets(datasets):
+        notes.append(
+            f"warning: dataset {name} (a plugin) names no files, so ablab cannot tell when "
+            "its data changes; register it with files=[...] (or files=() if it reads none)"
+        )
     with StudyStore(out) as store, store.locked():
-        store.sync_plan(study, force_new_variants=force_new_variants)
+        data_files, changed = _data_identity(store, study, datasets, rerun_changed)
+        more_probes = _probes_added(store, study)
+        if more_probes:
+            notes.append(more_probes)
+        store.sync_plan(study, force_new_variants=force_new_variants or bool(more_probes))
+        notes += _requeue_for_artefacts(store, study)
+        if changed:
+            store.requeue(changed)
+            notes.append(f"re-training {len(changed)} stored runs whose data changed "
+                         "(--rerun-changed)")
+        store.set_meta("data_files", json.dumps(data_files))
+        for note in notes:
+            print(note, flush=True)
         todo = store.prepare(retry_failed=retry_failed)
         runs = {r.run_id: r for r in study.runs}
         tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
         n_workers, n_threads = plan_workers(tasks, workers, threads)
         recorder = _Recorder(store, display)
+        recorder.data_files = {  # each record says which data files it read
+            r.run_id: data_files[key]
+            for r in study.runs
+            if (key := dataset_key(r.config.resolved()["dataset"])) in data_files
+        }
         recorder.write_tables()
         if display is not None:
             display.start(len(study.runs), len(study.runs) - len(tasks), n_workers, n_threads)
@@ -233,7 +276,95 @@ def run_study(
 
             write_report(store)
         counts = store.counts()
-    return StudyOutcome(Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads)
+    return StudyOutcome(
+        Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads, notes
+    )
+
+
+def _data_identity(
+    store: StudyStore, study: Study, datasets: list[dict[str, Any]], rerun_changed: bool
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The fingerprints of the files the study reads (stored in the index as meta
+    ``data_files``; each record gets its own), and the finished runs to train again
+    because their files changed (only with ``rerun_changed``; else refused, before the
+    directory's study files are touched)."""
+    known = json.loads(store.meta("data_files") or "{}")
+    now = fingerprints(datasets, known)
+    changed = changed_files(known, now)
+    if not changed:
+        return {**known, **now}, {}
+    planned = {r.run_id: r for r in study.runs}
+    stale = [
+        r for r in store.rows()
+        if r["status"] in ("done", "diverged") and dataset_key(r["config"]["dataset"]) in changed
+    ]
+    if stale and not rerun_changed:
+        key = next(dataset_key(r["config"]["dataset"]) for r in stale)
+        raise DataChangedError(
+            f"{changed[key][0]}: changed since these runs ({len(stale)} stored runs read it): "
+            f"use a new --out, or --rerun-changed"
+        )
+    again = {r["run_id"]: planned[r["run_id"]].config.resolved()
+             for r in stale if r["run_id"] in planned}
+    return {**known, **now}, again
+
+
+def _without_probes(config: dict[str, Any]) -> str:
+    ident = identity.identity(config)
+    ident.pop("probes", None)
+    return json.dumps(ident, sort_keys=True)
+
+
+def _probes_added(store: StudyStore, study: Study) -> str | None:
+    """Probes are part of a run's identity, so turning one on plans new run ids. When that
+    is the only change (every stored run has a planned run equal but for its probes, which
+    add to the stored ones), the new runs are the stored ones asking for more: accepted
+    (the old ones set aside, kept on disk) and said in one line."""
+    if not store.db_path.exists():
+        return None
+    stored = {r["run_id"]: r for r in store.rows()}
+    planned = {r.run_id: r for r in study.runs}
+    if not stored or set(stored) == set(planned):
+        return None
+    new = [r for rid, r in planned.items() if rid not in stored]
+    gone = {_without_probes(r["config"]): r for rid, r in stored.items() if rid not in planned}
+    if len(new) != len(gone):
+        return None
+    for run in new:
+        old = gone.get(_without_probes(run.config.resolved()))
+        if old is None:
+            return None
+        had = {json.dumps(p, sort_keys=True) for p in old["config"].get("probes") or []}
+        wants = {json.dumps(p, sort_keys=True) for p in run.config.resolved()["probes"]}
+        if not had < wants:
+            return None
+    return (
+        f"re-training {len(new)} stored runs with the same seeds: the study file turns on "
+        "probes they did not record (the old runs are set aside, not deleted)"
+    )
+
+
+def _requeue_for_artefacts(store: StudyStore, study: Study) -> list[str]:
+    """Finished runs whose kept weights the study file now asks for (``keep``, which is
+    not part of a run's identity) go back to pending; one line says so."""
+    rows = {r["run_id"]: r for r in store.rows()}
+    again: dict[str, dict[str, Any]] = {}
+    for run in study.runs:
+        keep = run.config.keep
+        row = rows.get(run.run_id)
+        if keep == "none" or row is None or row["status"] != "done":
+            continue
+        record = store.load_record(run.run_id) or {}
+        kept = (record.get("config") or {}).get("keep", "none")
+        if kept != keep or not store.weights_path(run.run_id).is_file():
+            again[run.run_id] = run.config.resolved()
+    if not again:
+        return []
+    store.requeue(again)
+    return [
+        f"re-training {len(again)} stored runs with the same seeds: the study file asks "
+        f'for weights they did not keep (keep = "{study.runs[0].config.keep}")'
+    ]
 
 
 def _run_study_results(study: Study, out: str | Path, **options: Any) -> StudyResults:

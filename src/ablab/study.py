@@ -281,6 +281,18 @@ def set_runner(runner: Callable[..., Any]) -> None:
     _runner = runner
 
 
+#: Checks every expanded study passes (``check(study)`` raises ConfigError), registered by
+#: the layers that know more than the config does (``ablab.models`` registers the check
+#: that every varied generic model option is read by the model's builder).
+_plan_checks: list[Callable[[Study], None]] = []
+
+
+def add_plan_check(check: Callable[[Study], None]) -> None:
+    """Register a check run on every expanded study (once per function)."""
+    if check not in _plan_checks:
+        _plan_checks.append(check)
+
+
 def variant_id(cfg: RunConfig) -> str:
     """What a variant is: the run's identity with the seed left out."""
     return identity.variant_id(cfg)
@@ -465,6 +477,8 @@ def expand(
     _refuse_duplicates(study.runs, source, cfg.seeds[0])
     if cfg.tune is not None:
         check_tune(study, source)
+    for check in _plan_checks:
+        check(study)
     return study
 
 
@@ -552,6 +566,39 @@ def resolve_study_path(path_or_name: str | Path) -> Path:
     )
 
 
+def _set_inside_varied(cfg: StudyConfig, item: str, key: str, source: str) -> bool:
+    """``--set optimizer.lr=0.5`` where a factor varies whole ``optimizer`` tables: set
+    the field in every level (so it means what it means on an unvaried study); True when
+    ``key`` is inside a varied table. A ``--set`` above a varied key (``--set optimizer=sgd``
+    while ``optimizer.lr`` varies) is refused: it could not mean one thing."""
+    for i, factor in enumerate(cfg.vary):
+        for varied_key in factor:
+            if varied_key.startswith("_"):
+                continue
+            if varied_key.startswith(key + "."):
+                raise ConfigError(
+                    f'--set {key}: collides with the varied field vary[{i}]."{varied_key}" of '
+                    f"{source}; set {varied_key} itself (one value for every level) or "
+                    "edit the study file"
+                )
+            if not key.startswith(varied_key + "."):
+                continue
+            rest = key[len(varied_key) + 1 :]
+            levels = []
+            for value in factor[varied_key]:
+                level = {"name": value} if isinstance(value, str) else copy.deepcopy(value)
+                if not isinstance(level, dict):
+                    raise ConfigError(
+                        f'--set {key}: vary[{i}]."{varied_key}" holds values, not tables '
+                        f"({value!r}), so it has no field {rest!r}"
+                    )
+                apply_overrides(level, [f"{rest}={item.partition('=')[2]}"])
+                levels.append(level)
+            factor[varied_key] = levels
+            return True
+    return False
+
+
 def load_study(
     path_or_name: str | Path,
     seeds: int | None = None,
@@ -596,7 +643,7 @@ def load_study(
             key = item.partition("=")[0].strip()
             if key in varied:  # one value for every variant, e.g. --set epochs=1
                 forced[key] = parse_value(item.partition("=")[2].strip())
-            else:
+            elif not _set_inside_varied(cfg, item, key, source):
                 base_sets.append(item)
         apply_overrides(cfg.base, base_sets)
         source += " (with --set)"

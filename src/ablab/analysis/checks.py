@@ -173,6 +173,42 @@ def warn_noise(comparisons: list[Comparison], metric: str = "test_accuracy") -> 
     return out
 
 
+#: Final figures that say how long a run took, not what it computed.
+_TIMING = ("seconds",)
+
+
+def _finals(v: Variant) -> dict[int, dict[str, Any]]:
+    """Seed → the run's final figures (timing left out), over finished runs."""
+    return {
+        row["seed"]: {k: x for k, x in (row.get("final") or {}).items() if k not in _TIMING}
+        for row in v.done
+        if row.get("final")
+    }
+
+
+def inert_factors(variants: list[Variant], factors: list[Factor]) -> dict[str, str]:
+    """Factors whose levels trained bit-identical runs: two variants that differ in the
+    factor gave exactly the same final figures for every seed both finished. The varied
+    field never reached the computation (a builder that ignores it), so a verdict on it
+    would answer a question never asked. Factor name → one-sentence warning."""
+    out: dict[str, str] = {}
+    for factor in factors:
+        for _, members in strata(factor, factors, variants):
+            vs = list(members.values())
+            for i, a in enumerate(vs):
+                for b in vs[i + 1 :]:
+                    fa, fb = _finals(a), _finals(b)
+                    seeds = sorted(set(fa) & set(fb))
+                    if seeds and all(fa[s] == fb[s] for s in seeds) and factor.name not in out:
+                        out[factor.name] = (
+                            f"{factor.name}: {a.label} and {b.label} gave bit-identical "
+                            f"final metrics for every seed ({len(seeds)}), so the varied "
+                            f"field ({', '.join(factor.paths)}) never reached the computation "
+                            "(a builder ignores it); no verdict is given for this factor."
+                        )
+    return out
+
+
 #: Varied paths whose best learning rate differs from level to level: comparing their
 #: levels at one shared rate judges the rate as much as the choice (DeepOBS, AlgoPerf).
 LR_SENSITIVE = ("optimizer", "batch_size", "schedule", "loss")

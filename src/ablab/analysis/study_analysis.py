@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablab.analysis.checks import methodology_warnings
+from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
 from ablab.analysis.methods import methods_used
@@ -55,6 +55,9 @@ class StudyAnalysis:
     methods: list[str] = field(default_factory=list)
     equivalence_margin: float = DEFAULT_MARGIN
     design: Any = None  # ablab.analysis.sequential.Design for --until-decided studies
+    #: factor name → warning, for factors whose levels trained bit-identical runs (shown
+    #: at the top of the report and in the terminal; these factors get no verdict)
+    inert: dict[str, str] = field(default_factory=dict)
     #: the tuning summary (DIR/tuning.json, written by ablab.tune) of a study with [tune]
     tuning: dict[str, Any] | None = None
 
@@ -177,11 +180,13 @@ def analyze_runs(
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
     comparisons = compare_all(factors, variants, margin=margin, design=design)
+    inert = inert_factors(variants, factors)  # levels that trained identical runs:
+    comparisons = [c for c in comparisons if c.factor not in inert]  # no verdict on them
     interactions = find_interactions(factors, variants, "test_accuracy")
     rankings = [
         r
         for f in factors
-        if not f.changes_task
+        if not f.changes_task and f.name not in inert
         for r in rank_factor(f, factors, variants, comparisons, "test_accuracy")
     ]
     accuracy = [c for c in comparisons if c.metric == "test_accuracy"]
@@ -202,7 +207,7 @@ def analyze_runs(
         verdicts=[verdict(c) for c in accuracy],
         ranking_sentences=[ranking_sentence(r) for r in rankings],
         status_sentences=sentences,
-        warnings=methodology_warnings(variants, factors, comparisons, tuning),
+        warnings=[*inert.values(), *methodology_warnings(variants, factors, comparisons, tuning)],
         status=status_line(counts, at_chance),
         overrides=list(info.get("overrides") or []),
         interactions=interactions,
@@ -217,6 +222,7 @@ def analyze_runs(
         equivalence_margin=margin,
         design=design,
         tuning=tuning,
+        inert=inert,
     )
 
 

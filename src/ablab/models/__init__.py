@@ -14,10 +14,14 @@ from ablab.models.core import (
     activation_layers,
     apply_init,
     build_model,
+    check_varied_options,
     count_parameters,
     input_requirement,
     parameter_layers,
 )
+from ablab.study import add_plan_check
+
+add_plan_check(check_varied_options)  # a varied generic option must reach the model
 
 __all__ = [
     "Activation",

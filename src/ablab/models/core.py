@@ -56,6 +56,11 @@ class ModelSpec:
     activation_options: dict[str, Any] = field(default_factory=dict)
     dropout: float | None = None
     batch_norm: bool | None = None
+    #: The generic options the builder asked for (``activation``, ``dropout``,
+    #: ``batch_norm``), filled as it calls :meth:`act`, :meth:`dropout_or` and
+    #: :meth:`batch_norm_or`: what a study may vary for this model (see
+    #: :func:`check_varied_options`).
+    reads: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
     def from_config(
@@ -76,12 +81,15 @@ class ModelSpec:
 
     def act(self) -> Activation:
         """A new activation module (never shared, so each layer is its own module)."""
+        self.reads.add("activation")
         return Activation(self.activation_name, self.activation_options)
 
     def dropout_or(self, default: float) -> float:
+        self.reads.add("dropout")
         return default if self.dropout is None else self.dropout
 
     def batch_norm_or(self, default: bool) -> bool:
+        self.reads.add("batch_norm")
         return default if self.batch_norm is None else self.batch_norm
 
 
@@ -183,3 +191,76 @@ def apply_init(model: nn.Module, init_spec: str) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- varied options read
+
+#: Generic model options a study may vary → how a builder honours each.
+GENERIC_OPTIONS = {
+    "activation": "spec.act()",
+    "dropout": "spec.dropout_or(default)",
+    "batch_norm": "spec.batch_norm_or(default)",
+}
+
+
+def _generic_option(path: str) -> str | None:
+    """``model.dropout`` → ``dropout``; ``model.activation.negative_slope`` → ``activation``."""
+    parts = path.split(".")
+    if parts[0] != "model" or len(parts) < 2 or parts[1] not in GENERIC_OPTIONS:
+        return None
+    return parts[1]
+
+
+def options_read(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> set[str]:
+    """The generic options the builder of ``cfg`` reads. A registry entry may declare them
+    (``honours=("dropout", ...)`` in its meta); otherwise the model is built once on the
+    meta device (no memory, no compute) and the spec records what the builder asked for."""
+    entry = MODELS.get(cfg.name)
+    declared = entry.meta.get("honours")
+    if declared is not None:
+        return set(declared)
+    spec = ModelSpec.from_config(cfg, input_shape, num_classes)
+    with torch.device("meta"):
+        entry.fn(spec, **entry.validate_options(cfg.options))
+    return set(spec.reads)
+
+
+def check_varied_options(study: Any) -> None:
+    """Refuse a factor varying a generic model option (activation, dropout, batch_norm)
+    that some variant's model builder never reads: its levels would train identical
+    networks and the report would still give a verdict. A model that cannot be built
+    cheaply here (unknown input shape, a builder that needs real data) is left to the
+    second line of defence, the analysis' check for bit-identical levels."""
+    from ablab.registry import DATASETS
+
+    cache: dict[tuple[str, str, tuple[int, ...]], set[str] | None] = {}
+    first_seed = study.runs[0].seed if study.runs else None
+    for i, factor in enumerate(study.factors):
+        for path in factor:
+            option = _generic_option(path)
+            if option is None:
+                continue
+            for run in study.runs:
+                if run.seed != first_seed:
+                    continue
+                cfg = run.config
+                meta = DATASETS.get(cfg.dataset.name).meta
+                shape = meta.get("shape")
+                if shape is None:
+                    continue
+                shape = tuple(int(d) for d in shape)
+                key = (cfg.model.name, repr(sorted(cfg.model.options.items())), shape)
+                if key not in cache:
+                    try:
+                        cache[key] = options_read(cfg.model, shape, int(meta.get("classes", 10)))
+                    except Exception:  # noqa: BLE001 - not buildable here: analysis checks
+                        cache[key] = None
+                read = cache[key]
+                if read is not None and option not in read:
+                    how = GENERIC_OPTIONS[option]
+                    raise ConfigError(
+                        f'{study.source}: vary[{i}]."{path}": model {cfg.model.name!r} never '
+                        f"reads {option} (its builder does not call {how}), so every level "
+                        f"would train the same network; call {how} in the builder (or "
+                        f"register it with honours=(...)), or stop varying {path}"
+                    )

@@ -296,6 +296,10 @@ class StudyStore:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row["value"] if row else None
 
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            self._set_meta(db, key, value)
+
     @staticmethod
     def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -325,6 +329,18 @@ class StudyStore:
             "SELECT run_id FROM runs WHERE status='pending' AND in_study=1 ORDER BY position"
         )
         return [row["run_id"] for row in rows]
+
+    def requeue(self, configs: dict[str, dict[str, Any]]) -> None:
+        """Put finished runs back to pending to train them again with ``configs`` (run id →
+        resolved config: the same identity, asking for more, e.g. kept weights). Their
+        old record stays until the new one replaces it."""
+        with self._tx() as db:
+            for rid, config in configs.items():
+                db.execute(
+                    "UPDATE runs SET status='pending', config=?, final=NULL, sizes=NULL, "
+                    "finished=NULL, diverged_epoch=NULL, seconds=NULL WHERE run_id=?",
+                    (json.dumps(config), rid),
+                )
 
     def mark_running(self, run_id: str) -> None:
         with self._tx() as db:
