@@ -6,8 +6,8 @@ experiment B: full batch without a DataLoader, one run after another, the same r
 (make_moons / make_circles n=1000, standardized, stratified 70/30 split, 20 % of the
 training split for validation, MLP 2-256-128-2 with N(0, 0.01) weights and zero biases,
 Adam lr 0.01, 300 epochs; per-epoch losses and accuracies and the dead-ReLU share), plots at
-the end. It runs in a subprocess with torch's default threads (both cores). ablab runs the built-in study with its probes and report
-on 2 workers.
+the end. It runs in a subprocess with torch's default threads (both cores). ablab runs
+the built-in study with its probes and report on 2 workers.
 
 Printed: both wall times, per-run times and their ratio, ``ablab report`` alone,
 ``python -c "import ablab"`` alone, and the share of the arithmetic bound: the study's
