@@ -7,6 +7,7 @@ in a fresh process on 2 workers x 1 thread. For each size it prints:
 - wall time of the study (report left out) and per run;
 - workers' busy share: the workers' CPU time / (wall x workers) (the coordinator's
   children are only its workers; 1 thread each, so 100 % is both cores training);
+- the coordinator's own CPU time per run (user + system, its start-up included);
 - the report's time (``write_report`` alone, after the study);
 - the coordinator's peak memory (ru_maxrss of the coordinator process, before the
   report) and the directory's size;
@@ -49,7 +50,8 @@ def one(n_runs: int, out: Path, epochs: int, workers: int) -> dict:
     start = time.perf_counter()
     outcome = run_study(study, out, workers=workers, threads=1, report=False)
     wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = me.ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy = (kids.ru_utime + kids.ru_stime) / (wall * outcome.workers)
     start = time.perf_counter()
@@ -62,6 +64,11 @@ def one(n_runs: int, out: Path, epochs: int, workers: int) -> dict:
         "done": outcome.counts.get("done", 0),
         "wall_s": round(wall, 2),
         "per_run_s": round(wall / len(study.runs), 4),
+        # the coordinator's own CPU per run (import and planning included): what #22 is
+        # about, and much less sensitive to other load on the machine than wall time
+        "coordinator_cpu_ms_per_run": round(
+            1000 * (me.ru_utime + me.ru_stime) / len(study.runs), 1
+        ),
         "workers_busy": round(busy, 3),
         "report_s": round(report, 2),
         "peak_mb": round(peak_mb, 1),
@@ -110,7 +117,8 @@ def main() -> None:
 def _line(row: dict, base: dict) -> str:
     return (
         f"{row['runs']:>5} runs: {row['wall_s']:.1f} s ({row['per_run_s']:.3f} s/run, "
-        f"x{row['per_run_s'] / base['per_run_s']:.2f}), workers busy "
+        f"x{row['per_run_s'] / base['per_run_s']:.2f}), coordinator CPU "
+        f"{row.get('coordinator_cpu_ms_per_run', float('nan')):.1f} ms/run, workers busy "
         f"{100 * row['workers_busy']:.0f} %, report {row['report_s']:.1f} s "
         f"(x{row['report_s'] / base['report_s']:.2f}), peak {row['peak_mb']:.0f} MB "
         f"(x{row['peak_mb'] / base['peak_mb']:.2f}), dir {row['dir_mb']:.0f} MB, "
@@ -121,14 +129,17 @@ def _line(row: dict, base: dict) -> str:
 def _table(rows: list[dict]) -> str:
     base = rows[0]
     lines = [
-        "| runs | wall time | per run (growth) | workers busy | report (growth) "
+        "| runs | wall time | per run (growth) | coordinator CPU per run | workers busy "
+        "| report (growth) "
         "| peak memory (growth) | directory | load avg before |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['runs']:,} | {r['wall_s']:.1f} s | {r['per_run_s']:.3f} s "
-            f"(x{r['per_run_s'] / base['per_run_s']:.2f}) | {100 * r['workers_busy']:.0f} % "
+            f"(x{r['per_run_s'] / base['per_run_s']:.2f}) "
+            f"| {r.get('coordinator_cpu_ms_per_run', float('nan')):.1f} ms "
+            f"| {100 * r['workers_busy']:.0f} % "
             f"| {r['report_s']:.1f} s (x{r['report_s'] / base['report_s']:.2f}) "
             f"| {r['peak_mb']:.0f} MB (x{r['peak_mb'] / base['peak_mb']:.2f}) "
             f"| {r['dir_mb']:.0f} MB | {r['load_before']} |"
