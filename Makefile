@@ -29,6 +29,8 @@ clean:
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/study_speed.py --json benchmarks/results/study_speed.json
+	$(BIN)/python benchmarks/scaling.py --json benchmarks/results/scaling.json
 
 bench-quick: install
 	$(BIN)/python benchmarks/throughput.py --quick

@@ -130,7 +130,9 @@ def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, ref
     path = write_study(tmp_path, epochs=40)
     out = tmp_path / "out"
     proc = spawn_run(path, out)
-    wait_for(out, lambda s: "running" in s)
+    # Both workers busy: each holds the run it trains (and one sent ahead, not started,
+    # which goes back to the queue when its worker dies).
+    wait_for(out, lambda s: s.count("running") >= 2)
     workers = _children(proc.pid)
     # The resource tracker of multiprocessing is a child too; kill the busiest one.
     busy = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]

@@ -138,9 +138,12 @@ def _progress(progress: bool | Progress | None, title: str) -> Progress | None:
     return progress or None
 
 
-#: While a study runs, results.csv and summary.csv are rewritten at most this often (they
-#: are the full analysis' tables: 0.7 s for 200 runs here); always at the start and end.
-TABLES_EVERY_S = 10.0
+#: While a study runs, results.csv and summary.csv are rewritten at most this often, and
+#: never more often than keeps their writing under 1/TABLES_SHARE of the coordinator's
+#: time (they are written from the index alone, linear in the runs); always at the start
+#: and at the end.
+TABLES_EVERY_S = 5.0
+TABLES_SHARE = 20.0
 
 
 class _Recorder:
@@ -153,14 +156,25 @@ class _Recorder:
         self.failures: list[tuple[str, str]] = []
         self.tables_written = -math.inf
         self.data_files: dict[str, dict[str, Any]] = {}  # run id → its data's fingerprints
+        self.tables_cost = 0.0  # seconds the last table writing took
 
     def write_tables(self, force: bool = True) -> None:
         from ablab.report import write_tables  # pandas and matplotlib: loaded when used
 
         now = time.monotonic()
-        if force or now - self.tables_written >= TABLES_EVERY_S:
+        every = max(TABLES_EVERY_S, TABLES_SHARE * self.tables_cost)
+        if force or now - self.tables_written >= every:
             write_tables(self.store)
-            self.tables_written = now
+            self.tables_written = time.monotonic()
+            self.tables_cost = self.tables_written - now
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Store one finished run with its history-derived metrics (constant cost: one
+        record file, one index transaction)."""
+        from ablab.analysis import history_metrics
+
+        metrics = history_metrics(record.get("history") or [])
+        self.store.record_result(record, metrics=metrics)
 
     def __call__(self, event: Event) -> None:
         rid = event.task.run_id
@@ -170,7 +184,7 @@ class _Recorder:
         elif event.kind == "done":
             if rid in self.data_files:
                 event.record["data_files"] = self.data_files[rid]
-            self.store.record_result(event.record)
+            self.record(event.record)
             self.running.discard(rid)
             self.write_tables(force=False)
         elif event.kind == "failed":

@@ -155,10 +155,16 @@ def history_metrics(history: list[dict[str, Any]], last: int = 5) -> dict[str, f
 
 
 def run_metrics(row: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
-    """All per-run metrics: the final ones from the index row, the rest from the history."""
+    """All per-run metrics: the final ones from the index row, the rest from the history
+    (or, without the record, from the index row's ``metrics``, computed by the same
+    :func:`history_metrics` when the run was recorded)."""
     final = row.get("final") or (record or {}).get("final") or {}
     out: dict[str, Any] = {m: final.get(m) for m in FINAL_METRICS}
-    out.update(history_metrics((record or {}).get("history") or []))
+    kept = row.get("metrics")
+    if record is None and isinstance(kept, dict):
+        out.update({m: kept.get(m) for m in HISTORY_METRICS})
+    else:
+        out.update(history_metrics((record or {}).get("history") or []))
     return out
 
 

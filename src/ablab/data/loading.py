@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from ablab.config import AugmentConfig, DatasetConfig
 from ablab.data.augment import augment_batch
@@ -53,6 +52,8 @@ def _split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of ``idx`` into (kept, rest), ``keep`` a count or a fraction of
     ``idx``. Falls back to an unstratified split when a class is too small to stratify."""
+    from sklearn.model_selection import train_test_split  # 1-5 s: loaded when a run needs it
+
     rs = seed % (2**32)
     try:
         a, b = train_test_split(idx, train_size=keep, stratify=y[idx], random_state=rs)

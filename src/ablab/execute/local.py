@@ -1,7 +1,9 @@
 """Local executor: a pool of worker processes, each with its own thread budget.
 
 Each worker runs one unit of work at a time: a task, or a group of tasks that differ only
-in seed, trained together as one batched model (``group_tasks``). It reports through a
+in seed, trained together as one batched model (``group_tasks``); the next unit is sent
+ahead and waits in its pipe, so tiny runs do not leave a worker idle between them.
+It reports through a
 pipe per run (start, every epoch, the result), so a group's runs are stored and shown
 exactly as if they had run one by one. The parent watches both the pipes and the
 processes: a worker that dies (killed, out of memory) fails only the runs it held, and is
@@ -15,7 +17,7 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from ablab.execute.base import (
@@ -79,15 +81,41 @@ class _ProgressSender:
             self.conn.send(("epoch", self.run_ids[i], record))
 
 
+#: Units of work sent ahead to each worker: while it trains one, the next waits in its
+#: pipe, so a worker never idles for a round trip through the parent between tiny runs.
+UNITS_AHEAD = 2
+
+
 @dataclass
 class _Worker:
     process: mp.process.BaseProcess
     conn: Connection
-    tasks: dict[str, Task] | None = None  # run id -> task, of the unit it holds
+    tasks: dict[str, Task] | None = None  # run id -> task, of the units it holds
+    # each unit sent, oldest first: (run ids not finished yet, its tasks, batched)
+    units: deque = field(default_factory=deque)
+    started: set = field(default_factory=set)  # run ids the worker said it started
 
     @property
     def task(self) -> dict[str, Task] | None:
         return self.tasks or None
+
+    def settle(self, run_id: str) -> None:
+        """A run is finished: drop its unit once all of that unit's runs are."""
+        del self.tasks[run_id]
+        self.started.discard(run_id)
+        for left, _, _ in self.units:
+            left.discard(run_id)
+        while self.units and not self.units[0][0]:
+            self.units.popleft()
+
+    def unstarted_units(self) -> list[tuple[list[Task], bool]]:
+        """Units sent ahead that the worker never began (to go back to the queue)."""
+        return [
+            (unit, batched)
+            for left, unit, batched in self.units
+            if not any(t.run_id in self.started for t in unit)
+            and len(left) == len(unit)
+        ]
 
 
 class LocalExecutor:
@@ -98,6 +126,7 @@ class LocalExecutor:
         self.batch_seeds = batch_seeds
         self._ctx = mp.get_context("spawn")  # fork + torch threads can deadlock
         self._pool: list[_Worker] = []
+        self._queue: deque = deque()
         self._allow_plugins = False
         self._shipped: bytes | None = None
 
@@ -122,15 +151,17 @@ class LocalExecutor:
         self._shipped, stay_here = pack_or_stay_here(self.workers)
         if stay_here:
             return run_here(tasks, on_event)
-        queue = deque(plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks])
+        units = plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks]
+        self._queue = queue = deque(units)
         self._allow_plugins = parent_vouches_for_plugins(tasks)
         self._pool = [self._spawn() for _ in range(min(self.workers, len(queue)))]
         try:
             while queue or any(w.task for w in self._pool):
                 for worker in self._pool:
-                    if worker.task is None and queue:
+                    while len(worker.units) < UNITS_AHEAD and queue:
                         unit, batched = queue.popleft()
-                        worker.tasks = {t.run_id: t for t in unit}
+                        worker.tasks = {**(worker.tasks or {}), **{t.run_id: t for t in unit}}
+                        worker.units.append(({t.run_id for t in unit}, unit, batched))
                         worker.conn.send((batched, [(t.run_id, t.config) for t in unit]))
                 busy = [w for w in self._pool if w.task]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
@@ -149,19 +180,26 @@ class LocalExecutor:
                 if kind == "epoch":
                     on_event(Event("epoch", task, record=payload))
                 elif kind == "started":
+                    worker.started.add(run_id)
                     on_event(Event("started", task))
                 elif kind == "done":
-                    del worker.tasks[run_id]
+                    worker.settle(run_id)
                     on_event(Event("done", task, record=payload))
                 else:
-                    del worker.tasks[run_id]
+                    worker.settle(run_id)
                     on_event(Event("failed", task, error=payload))
         except (EOFError, OSError):
             pass
         if worker.tasks and not worker.process.is_alive():
-            lost, code = list(worker.tasks.values()), worker.process.exitcode
+            back = worker.unstarted_units()  # sent ahead, never begun: they go back
+            again = {t.run_id for unit, _ in back for t in unit}
+            self._queue.extendleft(reversed(back))
+            lost = [t for rid, t in worker.tasks.items() if rid not in again]
+            code = worker.process.exitcode
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
             worker.tasks = None
+            worker.units.clear()
+            worker.started.clear()
             index = self._pool.index(worker)
             self._pool[index] = self._spawn()
             for task in lost:

@@ -7,6 +7,8 @@ the local executor would, so both give identical results for the same runs.
 
 from __future__ import annotations
 
+from collections import deque
+
 from ablab.errors import UserError
 from ablab.execute.base import (
     Event,
@@ -45,6 +47,10 @@ def _remote_fit(
     return run_group(configs, batched=batched)
 
 
+#: Units in flight per worker slot (see RayExecutor.run).
+UNITS_PER_SLOT = 2
+
+
 class RayExecutor:
     def __init__(self, threads: int, address: str | None = None, workers: int | None = None):
         self.ray = _ray()
@@ -67,13 +73,24 @@ class RayExecutor:
         pending = {}
         try:
             allow = parent_vouches_for_plugins(tasks)
-            for unit, batched in plan_units(tasks):
-                configs = [t.config for t in unit]
-                pending[remote.remote(configs, self.threads, batched, allow, shipped)] = unit
-                for task in unit:
-                    on_event(Event("started", task))
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+            queue = deque(plan_units(tasks))
+            # Submitted in batches: enough units in flight to keep every slot busy (two per
+            # slot), more as they finish; results are collected many at a time.
+            slots = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // max(
+                1, self.threads))
+            in_flight = max(2, UNITS_PER_SLOT * slots)
+            while pending or queue:
+                while queue and len(pending) < in_flight:
+                    unit, batched = queue.popleft()
+                    configs = [t.config for t in unit]
+                    pending[remote.remote(configs, self.threads, batched, allow, shipped)] = unit
+                    for task in unit:
+                        on_event(Event("started", task))
+                refs = list(pending)
+                done, rest = ray.wait(refs, num_returns=1)
+                if rest:  # and whatever else has finished meanwhile
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    done = [*done, *more]
                 for ref in done:
                     unit = pending.pop(ref)
                     try:

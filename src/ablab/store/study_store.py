@@ -1,7 +1,9 @@
 """One directory per study.
 
     DIR/study.toml        the study file as given (frozen copy)
-    DIR/study.json        the resolved study: every run's full config
+    DIR/study.json        the resolved study, compact: each variant's config once, each
+                          run's id, variant and seed (a run's config is its variant's with
+                          its seed; written once per plan)
     DIR/index.sqlite      the index: one row per run with its status and final metrics
     DIR/runs/ID.json      each finished run's whole record (history, batch losses, probes)
     DIR/.lock             held by the one `ablab run` working on DIR
@@ -53,7 +55,8 @@ CREATE TABLE IF NOT EXISTS runs (
     final TEXT,
     sizes TEXT,
     diverged_epoch INTEGER,
-    seconds REAL
+    seconds REAL,
+    metrics TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -76,6 +79,7 @@ class StudyStore:
         self._db: sqlite3.Connection | None = None
         self._healed = False
         self.rebuilt: str | None = None  # why the index was rebuilt by this store, if it was
+        self._info: dict[str, Any] | None = None  # study.json, read once (see study_info)
 
     # ------------------------------------------------------------------ opening
 
@@ -121,6 +125,8 @@ class StudyStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             if not {"run_id", "status", "in_study", "final"} <= columns:
                 raise sqlite3.DatabaseError("the runs table lacks columns")
+            if "metrics" not in columns:  # an index written before per-run metrics
+                db.execute("ALTER TABLE runs ADD COLUMN metrics TEXT")
         except BaseException:
             db.close()
             raise
@@ -152,8 +158,9 @@ class StudyStore:
             info = json.loads((self.root / "study.json").read_text(encoding="utf-8"))
             planned = info["runs"] if isinstance(info, dict) else []
             name = info.get("name") if isinstance(info, dict) else None
+            configs = info.get("configs") or {} if isinstance(info, dict) else {}
         except (OSError, ValueError, KeyError):
-            planned, name = [], None
+            planned, name, configs = [], None, {}
         records, damaged = 0, 0
         with self._tx() as tx:
             known: set[str] = set()
@@ -164,7 +171,7 @@ class StudyStore:
                         "variant, seed, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (run["run_id"], position, run["variant_id"], run["variant_label"],
                          json.dumps(run["variant"]), int(run["seed"]),
-                         json.dumps(run["config"])),
+                         json.dumps(run_config(run, configs))),
                     )
                     known.add(run["run_id"])
                 except (KeyError, TypeError, ValueError, sqlite3.IntegrityError):
@@ -240,6 +247,11 @@ class StudyStore:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
 
+    @property
+    def holds_lock(self) -> bool:
+        """Whether this store holds DIR/.lock (it is the one process writing)."""
+        return self._lock_handle is not None
+
     def _tx(self):
         return _Transaction(self.db)
 
@@ -289,7 +301,11 @@ class StudyStore:
                 db.execute("UPDATE runs SET in_study=0 WHERE run_id=?", (rid,))
             self._set_meta(db, "name", study.name)
         atomic_write_text(self.root / "study.toml", study.text)
-        atomic_write_json(self.root / "study.json", study.resolved())
+        info = compact_study(study.resolved())
+        path = self.root / "study.json"
+        if self._read_info(missing_ok=True) != info:  # written once per plan
+            atomic_write_json(path, info)
+        self._info = info
         return {"new": len(new), "set_aside": len(gone)}
 
     def meta(self, key: str) -> str | None:
@@ -305,10 +321,24 @@ class StudyStore:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def study_info(self) -> dict[str, Any]:
+        """study.json (name, factors, columns, plan), read once per store and kept: the
+        per-run path never reads it again. The caller must not change what it gets."""
+        if self._info is None:
+            self._info = self._read_info()
+        return self._info
+
+    def _read_info(self, missing_ok: bool = False) -> dict[str, Any] | None:
         path = self.root / "study.json"
-        if not path.exists():
-            raise StudyDirError(f"{self.root}: study.json is missing")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise StudyDirError(f"{self.root}: study.json is missing") from None
+        except (OSError, ValueError):
+            if missing_ok:
+                return None
+            raise
 
     def study_text(self) -> str:
         path = self.root / "study.toml"
@@ -356,10 +386,14 @@ class StudyStore:
                 [(rid,) for rid in run_ids],
             )
 
-    def record_result(self, result: dict[str, Any]) -> None:
-        """Store a finished run: the record file first (atomically), then the index row.
-        Kept weights (``result["weights"]``: safetensors bytes, or a state_dict) go to
-        ``runs/ID.safetensors``, before the record, never into it."""
+    def record_result(
+        self, result: dict[str, Any], metrics: dict[str, Any] | None = None
+    ) -> None:
+        """Store a finished run: the record file first (atomically), then the index row
+        (one short transaction). Kept weights (``result["weights"]``: safetensors bytes,
+        or a state_dict) go to ``runs/ID.safetensors``, before the record, never into it.
+        ``metrics``: the run's metrics derived from its history (the analysis computes
+        them), kept in the index so the tables need not read the records."""
         run_id = result["run_id"]
         result = dict(result)
         weights = result.pop("weights", None)
@@ -371,13 +405,18 @@ class StudyStore:
             atomic_write_bytes(self.weights_path(run_id), weights)
         atomic_write_json(self.root / "runs" / f"{run_id}.json", result)
         with self._tx() as db:
-            self._store_row(db, result, finished=time.time())
+            self._store_row(db, result, finished=time.time(), metrics=metrics)
 
     @staticmethod
-    def _store_row(db: sqlite3.Connection, result: dict[str, Any], finished: float) -> None:
+    def _store_row(
+        db: sqlite3.Connection,
+        result: dict[str, Any],
+        finished: float,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
         db.execute(
             "UPDATE runs SET status=?, error=NULL, finished=?, final=?, sizes=?, "
-            "diverged_epoch=?, seconds=? WHERE run_id=?",
+            "diverged_epoch=?, seconds=?, metrics=? WHERE run_id=?",
             (
                 result["status"],
                 finished,
@@ -385,9 +424,20 @@ class StudyStore:
                 json.dumps(result["sizes"]),
                 result.get("diverged_epoch"),
                 result["final"].get("seconds"),
+                json.dumps(metrics) if metrics is not None else None,
                 result["run_id"],
             ),
         )
+
+    def set_metrics(self, metrics: dict[str, dict[str, Any]]) -> None:
+        """Keep derived per-run metrics (run id → metrics) in the index, one transaction."""
+        if not metrics:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE runs SET metrics=? WHERE run_id=?",
+                [(json.dumps(m), rid) for rid, m in metrics.items()],
+            )
 
     def record_failure(self, run_id: str, error: str) -> None:
         with self._tx() as db:
@@ -405,7 +455,7 @@ class StudyStore:
         out = []
         for row in self.db.execute(f"SELECT * FROM runs {where} ORDER BY position"):
             item = dict(row)
-            for key in ("variant", "config", "final", "sizes"):
+            for key in ("variant", "config", "final", "sizes", "metrics"):
                 item[key] = json.loads(item[key]) if item[key] else None
             out.append(item)
         return out
@@ -504,10 +554,37 @@ class StudyStore:
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET status='pending', final=NULL, sizes=NULL, finished=NULL, "
-                "diverged_epoch=NULL, seconds=NULL WHERE run_id=? "
+                "diverged_epoch=NULL, seconds=NULL, metrics=NULL WHERE run_id=? "
                 "AND status IN ('done', 'diverged')",
                 (run_id,),
             )
+
+
+def compact_study(resolved: dict[str, Any]) -> dict[str, Any]:
+    """What study.json holds: ``Study.resolved()`` with each variant's config once
+    (``configs``, by variant id, without the seed) instead of every run's; a run keeps its
+    own ``config`` only where it is not its variant's with its seed."""
+    info = {k: v for k, v in resolved.items() if k != "runs"}
+    configs: dict[str, Any] = {}
+    runs = []
+    for run in resolved.get("runs", []):
+        entry = {k: v for k, v in run.items() if k != "config"}
+        config = run["config"]
+        configs.setdefault(run["variant_id"], {k: v for k, v in config.items() if k != "seed"})
+        if run_config(entry, configs) != config:
+            entry["config"] = config
+        runs.append(entry)
+    info["configs"] = configs
+    info["runs"] = runs
+    return info
+
+
+def run_config(run: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:
+    """A run's full config from a study.json entry (compact or not)."""
+    if "config" in run:
+        return run["config"]
+    base = configs[run["variant_id"]]
+    return {**base, "seed": run["seed"]} if "seed" not in base else dict(base)
 
 
 def _label(row: Any) -> str:

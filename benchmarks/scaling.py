@@ -1,0 +1,151 @@
+"""Scaling benchmark (#22): does a study's cost per run stay flat as the study grows?
+
+The same trivial recipe (the built-in moons-circles-activations study, 6 variants, at
+``--epochs`` epochs, 5 by default) at 300, 1,000 and 3,000 runs (50, 167, 500 seeds), each
+in a fresh process on 2 workers x 1 thread. For each size it prints:
+
+- wall time of the study (report left out) and per run;
+- workers' busy share: the workers' CPU time / (wall x workers) (the coordinator's
+  children are only its workers; 1 thread each, so 100 % is both cores training);
+- the coordinator's own CPU time per run (user + system, its start-up included);
+- the report's time (``write_report`` alone, after the study);
+- the coordinator's peak memory (ru_maxrss of the coordinator process, before the
+  report) and the directory's size;
+- growth ratios against the smallest size (the #22 targets: per run <= 1.3x, report
+  <= 2x, memory <= 1.5x at 3,000 runs vs 300).
+
+    python benchmarks/scaling.py                  # 300, 1000, 3000 runs
+    python benchmarks/scaling.py --sizes 300 1000 --json benchmarks/results/scaling.json
+
+The machine's load is printed with the table (``os.getloadavg``): figures taken on a
+shared machine are only comparable with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STUDY = "moons-circles-activations"
+VARIANTS = 6
+
+
+def one(n_runs: int, out: Path, epochs: int, workers: int) -> dict:
+    """Run one size in this process; return its figures."""
+    from ablab.report import write_report
+    from ablab.runner import run_study
+    from ablab.store import StudyStore
+    from ablab.study import load_study
+
+    seeds = max(1, round(n_runs / VARIANTS))
+    study = load_study(STUDY, seeds=seeds, sets=[f"epochs={epochs}"])
+    start = time.perf_counter()
+    outcome = run_study(study, out, workers=workers, threads=1, report=False)
+    wall = time.perf_counter() - start
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = me.ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = (kids.ru_utime + kids.ru_stime) / (wall * outcome.workers)
+    start = time.perf_counter()
+    with StudyStore.existing(out) as store:
+        write_report(store)
+    report = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {
+        "runs": len(study.runs),
+        "done": outcome.counts.get("done", 0),
+        "wall_s": round(wall, 2),
+        "per_run_s": round(wall / len(study.runs), 4),
+        # the coordinator's own CPU per run (import and planning included): what #22 is
+        # about, and much less sensitive to other load on the machine than wall time
+        "coordinator_cpu_ms_per_run": round(
+            1000 * (me.ru_utime + me.ru_stime) / len(study.runs), 1
+        ),
+        "workers_busy": round(busy, 3),
+        "report_s": round(report, 2),
+        "peak_mb": round(peak_mb, 1),
+        "dir_mb": round(size / 2**20, 1),
+        "workers": outcome.workers,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[300, 1000, 3000])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, args.out, args.epochs, args.workers)))
+        return
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="ablab-scaling-"))
+    try:
+        for n in args.sizes:
+            load = os.getloadavg()[0]
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", str(n), "--out", str(tmp / str(n)),
+                 "--epochs", str(args.epochs), "--workers", str(args.workers)],
+                capture_output=True, text=True, check=False,
+            )
+            if proc.returncode != 0:
+                sys.exit(f"scaling: {n} runs failed:\n{proc.stderr[-2000:]}")
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row["load_before"] = round(load, 2)
+            rows.append(row)
+            shutil.rmtree(tmp / str(n), ignore_errors=True)
+            print(_line(row, rows[0]), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(_table(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"epochs": args.epochs, "rows": rows}, indent=2) + "\n")
+
+
+def _line(row: dict, base: dict) -> str:
+    return (
+        f"{row['runs']:>5} runs: {row['wall_s']:.1f} s ({row['per_run_s']:.3f} s/run, "
+        f"x{row['per_run_s'] / base['per_run_s']:.2f}), coordinator CPU "
+        f"{row.get('coordinator_cpu_ms_per_run', float('nan')):.1f} ms/run, workers busy "
+        f"{100 * row['workers_busy']:.0f} %, report {row['report_s']:.1f} s "
+        f"(x{row['report_s'] / base['report_s']:.2f}), peak {row['peak_mb']:.0f} MB "
+        f"(x{row['peak_mb'] / base['peak_mb']:.2f}), dir {row['dir_mb']:.0f} MB, "
+        f"load {row['load_before']}"
+    )
+
+
+def _table(rows: list[dict]) -> str:
+    base = rows[0]
+    lines = [
+        "| runs | wall time | per run (growth) | coordinator CPU per run | workers busy "
+        "| report (growth) "
+        "| peak memory (growth) | directory | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['runs']:,} | {r['wall_s']:.1f} s | {r['per_run_s']:.3f} s "
+            f"(x{r['per_run_s'] / base['per_run_s']:.2f}) "
+            f"| {r.get('coordinator_cpu_ms_per_run', float('nan')):.1f} ms "
+            f"| {100 * r['workers_busy']:.0f} % "
+            f"| {r['report_s']:.1f} s (x{r['report_s'] / base['report_s']:.2f}) "
+            f"| {r['peak_mb']:.0f} MB (x{r['peak_mb'] / base['peak_mb']:.2f}) "
+            f"| {r['dir_mb']:.0f} MB | {r['load_before']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

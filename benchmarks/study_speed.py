@@ -1,0 +1,206 @@
+"""Whole-study speed (#17): a plain-PyTorch script of the 30 moons/circles runs vs
+``ablab run moons-circles-activations --seeds 5``, side by side in one process tree.
+
+The plain script (``plain`` below) is what a student would write for source 001's
+experiment B: full batch without a DataLoader, one run after another, the same recipe
+(make_moons / make_circles n=1000, standardized, stratified 70/30 split, 20 % of the
+training split for validation, MLP 2-256-128-2 with N(0, 0.01) weights and zero biases,
+Adam lr 0.01, 300 epochs; per-epoch losses and accuracies and the dead-ReLU share), plots at
+the end. It runs in a subprocess with torch's default threads (both cores). ablab runs
+the built-in study with its probes and report on 2 workers.
+
+Printed: both wall times, per-run times and their ratio, ``ablab report`` alone,
+``python -c "import ablab"`` alone, and the share of the arithmetic bound: the study's
+floating-point work (forward + backward of every full-batch step, 3 x 2 x weights x rows)
+at the measured peak of this machine (a 1-thread float32 matmul, both cores) over
+ablab's wall time.
+
+    python benchmarks/study_speed.py [--json benchmarks/results/study_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SEEDS = 5
+EPOCHS = 300
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid")
+DATASETS = (("moons", 0.3), ("circles", 0.2))
+HIDDEN = (256, 128)
+N_SAMPLES = 1000
+
+
+def plain(out: Path) -> None:
+    """The student's script: 30 runs one after another, then the plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from sklearn.datasets import make_circles, make_moons
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    from torch import nn
+
+    acts = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid}
+    results = {}
+    for dataset, noise in DATASETS:
+        for act in ACTIVATIONS:
+            for seed in range(SEEDS):
+                torch.manual_seed(seed)
+                if dataset == "moons":
+                    x, y = make_moons(N_SAMPLES, noise=noise, random_state=0)
+                else:
+                    x, y = make_circles(N_SAMPLES, noise=noise, factor=0.5, random_state=0)
+                xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, stratify=y,
+                                                      random_state=seed)
+                xtr, xva, ytr, yva = train_test_split(xtr, ytr, test_size=0.2, stratify=ytr,
+                                                      random_state=seed)
+                scaler = StandardScaler().fit(xtr)
+                xtr, xva, xte = (torch.tensor(scaler.transform(a), dtype=torch.float32)
+                                 for a in (xtr, xva, xte))
+                ytr, yva, yte = (torch.tensor(a) for a in (ytr, yva, yte))
+                layers, width = [], 2
+                for h in HIDDEN:
+                    layers += [nn.Linear(width, h), acts[act]()]
+                    width = h
+                model = nn.Sequential(*layers, nn.Linear(width, 2))
+                for m in model:
+                    if isinstance(m, nn.Linear):
+                        nn.init.normal_(m.weight, 0, 0.01)
+                        nn.init.zeros_(m.bias)
+                opt = torch.optim.Adam(model.parameters(), lr=0.01)
+                loss_fn = nn.CrossEntropyLoss()
+                history = []
+                for _epoch in range(EPOCHS):
+                    model.train()
+                    opt.zero_grad()
+                    logits = model(xtr)
+                    loss = loss_fn(logits, ytr)
+                    loss.backward()
+                    opt.step()
+                    model.eval()
+                    with torch.no_grad():
+                        h = xtr
+                        dead = []
+                        for m in model:
+                            h = m(h)
+                            if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Sigmoid)):
+                                dead.append(float((h <= 0).float().mean()))
+                        val = (model(xva).argmax(1) == yva).float().mean().item()
+                        train = (logits.argmax(1) == ytr).float().mean().item()
+                    history.append((loss.item(), train, val, float(np.mean(dead))))
+                with torch.no_grad():
+                    test = (model(xte).argmax(1) == yte).float().mean().item()
+                    gx, gy = np.meshgrid(np.linspace(-3, 3, 100), np.linspace(-3, 3, 100))
+                    grid = torch.tensor(np.c_[gx.ravel(), gy.ravel()], dtype=torch.float32)
+                    boundary = model(grid).argmax(1).reshape(100, 100).numpy()
+                results[(dataset, act, seed)] = (history, test, boundary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for (dataset, act, seed), (history, _, _) in results.items():
+        ax = axes[0 if dataset == "moons" else 1]
+        ax.plot([h[0] for h in history], label=f"{act} s{seed}", lw=0.8)
+    fig.savefig(out / "curves.png")
+    fig, axes = plt.subplots(2, 3, figsize=(12, 8))
+    for (dataset, act, seed), (_, _, boundary) in results.items():
+        if seed == 0:
+            ax = axes[0 if dataset == "moons" else 1][ACTIVATIONS.index(act)]
+            ax.contourf(gx, gy, boundary, alpha=0.5)
+    fig.savefig(out / "boundaries.png")
+    with open(out / "results.json", "w") as handle:
+        json.dump({f"{d}/{a}/{s}": t for (d, a, s), (_, t, _) in results.items()}, handle)
+
+
+def peak_gflops() -> float:
+    """A 1-thread float32 matmul's rate: the arithmetic peak of one core, measured."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    for _ in range(3):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 1.0:
+        a @ b
+        n += 1
+    return n * 2 * 512**3 / (time.perf_counter() - start) / 1e9
+
+
+def study_flops() -> float:
+    sizes = (2, *HIDDEN, 2)
+    weights = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    rows = round(N_SAMPLES * 0.7 * 0.8)
+    return 3 * 2 * weights * rows * EPOCHS * SEEDS * len(ACTIVATIONS) * len(DATASETS)
+
+
+def timed(cmd: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"study_speed: {' '.join(cmd[:4])} failed:\n{proc.stderr[-2000:]}")
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain:
+        plain(args.plain)
+        return
+    runs = SEEDS * len(ACTIVATIONS) * len(DATASETS)
+    tmp = Path(tempfile.mkdtemp(prefix="ablab-speed-"))
+    env = dict(os.environ)
+    try:
+        load = os.getloadavg()[0]
+        (tmp / "plain").mkdir()
+        plain_s = timed([sys.executable, __file__, "--plain", str(tmp / "plain")], env)
+        ablab = [sys.executable, "-m", "ablab.cli"]
+        ablab_s = timed([*ablab, "run", "moons-circles-activations", "--seeds", str(SEEDS),
+                         "--out", str(tmp / "ablab"), "--workers", "2"], env)
+        report_s = timed([*ablab, "report", str(tmp / "ablab")], env)
+        import_s = timed([sys.executable, "-c", "import ablab"], env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    peak = peak_gflops()
+    bound_s = study_flops() / (peak * 1e9 * 2)
+    figures = {
+        "runs": runs,
+        "plain_s": round(plain_s, 1),
+        "ablab_s": round(ablab_s, 1),
+        "plain_per_run_s": round(plain_s / runs, 3),
+        "ablab_per_run_s": round(ablab_s / runs, 3),
+        "speedup_per_run": round(plain_s / ablab_s, 2),
+        "ablab_report_s": round(report_s, 2),
+        "import_ablab_s": round(import_s, 2),
+        "peak_gflops_per_core": round(peak, 1),
+        "arithmetic_bound_s": round(bound_s, 2),
+        "share_of_bound": round(bound_s / ablab_s, 3),
+        "load_before": round(load, 2),
+    }
+    print(
+        f"plain PyTorch script: {plain_s:.1f} s ({plain_s / runs:.2f} s/run); "
+        f"ablab run (report included): {ablab_s:.1f} s ({ablab_s / runs:.2f} s/run); "
+        f"ablab {plain_s / ablab_s:.2f}x faster per run\n"
+        f"ablab report alone: {report_s:.2f} s; python -c 'import ablab': {import_s:.2f} s\n"
+        f"arithmetic bound at {peak:.1f} GFLOP/s per core on 2 cores: {bound_s:.1f} s = "
+        f"{100 * bound_s / ablab_s:.0f} % of ablab's wall time (load avg before: {load:.2f})"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
