@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-quick clean
+.PHONY: install demo test test-all lint bench bench-quick clean
 
 install: $(STAMP)
 
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/ablab run moons-circles-activations --out out/moons-circles-activations
 
+# The suite without the slow end-to-end tests (under 10 minutes on 2 cores); test-all runs
+# every test, the slow ones (whole studies, kills, notebooks, Ray, tuning) included.
 test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install
 	$(BIN)/python -m pytest -q
 
 lint: install

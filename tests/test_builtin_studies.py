@@ -19,13 +19,27 @@ def cifar_fixture(tmp_path, monkeypatch):
     return root
 
 
-@pytest.mark.parametrize("name", sorted(builtin_studies()))
+#: every built-in study runs end to end in the slow suite (make test-all); the quick one
+#: in make test too
+QUICK = {"moons-circles-activations"}
+
+
+@pytest.mark.parametrize("name", [
+    n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
+    for n in sorted(builtin_studies())
+])
 def test_builtin_study_runs_reduced(name, tmp_path, cifar_fixture):
     study = load_study(name, seeds=1, sets=REDUCED)
     for dataset in sorted({r.config.dataset.name for r in study.runs}):
         require_dataset(dataset)  # cifar10: the fixture; fashion_mnist: the real files
     out = tmp_path / name
-    outcome = run_study(study, out, workers=2, threads=1)
+    if study.config.tune is not None:  # a tuned study: 2 trials per variant, then evaluated
+        from ablab.tune import run_tuned
+
+        study.config.tune = study.config.tune.model_copy(update={"trials": 2})
+        outcome, _ = run_tuned(study, out, workers=2, threads=1)
+    else:
+        outcome = run_study(study, out, workers=2, threads=1)
     assert outcome.counts["failed"] == 0, outcome.failures
     assert outcome.counts["done"] + outcome.counts["diverged"] == len(study.runs)
     html = (out / "report.html").read_text()

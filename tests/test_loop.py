@@ -70,6 +70,8 @@ TESTED = ["weights_epoch", "test_loss", "test_cross_entropy", "test_accuracy",
 
 def fingerprint(result) -> str:
     data = result.to_dict()
+    # added after 0d7a7da: source 001's "dead ReLU %" scalar (everything else as main gave)
+    data["probes"].get("dead_units", {}).pop("zero_activation_fraction_mean", None)
     data["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in data["history"]]
     data["final"] = {k: v for k, v in data["final"].items() if k != "seconds"}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

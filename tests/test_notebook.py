@@ -126,7 +126,7 @@ BACKEND_CELLS = [
     "def fragile_net(spec, *, width: int = 8):\n"
     "    if width == 3:\n"
     "        raise RuntimeError('width 3 breaks on purpose')\n"
-    "    return nn.Sequential(nn.Flatten(), nn.Linear(2, width), nn.ReLU(),\n"
+    "    return nn.Sequential(nn.Flatten(), nn.Linear(2, width), spec.act(),\n"
     "                         nn.Linear(width, spec.num_classes))",
     "study = ablab.load_study('{study}')\nresults = study.run('{out}', workers=1)\nresults",
     "results.figure('learning_curves')",

@@ -61,6 +61,7 @@ def plugin_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_user_model_runs_end_to_end_in_two_workers(plugin_dir, tmp_path):
     path = plugin_dir / "study.toml"
     # a module name that is not importable resolves to the file next to the study

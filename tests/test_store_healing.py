@@ -127,7 +127,9 @@ def test_status_sees_a_missing_record(finished, capsys):
     assert "1 runs left" in stdout
 
 
-@pytest.mark.parametrize("damage", ["garbage", "missing", "empty"])
+@pytest.mark.parametrize(
+    "damage", ["garbage", "missing", pytest.param("empty", marks=pytest.mark.slow)]
+)
 def test_damaged_index_is_rebuilt_and_nothing_is_retrained(finished, capsys, damage):
     path, out = finished
     before, tries = results(out), attempts(out)

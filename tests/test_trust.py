@@ -79,6 +79,7 @@ def test_a_varied_option_the_plugin_model_never_reads_is_refused(plugin_dir):
     assert len(load_study(ok, allow_plugins=True).runs) == 4
 
 
+@pytest.mark.slow
 def test_levels_that_train_identical_runs_get_a_warning_and_no_verdict(plugin_dir, tmp_path):
     path = _study(plugin_dir, "trust_claims_net", '[[vary]]\n"model.dropout" = [0.0, 0.5]\n')
     study = load_study(path, allow_plugins=True)  # it claims to honour dropout: planned

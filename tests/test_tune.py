@@ -183,11 +183,15 @@ def test_tuned_digits_study_end_to_end(tmp_path):
     assert "Each variant tuned with 12 trials" in report
     assert (out / "figures" / "tuning_sensitivity.png").stat().st_size > 0
     # the evaluation ran each variant at its best rate with the evaluation seeds
-    runs = json.loads((out / "study.json").read_text())["runs"]
+    from ablab.store.study_store import run_config
+
+    info = json.loads((out / "study.json").read_text())
+    runs = info["runs"]
     assert sorted(r["seed"] for r in runs) == [0, 0, 1, 1, 2, 2]
     for r in runs:
         label = r["variant_label"]
-        assert r["config"]["optimizer"]["lr"] == pytest.approx(best[label])
+        config = run_config(r, info.get("configs", {}))
+        assert config["optimizer"]["lr"] == pytest.approx(best[label])
     # no confound warning for the tuned rate that differs between the variants
     assert "also differ in optimizer.lr" not in report
 
