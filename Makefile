@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/ablab run moons-circles-activations --out out/moons-circles-activations
+	$(BIN)/ablab run moons-circles-activations --out out/moons-circles-activations --until-decided
 
 # The suite without the slow end-to-end tests (under 10 minutes on 2 cores); test-all runs
 # every test, the slow ones (whole studies, kills, notebooks, Ray, tuning) included.
