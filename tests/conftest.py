@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import ablab.cli
+
 # Tests never reach for the network: a missing dataset must fail fast and clearly.
 os.environ.setdefault("ABLAB_DOWNLOAD", "0")
 
@@ -133,3 +135,18 @@ def csv_metrics(out: Path) -> dict[str, tuple[str, str, str]]:
     ids = [r["run_id"] for r in rows]
     assert len(ids) == len(set(ids)), "a run appears twice in results.csv"
     return {r["run_id"]: (r["status"], r["test_accuracy"], r["test_loss"]) for r in rows}
+
+
+def cli_in_process(args: list[str], capsys) -> tuple[int, str, str]:
+    """``ablab ARGS`` in this process: (exit status, stdout, stderr)."""
+    argv = sys.argv
+    sys.argv = ["ablab", *args]
+    try:
+        ablab.cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

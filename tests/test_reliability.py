@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import csv_metrics, moons_study, statuses, wait_for
+from conftest import cli_in_process, csv_metrics, moons_study, statuses, wait_for
 from conftest import spawn_run as spawn_study_run
 
-import ablab.cli
 from ablab.results import study_status
 from ablab.runner import run_study
 from ablab.store import files as store_files
@@ -61,21 +60,6 @@ def assert_one_line(code, stdout: str, stderr: str, fragments, status: int = 2) 
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     return lines[0]
-
-
-def cli_in_process(args: list[str], capsys) -> tuple[int, str, str]:
-    """``ablab ARGS`` in this process: (exit status, stdout, stderr)."""
-    argv = sys.argv
-    sys.argv = ["ablab", *args]
-    try:
-        ablab.cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # ------------------------------------------------------------------------ bad input

@@ -8,12 +8,11 @@ import csv
 import json
 import shutil
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_in_process
 
-import ablab.cli
 from ablab.results import study_status
 from ablab.runner import run_study
 from ablab.study import load_study
@@ -34,18 +33,7 @@ model = { name = "mlp", hidden = [8] }
 """
 
 
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    argv = sys.argv
-    sys.argv = ["ablab", *args]
-    try:
-        ablab.cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+cli = cli_in_process  # ablab ARGS in this process: (exit status, stdout, stderr)
 
 
 def results(out: Path) -> dict[str, tuple[str, str]]:
