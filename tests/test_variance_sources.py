@@ -199,18 +199,20 @@ def test_estimator_recovers_known_components():
 
 @pytest.mark.slow
 def test_intervals_cover_the_components_in_simulation():
-    """200 small designs (6 splits × 3 × 3) with known components: each 95 % interval
-    covers its component close to 95 % of the time (measured: see the issue's note)."""
+    """200 designs of the built-in study's size (3 × 3 × 3) with known components: each
+    95 % interval covers its component and its share close to 95 % of the time (0.90 to
+    0.99 allows for 200 samples; measured over 400: 93.5 to 97 %)."""
     rng = np.random.default_rng(11)
-    hits = dict.fromkeys(SOURCES, 0)
-    n = 200
+    hits = {(s, kind): 0 for s in SOURCES for kind in ("component", "share")}
+    n, total = 200, sum(TRUTH.values())
     for i in range(n):
-        d = decompose(_nested(rng, [2.0, 1.0, 0.5], (6, 3, 3)), draws=1000, seed=i)
+        d = decompose(_nested(rng, [2.0, 1.0, 0.5], (3, 3, 3)), draws=1000, seed=i)
         for s in SOURCES:
             low, high = d.component_ci[s]
-            hits[s] += low <= TRUTH[s] <= high
-    for s in SOURCES:
-        assert 0.85 <= hits[s] / n <= 0.99, hits
+            hits[s, "component"] += low <= TRUTH[s] <= high
+            low, high = d.share_ci[s]
+            hits[s, "share"] += low <= TRUTH[s] / total <= high
+    assert all(0.90 <= h / n <= 0.99 for h in hits.values()), hits
 
 
 def test_estimator_equals_reml_on_a_balanced_design():

@@ -21,7 +21,8 @@ REFERENCES = {
     "Biometrics 35:549",
     "variance": "Bouthillier et al. (2021), \"Accounting for variance in machine learning "
     "benchmarks\", MLSys; Searle, Casella & McCulloch (1992), Variance Components, ch. 4; "
-    "Davison & Hinkley (1997), Bootstrap Methods and their Application, ch. 2",
+    "Weerahandi (1993), J. Amer. Statist. Assoc. 88:899; Burdick, Borror & Montgomery (2005), "
+    "Design and Analysis of Gauge R&R Studies, ch. 3",
 }
 
 

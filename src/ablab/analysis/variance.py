@@ -12,10 +12,14 @@ so σ²_split + σ²_init + σ²_order is the variance of one run whose three se
 fresh: the seed-to-seed variance. The components are estimated from the nested ANOVA's
 mean squares (statsmodels ``anova_lm`` of ``y ~ C(split) + C(split):C(init)``) by their
 expected values (method of moments; for a balanced design these are the REML estimates
-whenever they are positive), a negative estimate set to 0. Their uncertainty comes from a
-parametric bootstrap: under the model the mean squares are independent scaled χ² variables
-(MS_x ~ E[MS_x] · χ²_df / df), drawn with ``scipy.stats.chi2`` at the estimates and turned
-into components and shares again; the 2.5 and 97.5 % points of the draws are the interval.
+whenever they are positive), a negative estimate set to 0. Their uncertainty comes from
+generalized pivotal quantities (Weerahandi 1993; Burdick, Borror & Montgomery 2005): under
+the model df·MS_x / E[MS_x] ~ χ²_df independently, so each expected mean square is drawn as
+MS_x · df / χ²_df (``scipy.stats.chi2``), turned into components and shares again, and the
+2.5 and 97.5 % points of the draws are the interval. Measured coverage (400 simulated
+3 × 3 × 3 and 6 × 3 × 3 designs each, two sets of true components): 93.5–97 % for every
+component and share at nominal 95 % (a plain parametric bootstrap at the estimates gave
+80 % for the split component).
 
     >>> rng = np.random.default_rng(0)
     >>> y = (rng.normal(0, 2, (8, 1, 1)) + rng.normal(0, 1, (8, 4, 1))
@@ -56,8 +60,9 @@ METHOD = (
     "nested ANOVA's mean squares (statsmodels anova_lm; equal to REML for a balanced "
     "design when positive), negative estimates set to 0; each source's share is its "
     "component over their sum (the variance of a run with all three seeds fresh); 95 % "
-    "intervals by a parametric bootstrap (the mean squares drawn as scaled χ² variables "
-    "with scipy.stats.chi2, 4000 draws, fixed seed). Varying one source at a time with "
+    "generalized confidence intervals from generalized pivotal quantities (each expected "
+    "mean square drawn as MS·df/χ²_df with scipy.stats.chi2, 4000 draws, fixed seed; "
+    "near-nominal coverage in simulation). Varying one source at a time with "
     "the others fixed follows Bouthillier et al. (2021); nesting them gives each "
     "source's share of the same total"
 )
@@ -133,8 +138,8 @@ def _shares(comps: np.ndarray) -> np.ndarray:
 def decompose(
     y: np.ndarray, label: str = "", draws: int = 4000, seed: int = 0, level: float = 0.95
 ) -> Decomposition:
-    """Variance components, shares and their parametric-bootstrap intervals of a balanced
-    nested design ``y[split, init, order]`` (each of the three sizes at least 2)."""
+    """Variance components, shares and their generalized (pivotal-quantity) intervals of
+    a balanced nested design ``y[split, init, order]`` (each of the three sizes at least 2)."""
     from scipy import stats
 
     y = np.asarray(y, dtype=float)
@@ -145,18 +150,16 @@ def decompose(
     ms = nested_mean_squares(y)
     observed = np.array([ms[s][0] for s in SOURCES])
     comps = _components(observed, b, c)
-    # Expected mean squares at the (non-negative) estimates, then their χ² draws.
-    expected = np.array([
-        comps[2] + c * comps[1] + b * c * comps[0], comps[2] + c * comps[1], comps[2],
-    ])
+    # Generalized pivotal quantities: df·MS/E[MS] ~ χ²_df, so each expected mean square
+    # is drawn as observed MS · df / χ²_df; the components follow from the draws.
     rng = np.random.default_rng(seed)
     dfs = [ms[s][1] for s in SOURCES]
-    boot_ms = np.stack(
-        [expected[k] * stats.chi2.rvs(dfs[k], size=draws, random_state=rng) / dfs[k]
+    pivots = np.stack(
+        [observed[k] * dfs[k] / stats.chi2.rvs(dfs[k], size=draws, random_state=rng)
          for k in range(3)], axis=-1,
     )
-    boot = _components(boot_ms, b, c)
-    boot_shares = _shares(boot)
+    drawn = _components(pivots, b, c)
+    draw_shares = _shares(drawn)
     tail = (1 - level) / 2 * 100
 
     def interval(values: np.ndarray) -> tuple[float, float]:
@@ -172,9 +175,9 @@ def decompose(
         levels=tuple(int(n) for n in y.shape),
         mean=float(y.mean()),
         components={s: float(comps[k]) for k, s in enumerate(SOURCES)},
-        component_ci={s: interval(boot[:, k]) for k, s in enumerate(SOURCES)},
+        component_ci={s: interval(drawn[:, k]) for k, s in enumerate(SOURCES)},
         shares={s: float(shares[k]) for k, s in enumerate(SOURCES)},
-        share_ci={s: interval(boot_shares[:, k]) for k, s in enumerate(SOURCES)},
+        share_ci={s: interval(draw_shares[:, k]) for k, s in enumerate(SOURCES)},
         mean_squares=ms,
         runs=int(y.size),
     )
