@@ -19,6 +19,7 @@ from ablab.analysis.variance import (
     decompose_study,
     nested_mean_squares,
     resplit_threshold,
+    terminal_lines,
     without_design_runs,
 )
 from ablab.config import parse_run, run_id
@@ -285,6 +286,9 @@ def test_analysis_keeps_design_runs_out_of_the_verdicts():
     assert f"under {limit * 100:.1f} pp" in a.variance_sentences[0]
     assert any("within the noise of re-splitting" in s for s in a.variance_sentences[2:])
     assert any("Sources of variance" in m and "Bouthillier" in m for m in a.methods)
+    lines = terminal_lines(a.variance_sources, a.variance_sentences)
+    assert len(lines) == 3 and all(line.startswith("SOURCES ") for line in lines)
+    assert "the data split" in lines[0] and "Re-splitting" in lines[2]
 
 
 def test_incomplete_design_is_not_estimated():

@@ -235,13 +235,6 @@ class RunConfig(Strict):
 
     name: str | None = None  # a label only; not part of the run id
     seed: Seed = 0
-    # The three sources of seed-to-seed noise, each drawn from its own seed (None: ``seed``,
-    # what every run did before they existed, so unset they leave run ids and results as
-    # they were). The split seed is ``dataset.split_seed`` (a top-level ``split_seed`` is
-    # read as it); ``init_seed`` draws the initial weights; ``order_seed`` the batch order,
-    # the augmentation and dropout (see ``ablab.train.state.start_run``).
-    init_seed: Seed | None = None
-    order_seed: Seed | None = None
     epochs: PositiveInt
     batch_size: Annotated[int | str, pydantic.BeforeValidator(_batch_size)] = 64
     eval_batch_size: PositiveInt = 2048
@@ -270,6 +263,13 @@ class RunConfig(Strict):
     # Modules (names or .py paths) that register user components; imported when a file is
     # loaded with consent, never by validation (see ablab.plugins).
     plugins: list[str] = []
+    # The three sources of seed-to-seed noise, each drawn from its own seed (None: ``seed``,
+    # what every run did before they existed, so unset they leave run ids and results as
+    # they were). The split seed is ``dataset.split_seed`` (a top-level ``split_seed`` is
+    # read as it); ``init_seed`` draws the initial weights; ``order_seed`` the batch order,
+    # the augmentation and dropout (see ``ablab.train.state.start_run``).
+    init_seed: Seed | None = None
+    order_seed: Seed | None = None
 
     @model_validator(mode="before")
     @classmethod

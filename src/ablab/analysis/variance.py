@@ -348,3 +348,14 @@ def runs_frame(info: dict[str, Any], rows: list[dict[str, Any]], metric: str = M
             "status": row["status"], metric: (row.get("final") or {}).get(metric),
         })
     return pd.DataFrame.from_records(records)
+
+
+def terminal_lines(sources: list[Decomposition | NotEstimated], meaning: list[str]) -> list[str]:
+    """Lines for the terminal after the verdicts: each variant's shares (or why it has
+    none), then the noise of re-splitting the data."""
+    lines = [
+        f"SOURCES    {share_sentence(d)}" if isinstance(d, Decomposition)
+        else f"SOURCES    {d.label}: not estimated — {d.reason}."
+        for d in sources
+    ]
+    return lines + [f"SOURCES    {s}" for s in meaning[:1]]
