@@ -27,8 +27,9 @@ NOTE = (
     "many initialisations inside each split (init_seed) and as many training orders "
     "inside each initialisation (order_seed: batch order, augmentation, dropout). Shares "
     "of the seed-to-seed variance of test accuracy (the variance of a run with all three "
-    "seeds fresh); SDs in percentage points; 95 % generalized confidence intervals (see Methods). With 3 "
-    "seeds a split share rests on 2 degrees of freedom: its interval is wide by nature. "
+    "seeds fresh); SDs in percentage points; 95 % generalized confidence intervals (see "
+    "Methods). With 3 seeds a split share rests on 2 degrees of freedom: its interval is "
+    "wide by nature. "
     "Every run of the design is in variance_runs.csv; the verdicts above use the "
     "study's own runs only (each seed's split, initialisation and order together)."
 )
