@@ -265,6 +265,7 @@ def _print_verdicts(out: Path) -> None:
     """The verdicts, one line each, decided first (like a test summary); interactions
     before them."""
     from ablab.analysis import analyze
+    from ablab.analysis.variance import terminal_lines as variance_lines
     from ablab.analysis.verdicts import terminal_lines
     from ablab.store import StudyStore
 
@@ -273,6 +274,7 @@ def _print_verdicts(out: Path) -> None:
     for warning in a.inert.values():  # levels that trained identical runs: no verdict
         err_console.print(f"WARNING {warning}", markup=False, highlight=False, soft_wrap=True)
     lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
+    lines += variance_lines(a.variance_sources, a.variance_sentences)  # variance = "sources"
     if lines:
         console.print("verdicts (test accuracy):", highlight=False)
     for line in lines:

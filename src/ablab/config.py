@@ -263,6 +263,34 @@ class RunConfig(Strict):
     # Modules (names or .py paths) that register user components; imported when a file is
     # loaded with consent, never by validation (see ablab.plugins).
     plugins: list[str] = []
+    # The three sources of seed-to-seed noise, each drawn from its own seed (None: ``seed``,
+    # what every run did before they existed, so unset they leave run ids and results as
+    # they were). The split seed is ``dataset.split_seed`` (a top-level ``split_seed`` is
+    # read as it); ``init_seed`` draws the initial weights; ``order_seed`` the batch order,
+    # the augmentation and dropout (see ``ablab.train.state.start_run``).
+    init_seed: Seed | None = None
+    order_seed: Seed | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_seed_at_top(cls, data: Any) -> Any:
+        """``split_seed = 3`` beside ``init_seed`` and ``order_seed`` means
+        ``dataset.split_seed = 3``: one place holds the split seed, so it has one run id."""
+        if not isinstance(data, dict) or "split_seed" not in data:
+            return data
+        data = dict(data)
+        value = data.pop("split_seed")
+        dataset = data.get("dataset")
+        dataset = {"name": dataset} if isinstance(dataset, str) else dict(dataset or {})
+        given = dataset.get("split_seed")
+        if given is not None and given != value:
+            raise FieldError(
+                "split_seed",
+                f"is dataset.split_seed, which is already {given!r}; set one of them",
+            )
+        dataset["split_seed"] = value
+        data["dataset"] = dataset
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -338,9 +366,41 @@ class RunConfig(Strict):
             )
         return self
 
+    @model_serializer(mode="wrap")
+    def _omit_unset_seeds(self, handler):
+        """Leave ``init_seed`` / ``order_seed`` out while unset (they are ``seed``), so
+        configs written before they existed keep their run ids."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in SOURCE_SEEDS:
+                if data.get(key, 0) is None:
+                    data.pop(key)
+        return data
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the data split (and subset): ``dataset.split_seed``, else ``seed``."""
+        given = self.dataset.split_seed
+        return self.seed if given is None else given
+
+    @property
+    def init_seed_value(self) -> int:
+        """The seed of the weight initialisation: ``init_seed``, else ``seed``."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+    @property
+    def order_seed_value(self) -> int:
+        """The seed of batch order, augmentation and dropout: ``order_seed``, else ``seed``."""
+        return self.seed if self.order_seed is None else self.order_seed
+
     def resolved(self) -> dict[str, Any]:
         """The full config as plain data, every default filled in."""
         return self.model_dump(mode="json")
+
+
+#: Run-level seeds of the sources of variance besides the split (``dataset.split_seed``);
+#: left out of a resolved config while unset.
+SOURCE_SEEDS = ("init_seed", "order_seed")
 
 
 def run_id(cfg: RunConfig) -> str:

@@ -23,6 +23,7 @@ factor leaves other runs' ids alone) and a label naming only what varies:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,6 +177,10 @@ class StudyConfig(Strict):
     reference_claim: list[ReferenceClaim] = []
     # Tune every variant (same budget, validation data) before the evaluation: ablab.tune.
     tune: TuneConfig | None = None
+    # "sources": also run, for every variant, the nested design that separates the noise of
+    # the data split, the initialisation and the training order (see ``variance_design``);
+    # the report then shows each source's share of the seed-to-seed variance.
+    variance: Literal["sources"] | None = None
 
     @field_validator("seeds")
     @classmethod
@@ -193,11 +198,26 @@ class PlannedRun:
     variant_label: str  # "activation=tanh, dataset=moons"
     seed: int
     config: RunConfig
+    #: Its place in a ``variance = "sources"`` design: ``{"of": variant id, "split": i,
+    #: "init": j, "order": l}`` (None outside one); see :func:`variance_design`.
+    variance_cell: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
         prefix = f"{self.variant_label}, " if self.variant_label else ""
-        return f"{prefix}seed={self.seed}"
+        extra = "".join(
+            f", {key}={value}"
+            for key in ("init_seed", "order_seed")
+            if (value := getattr(self.config, key)) is not None
+        )
+        return f"{prefix}seed={self.seed}{extra}"
+
+    @property
+    def in_design_only(self) -> bool:
+        """A run of a variance design beside the study's own runs (another init or order
+        seed): the verdicts leave it out; the decomposition uses it."""
+        cell = self.variance_cell
+        return bool(cell and (cell["init"] or cell["order"]))
 
 
 @dataclass
@@ -214,7 +234,7 @@ class Study:
     tuned: bool = False
 
     def __repr__(self) -> str:
-        n_variants = len({r.variant_id for r in self.runs})
+        n_variants = len(self.variants())
         return (f"<Study {self.name!r}: {len(self.runs)} runs, {n_variants} variants × "
                 f"{len(self.config.seeds)} seeds, from {self.source}>")
 
@@ -240,9 +260,11 @@ class Study:
         return _runner(self, out, **options)
 
     def variants(self) -> dict[str, list[PlannedRun]]:
+        """Runs by variant id; a variance design's runs under the variant they belong to."""
         out: dict[str, list[PlannedRun]] = {}
         for run in self.runs:
-            out.setdefault(run.variant_id, []).append(run)
+            key = run.variance_cell["of"] if run.variance_cell else run.variant_id
+            out.setdefault(key, []).append(run)
         return out
 
     def resolved(self) -> dict[str, Any]:
@@ -264,9 +286,11 @@ class Study:
                     "variant_label": r.variant_label,
                     "seed": r.seed,
                     "config": r.config.resolved(),
+                    **({"variance_cell": r.variance_cell} if r.variance_cell else {}),
                 }
                 for r in self.runs
             ],
+            **({"variance": self.config.variance} if self.config.variance else {}),
         }
 
 
@@ -475,11 +499,69 @@ def expand(
                 PlannedRun(run_id(run_cfg), variant_id(run_cfg), variant, label, seed, run_cfg)
             )
     _refuse_duplicates(study.runs, source, cfg.seeds[0])
+    if cfg.variance == "sources":
+        study.runs = variance_design(study, source)
     if cfg.tune is not None:
         check_tune(study, source)
     for check in _plan_checks:
         check(study)
     return study
+
+
+#: Stride between the seeds a variance design derives from a study seed ``s``: the j-th
+#: initialisation under split ``s`` has ``init_seed = s + j * DESIGN_SEED_STRIDE`` and the
+#: l-th order of it ``order_seed = s + (j * k + l) * DESIGN_SEED_STRIDE`` (k levels); j = l = 0
+#: is the study's own run of seed ``s`` (every seed at its default).
+DESIGN_SEED_STRIDE = 100_003
+
+
+def variance_design(study: Study, source: str) -> list[PlannedRun]:
+    """The study's runs plus, for each variant, the nested design that separates the three
+    sources of seed-to-seed noise (``variance = "sources"``): with the study's k seeds as
+    k data splits, k initialisations inside each split and k training orders inside each
+    initialisation, k³ runs per variant (k² − 1 new ones per seed). Every initialisation
+    and order seed is distinct, so each level is a fresh draw of its source, as the
+    nested random-effects model assumes (:mod:`ablab.analysis.variance`). The study's
+    own runs are the cells (split, 0, 0); the new ones come after all of them, so the
+    verdicts' runs train first."""
+    cfg = study.config
+    taken = [
+        f"{where}{key}"
+        for where, data in [("base.", cfg.base)] + [(f"vary[{i}].", f) for i, f in
+                                                      enumerate(cfg.vary)]
+        for key in data
+        if key in ("init_seed", "order_seed", "split_seed", "dataset.split_seed")
+        or (key == "dataset" and isinstance(data[key], dict) and "split_seed" in data[key])
+    ]
+    if taken:
+        raise ConfigError(
+            f'{source}: {taken[0]}: variance = "sources" draws the split, init and order '
+            "seeds itself; remove it, or leave variance out to fix or vary it"
+        )
+    if cfg.tune is not None:
+        raise ConfigError(
+            f'{source}: variance: "sources" and [tune] cannot be combined; run the '
+            "decomposition on the tuned settings written into [base]"
+        )
+    k = len(cfg.seeds)
+    plain, extra = [], []
+    for run in study.runs:
+        split = cfg.seeds.index(run.seed)
+        cell = {"of": run.variant_id, "split": split, "init": 0, "order": 0}
+        plain.append(dataclasses.replace(run, variance_cell=cell))
+        for j, order in itertools.product(range(k), range(k)):
+            if j == order == 0:
+                continue
+            data = run.config.resolved()
+            if j:
+                data["init_seed"] = run.seed + j * DESIGN_SEED_STRIDE
+            data["order_seed"] = run.seed + (j * k + order) * DESIGN_SEED_STRIDE
+            run_cfg = RunConfig.model_validate(data)
+            extra.append(PlannedRun(
+                run_id(run_cfg), variant_id(run_cfg), run.variant, run.variant_label,
+                run.seed, run_cfg, {**cell, "init": j, "order": order},
+            ))
+    return plain + extra
 
 
 def check_tune(study: Study, source: str) -> None:

@@ -19,6 +19,10 @@ REFERENCES = {
     "anova": "Fisher (1925), Statistical Methods for Research Workers; statsmodels anova_lm",
     "sequential": "Lan & DeMets (1983), Biometrika 70:659; O'Brien & Fleming (1979), "
     "Biometrics 35:549",
+    "variance": "Bouthillier et al. (2021), \"Accounting for variance in machine learning "
+    "benchmarks\", MLSys; Searle, Casella & McCulloch (1992), Variance Components, ch. 4; "
+    "Weerahandi (1993), J. Amer. Statist. Assoc. 88:899; Burdick, Borror & Montgomery (2005), "
+    "Design and Analysis of Gauge R&R Studies, ch. 3",
 }
 
 

@@ -15,9 +15,16 @@ import pandas as pd
 from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
-from ablab.analysis.methods import methods_used
+from ablab.analysis.methods import REFERENCES, methods_used
 from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
 from ablab.analysis.stats import describe, metric_scale
+from ablab.analysis.variance import METHOD as VARIANCE_METHOD
+from ablab.analysis.variance import (
+    Decomposition,
+    decompose_study,
+    meaning_sentences,
+    without_design_runs,
+)
 from ablab.analysis.verdicts import (
     ranking_sentence,
     status_line,
@@ -60,6 +67,10 @@ class StudyAnalysis:
     inert: dict[str, str] = field(default_factory=dict)
     #: the tuning summary (DIR/tuning.json, written by ablab.tune) of a study with [tune]
     tuning: dict[str, Any] | None = None
+    #: ``variance = "sources"``: each variant's decomposition (or why it has none), and
+    #: what it means for the verdicts (see ablab.analysis.variance)
+    variance_sources: list[Any] = field(default_factory=list)
+    variance_sentences: list[str] = field(default_factory=list)
 
     @property
     def tuned_note(self) -> str:
@@ -155,6 +166,7 @@ def study_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs table, summary table) exactly as :func:`analyze_runs` builds them, without
     the comparisons (what ``results.csv`` and ``summary.csv`` hold)."""
+    rows = without_design_runs(info, rows)  # a variance design's extra runs: their own table
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
@@ -172,12 +184,14 @@ def analyze_runs(
     """The whole analysis from plain data: ``info`` as in ``study.json`` (name,
     description, factors, columns), index rows, and run records by run id; ``tuning``
     the tuning summary of a study with [tune]."""
+    counts = dict.fromkeys(STATUS_ORDER, 0)
+    for row in rows:  # every run, a variance design's too
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    sources = decompose_study(info, rows)
+    rows = without_design_runs(info, rows)  # the verdicts use the study's own runs
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
-    counts = dict.fromkeys(STATUS_ORDER, 0)
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
     comparisons = compare_all(factors, variants, margin=margin, design=design)
     inert = inert_factors(variants, factors)  # levels that trained identical runs:
@@ -190,6 +204,16 @@ def analyze_runs(
         for r in rank_factor(f, factors, variants, comparisons, "test_accuracy")
     ]
     accuracy = [c for c in comparisons if c.metric == "test_accuracy"]
+    estimated = [d for d in sources if isinstance(d, Decomposition)]
+    methods = methods_used(
+        margin,
+        any(c.result.test == "paired t" for c in comparisons),
+        any(c.result.test == "Welch t" for c in comparisons),
+        bool(interactions),
+        design.looks if design is not None else None,
+    )
+    if sources:
+        methods.append(f"{VARIANCE_METHOD} [{REFERENCES['variance']}].")
     sentences = [s for v in variants for s in variant_status_sentences(v)]
     at_chance = sum(len(v.at_chance) for v in variants)
     return StudyAnalysis(
@@ -212,17 +236,13 @@ def analyze_runs(
         overrides=list(info.get("overrides") or []),
         interactions=interactions,
         interaction_sentences=[interaction_sentence(i) for i in interactions if i.found],
-        methods=methods_used(
-            margin,
-            any(c.result.test == "paired t" for c in comparisons),
-            any(c.result.test == "Welch t" for c in comparisons),
-            bool(interactions),
-            design.looks if design is not None else None,
-        ),
+        methods=methods,
         equivalence_margin=margin,
         design=design,
         tuning=tuning,
         inert=inert,
+        variance_sources=sources,
+        variance_sentences=meaning_sentences(estimated, accuracy),
     )
 
 

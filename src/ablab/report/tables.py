@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ablab.analysis import history_metrics, study_tables
+from ablab.analysis.variance import runs_frame
 from ablab.store import StudyStore, atomic_write_text
 
 
@@ -33,8 +34,13 @@ def table_rows(store: StudyStore) -> list[dict]:
 
 def write_tables(store: StudyStore) -> dict[str, Path]:
     """(Re)write results.csv (one row per run) and summary.csv (one row per variant)."""
-    runs, summary = study_tables(store.study_info(), table_rows(store))
+    rows = table_rows(store)
+    runs, summary = study_tables(store.study_info(), rows)
     paths = {"results": store.root / "results.csv", "summary": store.root / "summary.csv"}
     atomic_write_text(paths["results"], runs.to_csv(index=False))
     atomic_write_text(paths["summary"], summary.to_csv(index=False))
+    design = runs_frame(store.study_info(), rows)
+    if len(design):  # variance = "sources": every run of the nested design
+        paths["variance_runs"] = store.root / "variance_runs.csv"
+        atomic_write_text(paths["variance_runs"], design.to_csv(index=False))
     return paths

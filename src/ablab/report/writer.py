@@ -25,6 +25,7 @@ from ablab.analysis.runs import METRIC_INFO
 from ablab.analysis.verdicts import MINUS, format_ci, format_diff, format_effect, format_p
 from ablab.report.against_source import against_source
 from ablab.report.figures import FIGURES, save_figure, short_label, variant_colors
+from ablab.report.variance_sources import variance_section
 
 FIGURE_DIR = "figures"
 METHOD_NOTE = (
@@ -339,6 +340,7 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "fence": _fence(a.study_text),
         "version": _version(),
         "against_source": against_source(a),
+        "variance_sources": variance_section(a),
     }
 
 

@@ -65,9 +65,19 @@ class RunState:
 def start_run(cfg: RunConfig, device: torch.device) -> RunState:
     """Seed, data, model (in its memory layout), shuffling loader and an empty result:
     the same for a run whatever path trains it."""
-    torch.manual_seed(cfg.seed)  # the seed fixes the split and the init
+    # Three seeds, one per source of noise (each is ``seed`` unless set): the split
+    # (``dataset.split_seed``, drawn by load_data with numpy), the initial weights
+    # (``init_seed``: torch's global generator, as the model is built) and the training
+    # order (``order_seed``: the loader's generator for batch order and augmentation, and
+    # torch's global generator for dropout). While ``order_seed`` equals ``init_seed``
+    # dropout continues the initialisation's stream, as every run did before these seeds
+    # existed; otherwise that stream restarts from ``order_seed``.
+    init_seed, order_seed = cfg.init_seed_value, cfg.order_seed_value
+    torch.manual_seed(init_seed)
     bundle = load_data(cfg.dataset, cfg.seed, device)
     model = build_model(cfg.model, bundle.input_shape, bundle.num_classes).to(device)
+    if order_seed != init_seed:
+        torch.manual_seed(order_seed)
     memory_format = memory_format_for(model, cfg.memory_format)
     model = model.to(memory_format=memory_format)
     loader = BatchLoader(
@@ -76,7 +86,7 @@ def start_run(cfg: RunConfig, device: torch.device) -> RunState:
         None if cfg.batch_size == "full" else int(cfg.batch_size),
         shuffle=True,
         augment=cfg.dataset.augment if cfg.dataset.augment.enabled else None,
-        generator=torch.Generator(device=device).manual_seed(cfg.seed),
+        generator=torch.Generator(device=device).manual_seed(order_seed),
         memory_format=memory_format,
     )
     result = RunResult(
