@@ -17,6 +17,7 @@ import ablab.execute.local
 from ablab.data import load_data, load_raw
 from ablab.data.fingerprint import dataset_files, fingerprints
 from ablab.registry import MODELS
+from ablab.runner import run_study
 from ablab.study import load_study
 
 STUDY = """
@@ -79,6 +80,13 @@ def _run(args: list[str], capsys) -> tuple[int, str, str]:
     return cli_in_process(["run", *map(str, args), "--workers", "1", "--threads", "1"], capsys)
 
 
+def _train(study: Path, out: str, **options):
+    """``ablab run`` without the report (its figures are most of a tiny study's time)."""
+    outcome = run_study(load_study(study), out, workers=1, threads=1, report=False, **options)
+    assert outcome.counts.get("done") == 1, outcome.failures
+    return outcome
+
+
 # ---------------------------------------------------------------- end to end
 
 
@@ -88,8 +96,7 @@ def test_csv_study_from_another_directory_and_a_changed_file_is_retrained(places
     _write_csv(project / "data" / "points.csv", x, [["cat", "dog"][v] for v in y])
     study = _study(project, '{ name = "csv", path = "data/points.csv", target = "label" }')
 
-    code, out, err = _run([study, "--out", "out"], capsys)
-    assert code == 0, err + out
+    _train(study, "out")
     assert _accuracy(elsewhere / "out") >= 0.9
     record = json.loads(next((elsewhere / "out" / "runs").glob("*.json")).read_text())
     dataset = record["config"]["dataset"]
@@ -107,12 +114,12 @@ def test_csv_study_from_another_directory_and_a_changed_file_is_retrained(places
     _write_csv(project / "data" / "points.csv", x[::-1], [["cat", "dog"][v] for v in y])
     code, out, err = _run([study, "--out", "out"], capsys)
     assert code == 2 and "points.csv: changed since these runs" in err
-    code, out, err = _run([study, "--out", "out", "--rerun-changed"], capsys)
-    assert code == 0, err
-    assert "re-training 1 stored runs whose data changed" in out
+    outcome = _train(study, "out", rerun_changed=True)
+    assert outcome.ran == 1
+    assert "re-training 1 stored runs whose data changed (--rerun-changed)" in outcome.notes
 
 
-def test_npz_study_with_its_own_test_arrays(places, capsys):
+def test_npz_study_with_its_own_test_arrays(places):
     project, elsewhere = places
     x, y = _blobs(200)
     np.savez(project / "data" / "arrays.npz", x=x[:150], y=y[:150], x_test=x[150:],
@@ -120,8 +127,7 @@ def test_npz_study_with_its_own_test_arrays(places, capsys):
     study = _study(project, '{ name = "npz", path = "data/arrays.npz", val_fraction = 0.25 }')
     raw = load_raw("npz", {"path": str(project / "data" / "arrays.npz")})
     assert raw.has_official_test and len(raw.y_test) == 50
-    code, out, err = _run([study, "--out", "npz-out"], capsys)
-    assert code == 0, err + out
+    _train(study, "npz-out")
     assert _accuracy(elsewhere / "npz-out") >= 0.9
     record = json.loads(next((elsewhere / "npz-out" / "runs").glob("*.json")).read_text())
     assert record["sizes"] == {"train": 112, "val": 38, "test": 50}
@@ -139,13 +145,12 @@ def _images(root: Path, n: int = 24, size: tuple[int, int] = (10, 10), classes=N
             Image.fromarray(pixels).save(root / name / f"{i}.png")
 
 
-def test_image_folder_study_decoded_once_and_cached(places, capsys, monkeypatch):
+def test_image_folder_study_decoded_once_and_cached(places, monkeypatch):
     project, elsewhere = places
     _images(project / "data" / "shapes")
     study = _study(project, '{ name = "image_folder", path = "data/shapes", size = [8, 8], '
                             'normalize = "standard" }', epochs=5)
-    code, out, err = _run([study, "--out", "img-out"], capsys)
-    assert code == 0, err + out
+    _train(study, "img-out")
     assert _accuracy(elsewhere / "img-out") >= 0.9
     cached = list((elsewhere.parent / "cache" / "user-images").glob("*.npz"))
     assert len(cached) == 1
@@ -266,3 +271,37 @@ def test_check_model_names_what_a_plugin_ignores(capsys):
     assert code == 0 and "batch_norm: honoured" in out
     code, _, err = cli_in_process(["check-model", "mlpp"], capsys)
     assert code == 2 and "did you mean 'mlp'?" in err
+
+
+def _idx(path: Path, arr: np.ndarray) -> None:
+    """An IDX file (MNIST's format), as torchvision reads it."""
+    import struct
+
+    arr = np.asarray(arr, dtype=np.uint8)
+    with open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape))
+        f.write(arr.tobytes())
+
+
+def test_a_torchvision_dataset_already_on_disk(places, capsys):
+    project, _ = places
+    raw_dir = project / "tv" / "KMNIST" / "raw"
+    raw_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 20)):
+        y = np.arange(n) % 2
+        _idx(raw_dir / f"{prefix}-images-idx3-ubyte",
+             np.where(y[:, None, None] == 1, 200, 30) + rng.integers(0, 20, (n, 6, 6)))
+        _idx(raw_dir / f"{prefix}-labels-idx1-ubyte", y)
+    study = _study(project, '{ name = "torchvision", dataset = "KMNIST", root = "tv" }')
+    cfg = load_study(study).runs[0].config.dataset
+    bundle = load_data(cfg, 0)
+    assert bundle.sizes()["test"] == 20 and bundle.input_shape == (1, 6, 6)
+    assert bundle.class_names[:2] == ["o", "ki"]  # torchvision's KMNIST classes
+    assert len(dataset_files(cfg.model_dump(mode="json"))) == 4  # fingerprinted
+    for dataset, fragment in (('"KMNST"', "did you mean 'KMNIST'?"),
+                              ('"CIFAR10"', "ablab does not download it")):
+        bad = _study(project, f'{{ name = "torchvision", dataset = {dataset}, root = "tv" }}',
+                     name="bad")
+        code, out, err = _run([bad, "--out", "o"], capsys)
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err

@@ -435,6 +435,8 @@ def data(ctx: typer.Context) -> None:
         where = locate(entry.name)
         if where is None:
             origin = "plugin dataset" if entry.meta.get("plugin") else "no files needed"
+            if entry.meta.get("paths"):
+                origin = "reads the files a study names"
             line = f"{entry.name}: {origin} ({entry.summary})"
         elif where.found is not None:
             line = f"{entry.name}: found in {where.found}"

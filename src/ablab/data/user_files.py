@@ -17,6 +17,10 @@ a missing file or column, a non-numeric feature, a single class, images of mixed
 without ``size``, an empty folder or an unsupported file type. :func:`check_study_data`
 runs at plan time (a study check), so these come out before any worker starts.
 
+Datasets of torchvision whose files are already on disk (never downloaded)::
+
+    dataset = { name = "torchvision", dataset = "KMNIST", root = "data" }
+
 A separate test set: ``test_path`` (csv, image_folder) or the arrays ``x_test`` / ``y_test``
 in the ``.npz`` file; it is then the official test set (``test_fraction`` is not used).
 
@@ -96,7 +100,8 @@ def file_stamp(name: str, options: dict[str, Any]) -> tuple:
     """(path, size, mtime) of every file read: part of the in-process cache key, so an
     edited file is read again."""
     stamp = []
-    for p in files_of(name, options):
+    declared = DATASETS.get(name).meta.get("files")
+    for p in declared(options) if callable(declared) else []:
         try:
             st = p.stat()
             stamp.append((str(p), st.st_size, st.st_mtime_ns))
@@ -481,3 +486,101 @@ def image_folder(
         raw.x_test = tx
         raw.y_test = np.array([lookup[tnames[i]] for i in ty], dtype=np.int64)
     return raw
+
+
+# ---------------------------------------------------------------- torchvision, on disk
+
+
+def _tv_class(option: str, dataset: str):
+    import difflib
+
+    import torchvision.datasets as tvd
+
+    names = sorted(n for n in tvd.__all__ if n[0].isupper())
+    if dataset not in names:
+        close = difflib.get_close_matches(dataset, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserDataError(option, f"unknown torchvision dataset {dataset!r}{hint}; "
+                                    f"e.g. {', '.join(n for n in names if 'MNIST' in n)}")
+    return getattr(tvd, dataset)
+
+
+def _tv_root(root: str | None) -> Path:
+    return Path(root) if root is not None else data_root()
+
+
+def _tv_files(options: dict[str, Any]) -> list[Path]:
+    """The files under ROOT/DATASET (torchvision's usual layout), when that folder exists."""
+    folder = _tv_root(options.get("root")) / str(options.get("dataset"))
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.rglob("*") if f.is_file())
+
+
+def _tv_arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A torchvision dataset (no transform) as uint8 N×C×H×W and int64 labels."""
+    import torch
+
+    data = getattr(ds, "data", None)
+    targets = getattr(ds, "targets", None)
+    if targets is None:
+        targets = getattr(ds, "labels", None)
+    if isinstance(data, torch.Tensor):
+        data = data.numpy()
+    if isinstance(data, np.ndarray) and targets is not None and data.dtype == np.uint8:
+        x = data
+    else:  # one item at a time (PIL images)
+        items = [ds[i] for i in range(len(ds))]
+        x = np.stack([np.asarray(img, dtype=np.uint8) for img, _ in items])
+        targets = [t for _, t in items]
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)  # N×H×W×C (CIFAR) -> N×C×H×W
+    y = np.asarray(targets.numpy() if isinstance(targets, torch.Tensor) else targets)
+    return np.ascontiguousarray(x), y.astype(np.int64)
+
+
+def _tv_load(cls: Any, root: Path, dataset: str, train: bool, extra: dict[str, Any]):
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    kwargs = {"root": str(root), "download": False, **extra}
+    if "train" in params or "kwargs" in params and "split" in params:
+        kwargs["train"] = train
+    elif "split" in params and "split" not in extra:
+        kwargs["split"] = "train" if train else "test"
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - not there, or options it does not take
+        text = " ".join(str(exc).split())[:120]
+        raise UserDataError("root", f"torchvision {dataset}: cannot load from {root} ({text}); "
+                                    "ablab does not download it: put its files there in "
+                                    f"torchvision's layout (torchvision.datasets.{dataset}"
+                                    "(root, download=True) does)") from None
+
+
+@DATASETS.register(
+    "torchvision",
+    "a torchvision dataset by name whose files are already on disk (never downloaded)",
+    official_test=True,
+    paths=("root",),
+    files=_tv_files,
+    size=60000,
+)
+def torchvision_dataset(
+    *, dataset: str, root: str | None = None, options: dict[str, Any] = {}  # noqa: B006
+) -> RawData:
+    """``dataset``: a class of ``torchvision.datasets`` (KMNIST, CIFAR100, SVHN, ...);
+    ``root``: the folder torchvision would download to (default ``$ABLAB_DATA``); its
+    train and test splits become the training data and the official test set;
+    ``options``: further arguments, e.g. ``{ split = "balanced" }`` for EMNIST."""
+    cls = _tv_class("dataset", dataset)
+    where = _tv_root(root)
+    x, y = _tv_arrays(_tv_load(cls, where, dataset, True, dict(options)))
+    tx, ty = _tv_arrays(_tv_load(cls, where, dataset, False, dict(options)))
+    classes = getattr(cls, "classes", None) or sorted(set(y.tolist()))
+    names = [str(c) for c in classes]
+    if len(names) < int(max(y.max(), ty.max())) + 1:
+        names = [str(i) for i in range(int(max(y.max(), ty.max())) + 1)]
+    return RawData(x, y, names, "unit", x_test=tx, y_test=ty)
