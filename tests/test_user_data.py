@@ -216,6 +216,8 @@ ERRORS = {
                      ["base.dataset.path", "empty folder"]),
     "empty class": ('{ name = "image_folder", path = "data/hollow", size = [4, 4] }',
                     ["base.dataset.path", "empty class folder"]),
+    "no path": ('{ name = "csv" }',
+                ["base.dataset.path: required option of 'csv' is missing"]),
     "unknown option": ('{ name = "csv", path = "data/text.csv", tagret = "label" }',
                        ["dataset.tagret: unknown option for 'csv'", "did you mean 'target'?"]),
 }
