@@ -307,3 +307,23 @@ def test_a_torchvision_dataset_already_on_disk(places, capsys):
                      name="bad")
         code, out, err = _run([bad, "--out", "o"], capsys)
         assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_separate_test_files_are_the_official_test_set(places):
+    project, _ = places
+    x, y = _blobs(30)
+    _write_csv(project / "data" / "train.csv", x, [["cat", "dog"][v] for v in y])
+    _write_csv(project / "data" / "test.csv", x[:10], [["cat", "dog"][v] for v in y[:10]])
+    raw = load_raw("csv", {"path": str(project / "data" / "train.csv"),
+                           "test_path": str(project / "data" / "test.csv")})
+    assert raw.has_official_test and raw.x_test.shape == (10, 3)
+    assert raw.y_test.tolist() == y[:10].tolist()
+    _images(project / "data" / "train_img", n=3)
+    _images(project / "data" / "test_img", n=2, classes={"light": 200})
+    raw = load_raw("image_folder", {"path": str(project / "data" / "train_img"),
+                                    "test_path": str(project / "data" / "test_img")})
+    assert raw.class_names == ["dark", "light"] and raw.y_test.tolist() == [1, 1]
+    _write_csv(project / "data" / "odd.csv", x[:4], ["cat", "cow", "cat", "dog"])
+    with pytest.raises(ablab.data.UserDataError, match=r"classes \['cow'\] are not in"):
+        load_raw("csv", {"path": str(project / "data" / "train.csv"),
+                         "test_path": str(project / "data" / "odd.csv")})
