@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # The runner is imported now (it registers what ``Study.run`` calls); the results layer's
 # heavy parts (pandas, matplotlib) load on first use.
 
+from ablab.models.core import check_model  # noqa: E402
 from ablab.plugins import (  # noqa: E402
     register_activation,
     register_dataset,
@@ -35,6 +36,7 @@ from ablab.tune import run_tuned  # noqa: E402
 __all__ = [
     "Study",
     "StudyResults",
+    "check_model",
     "load_model",
     "load_study",
     "open_results",

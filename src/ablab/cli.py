@@ -437,6 +437,8 @@ def data(ctx: typer.Context) -> None:
         where = locate(entry.name)
         if where is None:
             origin = "plugin dataset" if entry.meta.get("plugin") else "no files needed"
+            if entry.meta.get("paths"):
+                origin = "reads the files a study names"
             line = f"{entry.name}: {origin} ({entry.summary})"
         elif where.found is not None:
             line = f"{entry.name}: found in {where.found}"
@@ -501,6 +503,45 @@ def export_(
             f"{info['logdir']} (view: tensorboard --logdir {info['logdir']})",
             highlight=False,
         )
+
+
+@app.command("check-model")
+def check_model_cmd(
+    name: Annotated[str, typer.Argument(help="A registered model (built in or a plugin's)")],
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option("--plugin", help="A plugin module (a .py path or a name) to import first"),
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="One example's shape, e.g. 3,32,32 or 20")
+    ] = None,
+) -> None:
+    """Which generic options (activation, dropout, batch_norm, init) a model honours;
+    exit 1 when it ignores one."""
+    from ablab.models.core import check_model
+    from ablab.plugins import PluginError, import_plugins, resolve_plugins
+
+    if plugin:
+        try:  # naming the file on the command line is the consent
+            import_plugins(resolve_plugins(plugin, Path.cwd()), allow=True)
+        except PluginError as exc:
+            raise UserError(f"--plugin: {exc}") from None
+    shape = None
+    if input_shape:
+        try:
+            shape = tuple(int(d) for d in input_shape.split(",") if d.strip())
+        except ValueError:
+            raise UserError(f"--input-shape {input_shape!r}: give integers, e.g. 3,32,32") \
+                from None
+    from ablab.registry import MODELS
+
+    if name not in MODELS:
+        raise UserError(f"check-model: {MODELS.unknown_message(name)}")
+    result = check_model(name, input_shape=shape)
+    console.print(str(result), highlight=False, markup=False, soft_wrap=True)
+    if not result.ok:
+        console.print(f"ignored: {', '.join(result.ignored)}", highlight=False, markup=False)
+        raise typer.Exit(1)
 
 
 def _one_line(text: str) -> str:

@@ -128,6 +128,17 @@ class DatasetConfig(Component):
     # Seed of the train/validation/test split and of the subset; None: the run's seed, so
     # runs that share a seed share their split (what a paired comparison needs).
     split_seed: Seed | None = None
+    # The folder that relative paths in a dataset's path options (csv, npz, image_folder:
+    # ``path``) are read from: set by the study loader to the study file's folder, else the
+    # current directory when the config is validated. Where files are, not what a run
+    # computes: left out of a run's identity (see ablab.identity).
+    base_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _anchor_paths(self):
+        if self.base_dir is None and DATASETS.get(self.name).meta.get("paths"):
+            self.base_dir = str(Path.cwd())
+        return self
 
     @model_validator(mode="after")
     def _fit_on_needs_fitted_mode(self):
@@ -146,6 +157,8 @@ class DatasetConfig(Component):
         data = handler(self)
         if isinstance(data, dict) and data.get("normalize_fit_on") == "train":
             data.pop("normalize_fit_on")
+        if isinstance(data, dict) and data.get("base_dir", 0) is None:
+            data.pop("base_dir")  # only datasets that read the user's files have one
         return data
 
 
@@ -543,12 +556,27 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> 
     return data
 
 
+def anchor_dataset(data: dict[str, Any], base_dir: str | Path) -> None:
+    """Give ``data``'s dataset table (plain data, before validation) ``base_dir`` as the
+    folder its relative file paths are read from, when its dataset reads the user's files
+    (registry meta ``paths``) and the table does not name one itself."""
+    dataset = data.get("dataset")
+    if isinstance(dataset, str):
+        dataset = {"name": dataset}
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str):
+        return
+    if dataset["name"] in DATASETS and DATASETS.get(dataset["name"]).meta.get("paths"):
+        dataset.setdefault("base_dir", str(Path(base_dir).resolve()))
+        data["dataset"] = dataset
+
+
 def load_run(
     path: str | Path, sets: list[str] | tuple[str, ...] = (), allow_plugins: bool | None = None
 ) -> RunConfig:
     """Load a run file, apply ``--set`` overrides, validate. Plugins the file names are
     imported only with ``allow_plugins`` (None: ``ABLAB_ALLOW_PLUGINS``)."""
     data = apply_overrides(load_toml(path), sets)
+    anchor_dataset(data, Path(path).parent)  # the user's data files: relative to the file
     if isinstance(data.get("plugins"), list):  # relative paths are relative to the file
         from ablab.plugins import PluginError, import_plugins, resolve_plugins
 

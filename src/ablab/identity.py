@@ -30,6 +30,11 @@ NOT_IN_IDENTITY = (
 #: Settings added after run ids were first issued: left out at their default, so existing
 #: study directories keep their ids (bf16 changes the numbers, so it is in the identity).
 IN_IDENTITY_UNLESS_DEFAULT: dict[str, Any] = {"precision": "fp32"}
+#: Fields inside a table that say where files are, not what is read: a dataset's
+#: ``base_dir`` (the study file's folder, which relative data paths start from; the path as
+#: written stays in the identity, and the files' content is checked by the data
+#: fingerprints), so a project moved to another folder keeps its run ids.
+NESTED_NOT_IN_IDENTITY: dict[str, tuple[str, ...]] = {"dataset": ("base_dir",)}
 _MISSING = object()
 
 
@@ -46,6 +51,9 @@ def identity(config: Any, with_seed: bool = True) -> dict[str, Any]:
         for k, v in _plain(config).items()
         if k not in NOT_IN_IDENTITY and IN_IDENTITY_UNLESS_DEFAULT.get(k, _MISSING) != v
     }
+    for table, keys in NESTED_NOT_IN_IDENTITY.items():
+        if isinstance(data.get(table), dict) and any(k in data[table] for k in keys):
+            data[table] = {k: v for k, v in data[table].items() if k not in keys}
     if not with_seed:
         data.pop("seed", None)
     return data
@@ -74,4 +82,7 @@ def outside_identity(path: str) -> bool:
     """True for a dotted config path that never makes two runs different (``seed`` too:
     seeds are replicates of one variant)."""
     top = path.split(".", 1)[0].split("[", 1)[0]
+    inner = path.split(".")
+    if len(inner) == 2 and inner[1] in NESTED_NOT_IN_IDENTITY.get(top, ()):
+        return True
     return top == "seed" or top in NOT_IN_IDENTITY

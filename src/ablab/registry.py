@@ -40,7 +40,7 @@ class Entry:
     def describe_options(self) -> str:
         parts = []
         for k, f in self.options.model_fields.items():
-            parts.append(f"{k}={f.default!r}")
+            parts.append(f"{k} (required)" if f.is_required() else f"{k}={f.default!r}")
         return ", ".join(parts)
 
     def validate_options(self, given: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +57,8 @@ class Entry:
                 close = difflib.get_close_matches(loc, list(self.options.model_fields), n=1)
                 if close:
                     msg += f" (did you mean {close[0]!r}?)"
+            elif err["type"] == "missing":
+                msg = f"required option of {self.name!r} is missing"
             else:
                 msg = err["msg"]
             raise FieldError(loc, msg) from None

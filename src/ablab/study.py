@@ -38,6 +38,7 @@ from ablab.config import (
     RunConfig,
     Seed,
     Strict,
+    anchor_dataset,
     apply_overrides,
     format_validation_error,
     load_toml,
@@ -433,7 +434,8 @@ def _factor_options(
 
 
 def _run_config(
-    cfg: StudyConfig, source: str, assignment: dict[str, Any], seed: int, label: str, locate
+    cfg: StudyConfig, source: str, assignment: dict[str, Any], seed: int, label: str, locate,
+    base_dir: Path | None = None,
 ) -> RunConfig:
     """The base recipe with one variant's values and a seed, validated."""
     data = copy.deepcopy(cfg.base)
@@ -444,6 +446,8 @@ def _run_config(
             why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
             raise ConfigError(f"{source}: {locate(key)}: {why}") from None
     data["seed"] = seed
+    if base_dir is not None:  # the user's data files: relative to the study file
+        anchor_dataset(data, base_dir)
     try:
         return RunConfig.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -473,9 +477,11 @@ def expand(
     text: str = "",
     overrides: list[str] = (),
     forced: dict[str, Any] | None = None,
+    base_dir: Path | None = None,
 ) -> Study:
     """Validate every run of the study and give each its id and label. ``forced`` sets
-    varied fields to one value in every variant (``--set`` on a varied key)."""
+    varied fields to one value in every variant (``--set`` on a varied key). ``base_dir``:
+    the study file's folder, where relative dataset paths are read from."""
     if "seed" in cfg.base:
         raise ConfigError(f"{source}: base.seed: a study's seeds are the top-level seeds list")
     factors = _check_factors(cfg, source)
@@ -494,7 +500,7 @@ def expand(
         variant = {columns[k]: format_value(v) for k, v in shown.items()}
         label = ", ".join(f"{k}={v}" for k, v in variant.items())
         for seed in cfg.seeds:
-            run_cfg = _run_config(cfg, source, assignment, seed, label, locate)
+            run_cfg = _run_config(cfg, source, assignment, seed, label, locate, base_dir)
             study.runs.append(
                 PlannedRun(run_id(run_cfg), variant_id(run_cfg), variant, label, seed, run_cfg)
             )
@@ -729,4 +735,5 @@ def load_study(
                 base_sets.append(item)
         apply_overrides(cfg.base, base_sets)
         source += " (with --set)"
-    return expand(cfg, source, text, list(sets), forced)
+    base_dir = None if path.parent.resolve() == BUILTIN_DIR.resolve() else path.parent
+    return expand(cfg, source, text, list(sets), forced, base_dir=base_dir)

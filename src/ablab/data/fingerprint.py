@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ablab.data.sources import DataLocation, download_allowed, fetch, locate
+from ablab.data.user_files import path_options, resolve_paths
 from ablab.errors import DataMissingError
 from ablab.registry import DATASETS
 
@@ -51,13 +52,31 @@ class DataChangedError(DataMissingError):
 
 
 def dataset_key(dataset: dict[str, Any]) -> str:
-    """A run's resolved ``dataset`` table as one string (what it reads, with which options)."""
+    """A run's resolved ``dataset`` table as one string (what it reads, with which options;
+    without ``base_dir``, where its relative paths start, so a moved project keeps its
+    keys)."""
+    dataset = {k: v for k, v in dataset.items() if k != "base_dir"}
     return json.dumps(dataset, sort_keys=True, separators=(",", ":"))
 
 
 def _options(dataset: dict[str, Any]) -> dict[str, Any]:
     entry = DATASETS.get(dataset["name"])
-    return {k: v for k, v in dataset.items() if k in entry.options.model_fields}
+    options = {k: v for k, v in dataset.items() if k in entry.options.model_fields}
+    if path_options(dataset["name"]):  # the user's files: relative to the study's folder
+        return resolve_paths(dataset["name"], options, dataset.get("base_dir"))
+    return options
+
+
+def _file_names(paths: list[Path]) -> list[str]:
+    """How each file is named in a fingerprint: its name, or, when two share a name (an
+    image folder's cat/1.png and dog/1.png), its path below their common folder."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names) or len(paths) < 2:
+        return names
+    import os
+
+    common = Path(os.path.commonpath([str(p) for p in paths]))
+    return [str(p.relative_to(common)) if p != common else p.name for p in paths]
 
 
 def _found_files(where: DataLocation) -> list[Path]:
@@ -151,15 +170,15 @@ def fingerprints(
         if not files:
             continue
         entry: dict[str, dict[str, Any]] = {}
-        for path in files:
+        for path, name in zip(files, _file_names(files), strict=True):
             stat = path.stat()
-            old = known.get(key, {}).get(path.name)
+            old = known.get(key, {}).get(name)
             if old and old["size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns:
                 sha = old["sha256"]
             else:
                 sha = hashed.get(path) or _sha256(path)
                 hashed[path] = sha
-            entry[path.name] = {
+            entry[name] = {
                 "path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "sha256": sha,
             }

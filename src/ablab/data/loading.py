@@ -23,13 +23,14 @@ from ablab.config import AugmentConfig, DatasetConfig
 from ablab.data.augment import augment_batch
 from ablab.data.base import DataBundle, RawData, Split
 from ablab.data.sources import data_root
+from ablab.data.user_files import file_stamp, path_options, resolve_paths
 from ablab.registry import DATASETS
 
 NORMALIZE_MODES = ("unit", "half", "standard", "per_feature", "none")
 
 
 @functools.lru_cache(maxsize=8)
-def _load_raw_cached(name: str, options_json: str, root: str) -> RawData:
+def _load_raw_cached(name: str, options_json: str, root: str, stamp: tuple = ()) -> RawData:
     raw = DATASETS.get(name).fn(**json.loads(options_json))
     for arr in (raw.x, raw.y, raw.x_test, raw.y_test):
         if arr is not None:
@@ -39,8 +40,21 @@ def _load_raw_cached(name: str, options_json: str, root: str) -> RawData:
 
 def load_raw(name: str, options: dict[str, Any] | None = None) -> RawData:
     """The registry function's result, cached in-process on (name, options, data root), so
-    a worker running many runs reads the files once. The arrays are read-only."""
-    return _load_raw_cached(name, json.dumps(options or {}, sort_keys=True), str(data_root()))
+    a worker running many runs reads the files once. The arrays are read-only. For a
+    dataset read from the user's files (``csv``, ``npz``, ``image_folder``), ``options``
+    hold absolute paths (see :func:`dataset_options`), and the files' sizes and times are
+    part of the key, so an edited file is read again."""
+    options = options or {}
+    stamp = file_stamp(name, options) if path_options(name) else ()
+    return _load_raw_cached(name, json.dumps(options, sort_keys=True), str(data_root()), stamp)
+
+
+def dataset_options(cfg: DatasetConfig) -> dict[str, Any]:
+    """The registry function's options of ``cfg``, relative paths joined to its
+    ``base_dir`` (the study file's folder)."""
+    if not path_options(cfg.name):
+        return cfg.options
+    return resolve_paths(cfg.name, cfg.options, cfg.base_dir)
 
 
 def clear_cache() -> None:
@@ -188,7 +202,7 @@ def _all_examples(raw: RawData) -> torch.Tensor:
 
 def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu") -> DataBundle:
     """Load, split, and put on ``device`` the data a run's config asks for."""
-    raw = load_raw(cfg.name, cfg.options)
+    raw = load_raw(cfg.name, dataset_options(cfg))
     has_test = raw.x_test is not None
     split_seed = cfg.split_seed if cfg.split_seed is not None else seed
     ids = split_indices(

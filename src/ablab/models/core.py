@@ -264,3 +264,148 @@ def check_varied_options(study: Any) -> None:
                         f"would train the same network; call {how} in the builder (or "
                         f"register it with honours=(...)), or stop varying {path}"
                     )
+
+
+# ---------------------------------------------------------------- a plugin author's check
+
+#: Each generic option, two settings that must build different networks when the option is
+#: honoured, and how a builder honours it.
+_CHECKED_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "activation": ({"activation": {"name": "relu"}}, {"activation": {"name": "tanh"}}),
+    "dropout": ({"dropout": 0.0}, {"dropout": 0.5}),
+    "batch_norm": ({"batch_norm": False}, {"batch_norm": True}),
+}
+
+
+@dataclass
+class ModelCheck:
+    """What :func:`check_model` found: for each generic option (activation, dropout,
+    batch_norm, init) ``"honoured"`` or ``"ignored"``, with one line of why each."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    status: dict[str, str]
+    why: dict[str, str]
+
+    @property
+    def ignored(self) -> list[str]:
+        return [k for k, v in self.status.items() if v != "honoured"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.ignored
+
+    def lines(self) -> list[str]:
+        return [f"{k}: {self.status[k]}: {self.why[k]}" for k in self.status]
+
+    def __str__(self) -> str:
+        head = f"model {self.name!r} on input {self.input_shape}:"
+        return "\n".join([head, *("  " + line for line in self.lines())])
+
+
+def _build_with(entry: Entry, options: dict[str, Any], generic: dict[str, Any],
+                input_shape: tuple[int, ...], num_classes: int) -> tuple[nn.Module, ModelSpec]:
+    from ablab.config import ModelConfig
+
+    cfg = ModelConfig.model_validate({"name": entry.name, **options, **generic})
+    spec = ModelSpec.from_config(cfg, input_shape, num_classes)
+    model = entry.fn(spec, **entry.validate_options(cfg.options))
+    return model, spec
+
+
+def check_model(
+    name: str,
+    options: dict[str, Any] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int = 3,
+) -> ModelCheck:
+    """Which generic options (``activation``, ``dropout``, ``batch_norm``, ``init``) the
+    registered model ``name`` honours: a ``check_estimator`` for plugin authors.
+
+    Builds the model with two settings of each option and compares the networks (their
+    module listing); also records what the builder asked the spec for (``spec.act()``,
+    ``spec.dropout_or(default)``, ``spec.batch_norm_or(default)``: what a study's plan
+    check relies on) and compares it with a declared ``honours=(...)``. ``init`` is honoured
+    when the model has conv / linear layers (``apply_init`` re-initialises those).
+    ``input_shape``: one example's shape (default (3, 32, 32) for a model that needs images,
+    else tried as (3, 32, 32), then (20,))."""
+    entry = MODELS.get(name)
+    options = dict(options or {})
+    shapes = [tuple(input_shape)] if input_shape else [(3, 32, 32), (20,)]
+    if input_shape is None and entry.meta.get("min_hw"):
+        side = max(32, int(entry.meta["min_hw"]))
+        shapes = [(3, side, side)]
+    base = None
+    error: Exception | None = None
+    for shape in shapes:
+        try:
+            base = _build_with(entry, options, {}, shape, num_classes)
+            with torch.no_grad():  # takes the input (and lazy layers get their sizes)
+                base[0].eval()(torch.zeros(2, *shape))
+            break
+        except Exception as exc:  # noqa: BLE001 - tried on the next shape, else reported
+            error = exc
+    if base is None:
+        raise ConfigError(
+            f"model {name!r}: cannot be built on input {shapes[-1]} "
+            f"({error.__class__.__name__}: {' '.join(str(error).split())[:120]}); "
+            "give the input shape it takes (--input-shape 3,32,32 or input_shape=(3, 32, 32))"
+        )
+    model, spec = base
+    declared = entry.meta.get("honours")
+    status: dict[str, str] = {}
+    why: dict[str, str] = {}
+    for option, (low, high) in _CHECKED_SETTINGS.items():
+        a, spec_a = _build_with(entry, options, low, shape, num_classes)
+        b, spec_b = _build_with(entry, options, high, shape, num_classes)
+        read = option in (spec_a.reads | spec_b.reads)
+        differs = str(a) != str(b)
+        how = GENERIC_OPTIONS[option]
+        said = f"{option}={_setting(low[option])} and {option}={_setting(high[option])}"
+        if read and differs:
+            status[option], why[option] = "honoured", f"the builder calls {how}; {said} " \
+                                                      "build different networks"
+        elif read:
+            status[option], why[option] = "honoured", (
+                f"the builder calls {how}; {said} list the same modules (used in forward?)")
+        elif differs:
+            status[option], why[option] = "ignored", (
+                f"{said} build different networks, but the builder never calls {how}, so a "
+                f"study varying model.{option} is refused; call {how}")
+        else:
+            status[option], why[option] = "ignored", (
+                f"the builder never calls {how} and {said} build the same network; call "
+                f"{how} where the layer is made")
+        if declared is not None and (option in declared) != (status[option] == "honoured"):
+            # a study trusts the declaration: an undeclared option may not be varied
+            status[option] = "ignored"
+            word = "declares" if option in declared else "leaves it out of"
+            why[option] += f"; but its registry entry {word} honours={tuple(declared)!r}"
+    layers = [m for m in model.modules()
+              if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    covered = sum(p.numel() for m in layers for p in m.parameters(recurse=False))
+    total = count_parameters(model)
+    fresh, _ = _build_with(entry, options, {}, shape, num_classes)
+    try:
+        apply_init(fresh, "normal(0, 0.01)")
+        init_error = None
+    except Exception as exc:  # noqa: BLE001 - reported as the finding
+        init_error = " ".join(str(exc).split())[:100]
+    if init_error is not None:
+        status["init"], why["init"] = "ignored", (
+            f"model.init fails on the built model ({init_error}); lazy layers "
+            "(nn.LazyLinear) have no weights to initialise until the first batch: give "
+            "them their input size from spec.input_shape")
+    elif layers:
+        status["init"], why["init"] = "honoured", (
+            f"init re-initialises its {len(layers)} conv/linear layers ({covered:,} of "
+            f"{total:,} parameters)")
+    else:
+        status["init"], why["init"] = "ignored", (
+            "the model has no nn.Linear or nn.Conv layers, which is what model.init "
+            "re-initialises; build it from them")
+    return ModelCheck(name, tuple(shape), status, why)
+
+
+def _setting(value: Any) -> str:
+    return value["name"] if isinstance(value, dict) else str(value).lower()
