@@ -53,23 +53,106 @@ class Catalogue(StrEnum):
     optimizers = "optimizers"
     schedules = "schedules"
     probes = "probes"
+    run = "run"
+    study = "study"
 
 
 @app.command("list")
-def list_(what: Annotated[Catalogue, typer.Argument()] = Catalogue.models) -> None:
-    """What is built in, one line each with its options."""
-    from ablab import registry
-
-    if what == Catalogue.studies:
+def list_(
+    what: Annotated[
+        Catalogue | None,
+        typer.Argument(help="A catalogue; none: the index of every catalogue"),
+    ] = None,
+    name: Annotated[str | None, typer.Argument(help="One entry, e.g. simple_cnn")] = None,
+) -> None:
+    """What a study may name: each entry with every field it accepts (its own options
+    and the ones every entry takes), their allowed values and defaults."""
+    if what is None:
+        _list_index()
+    elif what == Catalogue.studies:
         _list_studies()
-        return
-    reg = getattr(registry, what.value.upper())
-    for entry in reg:
-        opts = entry.describe_options()
-        line = f"[bold]{entry.name}[/bold]  {entry.summary}"
-        if opts:
-            line += f"  [dim]options: {opts}[/dim]"
-        console.print(line, highlight=False)
+    elif what.value in ("run", "study"):
+        _list_fields(what.value)
+    else:
+        _list_entries(what.value, name)
+
+
+def _list_index() -> None:
+    from ablab.schema import catalogue
+    from ablab.study import builtin_studies
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column("catalogue", style="bold", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("entries")
+    studies = builtin_studies()
+    table.add_row("studies", str(len(studies)), ", ".join(studies))
+    for what, entries in catalogue().items():
+        table.add_row(what, str(len(entries)), ", ".join(e.name for e in entries))
+    table.add_row("run", "", "the fields of a run file (and of a study's \\[base])")
+    table.add_row("study", "", "the top-level fields of a study file")
+    console.print(table, highlight=False)
+    console.print("`ablab list NAME` shows each entry's fields, allowed values and defaults; "
+                  "`ablab schema` writes them as a JSON Schema.", highlight=False,
+                  markup=False)
+
+
+def _fields_table(rows) -> Table:
+    table = Table(box=None, show_header=True, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column("  field", no_wrap=True)
+    table.add_column("allowed")
+    table.add_column("default")
+    for row in rows:
+        table.add_row(f"  {row.name}", row.allowed, row.default or "(required)")
+    return table
+
+
+def _list_entries(what: str, name: str | None) -> None:
+    from ablab.schema import COMPONENTS, entry_fields, registry_of
+
+    reg = registry_of(what)
+    entries = list(reg)
+    if name is not None:
+        entries = [reg.get(name)] if reg.canonical(name) else []
+        if not entries:
+            raise UserError(f"ablab list {what}: {reg.unknown_message(name)}")
+    generic = COMPONENTS[what].generic_fields()
+    for entry in entries:
+        console.print(f"[bold]{entry.name}[/bold]  {entry.summary}", highlight=False)
+        rows = entry_fields(what, entry)
+        if rows:
+            console.print(_fields_table(rows), highlight=False)
+        else:
+            console.print("  (no options)", highlight=False)
+    if generic:
+        console.print(f"every {reg.kind} takes {', '.join(generic)}; "
+                      f"a {reg.kind} is a name (\"{entries[0].name}\") or a table "
+                      f"({{ name = \"{entries[0].name}\", ... }})", highlight=False,
+                      markup=False)
+
+
+def _list_fields(what: str) -> None:
+    from ablab.schema import FIELD_TABLES, model_rows
+
+    console.print(f"[bold]{what} file[/bold]", highlight=False)
+    console.print(_fields_table(model_rows(FIELD_TABLES[what])), highlight=False)
+
+
+@app.command("schema")
+def schema(
+    run_file: Annotated[
+        bool, typer.Option("--run", help="The schema of a run file instead of a study file")
+    ] = False,
+) -> None:
+    """Print a JSON Schema of a study file (or a run file) for editors: save it, then put
+    `#:schema ./ablab-study.schema.json` as the first line of a study file (taplo / Even
+    Better TOML)."""
+    import json
+
+    from ablab.schema import run_schema, study_schema
+
+    text = json.dumps(run_schema() if run_file else study_schema(), indent=2)
+    sys.stdout.write(text + "\n")
 
 
 def _duration(seconds: float) -> str:
