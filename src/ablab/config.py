@@ -178,6 +178,11 @@ class DatasetConfig(Component):
 
 _INIT_RE = re.compile(r"^normal\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
 INIT_NAMES = ("default", "glorot_uniform", "glorot_normal", "kaiming_normal", "kaiming_uniform")
+#: What ``model.init`` accepts, for the JSON Schema and ``ablab list models``.
+INIT_SCHEMA = {
+    "pattern": r"^(" + "|".join(INIT_NAMES) + r"|normal\(\s*[-+0-9.eE]+\s*,\s*[-+0-9.eE]+\s*\))$",
+    "x-allowed": " | ".join(f'"{n}"' for n in INIT_NAMES) + ' | "normal(MEAN, STD)"',
+}
 
 
 def parse_init(spec: str) -> tuple[str, tuple[float, ...]]:
@@ -203,10 +208,7 @@ class ModelConfig(Component):
     activation: ActivationConfig = Field(default_factory=lambda: ActivationConfig(name="relu"))
     dropout: Fraction | None = None  # None: the architecture's own default
     batch_norm: bool | None = None  # None: the architecture's own default
-    init: Annotated[str, Field(json_schema_extra={
-        "pattern": r"^(" + "|".join(INIT_NAMES) + r"|normal\(\s*[-+0-9.eE]+\s*,\s*[-+0-9.eE]+\s*\))$",
-        "x-allowed": " | ".join(f'"{n}"' for n in INIT_NAMES) + ' | "normal(MEAN, STD)"',
-    })] = "default"
+    init: Annotated[str, Field(json_schema_extra=INIT_SCHEMA)] = "default"
 
     @field_validator("init")
     @classmethod

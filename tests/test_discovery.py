@@ -1,0 +1,111 @@
+"""What a new user finds out by asking: ``ablab list`` (every field an entry accepts, from
+the validation schema) and error messages that name the unknown key with the closest of
+*all* valid fields."""
+
+import pytest
+
+import ablab  # noqa: F401  (fills the registries)
+from ablab.config import ModelConfig, parse_run
+from ablab.errors import ConfigError
+from ablab.registry import DATASETS, MODELS
+from ablab.schema import COMPONENTS, entry_fields
+from conftest import cli_in_process, tiny_run
+
+
+def test_list_alone_is_an_index_of_every_catalogue(capsys):
+    code, out, err = cli_in_process(["list"], capsys)
+    assert code == 0, err
+    for catalogue in ["studies", *COMPONENTS, "run", "study"]:
+        assert catalogue in out
+    assert f"models       {len(MODELS.names())}" in out
+    assert "simple_cnn" in out and "moons-circles-activations" in out
+
+
+def test_list_models_shows_generic_options_with_each_architectures_defaults(capsys):
+    code, out, err = cli_in_process(["list", "models"], capsys)
+    assert code == 0, err
+    for field in ("dropout", "batch_norm", "activation", "init", "hidden", "head"):
+        assert field in out
+    code, out, _ = cli_in_process(["list", "models", "simple_cnn"], capsys)
+    assert "0.5 (simple_cnn's own)" in out and "true (simple_cnn's own)" in out
+    assert "mlp" not in out.split("\n", 1)[0]
+
+
+def test_list_datasets_shows_split_and_normalisation_fields(capsys):
+    code, out, err = cli_in_process(["list", "datasets", "moons"], capsys)
+    assert code == 0, err
+    for field in ("n_samples", "subset", "eval_subset", "normalize", "normalize_fit_on",
+                  "val_fraction", "split_seed", "augment"):
+        assert field in out
+    assert '"per_feature"' in out  # allowed values, not just the name
+
+
+def test_list_rows_come_from_the_validation_models():
+    """Every declared field of the component class and every registry option is listed:
+    a new field shows up without editing the listing."""
+    for catalogue, cls in COMPONENTS.items():
+        for entry in cls.registry:
+            names = [row.name for row in entry_fields(catalogue, entry)]
+            assert set(names) == set(cls.generic_fields()) | set(entry.options.model_fields)
+
+
+def test_list_unknown_entry_is_one_line(capsys):
+    code, _, err = cli_in_process(["list", "models", "simple_cnm"], capsys)
+    assert code == 2 and "did you mean 'simple_cnn'" in err
+
+
+def test_list_fits_80_columns(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    import ablab.cli
+
+    monkeypatch.setattr(ablab.cli.console, "_width", 80)
+    code, out, _ = cli_in_process(["list", "datasets"], capsys)
+    assert code == 0
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
+
+
+def _error(data) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_run(data, "run.toml")
+    return str(info.value)
+
+
+def test_misspelt_generic_model_option_is_named_with_the_right_suggestion():
+    msg = _error(tiny_run(model={"name": "mlp", "dropuot": 0.2}))
+    assert "model.dropuot: unknown option for 'mlp'" in msg
+    assert "dropout" in msg.split("its options are:")[1]  # listed, so clearly supported
+    assert msg.endswith("(did you mean 'dropout'?)")
+
+
+def test_unknown_key_is_named_before_the_missing_one_it_explains():
+    data = tiny_run()
+    data["epoch"] = data.pop("epochs")
+    msg = _error(data)
+    assert "run.toml: epoch: unknown field" in msg and "(did you mean 'epochs'?)" in msg
+    assert "required field is missing" not in msg
+
+
+def test_unknown_dataset_option_suggests_a_generic_dataset_field():
+    msg = _error(tiny_run(dataset={"name": "moons", "subest": 100}))
+    assert "every dataset's:" in msg and msg.endswith("(did you mean 'subset'?)")
+
+
+@pytest.mark.parametrize("given", ["Relu", "RELU", "relu"])
+def test_registry_names_match_without_regard_to_case(given):
+    cfg = parse_run(tiny_run(model={"name": "MLP", "hidden": [8], "activation": given}))
+    assert cfg.model.name == "mlp" and cfg.model.activation.name == "relu"
+    assert cfg.model_dump() == parse_run(
+        tiny_run(model={"name": "mlp", "hidden": [8], "activation": "relu"})
+    ).model_dump()
+
+
+def test_a_misspelt_name_suggests_ignoring_case():
+    msg = _error(tiny_run(model={"name": "mlp", "activation": "Rleu"}))
+    assert msg.endswith("(did you mean 'relu'?)")
+    assert "did you mean 'moons'" in _error(tiny_run(dataset={"name": "MONS"}))
+
+
+def test_generic_fields_are_the_component_classes_own():
+    assert ModelConfig.generic_fields() == ["activation", "dropout", "batch_norm", "init"]
+    assert "subset" in COMPONENTS["datasets"].generic_fields()
+    assert DATASETS.canonical("Moons") == "moons" and DATASETS.canonical("nope") is None
