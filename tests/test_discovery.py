@@ -109,3 +109,22 @@ def test_generic_fields_are_the_component_classes_own():
     assert ModelConfig.generic_fields() == ["activation", "dropout", "batch_norm", "init"]
     assert "subset" in COMPONENTS["datasets"].generic_fields()
     assert DATASETS.canonical("Moons") == "moons" and DATASETS.canonical("nope") is None
+
+
+def test_verdicts_and_rankings_name_their_factor_as_written():
+    import numpy as np
+
+    from ablab.analysis.compare import Comparison, Ranking, compare_samples, decide_family
+    from ablab.analysis.verdicts import ranking_sentence, terminal_lines, verdict
+
+    rng = np.random.default_rng(0)
+    a = 0.9 + 0.003 * rng.standard_normal(6)
+    result = compare_samples(a, a - 0.05 + 0.003 * rng.standard_normal(6), True,
+                             scale="difference")
+    c = Comparison("batch_norm", "test_accuracy", "", "True", "False", "", "", result)
+    decide_family([c], 0.05, 0.01)
+    assert verdict(c).startswith("batch_norm=True beats batch_norm=False by ")
+    assert terminal_lines([c])[0].startswith("BEATS      batch_norm=True beats batch_norm=")
+    ranking = Ranking("batch_norm", "test_accuracy", "", ["True", "False"], [0.9, 0.85],
+                      ["a", "b"])
+    assert ranking_sentence(ranking).startswith("batch_norm by test accuracy: True 90.0 %")
