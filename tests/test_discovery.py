@@ -3,13 +3,13 @@ the validation schema) and error messages that name the unknown key with the clo
 *all* valid fields."""
 
 import pytest
+from conftest import cli_in_process, tiny_run
 
 import ablab  # noqa: F401  (fills the registries)
 from ablab.config import ModelConfig, parse_run
 from ablab.errors import ConfigError
 from ablab.registry import DATASETS, MODELS
 from ablab.schema import COMPONENTS, entry_fields
-from conftest import cli_in_process, tiny_run
 
 
 def test_list_alone_is_an_index_of_every_catalogue(capsys):

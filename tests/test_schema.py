@@ -6,11 +6,11 @@ import tomllib
 
 import jsonschema
 import pytest
+from conftest import cli_in_process, tiny_run
 
 import ablab  # noqa: F401  (fills the registries)
 from ablab.schema import run_schema, study_schema
 from ablab.study import builtin_studies
-from conftest import cli_in_process, tiny_run
 
 
 @pytest.fixture(scope="module")
