@@ -128,3 +128,24 @@ def test_verdicts_and_rankings_name_their_factor_as_written():
     ranking = Ranking("batch_norm", "test_accuracy", "", ["True", "False"], [0.9, 0.85],
                       ["a", "b"])
     assert ranking_sentence(ranking).startswith("batch_norm by test accuracy: True 90.0 %")
+
+
+def test_factor_columns_keep_their_types():
+    from ablab.results import typed_levels
+
+    assert typed_levels(["0", "0.5", "0"]) == [0, 0.5, 0]
+    assert typed_levels(["True", "False"]) == [True, False]
+    assert typed_levels(["1e-05", "0.001"]) == [1e-05, 0.001]
+    assert typed_levels(["relu", "tanh"]) == ["relu", "tanh"]
+    assert typed_levels(["0", "relu"]) == ["0", "relu"]  # mixed: labels as they are
+    assert typed_levels(["True", "0"]) == ["True", "0"]
+
+
+def test_study_variants_slice_and_short_reprs():
+    study = ablab.load_study("moons-circles-activations")
+    variants = study.variants()
+    first_two = variants[:2]
+    assert list(first_two) == list(variants)[:2] and len(first_two) == 2
+    assert variants[0] == variants[list(variants)[0]]
+    assert len(repr(study)) < 200 and len(repr(study.runs[0])) < 120
+    assert len(repr(variants)) < 600
