@@ -149,3 +149,40 @@ def test_study_variants_slice_and_short_reprs():
     assert variants[0] == variants[list(variants)[0]]
     assert len(repr(study)) < 200 and len(repr(study.runs[0])) < 120
     assert len(repr(variants)) < 600
+
+
+def test_dry_run_trains_nothing_and_prints_plan_holdings_and_estimate(tmp_path, capsys):
+    from conftest import MOONS_STUDY
+
+    path = tmp_path / "s.toml"
+    path.write_text(MOONS_STUDY.format(name="dry", description="d", seeds="[0, 1]", epochs=2,
+                                       activations='["relu", "tanh"]'))
+    out = tmp_path / "out"
+    code, stdout, err = cli_in_process(["run", str(path), "--out", str(out), "--dry-run"],
+                                       capsys)
+    assert code == 0, err
+    assert not out.exists()  # nothing written, nothing trained
+    stdout = " ".join(stdout.split())
+    assert "2 variants × 2 seeds = 4 runs" in stdout
+    assert "activation=relu" in stdout and "activation=tanh" in stdout
+    assert "is new; 4 runs to train" in stdout
+    assert "estimate: ~" in stdout and "training steps timed for each of 1 model-dataset pair" \
+        in stdout
+
+
+def test_remaining_time_uses_each_variants_own_time():
+    from ablab.ui import RemainingTime, format_left, variant_of
+
+    assert variant_of("activation=relu, seed=2") == "activation=relu" and variant_of("seed=0") == ""
+    # Two variants: "fast" measured at 1 s per run, "slow" not measured yet; priors say
+    # slow costs 10x fast. Two workers.
+    pending = {f"f{i}": ("fast", 0.1) for i in range(3)} | {f"s{i}": ("slow", 1.0)
+                                                            for i in range(2)}
+    left = RemainingTime(pending, workers=2)
+    assert left.seconds_left() is None and format_left(None) == "left: -:--:--"
+    left.finished("f0", "fast, seed=0", 1.0)
+    # 2 fast runs at their own 1 s + 2 slow runs at prior x (1.0 / 0.1) = 10 s; / 2 workers
+    assert left.seconds_left() == pytest.approx((2 * 1.0 + 2 * 10.0) / 2)
+    left.finished("s0", "slow, seed=0", 4.0)  # slow measured: its own mean from now on
+    assert left.seconds_left() == pytest.approx((2 * 1.0 + 4.0) / 2)
+    assert format_left(3725) == "left: 1:02:05"

@@ -303,11 +303,22 @@ def run(
     max_seeds: Annotated[
         int, typer.Option(min=2, help="Seed budget per variant for --until-decided")
     ] = 10,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Train nothing: print the variants × seeds, what OUT already "
+                          "holds and a time estimate from a short calibration"),
+    ] = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.runner import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
+
+    if dry_run:
+        plan = load_study(study, seeds=seeds, sets=set_ or [],
+                          allow_plugins=_consent(allow_plugins))
+        _print_plan(plan, out, workers)
+        return
 
     if until_decided and _has_tune(study, seeds, set_, allow_plugins):
         raise UserError("--until-decided: not available for a study with [tune] yet")
@@ -329,7 +340,8 @@ def run(
         address=address,
         retry_failed=retry_failed,
         force_new_variants=force_new_variants,
-        progress=RichStudyProgress(console, title=plan.name),
+        progress=RichStudyProgress(console, title=plan.name,
+                                   pending=_pending_runs(plan, out, retry_failed)),
         rerun_changed=rerun_changed,
     )
     counts = outcome.counts
@@ -342,6 +354,89 @@ def run(
     if counts.get("failed"):
         console.print("re-run with --retry-failed to try the failed runs again")
     raise typer.Exit(outcome.exit_code)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _stored_statuses(out: Path) -> dict[str, str]:
+    """Run id → status of what OUT holds ({} for a new directory)."""
+    from ablab.store import StudyStore
+
+    if not (out / "index.sqlite").exists():
+        return {}
+    with StudyStore.existing(out) as store:
+        return {row["run_id"]: row["status"] for row in store.rows(True)}
+
+
+def _pending_runs(plan, out: Path, retry_failed: bool) -> dict[str, tuple[str, float]]:
+    """Run id → (variant, FLOP-estimate seconds) of the runs ``ablab run`` will train, for
+    the progress display's remaining time."""
+    from ablab.execute.estimate import run_estimates
+
+    try:
+        stored = _stored_statuses(out)
+    except UserError:  # not a study directory: run_study says so
+        stored = {}
+    skip = {"done", "diverged"} | (set() if retry_failed else {"failed"})
+    runs = [r for r in plan.runs if stored.get(r.run_id) not in skip]
+    priors = run_estimates([r.config for r in runs])
+    return {r.run_id: (r.variant_label, p) for r, p in zip(runs, priors, strict=True)}
+
+
+def _print_plan(plan, out: Path, workers: int | None) -> None:
+    """``--dry-run``: the variants × seeds, what OUT holds of them, and an estimate of
+    the rest from a few timed training steps per model and dataset."""
+    from ablab.execute import available_cores
+    from ablab.execute.estimate import CALIBRATION_STEPS, calibrate, estimate_calibrated
+
+    stored = _stored_statuses(out)
+    variants = plan.variants()
+
+    def line(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    line(f"{plan.name}: {plural(len(variants), 'variant')} × "
+         f"{plural(len(plan.config.seeds), 'seed')} = {plural(len(plan.runs), 'run')} "
+         f"(dry run: nothing is trained)")
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("variant", "seeds", "done", "failed", "to run"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    left = []
+    for runs in variants.values():
+        statuses = [stored.get(r.run_id, "new") for r in runs]
+        done = sum(s in ("done", "diverged") for s in statuses)
+        failed = statuses.count("failed")
+        left += [r for r, s in zip(runs, statuses, strict=True)
+                 if s not in ("done", "diverged", "failed")]
+        table.add_row(runs[0].variant_label or "(base recipe)", str(len(runs)), str(done),
+                      str(failed), str(len(runs) - done - failed))
+    console.print(table)
+    held = sum(1 for r in plan.runs if r.run_id in stored)
+    where = (f"{out} holds {held} of these runs" if stored else f"{out} is new")
+    if stored and len(stored) > held:
+        where += f" (and {plural(len(stored) - held, 'other run')})"
+    line(where + f"; {plural(len(left), 'run')} to train"
+         + ("; failed runs train again with --retry-failed" if
+            any(stored.get(r.run_id) == "failed" for r in plan.runs) else ""))
+    if plan.config.tune is not None:
+        line(f"first tunes every variant: {plural(plan.config.tune.trials, 'trial')} each "
+             "(not in the estimate)")
+    if not left:
+        return
+    cores = workers or available_cores()
+    configs = [r.config for r in left]
+    steps = calibrate(configs)
+    timed = sum(v is not None for v in steps.values())
+    seconds = estimate_calibrated(configs, cores, steps)
+    how = (f"{CALIBRATION_STEPS} training steps timed for each of "
+           f"{plural(timed, 'model-dataset pair')} on one thread, now")
+    if timed < len(steps):
+        how += f"; FLOP count for {len(steps) - timed}"
+    line(f"estimate: {_duration(seconds)} for {plural(len(left), 'run')} on "
+         f"{plural(cores, 'core')} ({how})")
 
 
 def _print_verdicts(out: Path) -> None:
@@ -433,7 +528,7 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
 
     info = study_status(out)
     counts = info["counts"]
-    table = Table(title=f"{info['name']} — {info['total']} runs")
+    table = Table(title=f"{info['name']} — {plural(info['total'], 'run')}")
     table.add_column("status")
     table.add_column("runs", justify="right")
     for key, n in counts.items():
@@ -444,7 +539,8 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
         if row["status"] == "failed":
             console.print(f"failed: {row['variant_label']}, seed={row['seed']}: {row['error']}")
     if left:
-        console.print(f"{left} runs left; `ablab run` with the same study and --out resumes them")
+        console.print(f"{plural(left, 'run')} left; `ablab run` with the same study and --out "
+                      "resumes them")
     else:
         console.print("nothing left to run")
 
@@ -469,7 +565,7 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
         )
         more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
         console.print(
-            f"partial: {len(pending)} runs not done: {names}{more}",
+            f"partial: {plural(len(pending), 'run')} not done: {names}{more}",
             highlight=False,
             soft_wrap=True,
         )
@@ -485,7 +581,8 @@ def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> Non
         counts = store.counts()
     bad = found["quarantined"] + found["missing"]
     console.print(
-        f"{out}: {len(found['ok'])} run records whole, {len(found['quarantined'])} damaged "
+        f"{out}: {plural(len(found['ok']), 'run record')} whole, "
+        f"{len(found['quarantined'])} damaged "
         f"(moved to runs/quarantine/), {len(found['missing'])} missing; index "
         + (f"rebuilt ({found['rebuilt']})" if found["rebuilt"] else "whole"),
         highlight=False,
@@ -493,7 +590,7 @@ def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> Non
     )
     if bad:
         left = counts["pending"] + counts["running"]
-        console.print(f"{left} runs pending; `ablab run` with the same study and --out "
+        console.print(f"{plural(left, 'run')} pending; `ablab run` with the same study and --out "
                       "re-trains them", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 

@@ -261,7 +261,7 @@ def ranking_sentence(r: Ranking) -> str:
 def status_line(counts: dict[str, Any], at_chance: int = 0) -> str:
     """``12 of 18 runs done; 6 pending`` (diverged, failed, at-chance added when any)."""
     total = sum(counts.get(k, 0) for k in ("pending", "running", "done", "diverged", "failed"))
-    parts = [f"{counts.get('done', 0)} of {total} runs done"]
+    parts = [f"{counts.get('done', 0)} of {total} run{'' if total == 1 else 's'} done"]
     for key in ("running", "pending", "diverged", "failed"):
         if counts.get(key):
             parts.append(f"{counts[key]} {key}")
