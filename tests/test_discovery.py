@@ -186,3 +186,21 @@ def test_remaining_time_uses_each_variants_own_time():
     left.finished("s0", "slow, seed=0", 4.0)  # slow measured: its own mean from now on
     assert left.seconds_left() == pytest.approx((2 * 1.0 + 4.0) / 2)
     assert format_left(3725) == "left: 1:02:05"
+
+
+@pytest.mark.parametrize("command", [["run", "--help"], ["--help"], ["list", "--help"]])
+def test_help_is_readable_at_80_columns(command):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "COLUMNS": "80"}
+    proc = subprocess.run([sys.executable, "-m", "ablab.cli", *command], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in proc.stdout  # nothing cut off
+    if command[0] == "run":
+        for flag in ("--retry-failed", "--force-new-variants", "--until-decided",
+                     "--dry-run", "--rerun-changed", "--allow-plugins"):
+            assert flag in proc.stdout

@@ -21,6 +21,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's plain help: wraps to the terminal, readable at 80 columns (rich's boxed
+    # panels cut option names and help text there)
+    rich_markup_mode=None,
     help="ablab: controlled deep-learning comparisons, from one TOML file to a report.",
 )
 console = Console()
@@ -59,14 +62,26 @@ class Catalogue(StrEnum):
 
 @app.command("list")
 def list_(
-    what: Annotated[
-        Catalogue | None,
-        typer.Argument(help="A catalogue; none: the index of every catalogue"),
+    catalogue: Annotated[
+        str | None,
+        typer.Argument(metavar="WHAT", show_default=False,
+                       help="studies, models, datasets, activations, losses, optimizers, "
+                            "schedules, probes, run or study; none: an index of them all"),
     ] = None,
-    name: Annotated[str | None, typer.Argument(help="One entry, e.g. simple_cnn")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="One entry, e.g. simple_cnn")
+    ] = None,
 ) -> None:
     """What a study may name: each entry with every field it accepts (its own options
     and the ones every entry takes), their allowed values and defaults."""
+    from ablab.config import closest
+
+    allowed = [c.value for c in Catalogue]
+    if catalogue is not None and catalogue.lower() not in allowed:
+        close = closest(catalogue, allowed)
+        raise UserError(f"ablab list {catalogue}: unknown; allowed: {', '.join(allowed)}"
+                        + (f" (did you mean {close!r}?)" if close else ""))
+    what = Catalogue(catalogue.lower()) if catalogue is not None else None
     if what is None:
         _list_index()
     elif what == Catalogue.studies:
@@ -287,17 +302,22 @@ def run(
     address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
     seeds: Annotated[int | None, typer.Option(help="Use seeds 0..N-1 instead")] = None,
     set_: SetOption = None,
-    retry_failed: Annotated[bool, typer.Option(help="Run failed runs again")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run failed runs again")
+    ] = False,
     force_new_variants: Annotated[
-        bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
+        bool, typer.Option("--force-new-variants",
+                           help="Add the file's new runs to a directory holding older ones")
     ] = False,
     allow_plugins: AllowPluginsOption = False,
     rerun_changed: Annotated[
-        bool, typer.Option(help="Re-train stored runs whose data files changed since")
+        bool, typer.Option("--rerun-changed",
+                           help="Re-train stored runs whose data files changed since")
     ] = False,
     until_decided: Annotated[
         bool,
-        typer.Option(help="Add seeds in rounds where a comparison is undecided "
+        typer.Option("--until-decided",
+                     help="Add seeds in rounds where a comparison is undecided "
                           "(group-sequential, O'Brien-Fleming alpha spending)"),
     ] = False,
     max_seeds: Annotated[
@@ -305,7 +325,8 @@ def run(
     ] = 10,
     dry_run: Annotated[
         bool,
-        typer.Option(help="Train nothing: print the variants × seeds, what OUT already "
+        typer.Option("--dry-run",
+                     help="Train nothing: print the variants × seeds, what OUT already "
                           "holds and a time estimate from a short calibration"),
     ] = False,
 ) -> None:
@@ -669,16 +690,35 @@ def export_(
         info = export_mlflow(out, tracking_uri=tracking_uri, experiment=experiment)
         console.print(
             f"MLflow experiment '{info['experiment']}' ({info['tracking_uri']}): "
-            f"{info['exported']} runs exported, {info['skipped']} already there",
-            highlight=False,
+            f"{plural(info['exported'], 'run')} exported, {info['skipped']} already there",
+            highlight=False, markup=False, soft_wrap=True,
         )
+        view = f"view: mlflow ui --backend-store-uri {info['tracking_uri']}"
+        if not _mlflow_ui_installed():
+            view += (" (the web UI needs the full mlflow package, not mlflow-skinny: "
+                     "pip install 'ablab[mlflow-ui]')")
+        console.print(view, highlight=False, markup=False, soft_wrap=True)
     else:
         info = export_tensorboard(out, logdir=logdir)
         console.print(
-            f"TensorBoard: {info['runs']} runs, {info['histograms']} histograms in "
-            f"{info['logdir']} (view: tensorboard --logdir {info['logdir']})",
-            highlight=False,
+            f"TensorBoard: {plural(info['runs'], 'run')}, "
+            f"{plural(info['histograms'], 'histogram')} in {info['logdir']}",
+            highlight=False, markup=False, soft_wrap=True,
         )
+        console.print(f"view: tensorboard --logdir {info['logdir']}", highlight=False,
+                      markup=False, soft_wrap=True)
+
+
+def _mlflow_ui_installed() -> bool:
+    """Whether ``mlflow ui`` can serve its pages here: flask and the web frontend, which
+    the full ``mlflow`` package has and ``mlflow-skinny`` lacks."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or importlib.util.find_spec("flask") is None:
+        return False
+    root = Path(next(iter(spec.submodule_search_locations or []), ""))
+    return (root / "server" / "js" / "build").is_dir()
 
 
 def _one_line(text: str) -> str:
