@@ -37,12 +37,6 @@ class Entry:
     def option_defaults(self) -> dict[str, Any]:
         return {k: f.default for k, f in self.options.model_fields.items()}
 
-    def describe_options(self) -> str:
-        parts = []
-        for k, f in self.options.model_fields.items():
-            parts.append(f"{k}={f.default!r}")
-        return ", ".join(parts)
-
     def validate_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """Validate ``given`` against this entry's options; return all options resolved
         (defaults filled in). Raises FieldError naming the option."""
