@@ -54,7 +54,9 @@ def test_mlflow_export_reads_back_through_mlflow(study_dir, tmp_path, monkeypatc
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code = _cli(monkeypatch, "export", str(out), "--to", "mlflow", "--tracking-uri", uri)
     assert code in (0, None)
-    assert "2 runs exported" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 runs exported" in printed
+    assert f"view: mlflow ui --backend-store-uri {uri}" in " ".join(printed.split())
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("export-study")

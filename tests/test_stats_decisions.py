@@ -170,7 +170,7 @@ def test_three_outcomes_in_words_with_factor_names():
     decide_family(comps, 0.05, 0.01)
     assert [c.outcome for c in comps] == ["beats", "equivalent", "undecided"]
     texts = [verdict(c) for c in comps]
-    assert texts[0].startswith("Activation=relu beats activation=sigmoid by ")
+    assert texts[0].startswith("activation=relu beats activation=sigmoid by ")
     assert "are equivalent within ±1.0 pp test accuracy" in texts[1]
     assert "undecided — 3 seeds detect" in texts[2] and "needs ~" in texts[2]
     lines = terminal_lines(comps[::-1])

@@ -79,7 +79,7 @@ def test_truncated_record_is_quarantined_reported_partial_and_retrained(finished
     assert victim.name in warnings[0] and "quarantine" in warnings[0]
     assert "Traceback" not in stderr
     assert (out / "runs" / "quarantine" / victim.name).read_text() == text[: len(text) // 2]
-    assert f"partial: 1 runs not done: {victim.stem}" in stdout
+    assert f"partial: 1 run not done: {victim.stem}" in stdout
     assert "3 of 4 runs done" in (out / "report.md").read_text()
     assert study_status(out)["counts"]["pending"] == 1
 
@@ -112,7 +112,7 @@ def test_status_sees_a_missing_record(finished, capsys):
     code, stdout, stderr = cli(["status", str(out)], capsys)
     assert code == 0
     assert victim.name in stderr and "missing" in stderr
-    assert "1 runs left" in stdout
+    assert "1 run left" in stdout
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's plain help: wraps to the terminal, readable at 80 columns (rich's boxed
+    # panels cut option names and help text there)
+    rich_markup_mode=None,
     help="ablab: controlled deep-learning comparisons, from one TOML file to a report.",
 )
 console = Console()
@@ -53,23 +56,118 @@ class Catalogue(StrEnum):
     optimizers = "optimizers"
     schedules = "schedules"
     probes = "probes"
+    run = "run"
+    study = "study"
 
 
 @app.command("list")
-def list_(what: Annotated[Catalogue, typer.Argument()] = Catalogue.models) -> None:
-    """What is built in, one line each with its options."""
-    from ablab import registry
+def list_(
+    catalogue: Annotated[
+        str | None,
+        typer.Argument(metavar="WHAT", show_default=False,
+                       help="studies, models, datasets, activations, losses, optimizers, "
+                            "schedules, probes, run or study; none: an index of them all"),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="One entry, e.g. simple_cnn")
+    ] = None,
+) -> None:
+    """What a study may name: each entry with every field it accepts (its own options
+    and the ones every entry takes), their allowed values and defaults."""
+    from ablab.config import closest
 
-    if what == Catalogue.studies:
+    allowed = [c.value for c in Catalogue]
+    if catalogue is not None and catalogue.lower() not in allowed:
+        close = closest(catalogue, allowed)
+        raise UserError(f"ablab list {catalogue}: unknown; allowed: {', '.join(allowed)}"
+                        + (f" (did you mean {close!r}?)" if close else ""))
+    what = Catalogue(catalogue.lower()) if catalogue is not None else None
+    if what is None:
+        _list_index()
+    elif what == Catalogue.studies:
         _list_studies()
-        return
-    reg = getattr(registry, what.value.upper())
-    for entry in reg:
-        opts = entry.describe_options()
-        line = f"[bold]{entry.name}[/bold]  {entry.summary}"
-        if opts:
-            line += f"  [dim]options: {opts}[/dim]"
-        console.print(line, highlight=False)
+    elif what.value in ("run", "study"):
+        _list_fields(what.value)
+    else:
+        _list_entries(what.value, name)
+
+
+def _list_index() -> None:
+    from ablab.schema import catalogue
+    from ablab.study import builtin_studies
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column("catalogue", style="bold", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("entries")
+    studies = builtin_studies()
+    table.add_row("studies", str(len(studies)), ", ".join(studies))
+    for what, entries in catalogue().items():
+        table.add_row(what, str(len(entries)), ", ".join(e.name for e in entries))
+    table.add_row("run", "", "the fields of a run file (and of a study's \\[base])")
+    table.add_row("study", "", "the top-level fields of a study file")
+    console.print(table, highlight=False)
+    console.print("`ablab list NAME` shows each entry's fields, allowed values and defaults; "
+                  "`ablab schema` writes them as a JSON Schema.", highlight=False,
+                  markup=False)
+
+
+def _fields_table(rows) -> Table:
+    table = Table(box=None, show_header=True, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column("  field", no_wrap=True)
+    table.add_column("allowed")
+    table.add_column("default")
+    for row in rows:
+        table.add_row(f"  {row.name}", row.allowed, row.default or "(required)")
+    return table
+
+
+def _list_entries(what: str, name: str | None) -> None:
+    from ablab.schema import COMPONENTS, entry_fields, registry_of
+
+    reg = registry_of(what)
+    entries = list(reg)
+    if name is not None:
+        entries = [reg.get(name)] if reg.canonical(name) else []
+        if not entries:
+            raise UserError(f"ablab list {what}: {reg.unknown_message(name)}")
+    generic = COMPONENTS[what].generic_fields()
+    for entry in entries:
+        console.print(f"[bold]{entry.name}[/bold]  {entry.summary}", highlight=False)
+        rows = entry_fields(what, entry)
+        if rows:
+            console.print(_fields_table(rows), highlight=False)
+        else:
+            console.print("  (no options)", highlight=False)
+    if generic:
+        console.print(f"every {reg.kind} takes {', '.join(generic)}; "
+                      f"a {reg.kind} is a name (\"{entries[0].name}\") or a table "
+                      f"({{ name = \"{entries[0].name}\", ... }})", highlight=False,
+                      markup=False)
+
+
+def _list_fields(what: str) -> None:
+    from ablab.schema import FIELD_TABLES, model_rows
+
+    console.print(f"[bold]{what} file[/bold]", highlight=False)
+    console.print(_fields_table(model_rows(FIELD_TABLES[what])), highlight=False)
+
+
+@app.command("schema")
+def schema(
+    run_file: Annotated[
+        bool, typer.Option("--run", help="The schema of a run file instead of a study file")
+    ] = False,
+) -> None:
+    """Print a JSON Schema of a study file (or a run file) for editors: save it, then put
+    `#:schema ./ablab-study.schema.json` as the first line of a study file (taplo / Even
+    Better TOML)."""
+    import json
+
+    from ablab.schema import run_schema, study_schema
+
+    text = json.dumps(run_schema() if run_file else study_schema(), indent=2)
+    sys.stdout.write(text + "\n")
 
 
 def _duration(seconds: float) -> str:
@@ -204,27 +302,44 @@ def run(
     address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
     seeds: Annotated[int | None, typer.Option(help="Use seeds 0..N-1 instead")] = None,
     set_: SetOption = None,
-    retry_failed: Annotated[bool, typer.Option(help="Run failed runs again")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run failed runs again")
+    ] = False,
     force_new_variants: Annotated[
-        bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
+        bool, typer.Option("--force-new-variants",
+                           help="Add the file's new runs to a directory holding older ones")
     ] = False,
     allow_plugins: AllowPluginsOption = False,
     rerun_changed: Annotated[
-        bool, typer.Option(help="Re-train stored runs whose data files changed since")
+        bool, typer.Option("--rerun-changed",
+                           help="Re-train stored runs whose data files changed since")
     ] = False,
     until_decided: Annotated[
         bool,
-        typer.Option(help="Add seeds in rounds where a comparison is undecided "
+        typer.Option("--until-decided",
+                     help="Add seeds in rounds where a comparison is undecided "
                           "(group-sequential, O'Brien-Fleming alpha spending)"),
     ] = False,
     max_seeds: Annotated[
         int, typer.Option(min=2, help="Seed budget per variant for --until-decided")
     ] = 10,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run",
+                     help="Train nothing: print the variants × seeds, what OUT already "
+                          "holds and a time estimate from a short calibration"),
+    ] = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.runner import run_study
     from ablab.study import load_study
     from ablab.ui import RichStudyProgress
+
+    if dry_run:
+        plan = load_study(study, seeds=seeds, sets=set_ or [],
+                          allow_plugins=_consent(allow_plugins))
+        _print_plan(plan, out, workers)
+        return
 
     if until_decided and _has_tune(study, seeds, set_, allow_plugins):
         raise UserError("--until-decided: not available for a study with [tune] yet")
@@ -246,7 +361,8 @@ def run(
         address=address,
         retry_failed=retry_failed,
         force_new_variants=force_new_variants,
-        progress=RichStudyProgress(console, title=plan.name),
+        progress=RichStudyProgress(console, title=plan.name,
+                                   pending=_pending_runs(plan, out, retry_failed)),
         rerun_changed=rerun_changed,
     )
     counts = outcome.counts
@@ -259,6 +375,89 @@ def run(
     if counts.get("failed"):
         console.print("re-run with --retry-failed to try the failed runs again")
     raise typer.Exit(outcome.exit_code)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _stored_statuses(out: Path) -> dict[str, str]:
+    """Run id → status of what OUT holds ({} for a new directory)."""
+    from ablab.store import StudyStore
+
+    if not (out / "index.sqlite").exists():
+        return {}
+    with StudyStore.existing(out) as store:
+        return {row["run_id"]: row["status"] for row in store.rows(True)}
+
+
+def _pending_runs(plan, out: Path, retry_failed: bool) -> dict[str, tuple[str, float]]:
+    """Run id → (variant, FLOP-estimate seconds) of the runs ``ablab run`` will train, for
+    the progress display's remaining time."""
+    from ablab.execute.estimate import run_estimates
+
+    try:
+        stored = _stored_statuses(out)
+    except UserError:  # not a study directory: run_study says so
+        stored = {}
+    skip = {"done", "diverged"} | (set() if retry_failed else {"failed"})
+    runs = [r for r in plan.runs if stored.get(r.run_id) not in skip]
+    priors = run_estimates([r.config for r in runs])
+    return {r.run_id: (r.variant_label, p) for r, p in zip(runs, priors, strict=True)}
+
+
+def _print_plan(plan, out: Path, workers: int | None) -> None:
+    """``--dry-run``: the variants × seeds, what OUT holds of them, and an estimate of
+    the rest from a few timed training steps per model and dataset."""
+    from ablab.execute import available_cores
+    from ablab.execute.estimate import CALIBRATION_STEPS, calibrate, estimate_calibrated
+
+    stored = _stored_statuses(out)
+    variants = plan.variants()
+
+    def line(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    line(f"{plan.name}: {plural(len(variants), 'variant')} × "
+         f"{plural(len(plan.config.seeds), 'seed')} = {plural(len(plan.runs), 'run')} "
+         f"(dry run: nothing is trained)")
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("variant", "seeds", "done", "failed", "to run"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    left = []
+    for runs in variants.values():
+        statuses = [stored.get(r.run_id, "new") for r in runs]
+        done = sum(s in ("done", "diverged") for s in statuses)
+        failed = statuses.count("failed")
+        left += [r for r, s in zip(runs, statuses, strict=True)
+                 if s not in ("done", "diverged", "failed")]
+        table.add_row(runs[0].variant_label or "(base recipe)", str(len(runs)), str(done),
+                      str(failed), str(len(runs) - done - failed))
+    console.print(table)
+    held = sum(1 for r in plan.runs if r.run_id in stored)
+    where = (f"{out} holds {held} of these runs" if stored else f"{out} is new")
+    if stored and len(stored) > held:
+        where += f" (and {plural(len(stored) - held, 'other run')})"
+    line(where + f"; {plural(len(left), 'run')} to train"
+         + ("; failed runs train again with --retry-failed" if
+            any(stored.get(r.run_id) == "failed" for r in plan.runs) else ""))
+    if plan.config.tune is not None:
+        line(f"first tunes every variant: {plural(plan.config.tune.trials, 'trial')} each "
+             "(not in the estimate)")
+    if not left:
+        return
+    cores = workers or available_cores()
+    configs = [r.config for r in left]
+    steps = calibrate(configs)
+    timed = sum(v is not None for v in steps.values())
+    seconds = estimate_calibrated(configs, cores, steps)
+    how = (f"{CALIBRATION_STEPS} training steps timed for each of "
+           f"{plural(timed, 'model-dataset pair')} on one thread, now")
+    if timed < len(steps):
+        how += f"; FLOP count for {len(steps) - timed}"
+    line(f"estimate: {_duration(seconds)} for {plural(len(left), 'run')} on "
+         f"{plural(cores, 'core')} ({how})")
 
 
 def _print_verdicts(out: Path) -> None:
@@ -352,7 +551,7 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
 
     info = study_status(out)
     counts = info["counts"]
-    table = Table(title=f"{info['name']} — {info['total']} runs")
+    table = Table(title=f"{info['name']} — {plural(info['total'], 'run')}")
     table.add_column("status")
     table.add_column("runs", justify="right")
     for key, n in counts.items():
@@ -363,7 +562,8 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
         if row["status"] == "failed":
             console.print(f"failed: {row['variant_label']}, seed={row['seed']}: {row['error']}")
     if left:
-        console.print(f"{left} runs left; `ablab run` with the same study and --out resumes them")
+        console.print(f"{plural(left, 'run')} left; `ablab run` with the same study and --out "
+                      "resumes them")
     else:
         console.print("nothing left to run")
 
@@ -388,7 +588,7 @@ def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
         )
         more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
         console.print(
-            f"partial: {len(pending)} runs not done: {names}{more}",
+            f"partial: {plural(len(pending), 'run')} not done: {names}{more}",
             highlight=False,
             soft_wrap=True,
         )
@@ -404,7 +604,8 @@ def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> Non
         counts = store.counts()
     bad = found["quarantined"] + found["missing"]
     console.print(
-        f"{out}: {len(found['ok'])} run records whole, {len(found['quarantined'])} damaged "
+        f"{out}: {plural(len(found['ok']), 'run record')} whole, "
+        f"{len(found['quarantined'])} damaged "
         f"(moved to runs/quarantine/), {len(found['missing'])} missing; index "
         + (f"rebuilt ({found['rebuilt']})" if found["rebuilt"] else "whole"),
         highlight=False,
@@ -412,7 +613,7 @@ def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> Non
     )
     if bad:
         left = counts["pending"] + counts["running"]
-        console.print(f"{left} runs pending; `ablab run` with the same study and --out "
+        console.print(f"{plural(left, 'run')} pending; `ablab run` with the same study and --out "
                       "re-trains them", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
@@ -493,16 +694,35 @@ def export_(
         info = export_mlflow(out, tracking_uri=tracking_uri, experiment=experiment)
         console.print(
             f"MLflow experiment '{info['experiment']}' ({info['tracking_uri']}): "
-            f"{info['exported']} runs exported, {info['skipped']} already there",
-            highlight=False,
+            f"{plural(info['exported'], 'run')} exported, {info['skipped']} already there",
+            highlight=False, markup=False, soft_wrap=True,
         )
+        view = f"view: mlflow ui --backend-store-uri {info['tracking_uri']}"
+        if not _mlflow_ui_installed():
+            view += (" (the web UI needs the full mlflow package, not mlflow-skinny: "
+                     "pip install 'ablab[mlflow-ui]')")
+        console.print(view, highlight=False, markup=False, soft_wrap=True)
     else:
         info = export_tensorboard(out, logdir=logdir)
         console.print(
-            f"TensorBoard: {info['runs']} runs, {info['histograms']} histograms in "
-            f"{info['logdir']} (view: tensorboard --logdir {info['logdir']})",
-            highlight=False,
+            f"TensorBoard: {plural(info['runs'], 'run')}, "
+            f"{plural(info['histograms'], 'histogram')} in {info['logdir']}",
+            highlight=False, markup=False, soft_wrap=True,
         )
+        console.print(f"view: tensorboard --logdir {info['logdir']}", highlight=False,
+                      markup=False, soft_wrap=True)
+
+
+def _mlflow_ui_installed() -> bool:
+    """Whether ``mlflow ui`` can serve its pages here: flask and the web frontend, which
+    the full ``mlflow`` package has and ``mlflow-skinny`` lacks."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or importlib.util.find_spec("flask") is None:
+        return False
+    root = Path(next(iter(spec.submodule_search_locations or []), ""))
+    return (root / "server" / "js" / "build").is_dir()
 
 
 @app.command("check-model")

@@ -80,6 +80,10 @@ class Component(BaseModel):
     @model_validator(mode="after")
     def _resolve_options(self):
         extras = dict(self.__pydantic_extra__ or {})
+        entry = self.registry.get(self.name)
+        for key in extras:
+            if key not in entry.options.model_fields:
+                raise FieldError(key, self.unknown_option_message(key))
         resolved = self.registry.get(self.name).validate_options(extras)
         self.__pydantic_extra__.clear()
         self.__pydantic_extra__.update(resolved)
@@ -88,6 +92,29 @@ class Component(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.__pydantic_extra__ or {})
+
+    @classmethod
+    def generic_fields(cls) -> list[str]:
+        """The fields every entry of this registry takes (``dropout`` for every model)."""
+        return [k for k in cls.model_fields if k != "name"]
+
+    def unknown_option_message(self, key: str) -> str:
+        """``key`` is neither this entry's option nor a generic field: say so, with what
+        is allowed and the closest of *all* of them (generic fields included)."""
+        own = list(self.registry.get(self.name).options.model_fields)
+        generic = self.generic_fields()
+        msg = f"unknown option for {self.name!r}; its options are: {', '.join(own) or 'none'}"
+        if generic:
+            msg += f"; and every {self.registry.kind}'s: {', '.join(generic)}"
+        close = closest(key, own + generic)
+        return msg + (f" (did you mean {close!r}?)" if close else "")
+
+
+def closest(name: str, allowed: list[str]) -> str | None:
+    """The allowed name closest to ``name``, ignoring case (``Dropuot`` → ``dropout``)."""
+    lowered = {a.lower(): a for a in allowed}
+    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1)
+    return lowered[close[0]] if close else None
 
 
 class AugmentConfig(Strict):
@@ -164,6 +191,11 @@ class DatasetConfig(Component):
 
 _INIT_RE = re.compile(r"^normal\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
 INIT_NAMES = ("default", "glorot_uniform", "glorot_normal", "kaiming_normal", "kaiming_uniform")
+#: What ``model.init`` accepts, for the JSON Schema and ``ablab list models``.
+INIT_SCHEMA = {
+    "pattern": r"^(" + "|".join(INIT_NAMES) + r"|normal\(\s*[-+0-9.eE]+\s*,\s*[-+0-9.eE]+\s*\))$",
+    "x-allowed": " | ".join(f'"{n}"' for n in INIT_NAMES) + ' | "normal(MEAN, STD)"',
+}
 
 
 def parse_init(spec: str) -> tuple[str, tuple[float, ...]]:
@@ -189,7 +221,7 @@ class ModelConfig(Component):
     activation: ActivationConfig = Field(default_factory=lambda: ActivationConfig(name="relu"))
     dropout: Fraction | None = None  # None: the architecture's own default
     batch_norm: bool | None = None  # None: the architecture's own default
-    init: str = "default"
+    init: Annotated[str, Field(json_schema_extra=INIT_SCHEMA)] = "default"
 
     @field_validator("init")
     @classmethod
@@ -249,7 +281,12 @@ class RunConfig(Strict):
     name: str | None = None  # a label only; not part of the run id
     seed: Seed = 0
     epochs: PositiveInt
-    batch_size: Annotated[int | str, pydantic.BeforeValidator(_batch_size)] = 64
+    batch_size: Annotated[
+        int | str,
+        pydantic.BeforeValidator(_batch_size),
+        Field(json_schema_extra={"anyOf": [{"type": "integer", "exclusiveMinimum": 0},
+                                           {"const": "full"}]}),
+    ] = 64
     eval_batch_size: PositiveInt = 2048
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # How the arithmetic runs. memory_format: "auto" lays conv nets out channels-last
@@ -266,7 +303,9 @@ class RunConfig(Strict):
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="none"))
     # A table, or false for none (so a study can vary it: [false, {patience = 10}]).
     early_stopping: Annotated[
-        EarlyStoppingConfig | None, pydantic.BeforeValidator(_switch)
+        EarlyStoppingConfig | None,
+        pydantic.BeforeValidator(_switch),
+        Field(json_schema_extra=lambda s: s["anyOf"].append({"type": "boolean"})),
     ] = None
     probes: list[ProbeConfig] = []
     probe_batch_size: PositiveInt = 1024
@@ -462,7 +501,10 @@ def format_validation_error(
     path_map: Callable[[str], str] | None = None,
 ) -> str:
     """One line for the first error: ``SOURCE: field.path: message (got VALUE)``."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # An unknown key explains a missing one (``epoch = 20`` leaves ``epochs`` missing):
+    # name the unknown key first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     # pydantic tags union branches in the location; they mean nothing to a user.
     loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "str"))))
@@ -476,9 +518,9 @@ def format_validation_error(
     elif err["type"] == "extra_forbidden":
         allowed = _allowed_fields(root, loc[:-1])
         msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        close = difflib.get_close_matches(str(loc[-1]), allowed or [], n=1) if loc else []
+        close = closest(str(loc[-1]), allowed or []) if loc else None
         if close:
-            msg += f" (did you mean {close[0]!r}?)"
+            msg += f" (did you mean {close!r}?)"
         got = None
     elif err["type"] == "missing":
         msg = "required field is missing"

@@ -37,12 +37,6 @@ class Entry:
     def option_defaults(self) -> dict[str, Any]:
         return {k: f.default for k, f in self.options.model_fields.items()}
 
-    def describe_options(self) -> str:
-        parts = []
-        for k, f in self.options.model_fields.items():
-            parts.append(f"{k} (required)" if f.is_required() else f"{k}={f.default!r}")
-        return ", ".join(parts)
-
     def validate_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """Validate ``given`` against this entry's options; return all options resolved
         (defaults filled in). Raises FieldError naming the option."""
@@ -114,22 +108,35 @@ class Registry:
 
     def unknown_message(self, name: str) -> str:
         msg = f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}"
-        close = difflib.get_close_matches(name, self.names(), n=1)
+        lowered = {n.lower(): n for n in self.names()}
+        close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1)
         if close:
-            msg += f" (did you mean {close[0]!r}?)"
+            msg += f" (did you mean {lowered[close[0]]!r}?)"
         return msg
 
+    def canonical(self, name: str) -> str | None:
+        """The registered name ``name`` means, matched without regard to case
+        (``"ReLU"`` → ``"relu"``); None when there is none."""
+        if name in self._entries:
+            return name
+        if not isinstance(name, str):
+            return None
+        matches = [n for n in self._entries if n.lower() == name.lower()]
+        return matches[0] if len(matches) == 1 else None
+
     def get(self, name: str) -> Entry:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise FieldError("name", self.unknown_message(name)) from None
+        canonical = self.canonical(name)
+        if canonical is None:
+            raise FieldError("name", self.unknown_message(name))
+        return self._entries[canonical]
 
     def check_name(self, name: str) -> str:
-        """For pydantic field validators: return the name, or raise ValueError."""
-        if name not in self._entries:
+        """For pydantic field validators: the registered name (case-insensitive match),
+        or raise ValueError."""
+        canonical = self.canonical(name)
+        if canonical is None:
             raise ValueError(self.unknown_message(name))
-        return name
+        return canonical
 
 
 DATASETS = Registry("dataset")

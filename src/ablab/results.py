@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ablab.analysis import StudyAnalysis
+    from ablab.config import RunConfig
 
 __all__ = [
     "StudyResults",
@@ -129,6 +130,30 @@ def _fmt_ci(low: Any, high: Any) -> str:
     return f"[{low * 100:.1f}, {high * 100:.1f}]"
 
 
+def typed_levels(labels: list[Any]) -> list[Any]:
+    """A factor column's labels as numbers or booleans when every one of them reads as
+    one (``"0.5"`` → 0.5, ``"True"`` → True); otherwise the labels unchanged.
+
+    >>> typed_levels(["0", "0.5"]), typed_levels(["True", "False"]), typed_levels(["relu", "0"])
+    ([0, 0.5], [True, False], ['relu', '0'])
+    """
+    from ablab.config import parse_value
+
+    def read(label: Any) -> Any:
+        if not isinstance(label, str):
+            return label
+        if label in ("True", "False"):  # how a study's labels write booleans
+            return label == "True"
+        value = parse_value(label)
+        return value if isinstance(value, (bool, int, float)) else None
+
+    values = [read(label) for label in labels]
+    kinds = {type(v) for v in values}
+    if None in values or not kinds or (bool in kinds and len(kinds) > 1):
+        return labels
+    return values
+
+
 class StudyResults:
     """What a study directory holds, for a notebook: tables as pandas DataFrames, the
     verdicts and warnings as sentences, figures as matplotlib Figures, the report.
@@ -177,8 +202,14 @@ class StudyResults:
 
     @property
     def runs(self) -> pd.DataFrame:
-        """One row per run: run_id, factor columns, seed, status, metrics, seconds."""
-        return self.analysis.runs.copy()
+        """One row per run: run_id, factor columns, seed, status, metrics, seconds. A
+        factor column whose levels are all numbers or booleans holds them as such
+        (``dropout`` 0.0 / 0.5, ``batch_norm`` True / False), not as their labels."""
+        runs = self.analysis.runs.copy()
+        for column in self.analysis.columns:
+            if column in runs.columns:
+                runs[column] = typed_levels(list(runs[column]))
+        return runs
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -215,6 +246,15 @@ class StudyResults:
             status = self.analysis.runs.set_index("run_id").loc[rid, "status"]
             raise UserError(f"{self.out}: run {rid} has no record (status {status})")
         return record
+
+    def config(self, run_id: str) -> RunConfig:
+        """A run's resolved config as a validated :class:`ablab.config.RunConfig` (what
+        ``ablab.data.load_data(cfg.dataset, cfg.seed)`` and ``build_model`` take); plugin
+        components the study used are imported first."""
+        record = self.record(run_id)
+        with StudyStore.existing(self.out) as store:
+            _import_study_plugins(store, [record["config"]])
+        return parse_run(record["config"], str(self.out / "runs" / f"{record['run_id']}.json"))
 
     def history(self, run_id: str) -> pd.DataFrame:
         """Per-epoch metrics of one run (``run_id`` or a unique prefix): epoch,

@@ -220,6 +220,28 @@ class PlannedRun:
         cell = self.variance_cell
         return bool(cell and (cell["init"] or cell["order"]))
 
+    def __repr__(self) -> str:  # the config is kilobytes: run.config shows it
+        return f"<PlannedRun {self.run_id} {self.label}>"
+
+
+class Variants(dict):
+    """Variant id → its planned runs (one per seed), in plan order. Also indexable by
+    position: ``variants[0]`` is the first variant's runs, ``variants[:2]`` the first two
+    variants (a ``Variants`` again)."""
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return Variants(list(self.items())[key])
+        if isinstance(key, int) and not isinstance(key, bool):
+            return list(self.values())[key]
+        return super().__getitem__(key)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{runs[0].variant_label or 'base'!r}: {len(runs)} runs" for runs in self.values()
+        )
+        return f"<Variants {len(self)}: {shown}>"
+
 
 @dataclass
 class Study:
@@ -260,9 +282,10 @@ class Study:
             raise RuntimeError("Study.run needs ablab.runner; import ablab first")
         return _runner(self, out, **options)
 
-    def variants(self) -> dict[str, list[PlannedRun]]:
-        """Runs by variant id; a variance design's runs under the variant they belong to."""
-        out: dict[str, list[PlannedRun]] = {}
+    def variants(self) -> Variants:
+        """Variant id → its runs (a variance design's runs under the variant they belong
+        to); ``study.variants()[:2]``: the first two variants."""
+        out = Variants()
         for run in self.runs:
             key = run.variance_cell["of"] if run.variance_cell else run.variant_id
             out.setdefault(key, []).append(run)

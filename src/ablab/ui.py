@@ -19,12 +19,82 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from ablab.execute import Event
 
 
+def variant_of(label: str) -> str:
+    """``activation=relu, seed=2`` → ``activation=relu`` (the run's variant)."""
+    head, sep, tail = label.rpartition(", seed=")
+    if sep and tail.isdigit():
+        return head
+    return "" if label.startswith("seed=") else label
+
+
+class RemainingTime:
+    """Seconds left of a study, from the measured time per run *of each variant*: a run
+    of a variant that has finished runs costs their mean; one of a variant not measured
+    yet costs its prior (the FLOP-count estimate) scaled by how the finished runs
+    compared with theirs. Summed over the runs left, divided by the workers. Without
+    priors, unmeasured variants cost the mean of all finished runs."""
+
+    def __init__(self, pending: dict[str, tuple[str, float]] | None = None, workers: int = 1):
+        self.pending = dict(pending or {})  # run id -> (variant, prior seconds)
+        self.workers = max(1, workers)
+        self.measured: dict[str, list[float]] = {}  # variant -> seconds of its runs
+        self.priors_done: list[tuple[float, float]] = []  # (prior, measured)
+        self.unknown_left = 0  # runs left that the plan did not list
+
+    def finished(self, run_id: str, label: str, seconds: float | None) -> None:
+        variant, prior = self.pending.pop(run_id, (variant_of(label), None))
+        if seconds is None or not seconds >= 0:
+            return
+        self.measured.setdefault(variant, []).append(float(seconds))
+        if prior:
+            self.priors_done.append((prior, float(seconds)))
+
+    def seconds_left(self) -> float | None:
+        """None until some run has finished (nothing measured to go by)."""
+        if not self.measured:
+            return None
+        every = [s for runs in self.measured.values() for s in runs]
+        overall = sum(every) / len(every)
+        scale = (sum(m for _, m in self.priors_done) / sum(p for p, _ in self.priors_done)
+                 if self.priors_done else None)
+        total = self.unknown_left * overall
+        for variant, prior in self.pending.values():
+            runs = self.measured.get(variant)
+            if runs:
+                total += sum(runs) / len(runs)
+            elif prior and scale is not None:
+                total += prior * scale
+            else:
+                total += overall
+        return total / self.workers
+
+
+def format_left(seconds: float | None) -> str:
+    if seconds is None:
+        return "left: -:--:--"
+    s = int(round(seconds))
+    return f"left: {s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class _RemainingColumn(TimeRemainingColumn):
+    """The study's row: the per-variant estimate; a run's row: rich's own."""
+
+    def render(self, task):
+        if "left" in task.fields:
+            return Text(task.fields["left"], style="progress.remaining")
+        return super().render(task)
+
+
 class RichStudyProgress:
-    def __init__(self, console: Console | None = None, title: str = "study"):
+    def __init__(self, console: Console | None = None, title: str = "study",
+                 pending: dict[str, tuple[str, float]] | None = None):
+        """``pending``: run id → (variant, FLOP-estimate seconds) of the runs to train,
+        for the remaining-time estimate (without it, variants are told by their labels)."""
         self.console = console or Console()
         self.title = title
         self.progress = Progress(
@@ -33,11 +103,13 @@ class RichStudyProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            _RemainingColumn(),
             console=self.console,
         )
         self.overall = None
         self.current: dict[str, int] = {}
+        self.remaining = RemainingTime(pending)
+        self.planned = pending is not None
 
     def start(self, total: int, already_done: int, workers: int, threads: int) -> None:
         self.console.print(
@@ -45,13 +117,23 @@ class RichStudyProgress:
             f"{workers} worker(s) × {threads} thread(s)",
             highlight=False,
         )
+        self.remaining.workers = max(1, workers)
+        if not self.planned:
+            self.remaining.unknown_left = total - already_done
         self.progress.start()
         self.overall = self.progress.add_task(
-            "[bold]runs", total=total, completed=already_done, info=""
+            "[bold]runs", total=total, completed=already_done, info="",
+            left=format_left(None),
         )
 
     def on_event(self, event: Event) -> None:
         rid = event.task.run_id
+        if event.kind in ("done", "failed"):
+            if not self.planned:
+                self.remaining.unknown_left = max(0, self.remaining.unknown_left - 1)
+            seconds = (event.record or {}).get("seconds") if event.kind == "done" else None
+            self.remaining.finished(rid, event.task.label, seconds)
+            self.progress.update(self.overall, left=format_left(self.remaining.seconds_left()))
         if event.kind == "started" and rid not in self.current:
             self.current[rid] = self.progress.add_task(
                 f"  {event.task.label}", total=event.task.epochs, info=""

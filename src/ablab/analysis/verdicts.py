@@ -166,7 +166,7 @@ def verdict(c: Comparison) -> str:
             f"{format_effect(abs(r.effect), r.effect_name)}, "
             f"{format_poi(c, winner_is_a)}{_n(c)}, {test})."
         )
-        return where + sentence if where else sentence[0].upper() + sentence[1:]
+        return where + sentence  # starts with a factor's name: never capitalised
     if c.equivalent:
         margin = format_diff(c.margin, c.metric, signed=False)
         ci = _level_ci(
@@ -182,7 +182,7 @@ def verdict(c: Comparison) -> str:
             f"{format_diff(r.diff, c.metric)} ({ci} inside ±{margin}{look}, {p}, "
             f"{format_poi(c)}{_n(c)}, {test})."
         )
-        return where + sentence if where else sentence[0].upper() + sentence[1:]
+        return where + sentence  # starts with a factor's name: never capitalised
     power = _power(c)
     return (
         f"{where}{a} vs {b}: {format_diff(r.diff, c.metric)} {what} "
@@ -255,13 +255,13 @@ def ranking_sentence(r: Ranking) -> str:
         else "levels sharing a letter are not distinguishable"
     )
     text = f"{where}{r.factor} by {METRIC_INFO[r.metric][0]}: {', '.join(parts)}; {tail}."
-    return text[0].upper() + text[1:] if not where else text
+    return text  # "batch_norm by test accuracy", the factor as the study file names it
 
 
 def status_line(counts: dict[str, Any], at_chance: int = 0) -> str:
     """``12 of 18 runs done; 6 pending`` (diverged, failed, at-chance added when any)."""
     total = sum(counts.get(k, 0) for k in ("pending", "running", "done", "diverged", "failed"))
-    parts = [f"{counts.get('done', 0)} of {total} runs done"]
+    parts = [f"{counts.get('done', 0)} of {total} run{'' if total == 1 else 's'} done"]
     for key in ("running", "pending", "diverged", "failed"):
         if counts.get(key):
             parts.append(f"{counts[key]} {key}")

@@ -72,3 +72,113 @@ def estimate_study_seconds(runs: list[RunConfig], cores: int) -> float:
             cache[key] = forward_flops(cfg)
         total += estimate_run_seconds(cfg, 1, cache[key])
     return total / max(1, cores)
+
+
+# ---------------------------------------------------------------- calibration
+
+#: Training steps timed per distinct model / dataset / batch size (after one warm-up step).
+CALIBRATION_STEPS = 5
+
+
+def _calibration_key(cfg: RunConfig) -> str:
+    """One calibration per model (with its own options), dataset and batch size: the
+    activation and the optimizer barely change a step's time."""
+    return f"{cfg.model.name}{sorted(cfg.model.options.items())}{cfg.dataset.name}" + str(
+        cfg.batch_size
+    )
+
+
+def time_training_step(cfg: RunConfig, steps: int = CALIBRATION_STEPS) -> float | None:
+    """Seconds per training step of ``cfg`` on this machine, on one thread: its model,
+    loss and optimizer on random inputs of the dataset's registered shape at the run's
+    batch size (the data is not loaded). None where the dataset does not register its
+    shape (a plugin) or the model cannot be built without real data."""
+    import time
+
+    import torch
+
+    from ablab.models import build_model
+    from ablab.train.losses import build_loss
+    from ablab.train.optimizers import build_optimizer
+
+    meta = DATASETS.get(cfg.dataset.name).meta
+    if meta.get("shape") is None:
+        return None
+    shape = tuple(int(d) for d in meta["shape"])
+    classes = int(meta.get("classes", 10))
+    batch = step_examples(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn((batch, *shape), generator=gen)
+        y = torch.randint(0, classes, (batch,), generator=gen)
+        model = build_model(cfg.model, shape, classes)
+        loss_fn = build_loss(cfg.loss.name, cfg.loss.options)
+        optimizer = build_optimizer(cfg.optimizer.name, cfg.optimizer.options,
+                                    model.parameters())
+
+        def step() -> None:
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        step()  # warm-up: allocations, lazy initialisation
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - start) / steps
+    except Exception:  # noqa: BLE001 - no calibration: the FLOP count estimates instead
+        return None
+    finally:
+        torch.set_num_threads(threads)
+
+
+def calibrated_run_seconds(cfg: RunConfig, step_seconds: float) -> float:
+    """A run's time from a measured training step: every epoch's steps, plus evaluation
+    (a forward pass, a third of a training step per example)."""
+    train, evaluated = _split_sizes(cfg)
+    batch = step_examples(cfg)
+    steps = cfg.epochs * math.ceil(train / batch)
+    return STARTUP_SECONDS + step_seconds * (steps + evaluated / (3 * batch))
+
+
+def calibrate(runs: list[RunConfig]) -> dict[str, float | None]:
+    """Seconds per training step for each distinct model / dataset / batch size among
+    ``runs`` (a few steps each), keyed for :func:`estimate_calibrated`."""
+    out: dict[str, float | None] = {}
+    for cfg in runs:
+        key = _calibration_key(cfg)
+        if key not in out:
+            out[key] = time_training_step(cfg)
+    return out
+
+
+def estimate_calibrated(
+    runs: list[RunConfig], cores: int, steps: dict[str, float | None]
+) -> float:
+    """Wall seconds for ``runs`` over ``cores`` single-thread workers, from measured
+    steps where :func:`calibrate` measured one, from the FLOP count elsewhere."""
+    total = 0.0
+    for cfg in runs:
+        measured = steps.get(_calibration_key(cfg))
+        total += (calibrated_run_seconds(cfg, measured) if measured is not None
+                  else estimate_run_seconds(cfg, 1))
+    return total / max(1, cores)
+
+
+def run_estimates(runs: list[RunConfig]) -> list[float]:
+    """Each run's FLOP-count estimate on one thread (the model traced once per distinct
+    model / dataset): the prior the progress display scales by measured times."""
+    cache: dict[str, float] = {}
+    out = []
+    for cfg in runs:
+        key = cfg.model.model_dump_json() + cfg.dataset.name
+        if key not in cache:
+            try:
+                cache[key] = forward_flops(cfg)
+            except Exception:  # noqa: BLE001 - no shape to trace: startup cost only
+                cache[key] = 0.0
+        out.append(estimate_run_seconds(cfg, 1, cache[key]))
+    return out

@@ -61,6 +61,9 @@ class ModelSpec:
     #: :meth:`batch_norm_or`: what a study may vary for this model (see
     #: :func:`check_varied_options`).
     reads: set[str] = field(default_factory=set, compare=False, repr=False)
+    #: The architecture's own default of each generic option it read (the ``default``
+    #: given to :meth:`dropout_or` / :meth:`batch_norm_or`), for ``ablab list models``.
+    defaults: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(
@@ -86,10 +89,12 @@ class ModelSpec:
 
     def dropout_or(self, default: float) -> float:
         self.reads.add("dropout")
+        self.defaults.setdefault("dropout", default)
         return default if self.dropout is None else self.dropout
 
     def batch_norm_or(self, default: bool) -> bool:
         self.reads.add("batch_norm")
+        self.defaults.setdefault("batch_norm", default)
         return default if self.batch_norm is None else self.batch_norm
 
 
@@ -223,6 +228,22 @@ def options_read(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: in
     with torch.device("meta"):
         entry.fn(spec, **entry.validate_options(cfg.options))
     return set(spec.reads)
+
+
+def architecture_defaults(entry: Entry) -> dict[str, Any]:
+    """What a model does with the generic options a study leaves unset, e.g.
+    ``{"dropout": 0.5, "batch_norm": True}`` for simple_cnn: found by building it once, with
+    its default options, on the meta device (no memory, no compute) for a 3×32×32 input
+    (larger where the model needs it). Options it never reads are absent; {} when the
+    builder cannot be built that way."""
+    side = max(32, int(entry.meta.get("min_hw") or 0))
+    spec = ModelSpec(input_shape=(3, side, side), num_classes=10)
+    try:
+        with torch.device("meta"):
+            entry.fn(spec, **entry.validate_options({}))
+    except Exception:  # noqa: BLE001 - a builder that needs real data: nothing to say
+        return {}
+    return dict(spec.defaults)
 
 
 def check_varied_options(study: Any) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import importlib.metadata
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,16 @@ def _env() -> jinja2.Environment:
 
 
 def md_escape(text: Any) -> str:
-    """Text for Markdown: HTML-significant characters as entities, so a study's labels
-    cannot inject markup into a rendered write-up either."""
-    return (
-        str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    )
+    """Text for Markdown that reads as written (``p < 0.001``, ``a & b``) yet cannot inject
+    markup into a rendered write-up: only a ``<`` that could open a tag, comment or
+    autolink (``<script``, ``</``, ``<!``, ``<?``) and an ``&`` that could start an entity
+    become entities.
+
+    >>> md_escape("p < 0.001 & n = 3; <script>alert(1)</script> &amp;")
+    'p < 0.001 & n = 3; &lt;script>alert(1)&lt;/script> &amp;amp;'
+    """
+    text = re.sub(r"&(?=#?[A-Za-z0-9]+;)", "&amp;", str(text))
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
 
 
 def md_table(table: dict[str, Any]) -> str:
