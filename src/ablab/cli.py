@@ -37,6 +37,9 @@ AllowPluginsOption = Annotated[
         help="Import (run) the plugin modules the file names; also ABLAB_ALLOW_PLUGINS=1",
     ),
 ]
+SvgOption = Annotated[
+    bool, typer.Option("--svg", help="Also write every figure as SVG (figures/*.svg)")
+]
 
 
 def _consent(allow_plugins: bool) -> bool | None:
@@ -209,6 +212,7 @@ def run(
         bool, typer.Option(help="Add the file's new runs to a directory holding older ones")
     ] = False,
     allow_plugins: AllowPluginsOption = False,
+    svg: SvgOption = False,
     rerun_changed: Annotated[
         bool, typer.Option(help="Re-train stored runs whose data files changed since")
     ] = False,
@@ -231,11 +235,13 @@ def run(
     if until_decided:
         _run_until_decided(study, out, seeds, set_ or [], max_seeds, workers, threads,
                            executor.value, address, retry_failed, _consent(allow_plugins))
+        _svg_report(out, svg)
         return
     plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=_consent(allow_plugins))
     if plan.config.tune is not None:  # [tune]: tuning first, then the evaluation
         _run_tuned(plan, out, workers, threads, executor.value, address, retry_failed,
                    force_new_variants)
+        _svg_report(out, svg)
         return
     outcome = run_study(
         plan,
@@ -248,7 +254,9 @@ def run(
         force_new_variants=force_new_variants,
         progress=RichStudyProgress(console, title=plan.name),
         rerun_changed=rerun_changed,
+        report=not svg,
     )
+    _svg_report(out, svg)
     counts = outcome.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     console.print(f"{plan.name}: {summary}")
@@ -261,15 +269,26 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
-def _print_verdicts(out: Path) -> None:
+def _svg_report(out: Path, svg: bool) -> None:
+    """``--svg``: (re)write the report with every figure as SVG too."""
+    if svg:
+        from ablab.report import write_report
+        from ablab.store import StudyStore
+
+        with StudyStore.existing(out) as store:
+            write_report(store, svg=True)
+
+
+def _print_verdicts(out: Path, a=None) -> None:
     """The verdicts, one line each, decided first (like a test summary); interactions
-    before them."""
+    before them (from ``a``, the study's fresh analysis, when given)."""
     from ablab.analysis import analyze
     from ablab.analysis.verdicts import terminal_lines
     from ablab.store import StudyStore
 
-    with StudyStore.existing(out) as store:
-        a = analyze(store)
+    if a is None:
+        with StudyStore.existing(out) as store:
+            a = analyze(store)
     for warning in a.inert.values():  # levels that trained identical runs: no verdict
         err_console.print(f"WARNING {warning}", markup=False, highlight=False, soft_wrap=True)
     lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
@@ -367,16 +386,20 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
 
 
 @app.command()
-def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
+def report(
+    out: Annotated[Path, typer.Argument(help="A study directory")],
+    svg: SvgOption = False,
+) -> None:
     """(Re)write report.html, report.md, results.csv and summary.csv from what the
     directory holds."""
     from ablab.results import open_results
     from ablab.store import StudyStore
 
-    paths = open_results(out).report()
+    results = open_results(out)
+    paths = results.report(svg=svg)
     with StudyStore.existing(out) as store:
         pending = [r for r in store.rows() if r["status"] in ("pending", "running")]
-    _print_verdicts(out)
+    _print_verdicts(out, results.analysis)
     for path in paths.values():
         console.print(f"wrote {path}")
     if pending:
