@@ -135,7 +135,7 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Learning curves (median over seeds, band = 25–75 % of seeds)")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    _margins(fig, left=1.0, right=0.25, top=0.95, bottom=0.9, wgap=1.0, hgap=0.55)
     _legend_below(fig, axes)
     return fig
 
@@ -206,7 +206,7 @@ def fig_batch_losses(a: StudyAnalysis) -> Figure | None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training loss (own loss)" + (", log scale" if positive else ""))
     ax.set_title("Per-batch training loss (mean over seeds)")
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    _margins(fig, left=1.0, right=0.25, top=0.55, bottom=0.9)
     _legend_below(fig, [ax])
     return fig
 
@@ -235,9 +235,23 @@ def fig_learning_rate(a: StudyAnalysis) -> Figure | None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("learning rate")
     ax.set_title(title)
-    fig.tight_layout(rect=(0, 0.18, 1, 1))
+    _margins(fig, left=1.0, right=0.25, top=0.55, bottom=0.9)
     _legend_below(fig, [ax])
     return fig
+
+
+def _margins(fig: Figure, left: float, right: float, top: float, bottom: float,
+             wgap: float = 0.0, hgap: float = 0.0) -> None:
+    """Place a figure's subplots with fixed margins and gaps in inches (what
+    ``tight_layout`` would find for the report's figures, without measuring every tick
+    label: most of the time of drawing them); the legend below sets its own bottom."""
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    gs = fig.axes[0].get_subplotspec().get_gridspec()
+    rows, cols = gs.get_geometry()
+    panel_w = max(0.5, (width - left - right - wgap * (cols - 1)) / cols)
+    panel_h = max(0.5, (height - top - bottom - hgap * (rows - 1)) / rows)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
+                        bottom=bottom / height, wspace=wgap / panel_w, hspace=hgap / panel_h)
 
 
 def _panels(fig: Figure, rows: int, cols: int, left: float, right: float, top: float,
@@ -408,7 +422,7 @@ def fig_gradient_norms(a: StudyAnalysis) -> Figure | None:
     for ax in axes[len(layers):]:
         ax.set_visible(False)
     fig.suptitle("Gradient norm per layer (mean over batches and seeds)")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    _margins(fig, left=1.1, right=0.25, top=0.95, bottom=0.9, wgap=0.6, hgap=1.0)
     _legend_below(fig, axes)
     return fig
 
