@@ -180,3 +180,18 @@ def test_parallel_figures_equal_serial_ones(tmp_path, monkeypatch):
     parallel = writer._draw_all(a, names, svg=False)
     assert all(serial[n] is not None and serial[n][0][:4] == b"\x89PNG" for n in names)
     assert parallel == serial
+
+
+def test_probability_of_improvement_by_ranks_equals_every_pair():
+    """P(A > B) from pooled ranks (linear memory) is exactly the mean over every pair."""
+    from ablab.analysis.stats import probability_of_improvement
+
+    rng = np.random.default_rng(3)
+    for n_a, n_b in ((3, 3), (7, 4), (40, 55)):
+        a = np.round(rng.normal(0.9, 0.02, n_a), 2)  # rounded: ties between and within
+        b = np.round(rng.normal(0.9, 0.02, n_b), 2)
+        pairs = ((a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])).mean()
+        estimate, low, high = probability_of_improvement(a, b)
+        assert estimate == pairs and low <= estimate <= high
+        lower = ((a[:, None] < b[None, :]) + 0.5 * (a[:, None] == b[None, :])).mean()
+        assert probability_of_improvement(a, b, higher_is_better=False)[0] == lower
