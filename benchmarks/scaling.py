@@ -8,9 +8,10 @@ in a fresh process on 2 workers x 1 thread. For each size it prints:
 - workers' busy share: the workers' CPU time / (wall x workers) (the coordinator's
   children are only its workers; 1 thread each, so 100 % is both cores training);
 - the coordinator's own CPU time per run (user + system, its start-up included);
-- the report's time (``write_report`` alone, after the study);
-- the coordinator's peak memory (ru_maxrss of the coordinator process, before the
-  report) and the directory's size;
+- the report's time (``write_report`` alone, analysis included, after the study, in a
+  fresh process) and that process's peak memory;
+- the coordinator's peak memory (ru_maxrss of the coordinator process, the report left
+  out) and the directory's size;
 - growth ratios against the smallest size (the #22 targets: per run <= 1.3x, report
   <= 2x, memory <= 1.5x at 3,000 runs vs 300).
 
@@ -40,9 +41,7 @@ VARIANTS = 6
 
 def one(n_runs: int, out: Path, epochs: int, workers: int) -> dict:
     """Run one size in this process; return its figures."""
-    from ablab.report import write_report
     from ablab.runner import run_study
-    from ablab.store import StudyStore
     from ablab.study import load_study
 
     seeds = max(1, round(n_runs / VARIANTS))
@@ -54,10 +53,11 @@ def one(n_runs: int, out: Path, epochs: int, workers: int) -> dict:
     peak_mb = me.ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy = (kids.ru_utime + kids.ru_stime) / (wall * outcome.workers)
-    start = time.perf_counter()
-    with StudyStore.existing(out) as store:
-        write_report(store)
-    report = time.perf_counter() - start
+    proc = subprocess.run(
+        [sys.executable, __file__, "--report", str(out)],
+        capture_output=True, text=True, check=True,
+    )
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {
         "runs": len(study.runs),
@@ -70,10 +70,27 @@ def one(n_runs: int, out: Path, epochs: int, workers: int) -> dict:
             1000 * (me.ru_utime + me.ru_stime) / len(study.runs), 1
         ),
         "workers_busy": round(busy, 3),
-        "report_s": round(report, 2),
+        "report_s": report["report_s"],
+        "report_peak_mb": report["peak_mb"],
         "peak_mb": round(peak_mb, 1),
         "dir_mb": round(size / 2**20, 1),
         "workers": outcome.workers,
+    }
+
+
+def report_only(out: Path) -> dict:
+    """``write_report`` of a finished study directory in this (fresh) process: its time
+    and this process's peak memory (the analysis streams the records: it should not grow
+    with the study)."""
+    from ablab.report import write_report
+    from ablab.store import StudyStore
+
+    start = time.perf_counter()
+    with StudyStore.existing(out) as store:
+        write_report(store)
+    return {
+        "report_s": round(time.perf_counter() - start, 2),
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
@@ -85,7 +102,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        print(json.dumps(report_only(args.report)))
+        return
     if args.one:
         print(json.dumps(one(args.one, args.out, args.epochs, args.workers)))
         return
@@ -120,7 +141,8 @@ def _line(row: dict, base: dict) -> str:
         f"x{row['per_run_s'] / base['per_run_s']:.2f}), coordinator CPU "
         f"{row.get('coordinator_cpu_ms_per_run', float('nan')):.1f} ms/run, workers busy "
         f"{100 * row['workers_busy']:.0f} %, report {row['report_s']:.1f} s "
-        f"(x{row['report_s'] / base['report_s']:.2f}), peak {row['peak_mb']:.0f} MB "
+        f"(x{row['report_s'] / base['report_s']:.2f}), report peak "
+        f"{row.get('report_peak_mb', float('nan')):.0f} MB, peak {row['peak_mb']:.0f} MB "
         f"(x{row['peak_mb'] / base['peak_mb']:.2f}), dir {row['dir_mb']:.0f} MB, "
         f"load {row['load_before']}"
     )
@@ -130,9 +152,9 @@ def _table(rows: list[dict]) -> str:
     base = rows[0]
     lines = [
         "| runs | wall time | per run (growth) | coordinator CPU per run | workers busy "
-        "| report (growth) "
-        "| peak memory (growth) | directory | load avg before |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| report (growth) | report peak memory (growth) "
+        "| coordinator peak memory (growth) | directory | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -141,6 +163,8 @@ def _table(rows: list[dict]) -> str:
             f"| {r.get('coordinator_cpu_ms_per_run', float('nan')):.1f} ms "
             f"| {100 * r['workers_busy']:.0f} % "
             f"| {r['report_s']:.1f} s (x{r['report_s'] / base['report_s']:.2f}) "
+            f"| {r.get('report_peak_mb', float('nan')):.0f} MB "
+            f"(x{r.get('report_peak_mb', float('nan')) / base.get('report_peak_mb', 1):.2f}) "
             f"| {r['peak_mb']:.0f} MB (x{r['peak_mb'] / base['peak_mb']:.2f}) "
             f"| {r['dir_mb']:.0f} MB | {r['load_before']} |"
         )

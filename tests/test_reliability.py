@@ -494,7 +494,14 @@ _labels = ["{evil}", "plain & simple"]
     md = (out / "report.md").read_text()
     prose = md.partition("```toml")[0]
     assert "<script" not in prose and "<img src" not in prose
-    for svg in (out / "figures").glob("*.svg"):
+    from ablab.report import write_report
+    from ablab.store import StudyStore
+
+    with StudyStore.existing(out) as store:
+        write_report(store, svg=True)  # SVGs are written when asked (--svg)
+    svgs = list((out / "figures").glob("*.svg"))
+    assert svgs
+    for svg in svgs:
         assert "<script" not in svg.read_text().lower(), svg
 
 

@@ -51,7 +51,7 @@ def study_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report(study_dir):
     with StudyStore.existing(study_dir) as store:
-        return write_report(store)
+        return write_report(store, svg=True)
 
 
 def test_write_report_writes_both_files(report, study_dir):
@@ -102,6 +102,23 @@ def test_markdown_references_existing_figures(report, study_dir):
     assert any(r.endswith(".png") for r in refs) and any(r.endswith(".svg") for r in refs)
     assert all((study_dir / r).is_file() for r in refs)
     assert "## Verdicts" in md and "```toml" in md
+
+
+def test_svg_only_when_asked(report, study_dir, tmp_path):
+    """Without ``svg`` no SVG is written, none is left from an older report, the
+    Markdown links none, and the PNGs are the ones an SVG report wrote."""
+    copy = tmp_path / "copy"
+    shutil.copytree(study_dir, copy)
+    assert list((copy / "figures").glob("*.svg"))
+    with StudyStore.existing(copy) as store:
+        paths = write_report(store)
+    assert not list((copy / "figures").glob("*.svg"))
+    md = paths["markdown"].read_text()
+    assert ".svg" not in md and "](figures/final_metrics.png)" in md
+    for png in (copy / "figures").glob("*.png"):
+        assert png.read_bytes() == (study_dir / "figures" / png.name).read_bytes()
+    html = paths["html"].read_text()
+    assert html == report["html"].read_text()  # the HTML embeds the same PNGs, once each
 
 
 def test_partial_study_says_what_is_missing(study_dir, tmp_path):

@@ -40,6 +40,9 @@ AllowPluginsOption = Annotated[
         help="Import (run) the plugin modules the file names; also ABLAB_ALLOW_PLUGINS=1",
     ),
 ]
+SvgOption = Annotated[
+    bool, typer.Option("--svg", help="Also write every figure as SVG (figures/*.svg)")
+]
 
 
 def _consent(allow_plugins: bool) -> bool | None:
@@ -310,6 +313,7 @@ def run(
                            help="Add the file's new runs to a directory holding older ones")
     ] = False,
     allow_plugins: AllowPluginsOption = False,
+    svg: SvgOption = False,
     rerun_changed: Annotated[
         bool, typer.Option("--rerun-changed",
                            help="Re-train stored runs whose data files changed since")
@@ -346,11 +350,13 @@ def run(
     if until_decided:
         _run_until_decided(study, out, seeds, set_ or [], max_seeds, workers, threads,
                            executor.value, address, retry_failed, _consent(allow_plugins))
+        _svg_report(out, svg)
         return
     plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=_consent(allow_plugins))
     if plan.config.tune is not None:  # [tune]: tuning first, then the evaluation
         _run_tuned(plan, out, workers, threads, executor.value, address, retry_failed,
                    force_new_variants)
+        _svg_report(out, svg)
         return
     outcome = run_study(
         plan,
@@ -364,7 +370,9 @@ def run(
         progress=RichStudyProgress(console, title=plan.name,
                                    pending=_pending_runs(plan, out, retry_failed)),
         rerun_changed=rerun_changed,
+        report=not svg,
     )
+    _svg_report(out, svg)
     counts = outcome.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     console.print(f"{plan.name}: {summary}")
@@ -460,16 +468,27 @@ def _print_plan(plan, out: Path, workers: int | None) -> None:
          f"{plural(cores, 'core')} ({how})")
 
 
-def _print_verdicts(out: Path) -> None:
+def _svg_report(out: Path, svg: bool) -> None:
+    """``--svg``: (re)write the report with every figure as SVG too."""
+    if svg:
+        from ablab.report import write_report
+        from ablab.store import StudyStore
+
+        with StudyStore.existing(out) as store:
+            write_report(store, svg=True)
+
+
+def _print_verdicts(out: Path, a=None) -> None:
     """The verdicts, one line each, decided first (like a test summary); interactions
-    before them."""
+    before them (from ``a``, the study's fresh analysis, when given)."""
     from ablab.analysis import analyze
     from ablab.analysis.variance import terminal_lines as variance_lines
     from ablab.analysis.verdicts import terminal_lines
     from ablab.store import StudyStore
 
-    with StudyStore.existing(out) as store:
-        a = analyze(store)
+    if a is None:
+        with StudyStore.existing(out) as store:
+            a = analyze(store)
     for warning in a.inert.values():  # levels that trained identical runs: no verdict
         err_console.print(f"WARNING {warning}", markup=False, highlight=False, soft_wrap=True)
     lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
@@ -569,16 +588,20 @@ def status(out: Annotated[Path, typer.Argument(help="A study directory")]) -> No
 
 
 @app.command()
-def report(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
+def report(
+    out: Annotated[Path, typer.Argument(help="A study directory")],
+    svg: SvgOption = False,
+) -> None:
     """(Re)write report.html, report.md, results.csv and summary.csv from what the
     directory holds."""
     from ablab.results import open_results
     from ablab.store import StudyStore
 
-    paths = open_results(out).report()
+    results = open_results(out)
+    paths = results.report(svg=svg)
     with StudyStore.existing(out) as store:
         pending = [r for r in store.rows() if r["status"] in ("pending", "running")]
-    _print_verdicts(out)
+    _print_verdicts(out, results.analysis)
     for path in paths.values():
         console.print(f"wrote {path}")
     if pending:

@@ -297,14 +297,17 @@ class StudyResults:
                 return figure_png(fig, dpi=width_px / fig.get_figwidth())
         return None
 
-    def report(self) -> dict[str, Path]:
-        """(Re)write results.csv, summary.csv, report.html and report.md (+ figures/);
-        returns their paths."""
+    def report(self, svg: bool = False) -> dict[str, Path]:
+        """(Re)write results.csv, summary.csv, report.html and report.md (+ figures/, as
+        SVG too when ``svg``) from a fresh analysis (kept as :attr:`analysis`); returns
+        their paths."""
+        from ablab.analysis import analyze
         from ablab.report import write_report, write_tables
 
         with StudyStore.existing(self.out) as store:
             paths = dict(write_tables(store))
-            paths.update(write_report(store))
+            self._analysis = analyze(store)
+            paths.update(write_report(store, svg=svg, analysis=self._analysis))
         return paths
 
     # ---- display

@@ -10,11 +10,13 @@ Inputs are plain data: index rows as ``StudyStore.rows()`` gives them (``run_id`
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ablab.analysis.curves import VariantCurves
 from ablab.identity import NOT_IN_IDENTITY
 
 #: Final metrics taken from a run's ``final`` dict.
@@ -96,8 +98,9 @@ class Variant:
     values: dict[str, str]
     config: dict[str, Any]  # resolved config of its first run
     runs: list[dict[str, Any]] = field(default_factory=list)  # index rows, in plan order
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id → record
     run_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id → metrics
+    #: what the figures draw of its done runs' records (the records are not kept)
+    curves: VariantCurves = field(default_factory=VariantCurves)
 
     def with_status(self, *statuses: str) -> list[dict[str, Any]]:
         return [r for r in self.runs if r["status"] in statuses]
@@ -189,9 +192,12 @@ def build_factors(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[Fact
 
 
 def build_variants(
-    rows: list[dict[str, Any]], records: dict[str, dict[str, Any]] | None = None
+    rows: list[dict[str, Any]], records: Mapping[str, dict[str, Any]] | None = None
 ) -> list[Variant]:
-    """Group rows by variant (plan order) and compute every run's metrics."""
+    """Group rows by variant (plan order) and compute every run's metrics; each done run's
+    record is folded into its variant's curves. ``records`` is looked up once per row and
+    may read each record lazily (``analyze`` does): no record is kept, so memory does not
+    grow with the records' size."""
     records = records or {}
     variants: dict[str, Variant] = {}
     for row in rows:
@@ -204,8 +210,8 @@ def build_variants(
         variant = variants[vid]
         variant.runs.append(row)
         record = records.get(row["run_id"])
-        if record is not None:
-            variant.records[row["run_id"]] = record
+        if record is not None and row["status"] == "done":
+            variant.curves.add(row, record)
         variant.run_metrics[row["run_id"]] = run_metrics(row, record)
     return list(variants.values())
 

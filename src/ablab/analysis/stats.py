@@ -550,9 +550,15 @@ def probability_of_improvement(
         return (math.nan, math.nan, math.nan)
 
     def statistic(u, v, axis=-1):
-        u = np.moveaxis(np.asarray(u), axis, -1)[..., :, None]
-        v = np.moveaxis(np.asarray(v), axis, -1)[..., None, :]
-        return ((u > v) + 0.5 * (u == v)).mean(axis=(-2, -1))
+        # U from the ranks in the pooled sample (ties: average ranks, i.e. half a win):
+        # O(n log n) time and O(n) memory per resample, where comparing every pair costs
+        # n_a·n_b (gigabytes for 2,000 resamples of 500 seeds); the same number exactly
+        u = np.moveaxis(np.asarray(u, dtype=float), axis, -1)
+        v = np.moveaxis(np.asarray(v, dtype=float), axis, -1)
+        n_u, n_v = u.shape[-1], v.shape[-1]
+        ranks = stats.rankdata(np.concatenate([u, v], axis=-1), axis=-1)
+        wins = ranks[..., :n_u].sum(axis=-1) - n_u * (n_u + 1) / 2
+        return wins / (n_u * n_v)
 
     estimate = float(statistic(x, y))
     if len(x) < 2 or len(y) < 2:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,12 +275,36 @@ def load_runs(store) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     return rows, records
 
 
+class StoredRecords(Mapping):
+    """The records of a study directory's finished (done, diverged) runs by run id, each
+    read from disk when looked up and not kept: :func:`analyze` folds them in one at a
+    time, so its memory does not grow with the number of runs' records."""
+
+    def __init__(self, store, rows: list[dict[str, Any]]):
+        self._store = store
+        self._ids = [r["run_id"] for r in rows if r["status"] in ("done", "diverged")]
+        self._known = set(self._ids)
+
+    def __getitem__(self, run_id: str) -> dict[str, Any]:
+        record = self._store.load_record(run_id) if run_id in self._known else None
+        if record is None:
+            raise KeyError(run_id)
+        return record
+
+    def __iter__(self):
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 def analyze(store) -> StudyAnalysis:
-    """Analyze a study directory (a ``StudyStore``): reads the index and every record."""
+    """Analyze a study directory (a ``StudyStore``): reads the index, and every record
+    once (folded into the figures' summaries, not kept)."""
     from ablab.analysis.sequential import load_design
 
-    rows, records = load_runs(store)
+    rows = store.rows()
     return analyze_runs(
-        store.study_info(), rows, records, store.study_text(), design=load_design(store.root),
-        tuning=load_tuning(store.root),
+        store.study_info(), rows, StoredRecords(store, rows), store.study_text(),
+        design=load_design(store.root), tuning=load_tuning(store.root),
     )

@@ -80,13 +80,10 @@ def metric_by_seed(variant: Variant, metric: str) -> dict[int, float]:
     out: dict[int, float] = {}
     for row in variant.done:
         run_id = row["run_id"]
-        record = variant.records.get(run_id) or {}
         if metric in _LAST_EPOCH:
-            history = record.get("history") or []
-            value = history[-1].get(_LAST_EPOCH[metric]) if history else None
+            value = (variant.curves.last_epoch.get(run_id) or {}).get(_LAST_EPOCH[metric])
         elif metric == "zero_activation_fraction_mean":
-            probe = (record.get("probes") or {}).get("dead_units") or {}
-            value = probe.get("zero_activation_fraction_mean")
+            value = (variant.curves.scalars.get(run_id) or {}).get(metric)
         else:
             value = variant.run_metrics.get(run_id, {}).get(metric)
         if isinstance(value, (int, float)) and math.isfinite(value):

@@ -6,7 +6,7 @@ None when the study has nothing to draw), so a notebook can call them directly::
 
 Figures are built without pyplot (``matplotlib.figure.Figure``: no global state, no GUI
 backend) with large fonts for print. Each variant keeps one colour in every figure
-(:func:`variant_colors`). :func:`save_figure` writes PNG + SVG.
+(:func:`variant_colors`). :func:`save_figure` writes PNG (+ SVG).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from matplotlib.ticker import MaxNLocator
 
 from ablab.analysis import StudyAnalysis, Variant
 from ablab.analysis.curves import (
+    MAX_CURVE_POINTS,
     activation_hist,
     batch_curve,
     boundary_of,
-    decode_grid,
+    display_grid,
     has_history,
     history_curve,
     probe_matrix,
@@ -103,7 +104,9 @@ def _validated_on_test(a: StudyAnalysis) -> bool:
 
 @styled
 def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
-    """Train / validation loss and accuracy per epoch: mean over seeds, 95 % CI band."""
+    """Train / validation loss and accuracy per epoch: median over seeds with the
+    interquartile band (a summary per variant, not one line per run, so the figure costs
+    the same at 5 seeds and at 500)."""
     colors = variant_colors(a)
     val = "validation (= TEST set)" if _validated_on_test(a) else "validation"
     panels = [
@@ -122,7 +125,7 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
                 continue
             c = history_curve(v, key)
             scale = 100.0 if key.endswith("accuracy") else 1.0
-            ax.plot(c["epochs"], c["mean"] * scale, color=colors[v.label], lw=2,
+            ax.plot(c["epochs"], c["median"] * scale, color=colors[v.label], lw=2,
                     label=short_label(a, v))
             ax.fill_between(c["epochs"], c["low"] * scale, c["high"] * scale,
                             color=colors[v.label], alpha=0.18, lw=0)
@@ -131,8 +134,8 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
     for ax in axes[1]:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle("Learning curves (mean over seeds, band = 95 % CI)")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.suptitle("Learning curves (median over seeds, band = 25–75 % of seeds)")
+    _margins(fig, left=1.0, right=0.25, top=0.95, bottom=0.9, wgap=1.0, hgap=0.55)
     _legend_below(fig, axes)
     return fig
 
@@ -184,7 +187,8 @@ def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
 
 @styled
 def fig_batch_losses(a: StudyAnalysis) -> Figure | None:
-    """Training loss of every batch (mean over seeds)."""
+    """Training loss of every batch (mean over seeds; long runs drawn as the means of
+    consecutive blocks of batches, at most ``MAX_CURVE_POINTS`` points)."""
     colors = variant_colors(a)
     curves = [(v, batch_curve(v)) for v in a.variants]
     curves = [(v, c) for v, c in curves if len(c["mean"])]
@@ -202,7 +206,7 @@ def fig_batch_losses(a: StudyAnalysis) -> Figure | None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training loss (own loss)" + (", log scale" if positive else ""))
     ax.set_title("Per-batch training loss (mean over seeds)")
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    _margins(fig, left=1.0, right=0.25, top=0.55, bottom=0.9)
     _legend_below(fig, [ax])
     return fig
 
@@ -231,9 +235,51 @@ def fig_learning_rate(a: StudyAnalysis) -> Figure | None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("learning rate")
     ax.set_title(title)
-    fig.tight_layout(rect=(0, 0.18, 1, 1))
+    _margins(fig, left=1.0, right=0.25, top=0.55, bottom=0.9)
     _legend_below(fig, [ax])
     return fig
+
+
+def _margins(fig: Figure, left: float, right: float, top: float, bottom: float,
+             wgap: float = 0.0, hgap: float = 0.0) -> None:
+    """Place a figure's subplots with fixed margins and gaps in inches (what
+    ``tight_layout`` would find for the report's figures, without measuring every tick
+    label: most of the time of drawing them); the legend below sets its own bottom."""
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    gs = fig.axes[0].get_subplotspec().get_gridspec()
+    rows, cols = gs.get_geometry()
+    panel_w = max(0.5, (width - left - right - wgap * (cols - 1)) / cols)
+    panel_h = max(0.5, (height - top - bottom - hgap * (rows - 1)) / rows)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
+                        bottom=bottom / height, wspace=wgap / panel_w, hspace=hgap / panel_h)
+
+
+def _panels(fig: Figure, rows: int, cols: int, left: float, right: float, top: float,
+            bottom: float, wgap: float, hgap: float) -> np.ndarray:
+    """A rows × cols grid of axes with fixed margins and gaps in inches, and ``right``
+    inches kept free for a colorbar (see :func:`_colorbar`): the panel figures' layout,
+    computed instead of solved (matplotlib's constrained layout measures every tick
+    label of every panel, most of the time of drawing a many-panel figure)."""
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    panel_w = max(0.5, (width - left - right - wgap * (cols - 1)) / cols)
+    panel_h = max(0.5, (height - top - bottom - hgap * (rows - 1)) / rows)
+    return fig.subplots(rows, cols, squeeze=False, gridspec_kw={
+        "left": left / width, "right": 1 - right / width,
+        "top": 1 - top / height, "bottom": bottom / height,
+        "wspace": wgap / panel_w, "hspace": hgap / panel_h,
+    })
+
+
+def _colorbar(fig: Figure, image, top: float, bottom: float, label: str,
+              shrink: float = 1.0) -> None:
+    """A colorbar in the right margin :func:`_panels` left (0.22 in wide, 0.3 in from
+    the panels), spanning ``shrink`` of the panels' height (margins in inches)."""
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    span = (height - top - bottom) / height
+    low = bottom / height + span * (1 - shrink) / 2
+    right_of_panels = 1 - fig.subplotpars.right
+    cax = fig.add_axes((1 - right_of_panels + 0.3 / width, low, 0.22 / width, span * shrink))
+    fig.colorbar(image, cax=cax, label=label)
 
 
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
@@ -251,8 +297,10 @@ def _unit_heatmap(a: StudyAnalysis, key: str, title: str, cbar: str) -> Figure |
         return None
     rows, cols = _grid(len(shown), max_cols=2)
     height = 1.4 + 0.9 * max(len(m["layers"]) for _, m in shown)
-    fig = Figure(figsize=(6.5 * cols + 1.5, height * rows + 1.2), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig = Figure(figsize=(6.5 * cols + 1.5, height * rows + 1.2))
+    top = 0.8 + (0.35 if undefined else 0.0)
+    axes = _panels(fig, rows, cols, left=1.2, right=1.5, top=top, bottom=0.7, wgap=1.3,
+                   hgap=1.1).ravel()
     image = None
     for ax, (v, m) in zip(axes, shown, strict=False):
         epochs = m["epochs"]
@@ -269,7 +317,7 @@ def _unit_heatmap(a: StudyAnalysis, key: str, title: str, cbar: str) -> Figure |
         ax.grid(False)
     for ax in axes[len(shown):]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=list(axes[: len(shown)]), label=cbar, shrink=0.9)
+    _colorbar(fig, image, top, 0.7, cbar, shrink=0.9)
     note = f"\nnot defined for bounded activations: {'; '.join(undefined)}" if undefined else ""
     fig.suptitle(title + note)
     return fig
@@ -314,8 +362,9 @@ def fig_activation_histograms(a: StudyAnalysis) -> Figure | None:
         return None
     cols = max(len(p) for _, p in hists)
     rows = len(hists)
-    fig = Figure(figsize=(5.2 * cols + 1.5, 2.9 * rows + 1.2), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig = Figure(figsize=(5.2 * cols + 1.5, 2.9 * rows + 1.2))
+    axes = _panels(fig, rows, cols, left=1.0, right=1.4, top=1.05, bottom=0.75, wgap=0.6,
+                   hgap=0.95)
     image = None
     for r, (v, per_layer) in enumerate(hists):
         for c in range(cols):
@@ -339,7 +388,7 @@ def fig_activation_histograms(a: StudyAnalysis) -> Figure | None:
             if r == rows - 1:
                 ax.set_xlabel("epoch")
     fig.suptitle("Activation distributions per layer over training (probe batch, all seeds)")
-    fig.colorbar(image, ax=axes, label="share of values in bin (sqrt scale)", shrink=0.6)
+    _colorbar(fig, image, 1.05, 0.75, "share of values in bin (sqrt scale)", shrink=0.6)
     return fig
 
 
@@ -373,7 +422,7 @@ def fig_gradient_norms(a: StudyAnalysis) -> Figure | None:
     for ax in axes[len(layers):]:
         ax.set_visible(False)
     fig.suptitle("Gradient norm per layer (mean over batches and seeds)")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    _margins(fig, left=1.1, right=0.25, top=0.95, bottom=0.9, wgap=0.6, hgap=1.0)
     _legend_below(fig, axes)
     return fig
 
@@ -402,26 +451,24 @@ def fig_decision_boundaries(a: StudyAnalysis) -> Figure | None:
     rows = list(dict.fromkeys(row_key(v) for v, _ in items))
     cols = list(dict.fromkeys(col_key(v) for v, _ in items))
     colors = variant_colors(a)
-    fig = Figure(figsize=(4.4 * len(cols) + 1.6, 4.2 * len(rows) + 0.8), layout="constrained")
-    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    fig = Figure(figsize=(4.4 * len(cols) + 1.6, 4.2 * len(rows) + 0.8))
+    axes = _panels(fig, len(rows), len(cols), left=0.25, right=1.7, top=1.0, bottom=0.2,
+                   wgap=0.3, hgap=0.75)
     for ax in axes.ravel():
         ax.set_visible(False)
     image = None
     for v, b in items:
         ax = axes[rows.index(row_key(v)), cols.index(col_key(v))]
         ax.set_visible(True)
-        prob = decode_grid(b["final"]["prob"], b["grid"])
+        xs, ys, prob, classes = display_grid(b)  # at most MAX_GRID_CELLS a side
         extent = (*b["x_range"], *b["y_range"])
-        multi = b.get("num_classes", 2) > 2
+        multi = classes is not None
         if multi:
-            shown = decode_grid(b["final"]["argmax"], b["grid"], scale=1)
-            image = ax.imshow(shown, origin="lower", extent=extent, cmap="tab10",
+            image = ax.imshow(classes, origin="lower", extent=extent, cmap="tab10",
                               aspect="auto", alpha=0.5, vmin=0, vmax=9)
         else:
             image = ax.imshow(prob, origin="lower", extent=extent, cmap="RdBu_r", vmin=0,
                               vmax=1, aspect="auto", alpha=0.75)
-            xs = np.linspace(*b["x_range"], b["grid"])
-            ys = np.linspace(*b["y_range"], b["grid"])
             if prob.min() < 0.5 < prob.max():
                 ax.contour(xs, ys, prob, levels=[0.5], colors="k", linewidths=1.5)
         pts = b["test_points"]
@@ -437,7 +484,7 @@ def fig_decision_boundaries(a: StudyAnalysis) -> Figure | None:
         ax.grid(False)
     fig.suptitle("Decision boundaries with the test points (first seed of each variant)")
     if image is not None and not any(b.get("num_classes", 2) > 2 for _, b in items):
-        fig.colorbar(image, ax=axes, label="P(class 1)", shrink=0.6)
+        _colorbar(fig, image, 1.0, 0.2, "P(class 1)", shrink=0.6)
     return fig
 
 
@@ -455,10 +502,13 @@ FIGURES = [
                "Mean and 95 % CI of test accuracy and test softmax cross-entropy per variant; "
                "open circles are single seeds. Only finished (done) runs.", fig_final_metrics),
     FigureSpec("learning_curves", "Training", "Learning curves",
-               "Mean over seeds with a 95 % CI band. Loss panels show each run's own loss.",
+               "Median over seeds with the band holding the middle half of the seeds "
+               "(25–75 %). Loss panels show each run's own loss.",
                fig_learning_curves),
     FigureSpec("batch_losses", "Training", "Per-batch training loss",
-               "Training loss of every batch, mean over seeds.", fig_batch_losses),
+               "Training loss of every batch, mean over seeds (runs of more than "
+               f"{MAX_CURVE_POINTS} batches: the mean of each block of consecutive batches).",
+               fig_batch_losses),
     FigureSpec("learning_rate", "Training", "Learning rate",
                "Learning rate in effect at each epoch.", fig_learning_rate),
     FigureSpec("dead_units", "Diagnostics", "Dead units",
@@ -595,20 +645,39 @@ FIGURES.append(
 )
 
 
-def save_figure(fig: Figure, folder: Path, name: str, dpi: int = 110) -> dict[str, Path]:
-    """Write ``folder/name.png`` and ``folder/name.svg`` atomically (rendered in memory,
-    then a temporary file renamed over the old one: a killed process never leaves half a
-    figure); returns both paths."""
-    from ablab.store import atomic_write_bytes, atomic_write_text
-
-    paths = {"png": folder / f"{name}.png", "svg": folder / f"{name}.svg"}
+def figure_bytes(fig: Figure, dpi: int = 110, svg: bool = False) -> tuple[bytes, str | None]:
+    """The figure rendered in memory through the Agg canvas (whatever the global
+    backend): PNG bytes, and the SVG text when ``svg``."""
     with matplotlib.rc_context(STYLE):
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=dpi, metadata={"Software": None})
-        svg = io.StringIO()
-        fig.savefig(svg, format="svg", metadata={"Date": None})
-    atomic_write_bytes(paths["png"], png.getvalue())
-    atomic_write_text(paths["svg"], svg.getvalue())
+        text = None
+        if svg:
+            out = io.StringIO()
+            fig.savefig(out, format="svg", metadata={"Date": None})
+            text = out.getvalue()
+    return png.getvalue(), text
+
+
+def save_figure(
+    fig: Figure, folder: Path, name: str, dpi: int = 110, svg: bool = True
+) -> dict[str, Path]:
+    """Write ``folder/name.png`` (and ``folder/name.svg`` unless ``svg=False``)
+    atomically (rendered in memory, then a temporary file renamed over the old one: a
+    killed process never leaves half a figure); returns the paths written."""
+    png, text = figure_bytes(fig, dpi, svg)
+    return write_figure_files(folder, name, png, text)
+
+
+def write_figure_files(folder: Path, name: str, png: bytes, svg: str | None) -> dict[str, Path]:
+    """Write rendered bytes as ``folder/name.png`` (+ ``.svg`` when given), atomically."""
+    from ablab.store import atomic_write_bytes, atomic_write_text
+
+    paths = {"png": folder / f"{name}.png"}
+    atomic_write_bytes(paths["png"], png)
+    if svg is not None:
+        paths["svg"] = folder / f"{name}.svg"
+        atomic_write_text(paths["svg"], svg)
     return paths
 
 

@@ -25,7 +25,13 @@ from ablab.analysis import StudyAnalysis, analyze
 from ablab.analysis.runs import METRIC_INFO
 from ablab.analysis.verdicts import MINUS, format_ci, format_diff, format_effect, format_p
 from ablab.report.against_source import against_source
-from ablab.report.figures import FIGURES, save_figure, short_label, variant_colors
+from ablab.report.figures import (
+    FIGURES,
+    figure_bytes,
+    short_label,
+    variant_colors,
+    write_figure_files,
+)
 from ablab.report.variance_sources import variance_section
 
 FIGURE_DIR = "figures"
@@ -245,24 +251,86 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def render_figures(a: StudyAnalysis, folder: Path) -> list[dict[str, Any]]:
-    """Draw every figure the study has data for; save PNG + SVG under ``folder``; return
-    title, caption, topic, data URI and relative paths of each."""
+#: Figures that take longest to draw go to the workers first.
+_SLOW_FIRST = ("activation_histograms", "decision_boundaries", "learning_curves",
+               "dead_units", "zero_activations", "gradient_norms")
+#: The analysis the forked figure workers draw from (set just before they fork).
+_SHARED: StudyAnalysis | None = None
+
+
+def _draw(name: str, svg: bool) -> tuple[bytes, str | None] | None:
+    """Build and render one figure of the shared analysis (in a worker, or in process):
+    its PNG bytes and SVG text (when asked), None when the study has nothing to draw."""
+    spec = next(s for s in FIGURES if s.name == name)
+    fig = spec.make(_SHARED)
+    if fig is None:
+        return None
+    try:
+        return figure_bytes(fig, svg=svg)
+    finally:
+        fig.clear()
+
+
+def _figure_workers(n_figures: int) -> int:
+    """Processes to draw figures with: the CPUs this process may use (at most 4), 1 where
+    processes cannot be forked (the workers inherit the analysis instead of unpickling
+    it, and need not import anything)."""
+    import multiprocessing
+    import os
+    import sys
+
+    forks = "fork" in multiprocessing.get_all_start_methods()
+    if not (sys.platform.startswith("linux") and forks):
+        return 1
+    cpus = len(os.sched_getaffinity(0))
+    return max(1, min(4, cpus, n_figures))
+
+
+def _draw_all(a: StudyAnalysis, names: list[str], svg: bool) -> dict[str, Any]:
+    """Every figure's rendering by name, drawn in parallel by forked processes (each
+    builds its figures on a ``matplotlib.figure.Figure`` and renders it through the Agg
+    canvas: no global backend is set, in the parent or in them)."""
+    global _SHARED
+    _SHARED = a
+    try:
+        workers = _figure_workers(len(names))
+        if workers == 1:
+            return {name: _draw(name, svg) for name in names}
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        order = sorted(names, key=lambda n: _SLOW_FIRST.index(n) if n in _SLOW_FIRST
+                       else len(_SLOW_FIRST))
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {name: pool.submit(_draw, name, svg) for name in order}
+            return {name: futures[name].result() for name in names}
+    finally:
+        _SHARED = None
+
+
+def render_figures(a: StudyAnalysis, folder: Path, svg: bool = False) -> list[dict[str, Any]]:
+    """Draw every figure the study has data for, in parallel; save each as PNG (and SVG
+    when ``svg``) under ``folder``, removing files of figures not drawn (an SVG not asked
+    for included, so none is left from an older report); return title, caption, topic,
+    data URI and relative paths of each (``svg`` None when not written)."""
+    names = [spec.name for spec in FIGURES]
+    drawn = _draw_all(a, names, svg)
     out = []
     for spec in FIGURES:
-        fig = spec.make(a)
-        stale = [folder / f"{spec.name}.png", folder / f"{spec.name}.svg"]
-        if fig is None:
-            for path in stale:
-                path.unlink(missing_ok=True)
+        result = drawn[spec.name]
+        if result is None or not svg:
+            (folder / f"{spec.name}.svg").unlink(missing_ok=True)
+        if result is None:
+            (folder / f"{spec.name}.png").unlink(missing_ok=True)
             continue
-        paths = save_figure(fig, folder, spec.name)
-        fig.clear()
-        data = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
+        png, text = result
+        write_figure_files(folder, spec.name, png, text)
+        data = base64.b64encode(png).decode("ascii")
         out.append({
             "name": spec.name, "topic": spec.topic, "title": spec.title,
             "caption": spec.caption, "data_uri": f"data:image/png;base64,{data}",
-            "png": f"{FIGURE_DIR}/{spec.name}.png", "svg": f"{FIGURE_DIR}/{spec.name}.svg",
+            "png": f"{FIGURE_DIR}/{spec.name}.png",
+            "svg": f"{FIGURE_DIR}/{spec.name}.svg" if svg else None,
         })
     return out
 
@@ -358,14 +426,17 @@ def render_markdown(context: dict[str, Any]) -> str:
     return _env().get_template("report.md").render(context)
 
 
-def write_report(store) -> dict[str, Path]:
-    """Analyze the study in ``store`` and write ``report.html``, ``report.md`` and
-    ``figures/*.png|svg`` into its directory."""
+def write_report(
+    store, svg: bool = False, analysis: StudyAnalysis | None = None
+) -> dict[str, Path]:
+    """Analyze the study in ``store`` (unless its fresh ``analysis`` is given) and write
+    ``report.html``, ``report.md`` and ``figures/*.png`` (and ``figures/*.svg`` when
+    ``svg``) into its directory."""
     from ablab.store import atomic_write_text
 
-    a = analyze(store)
+    a = analysis if analysis is not None else analyze(store)
     root = Path(store.root)
-    figures = render_figures(a, root / FIGURE_DIR)
+    figures = render_figures(a, root / FIGURE_DIR, svg=svg)
     context = report_context(a, figures)
     paths = {"html": root / "report.html", "markdown": root / "report.md"}
     atomic_write_text(paths["html"], render_html(context))
