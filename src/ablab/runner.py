@@ -38,7 +38,7 @@ from ablab.data.fingerprint import (
     unavailable,
 )
 from ablab.errors import UserError
-from ablab.execute import Event, Task, make_executor, plan_workers
+from ablab.execute import Event, Task, make_executor, plan_workers, start_server
 from ablab.results import StudyResults
 from ablab.store import StudyStore
 from ablab.study import Study, load_study
@@ -265,6 +265,8 @@ def run_study(
         todo = store.prepare(retry_failed=retry_failed)
         runs = {r.run_id: r for r in study.runs}
         tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
+        if tasks and executor == "local":
+            start_server()  # workers' torch import overlaps with the planning below
         n_workers, n_threads = plan_workers(tasks, workers, threads)
         recorder = _Recorder(store, display)
         recorder.data_files = {  # each record says which data files it read
