@@ -1,0 +1,66 @@
+"""Issue #17 (study speed) and #14's leftovers: constant per-seed differences, warm worker
+pools, compact run records."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ablab.analysis.compare import Comparison, decide_family
+from ablab.analysis.sequential import Design, sequential_outcomes
+from ablab.analysis.stats import compare_samples, sign_test_floor
+
+# ------------------------------------------------- zero variance is not certainty (#14)
+
+
+def _comparison(a, b, paired=True):
+    r = compare_samples(a, b, paired=paired, scale="difference")
+    return Comparison("activation", "test_accuracy", "", "x", "y", "a", "b", r,
+                      values_a=list(a), values_b=list(b))
+
+
+def test_sign_test_floor_is_scipys_binomial_test():
+    for n in (1, 3, 5, 6, 9):
+        assert sign_test_floor(n) == pytest.approx(stats.binomtest(n, n).pvalue)
+
+
+@pytest.mark.parametrize("n, outcome", [(3, "undecided"), (5, "undecided"), (6, "beats")])
+def test_constant_differences_decide_by_the_sign_test(n, outcome):
+    # every seed of A exactly 1 pp above B (a tiny test set): zero variance
+    b = np.linspace(0.80, 0.90, n)
+    c = _comparison(b + 0.01, b)
+    decide_family([c], 0.05, 0.001)
+    assert c.outcome == outcome
+    assert c.result.p == pytest.approx(sign_test_floor(n))
+    excludes = c.decision_low > 0 or c.decision_high < 0
+    assert excludes == (outcome == "beats")  # the printed interval agrees
+    if outcome == "undecided":
+        assert (c.decision_low, c.decision_high) == (-1.0, 1.0)
+
+
+def test_constant_difference_inside_the_margin_is_equivalent_only_with_enough_seeds():
+    for n, expected in ((3, "undecided"), (5, "equivalent")):
+        b = np.full(n, 0.9)
+        c = _comparison(b + 0.002, b)
+        decide_family([c], 0.05, 0.01)
+        assert c.outcome == expected, n
+
+
+def test_two_constant_unpaired_samples_use_the_exact_rank_test():
+    r = compare_samples([0.9] * 3, [0.8] * 3, paired=False, scale="difference")
+    assert r.p == pytest.approx(stats.mannwhitneyu([0.9] * 3, [0.8] * 3, method="exact").pvalue)
+    assert math.isinf(r.scaled.interval(0.95)[0]) is False  # clipped to the scale: ±1
+    assert r.ci_low == -1.0 and r.ci_high == 1.0
+
+
+def test_sequential_outcomes_apply_the_same_floor():
+    design = Design.plan(3, 10)
+    b = np.tile(np.linspace(0.8, 0.9, 10), (2, 1))
+    a = b + np.array([[0.01], [0.0]])
+    outcome, used = sequential_outcomes(a, b, design, margin=0.005)
+    # constant +1 pp: not at 3 seeds (sign test p = 0.25); later, when its look allows
+    assert outcome[0] in ("beats", "undecided") and used[0] > 3
+    assert outcome[1] == "equivalent" and used[1] > 3
