@@ -15,6 +15,7 @@ from ablab.errors import UserError
 from ablab.results import study_status
 from ablab.runner import run_study
 from ablab.store import StudyStore
+from ablab.store.records import read_record
 from ablab.study import load_study
 
 
@@ -36,7 +37,7 @@ def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
         summary = list(csv.DictReader(handle))
     assert [row["activation"] for row in summary] == ["relu", "tanh"]
     assert all(row["test_accuracy_n"] == "2" for row in summary)
-    record = json.loads((out / "runs" / f"{study.runs[0].run_id}.json").read_text())
+    record = read_record(out / "runs" / f"{study.runs[0].run_id}.json")  # packed on disk
     assert record["status"] == "done" and len(record["history"]) == 3
     # Resume: nothing left to do, nothing re-run.
     again = run_study(load_study(write_study(tmp_path)), out, workers=2, threads=1, report=False)

@@ -3,6 +3,7 @@ pools, compact run records."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -64,3 +65,63 @@ def test_sequential_outcomes_apply_the_same_floor():
     # constant +1 pp: not at 3 seeds (sign test p = 0.25); later, when its look allows
     assert outcome[0] in ("beats", "undecided") and used[0] > 3
     assert outcome[1] == "equivalent" and used[1] > 3
+
+
+# ------------------------------------------------------------- compact run records (#17)
+
+
+def _record(n_epochs=40):
+    rng = np.random.default_rng(0)
+    f32 = [float(np.float32(v)) for v in rng.random(n_epochs)]  # what torch's .item() gives
+    history = [
+        {"epoch": i + 1, "train_loss": f32[i], "val_accuracy": float(rng.random()),
+         "lr": 0.01, "note": None if i % 2 else "x"}
+        for i in range(n_epochs)
+    ]
+    return {
+        "run_id": "r1", "config": {"epochs": n_epochs, "dataset": {"name": "moons"}},
+        "status": "done", "history": history, "batch_losses": f32 * 3,
+        "final": {"test_accuracy": 0.9, "epochs_run": n_epochs}, "sizes": {"train": 3},
+        "probes": {
+            "hist": [[[int(v) for v in rng.integers(0, 300, 50)] for _ in range(2)]
+                     for _ in range(5)],
+            "ragged": [[1.5, 2.5], [3.5]], "mixed": [1, 2.5] * 8, "flags": [True, False] * 8,
+            "big": [2**40 + i for i in range(10)], "short": [0.1, 0.2],
+        },
+    }
+
+
+def test_packed_record_round_trips_bit_for_bit_and_is_smaller(tmp_path):
+    from ablab.store.records import pack_record, read_record, record_text
+
+    record = _record()
+    path = tmp_path / "r1.json"
+    path.write_text(record_text(record))
+    back = read_record(path)
+    assert back == record
+    assert json.dumps(back) == json.dumps(record)  # types too: ints stay ints
+    packed = pack_record(record)
+    assert "__table__" in packed["history"] and "__array__" in packed["batch_losses"]
+    assert packed["batch_losses"]["__array__"] == "<f4"  # exactly float32: no value lost
+    assert packed["probes"]["hist"]["__array__"] == "<i2"
+    assert packed["probes"]["mixed"] == record["probes"]["mixed"]  # int and float: a list
+    assert packed["probes"]["flags"] == record["probes"]["flags"]
+    assert len(path.read_text()) < len(json.dumps(record, indent=2)) / 2
+
+
+def test_old_plain_records_still_read(tmp_path):
+    from ablab.store.records import read_record
+
+    record = _record()
+    path = tmp_path / "r1.json"
+    path.write_text(json.dumps(record, indent=2))  # how records were written before
+    assert read_record(path) == record
+
+
+def test_a_packed_array_that_does_not_decode_is_a_damaged_record(tmp_path):
+    from ablab.store.records import DamagedRecord, read_record, record_text
+
+    path = tmp_path / "r1.json"
+    path.write_text(record_text(_record()).replace('"data":"', '"data":"@@', 1))
+    with pytest.raises(DamagedRecord, match="packed array"):
+        read_record(path)

@@ -42,7 +42,11 @@ from ablab.execute.shipping import install_entries, pack_or_stay_here, run_here
 
 #: Modules the fork server imports once, before it forks any worker (a worker then starts
 #: with torch and every built-in component loaded: milliseconds instead of seconds).
-PRELOAD = ["ablab", "ablab.execute.local", "ablab.train", "ablab.train.batched"]
+#: scikit-learn: every built-in dataset is generated or split with it.
+PRELOAD = [
+    "ablab.execute.local", "ablab.config", "ablab.data", "ablab.models", "ablab.train",
+    "ablab.probes", "ablab.train.batched", "sklearn.datasets", "sklearn.model_selection",
+]
 
 
 def _context() -> mp.context.BaseContext:
