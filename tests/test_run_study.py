@@ -1,7 +1,6 @@
 """Running studies: the store, resume after kills, failing and diverging runs, executors."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -135,9 +134,11 @@ def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, ref
     # Both workers busy: each holds the run it trains (and one sent ahead, not started,
     # which goes back to the queue when its worker dies).
     wait_for(out, lambda s: s.count("running") >= 2)
-    workers = _children(proc.pid)
-    # The resource tracker of multiprocessing is a child too; kill the busiest one.
-    busy = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    # Workers are forked by multiprocessing's fork server (a child of the study's
+    # process, beside the resource tracker): they are the fork server's children.
+    servers = [p for p in _children(proc.pid)
+               if "forkserver" in Path(f"/proc/{p}/cmdline").read_text()]
+    busy = [w for server in servers for w in _children(server)]
     os.kill(busy[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr

@@ -125,3 +125,76 @@ def test_a_packed_array_that_does_not_decode_is_a_damaged_record(tmp_path):
     path.write_text(record_text(_record()).replace('"data":"', '"data":"@@', 1))
     with pytest.raises(DamagedRecord, match="packed array"):
         read_record(path)
+
+
+def test_a_stored_run_reads_back_with_the_digest_main_gave(tmp_path):
+    """A real run (probes on) through the packed record: the same numbers, by the digest
+    tests/test_loop.py pins for this run."""
+    from test_loop import FIT_CASES, fingerprint
+
+    from ablab.config import parse_run
+    from ablab.store.records import read_record, record_text
+    from ablab.train import RunResult, fit
+
+    case = next(iter(FIT_CASES))
+    data, (digest, _, _) = FIT_CASES[case]
+    result = fit(parse_run(data))
+    record = result.to_dict()
+    path = tmp_path / f"{record['run_id']}.json"
+    path.write_text(record_text(record))
+    back = read_record(path)
+    assert back == record
+    assert fingerprint(RunResult.from_dict(back)) == digest
+
+
+# ------------------------------------------------- workers that start once (#17, #14)
+
+
+def _tasks(n, epochs=1):
+    from ablab.config import parse_run
+    from ablab.execute import Task
+
+    out = []
+    for seed in range(n):
+        cfg = parse_run({"epochs": epochs, "seed": seed, "device": "cpu", "batch_size": "full",
+                         "dataset": {"name": "moons", "n_samples": 120},
+                         "model": {"name": "mlp", "hidden": [4]}})
+        out.append(Task(f"t{seed}", f"seed {seed}", cfg.resolved()))
+    return out
+
+
+def test_kept_workers_serve_the_next_run_call_and_stop_at_the_end():
+    from ablab.execute import LocalExecutor, kept_workers, local
+
+    events = []
+    with kept_workers():
+        LocalExecutor(1, 1, batch_seeds=False).run(_tasks(1), events.append)
+        (pool,) = local._KEPT.values()
+        first = pool[0].process
+        LocalExecutor(1, 1, batch_seeds=False).run(_tasks(2), events.append)
+        (pool,) = local._KEPT.values()
+        assert pool[0].process is first and first.is_alive()  # no new process
+    first.join(timeout=10)
+    assert not first.is_alive() and local._KEPT is None
+    assert [e.kind for e in events if e.kind in ("done", "failed")] == ["done"] * 3
+
+
+@pytest.mark.slow
+def test_until_decided_with_the_ray_executor_reaches_the_local_seeds_and_verdicts(tmp_path):
+    pytest.importorskip("ray")
+    from test_adaptive import STUDY, seeds_and_verdicts
+
+    from ablab.adaptive import run_until_decided
+
+    study = tmp_path / "tiny.toml"
+    study.write_text(STUDY)
+    ends = {}
+    for executor in ("local", "ray"):
+        outcome, per_variant = run_until_decided(
+            study, tmp_path / executor, max_seeds=3, workers=2, threads=1, report=False,
+            executor=executor,
+        )
+        assert outcome.exit_code == 0
+        seeds, lines, _ = seeds_and_verdicts(tmp_path / executor)
+        ends[executor] = (per_variant, seeds, lines)
+    assert ends["ray"] == ends["local"]
