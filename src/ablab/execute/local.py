@@ -165,6 +165,17 @@ class _Worker:
 #: Pools kept between ``run`` calls inside :func:`kept_workers`, by what their workers
 #: were started with; None outside such a block.
 _KEPT: dict[tuple, list[_Worker]] | None = None
+#: What other executors keep for the block (a Ray runtime), closed when it ends.
+_CLOSE_AT_END: list = []
+
+
+def close_when_kept_workers_end(close) -> bool:
+    """Inside :func:`kept_workers`: ``close()`` is called when the block ends (True);
+    outside it nothing is kept and the caller closes now (False)."""
+    if _KEPT is None:
+        return False
+    _CLOSE_AT_END.append(close)
+    return True
 
 
 @contextmanager
@@ -184,6 +195,8 @@ def kept_workers() -> Iterator[None]:
         kept, _KEPT = _KEPT, None
         for pool in kept.values():
             _stop(pool)
+        while _CLOSE_AT_END:
+            _CLOSE_AT_END.pop()()
 
 
 class LocalExecutor:

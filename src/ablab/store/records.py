@@ -8,10 +8,10 @@ run is trained again instead of crashing every command that reads the study.
 On disk a record is compact JSON whose numeric arrays are packed (:func:`pack_record`):
 a list of numbers (or a rectangular nested list) becomes ``{"__array__": dtype, "shape":
 [...], "data": base64}`` — float32 where every value is exactly a float32 (what torch
-gives), else float64; integers in the narrowest type that holds them — and a list of same-keyed dicts (the
-epoch history) becomes columns. :func:`read_record` unpacks, so every reader sees the
-same lists of Python floats and ints as before, bit for bit; records written before
-(plain lists) read as they are.
+gives), else float64; integers in the narrowest type that holds them — and a list of
+same-keyed dicts (the epoch history) becomes columns. :func:`read_record` unpacks, so
+every reader sees the same lists of Python floats and ints as before, bit for bit;
+records written before (plain lists) read as they are.
 """
 
 from __future__ import annotations
