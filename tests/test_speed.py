@@ -198,3 +198,12 @@ def test_until_decided_with_the_ray_executor_reaches_the_local_seeds_and_verdict
         seeds, lines, _ = seeds_and_verdicts(tmp_path / executor)
         ends[executor] = (per_variant, seeds, lines)
     assert ends["ray"] == ends["local"]
+
+
+def test_the_config_and_final_metrics_stay_readable_json():
+    from ablab.store.records import pack_record
+
+    record = _record()
+    record["config"]["seeds"] = list(range(20))
+    packed = pack_record(record)
+    assert packed["config"] == record["config"] and packed["final"] == record["final"]

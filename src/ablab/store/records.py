@@ -107,9 +107,14 @@ def _unpack(value: Any) -> Any:
     return value
 
 
+#: The fields whose arrays are packed: the per-epoch and per-batch data. The config, the
+#: final metrics and the sizes stay readable JSON.
+PACKED_FIELDS = ("history", "batch_losses", "probes")
+
+
 def pack_record(record: dict[str, Any]) -> dict[str, Any]:
     """The record as stored: numeric arrays packed, epoch history as columns."""
-    return _pack(record)
+    return {k: _pack(v) if k in PACKED_FIELDS else v for k, v in record.items()}
 
 
 def unpack_record(data: Any) -> Any:
