@@ -15,7 +15,10 @@ floating-point work (forward + backward of every full-batch step, 3 x 2 x weight
 at the measured peak of this machine (a 1-thread float32 matmul, both cores) over
 ablab's wall time.
 
-    python benchmarks/study_speed.py [--json benchmarks/results/study_speed.json]
+    python benchmarks/study_speed.py [--json benchmarks/results/study_speed.json] [--seeds N]
+
+``--seeds N`` (default 5) runs both sides with N seeds (a quicker check on a loaded
+machine; the issue's figures are for 5).
 """
 
 from __future__ import annotations
@@ -152,10 +155,13 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
 
 
 def main() -> None:
+    global SEEDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds per variant (5)")
     args = parser.parse_args()
+    SEEDS = args.seeds
     if args.plain:
         plain(args.plain)
         return
@@ -165,7 +171,8 @@ def main() -> None:
     try:
         load = os.getloadavg()[0]
         (tmp / "plain").mkdir()
-        plain_s = timed([sys.executable, __file__, "--plain", str(tmp / "plain")], env)
+        plain_s = timed([sys.executable, __file__, "--plain", str(tmp / "plain"),
+                         "--seeds", str(SEEDS)], env)
         ablab = [sys.executable, "-m", "ablab.cli"]
         ablab_s = timed([*ablab, "run", "moons-circles-activations", "--seeds", str(SEEDS),
                          "--out", str(tmp / "ablab"), "--workers", "2"], env)

@@ -1,7 +1,6 @@
 """Running studies: the store, resume after kills, failing and diverging runs, executors."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from ablab.errors import UserError
 from ablab.results import study_status
 from ablab.runner import run_study
 from ablab.store import StudyStore
+from ablab.store.records import read_record
 from ablab.study import load_study
 
 
@@ -36,7 +36,7 @@ def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
         summary = list(csv.DictReader(handle))
     assert [row["activation"] for row in summary] == ["relu", "tanh"]
     assert all(row["test_accuracy_n"] == "2" for row in summary)
-    record = json.loads((out / "runs" / f"{study.runs[0].run_id}.json").read_text())
+    record = read_record(out / "runs" / f"{study.runs[0].run_id}.json")  # packed on disk
     assert record["status"] == "done" and len(record["history"]) == 3
     # Resume: nothing left to do, nothing re-run.
     again = run_study(load_study(write_study(tmp_path)), out, workers=2, threads=1, report=False)
@@ -134,9 +134,11 @@ def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, ref
     # Both workers busy: each holds the run it trains (and one sent ahead, not started,
     # which goes back to the queue when its worker dies).
     wait_for(out, lambda s: s.count("running") >= 2)
-    workers = _children(proc.pid)
-    # The resource tracker of multiprocessing is a child too; kill the busiest one.
-    busy = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    # Workers are forked by multiprocessing's fork server (a child of the study's
+    # process, beside the resource tracker): they are the fork server's children.
+    servers = [p for p in _children(proc.pid)
+               if "forkserver" in Path(f"/proc/{p}/cmdline").read_text()]
+    busy = [w for server in servers for w in _children(server)]
     os.kill(busy[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr

@@ -319,7 +319,7 @@ def test_plan_next_round_adds_seeds_only_where_undecided():
     from tests.test_analysis import ACT, study_rows
 
     design = Design.plan(3, 10)
-    clear = study_rows(a=(0.90, 0.91, 0.92), b=(0.70, 0.71, 0.72))
+    clear = study_rows(a=(0.90, 0.91, 0.92), b=(0.70, 0.711, 0.72))  # not constant
     a = analyze_runs(ACT, clear, {}, design=design)
     vague = study_rows(a=(0.90, 0.80, 0.85), b=(0.86, 0.84, 0.83))
     b = analyze_runs(ACT, vague, {}, design=design)

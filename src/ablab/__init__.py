@@ -8,30 +8,48 @@ import os
 # passive). Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ablab import data as _data  # noqa: F401  (fills the dataset registry)
-from ablab import models as _models  # noqa: F401  (fills model and activation registries)
-from ablab import train as _train  # noqa: F401  (fills loss, optimizer, schedule registries)
-
 __version__ = "0.1.0"
 
 # ---------------------------------------------------------------- the Python API
-# The runner is imported now (it registers what ``Study.run`` calls); the results layer's
-# heavy parts (pandas, matplotlib) load on first use.
+# ``import ablab`` loads no torch, pandas or scikit-learn (a fraction of a second): each
+# name below is imported on first use (PEP 562), and the built-in components register on
+# a registry's first use (``ablab.registry.load_builtins``).
 
-from ablab.models.core import check_model  # noqa: E402
-from ablab.plugins import (  # noqa: E402
-    register_activation,
-    register_dataset,
-    register_loss,
-    register_model,
-    register_optimizer,
-    register_probe,
-    register_schedule,
-)
-from ablab.results import StudyResults, load_model, open_results  # noqa: E402
-from ablab.runner import run_study, train_run  # noqa: E402
-from ablab.study import Study, load_study  # noqa: E402
-from ablab.tune import run_tuned  # noqa: E402
+_API = {
+    "Study": "ablab.study",
+    "load_study": "ablab.study",
+    "StudyResults": "ablab.results",
+    "load_model": "ablab.results",
+    "open_results": "ablab.results",
+    "run_study": "ablab.runner",
+    "train_run": "ablab.runner",
+    "run_tuned": "ablab.tune",
+    "check_model": "ablab.models.core",
+    **{
+        f"register_{kind}": "ablab.plugins"
+        for kind in (
+            "activation", "dataset", "loss", "model", "optimizer", "probe", "schedule"
+        )
+    },
+}
+
+
+def __getattr__(name: str):
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ablab' has no attribute {name!r}")
+    import importlib
+
+    if module == "ablab.study":  # Study.run needs the runner, which registers itself
+        importlib.import_module("ablab.runner")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
+
 
 __all__ = [
     "Study",

@@ -125,9 +125,8 @@ def run_until_decided(
     :func:`ablab.runner.run_study` (workers, threads, executor, address, retry_failed).
     ``allow_plugins``: consent to import plugin code the study names. Returns (the last
     round's StudyOutcome, {variant label: seeds})."""
-    from ablab.analysis import analyze
+    from ablab.execute import kept_workers
     from ablab.report import write_report
-    from ablab.runner import run_study
     from ablab.store import StudyStore
     from ablab.study import load_study
 
@@ -160,7 +159,23 @@ def run_until_decided(
     labels = {vid: runs[0].variant_label for vid, runs in full.variants().items()}
     by_label = {label: vid for vid, label in labels.items()}
     per_variant = dict.fromkeys(labels, len(start))
-    outcome = None
+    with kept_workers():  # one worker pool for every round
+        outcome = _rounds(full, root, design, sequence, per_variant, labels, by_label,
+                          max_seeds, progress, on_round, run_options)
+    if report:
+        with StudyStore.existing(root) as store:
+            write_report(store)
+    return outcome, {labels[v]: n for v, n in per_variant.items()}
+
+
+def _rounds(full, root, design, sequence, per_variant, labels, by_label, max_seeds,
+            progress, on_round, run_options):
+    """Run rounds until nothing is left to add (``per_variant`` is updated in place);
+    returns the last round's StudyOutcome."""
+    from ablab.analysis import analyze
+    from ablab.runner import run_study
+    from ablab.store import StudyStore
+
     round_no = 0
     while True:
         round_no += 1
@@ -183,8 +198,4 @@ def run_until_decided(
                 per_variant[vid] = new
                 grew = True
         if not grew:
-            break
-    if report:
-        with StudyStore.existing(root) as store:
-            write_report(store)
-    return outcome, {labels[v]: n for v, n in per_variant.items()}
+            return outcome

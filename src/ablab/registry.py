@@ -16,6 +16,7 @@ registries, and the component packages fill them when ``ablab`` is imported.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,22 +78,51 @@ def _options_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel
     )
 
 
+#: The packages whose import registers the built-in components. They import torch
+#: (seconds), so they load on a registry's first use, not with ``import ablab``.
+BUILTIN_PACKAGES = ("ablab.data", "ablab.models", "ablab.train", "ablab.probes")
+_builtins_loaded = False
+
+
+def load_builtins() -> None:
+    """Register the built-in components (once; every registry method calls this)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True  # set first: the packages' own register() calls come back here
+    try:
+        for name in BUILTIN_PACKAGES:
+            importlib.import_module(name)
+    except BaseException:
+        _builtins_loaded = False
+        raise
+
+
 class Registry:
     """Name → component. ``kind`` is what a user calls it in messages ("model")."""
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._entries: dict[str, Entry] = {}
+        self.__entries: dict[str, Entry] = {}
+
+    @property
+    def _entries(self) -> dict[str, Entry]:
+        load_builtins()
+        return self.__entries
 
     def register(self, name: str, summary: str = "", **meta: Any):
         """Decorator. ``meta`` is free-form data about the entry; ``check=fn`` is called
         with the resolved options and may raise FieldError for cross-option rules."""
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-            if name in self._entries and self._entries[name].fn is not fn:
+            # A built-in registers into the bare dict (the built-ins are loading); anything
+            # else (a plugin, a notebook) sees the built-ins first, so a clash is caught.
+            builtin = str(getattr(fn, "__module__", "")).startswith("ablab.")
+            entries = self.__entries if builtin else self._entries
+            if name in entries and entries[name].fn is not fn:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             doc = summary or (inspect.getdoc(fn) or "").split("\n")[0]
-            self._entries[name] = Entry(name, fn, doc, _options_model(name, fn), meta)
+            entries[name] = Entry(name, fn, doc, _options_model(name, fn), meta)
             return fn
 
         return decorator

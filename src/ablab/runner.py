@@ -28,17 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ablab import identity
 from ablab import study as _study
 from ablab.config import apply_overrides, load_toml, parse_run, set_path
-from ablab.data.fingerprint import (
-    DataChangedError,
-    DataUnavailableError,
-    changed_files,
-    dataset_key,
-    fingerprints,
-    silent_plugin_datasets,
-    unavailable,
-)
 from ablab.errors import UserError
-from ablab.execute import Event, Task, make_executor, plan_workers
+from ablab.execute import Event, Task, make_executor, plan_workers, start_server
 from ablab.results import StudyResults
 from ablab.store import StudyStore
 from ablab.study import Study, load_study
@@ -237,6 +228,13 @@ def run_study(
             f"{study.source}: [tune] asks for every variant to be tuned before it is "
             "evaluated; run it with `ablab run` or ablab.run_tuned(study, out)"
         )
+    from ablab.data.fingerprint import (  # ablab.data loads torch: not at import
+        DataUnavailableError,
+        dataset_key,
+        silent_plugin_datasets,
+        unavailable,
+    )
+
     display = _progress(progress, study.name)
     notes: list[str] = []
     datasets = [r.config.resolved()["dataset"] for r in study.runs]
@@ -265,6 +263,8 @@ def run_study(
         todo = store.prepare(retry_failed=retry_failed)
         runs = {r.run_id: r for r in study.runs}
         tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
+        if tasks and executor == "local":
+            start_server()  # workers' torch import overlaps with the planning below
         n_workers, n_threads = plan_workers(tasks, workers, threads)
         recorder = _Recorder(store, display)
         recorder.data_files = {  # each record says which data files it read
@@ -302,6 +302,13 @@ def _data_identity(
     ``data_files``; each record gets its own), and the finished runs to train again
     because their files changed (only with ``rerun_changed``; else refused, before the
     directory's study files are touched)."""
+    from ablab.data.fingerprint import (
+        DataChangedError,
+        changed_files,
+        dataset_key,
+        fingerprints,
+    )
+
     known = json.loads(store.meta("data_files") or "{}")
     now = fingerprints(datasets, known)
     changed = changed_files(known, now)

@@ -50,7 +50,7 @@ from typing import Any
 
 from ablab.config import RunConfig, run_id, set_path
 from ablab.errors import UserError
-from ablab.execute import Event, Task, make_executor, plan_workers
+from ablab.execute import Event, Task, kept_workers, make_executor, plan_workers
 from ablab.runner import (
     StudyInterrupted,
     StudyOutcome,
@@ -311,7 +311,7 @@ def tune_study(
                     "will run again")
         per_round = max(1, workers or plan_workers(len(variants), None, threads)[0])
         try:
-            with sigterm_as_interrupt():
+            with sigterm_as_interrupt(), kept_workers():  # one pool for every batch
                 while True:
                     batch: list[_Pending] = []
                     for vid, ostudy in studies.items():

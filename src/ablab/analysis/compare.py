@@ -202,7 +202,7 @@ def decide_family(
         scaled = c.result.scaled
         if scaled is not None and math.isfinite(level):
             c.decision_low, c.decision_high = scaled.interval(1 - level)
-            if scaled.se == 0:
+            if scaled.se == 0 and c.decision_low == c.decision_high:
                 c.decision_low = c.decision_high = c.result.diff
     use_margin = margin if margin is not None else math.nan
     for c in comparisons:
@@ -219,7 +219,7 @@ def decide_family(
         scaled = c.result.scaled
         if scaled is not None and math.isfinite(level):
             c.equivalence_low, c.equivalence_high = scaled.interval(1 - 2 * level)
-            if scaled.se == 0:
+            if scaled.se == 0 and c.equivalence_low == c.equivalence_high:
                 c.equivalence_low = c.equivalence_high = c.result.diff
     if power:
         for c in comparisons:

@@ -34,7 +34,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from ablab.analysis.stats import ALPHA, compare_samples, difference_scale
+from ablab.analysis.stats import (
+    ALPHA,
+    CONSTANT_TOL,
+    compare_samples,
+    difference_scale,
+    sign_test_floor,
+)
 
 DESIGN_FILE = "sequential.json"
 METHOD = (
@@ -197,13 +203,17 @@ def sequential_outcomes(
         z = z_all[:, :n_k]
         est = z.mean(axis=1)
         se = z.std(axis=1, ddof=1) / math.sqrt(n_k)
-        constant = np.ptp(z, axis=1) == 0
+        constant = np.ptp(z, axis=1) <= CONSTANT_TOL
         q = float(stats.t.ppf(1 - level / 2, n_k - 1))
         q2 = float(stats.t.ppf(1 - level, n_k - 1))
         diff = raw_all[:, :n_k].mean(axis=1)
-        beats = np.where(constant, diff != 0, (est - q * se > 0) | (est + q * se < 0))
+        # constant differences: the sign test decides (ScaledT.floor_p), not p = 0
+        floor = sign_test_floor(n_k)
+        beats = np.where(
+            constant, (diff != 0) & (floor < level), (est - q * se > 0) | (est + q * se < 0)
+        )
         inside = np.where(
-            constant, np.abs(diff) < margin,
+            constant, (np.abs(diff) < margin) & (floor / 2 < level),
             (est - q2 * se > -margin_z) & (est + q2 * se < margin_z),
         )
         now_beats = open_ & beats

@@ -179,8 +179,9 @@ def compare_samples(
     (``ttest_ind(equal_var=False)``). On a bounded difference ``scale`` (``"difference"``
     for accuracies) the test and the interval are made on the transformed scale, so the CI
     stays in [−1, 1]. With fewer than two values on a side there is no test (p = NaN).
-    Constant differences (zero variance) give p = 0 when the difference is not 0 and
-    p = 1 when it is.
+    Constant differences (zero variance) give p = 1 when the difference is 0, else the
+    smallest p of a distribution-free test (:attr:`ScaledT.floor_p`: the sign test for
+    paired samples), not the t-test's p = 0.
 
     >>> r = compare_samples([0.9, 0.91, 0.92], [0.8, 0.82, 0.81], paired=True)
     >>> r.test, round(r.diff, 3)
@@ -212,7 +213,7 @@ def compare_samples(
         diff_std = float(math.sqrt(a.var(ddof=1) + b.var(ddof=1)))
     statistic = scaled.estimate / scaled.se if scaled.se > 0 else _ratio(diff, 0.0)
     low, high = scaled.interval(confidence)
-    if scaled.se == 0:
+    if scaled.se == 0 and low == high:
         low = high = diff
     return TwoSample(
         "paired t" if paired else "Welch t", n_a, n_b, mean_a, mean_b, diff, low, high,
@@ -423,6 +424,12 @@ class ScaledT:
     se: float
     df: float
     scale: str = "real"
+    #: With zero variance (constant per-seed differences, or two constant samples) the
+    #: t-test says p = 0, which with 3 seeds of a small test set is overconfident. Then a
+    #: distribution-free test decides instead: the smallest two-sided p it can give
+    #: (sign test, paired: 2·0.5^n; exact rank test, two constant samples: 2/C(n_a+n_b,
+    #: n_a)); the interval is the point only at levels above it, else the whole scale.
+    floor_p: float = 0.0
 
     @property
     def _scale(self) -> Scale:
@@ -434,6 +441,8 @@ class ScaledT:
             return (math.nan, math.nan)
         if self.se == 0:
             low = high = self.estimate
+            if 1 - confidence <= self.floor_p:  # the exact test cannot resolve this level
+                low, high = -math.inf, math.inf
         else:
             low, high = stats.t.interval(confidence, self.df, loc=self.estimate, scale=self.se)
         a, b = self._scale.from_z([low, high])
@@ -449,12 +458,17 @@ class ScaledT:
             t = _ratio(delta, 0.0)
         else:
             t = delta / self.se
+        one_sided_floor = self.floor_p / 2
         if alternative == "greater":
-            return float(stats.t.sf(t, self.df)) if self.se else float(delta <= 0)
+            if self.se:
+                return float(stats.t.sf(t, self.df))
+            return 1.0 if delta <= 0 else one_sided_floor
         if alternative == "less":
-            return float(stats.t.cdf(t, self.df)) if self.se else float(delta >= 0)
+            if self.se:
+                return float(stats.t.cdf(t, self.df))
+            return 1.0 if delta >= 0 else one_sided_floor
         if self.se == 0:
-            return 1.0 if delta == 0 else 0.0
+            return 1.0 if delta == 0 else min(1.0, self.floor_p)
         return float(2 * stats.t.sf(abs(t), self.df))
 
     def p_equivalence(self, margin: float) -> float:
@@ -468,6 +482,22 @@ class ScaledT:
         return self.estimate
 
 
+#: Per-seed values closer than this are the same value (accuracies are multiples of
+#: 1/n_test; 0.90 − 0.70 and 0.91 − 0.71 differ only by rounding): a constant sample.
+CONSTANT_TOL = 1e-12
+
+
+def sign_test_floor(n: int) -> float:
+    """The smallest two-sided p of the sign test on ``n`` paired differences (all of one
+    sign): ``scipy.stats.binomtest(n, n).pvalue`` = 2·0.5^n — what constant per-seed
+    differences can show at most, whatever their size.
+
+    >>> sign_test_floor(3), sign_test_floor(6)
+    (0.25, 0.03125)
+    """
+    return float(stats.binomtest(n, n, 0.5).pvalue) if n > 0 else 1.0
+
+
 def paired_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
     """The paired t-test of a − b on ``scale`` (``scipy.stats.ttest_1samp`` on the
     transformed differences); returns (ScaledT, scipy's result or None when constant)."""
@@ -475,8 +505,8 @@ def paired_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
     d = scale.to_z(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
     n = len(d)
     est = float(d.mean())
-    if np.ptp(d) == 0:
-        return ScaledT(est, 0.0, n - 1, scale.name), None
+    if np.ptp(d) <= CONSTANT_TOL:  # constant differences: the sign test's smallest p decides
+        return ScaledT(est, 0.0, n - 1, scale.name, floor_p=sign_test_floor(n)), None
     res = stats.ttest_1samp(d, 0.0)
     se = float(d.std(ddof=1) / math.sqrt(n))
     return ScaledT(est, se, float(res.df), scale.name), res
@@ -490,8 +520,11 @@ def welch_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(a.mean() - b.mean())
     se = float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
-    if se == 0:
-        return ScaledT(float(scale.to_z([diff])[0]), 0.0, len(a) + len(b) - 2, scale.name), None
+    if se == 0 or (np.ptp(a) <= CONSTANT_TOL and np.ptp(b) <= CONSTANT_TOL):  # rank test
+        floor = min(1.0, 2 / math.comb(len(a) + len(b), len(a)))
+        return ScaledT(
+            float(scale.to_z([diff])[0]), 0.0, len(a) + len(b) - 2, scale.name, floor_p=floor
+        ), None
     res = stats.ttest_ind(a, b, equal_var=False)
     z = float(scale.to_z([diff])[0])
     # d z / d diff at diff: numerically, so any registered scale works

@@ -9,7 +9,7 @@ from ablab.execute.base import (
     run_group,
     run_task,
 )
-from ablab.execute.local import LocalExecutor
+from ablab.execute.local import LocalExecutor, kept_workers, start_server
 
 
 def make_executor(kind: str, workers: int, threads: int, address: str | None = None):
@@ -26,8 +26,10 @@ __all__ = [
     "Task",
     "available_cores",
     "group_tasks",
+    "kept_workers",
     "make_executor",
     "plan_workers",
     "run_group",
     "run_task",
+    "start_server",
 ]

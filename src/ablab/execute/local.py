@@ -8,6 +8,12 @@ pipe per run (start, every epoch, the result), so a group's runs are stored and 
 exactly as if they had run one by one. The parent watches both the pipes and the
 processes: a worker that dies (killed, out of memory) fails only the runs it held, and is
 replaced.
+
+Workers start from a fork server that has imported torch and ablab once (``PRELOAD``), so
+a new worker costs milliseconds instead of a torch import (seconds); the server itself is
+a fresh process (not a fork of the parent, whose torch threads could deadlock a fork).
+Inside :func:`kept_workers` (adaptive seeds' rounds, tuning batches) a pool outlives its
+``run`` call and serves the next one with the same workers × threads.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
@@ -32,12 +40,48 @@ from ablab.execute.base import (
 )
 from ablab.execute.shipping import install_entries, pack_or_stay_here, run_here
 
+#: Modules the fork server imports once, before it forks any worker (a worker then starts
+#: with torch and every built-in component loaded: milliseconds instead of seconds).
+#: scikit-learn: every built-in dataset is generated or split with it.
+PRELOAD = [
+    "ablab.execute.local", "ablab.config", "ablab.data", "ablab.models", "ablab.train",
+    "ablab.probes", "ablab.train.batched", "sklearn.datasets", "sklearn.model_selection",
+]
+
+
+def _context() -> mp.context.BaseContext:
+    """The fork server context (spawn where there is none), told what to preload; the
+    server starts on the first worker (or :func:`start_server`) and lives as long as this
+    process."""
+    if "forkserver" not in mp.get_all_start_methods():  # pragma: no cover - not POSIX
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def start_server() -> None:
+    """Start the fork server now, without waiting for it: its torch import overlaps with
+    what the parent does before the first worker is needed."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
 
 def _worker(
-    conn: Connection, threads: int, allow_plugins: bool = False, shipped: bytes | None = None
+    conn: Connection,
+    threads: int,
+    allow_plugins: bool = False,
+    shipped: bytes | None = None,
+    environ: dict[str, str] | None = None,
 ) -> None:
     # The parent decides how to stop on Ctrl-C; workers must not die half-way on their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if environ is not None:  # the parent's environment now, not the fork server's at start
+        os.environ.clear()
+        os.environ.update(environ)
     set_threads(threads)
     allow_plugins_in_this_worker(allow_plugins)
     install_entries(shipped)  # components defined in the parent's __main__ (a notebook)
@@ -118,13 +162,50 @@ class _Worker:
         ]
 
 
+#: Pools kept between ``run`` calls inside :func:`kept_workers`, by what their workers
+#: were started with; None outside such a block.
+_KEPT: dict[tuple, list[_Worker]] | None = None
+#: What other executors keep for the block (a Ray runtime), closed when it ends.
+_CLOSE_AT_END: list = []
+
+
+def close_when_kept_workers_end(close) -> bool:
+    """Inside :func:`kept_workers`: ``close()`` is called when the block ends (True);
+    outside it nothing is kept and the caller closes now (False)."""
+    if _KEPT is None:
+        return False
+    _CLOSE_AT_END.append(close)
+    return True
+
+
+@contextmanager
+def kept_workers() -> Iterator[None]:
+    """Within this block, a :class:`LocalExecutor` leaves its idle workers running when its
+    ``run`` ends, and the next executor with the same workers, threads, plugin consent and
+    shipped components takes them over: rounds of adaptive seeds and tuning batches start
+    no process. The workers stop when the block ends. Nested blocks share the outer one."""
+    global _KEPT
+    if _KEPT is not None:
+        yield
+        return
+    _KEPT = {}
+    try:
+        yield
+    finally:
+        kept, _KEPT = _KEPT, None
+        for pool in kept.values():
+            _stop(pool)
+        while _CLOSE_AT_END:
+            _CLOSE_AT_END.pop()()
+
+
 class LocalExecutor:
     """Runs tasks in ``workers`` processes with ``threads`` torch threads each."""
 
     def __init__(self, workers: int, threads: int, batch_seeds: bool = True):
         self.workers, self.threads = workers, threads
         self.batch_seeds = batch_seeds
-        self._ctx = mp.get_context("spawn")  # fork + torch threads can deadlock
+        self._ctx = _context()  # fork server: plain fork + torch threads can deadlock
         self._pool: list[_Worker] = []
         self._queue: deque = deque()
         self._allow_plugins = False
@@ -134,7 +215,7 @@ class LocalExecutor:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker,
-            args=(child, self.threads, self._allow_plugins, self._shipped),
+            args=(child, self.threads, self._allow_plugins, self._shipped, dict(os.environ)),
             daemon=True,
         )
         # An ignored SIGINT survives exec, so a Ctrl-C while the worker is still importing
@@ -154,7 +235,12 @@ class LocalExecutor:
         units = plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks]
         self._queue = queue = deque(units)
         self._allow_plugins = parent_vouches_for_plugins(tasks)
-        self._pool = [self._spawn() for _ in range(min(self.workers, len(queue)))]
+        key = (self.workers, self.threads, self._allow_plugins, self._shipped)
+        kept = [w for w in (_KEPT or {}).pop(key, []) if w.process.is_alive()]
+        want = min(self.workers, len(queue))
+        self._pool = kept[:want] + [self._spawn() for _ in range(want - len(kept))]
+        if kept[want:]:  # more than this call needs: they wait for the next one
+            _KEPT.setdefault(key, []).extend(kept[want:])
         try:
             while queue or any(w.task for w in self._pool):
                 for worker in self._pool:
@@ -169,7 +255,11 @@ class LocalExecutor:
                     if worker.conn in ready or worker.process.sentinel in ready:
                         self._drain(worker, on_event)
         finally:
-            self.shutdown()
+            if _KEPT is not None and not any(w.task for w in self._pool):
+                _KEPT.setdefault(key, []).extend(self._pool)  # for the next run call
+                self._pool = []
+            else:
+                self.shutdown()
 
     def _drain(self, worker: _Worker, on_event: OnEvent) -> None:
         """Handle what a worker sent; if it died, fail its run and replace it."""
@@ -206,18 +296,23 @@ class LocalExecutor:
                 on_event(Event("failed", task, error=f"worker process died ({how})"))
 
     def shutdown(self) -> None:
-        for worker in self._pool:  # ask every idle worker to leave, then wait for all
-            if worker.process.is_alive() and worker.task is None:
-                try:
-                    worker.conn.send(None)
-                except (OSError, BrokenPipeError):
-                    pass
-        for worker in self._pool:
-            if worker.process.is_alive():
-                if worker.task is None:
-                    worker.process.join(timeout=2)
-                if worker.process.is_alive():
-                    worker.process.terminate()
-                    worker.process.join(timeout=5)
-            worker.conn.close()
+        _stop(self._pool)
         self._pool = []
+
+
+def _stop(pool: list[_Worker]) -> None:
+    """Ask every idle worker to leave, then wait for all (terminate the busy ones)."""
+    for worker in pool:
+        if worker.process.is_alive() and worker.task is None:
+            try:
+                worker.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+    for worker in pool:
+        if worker.process.is_alive():
+            if worker.task is None:
+                worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(timeout=5)
+        worker.conn.close()

@@ -20,6 +20,7 @@ from ablab.execute.base import (
     run_group,
     set_threads,
 )
+from ablab.execute.local import close_when_kept_workers_end
 from ablab.execute.shipping import install_entries, pack_main_entries
 
 
@@ -107,5 +108,7 @@ class RayExecutor:
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            if started_here:
+            # Adaptive rounds and tuning batches keep the Ray runtime they started
+            # (kept_workers), instead of starting Ray again per round.
+            if started_here and not close_when_kept_workers_end(ray.shutdown):
                 ray.shutdown()

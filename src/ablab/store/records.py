@@ -3,10 +3,20 @@
 A record (``DIR/runs/ID.json``) is the only copy of a finished run's results; the index
 is derived from the records and the study file. Every read checks the record; one that
 does not parse or is not about its own run is moved to ``DIR/runs/quarantine/`` so the
-run is trained again instead of crashing every command that reads the study."""
+run is trained again instead of crashing every command that reads the study.
+
+On disk a record is compact JSON whose numeric arrays are packed (:func:`pack_record`):
+a list of numbers (or a rectangular nested list) becomes ``{"__array__": dtype, "shape":
+[...], "data": base64}`` — float32 where every value is exactly a float32 (what torch
+gives), else float64; integers in the narrowest type that holds them — and a list of
+same-keyed dicts (the epoch history) becomes columns. :func:`read_record` unpacks, so
+every reader sees the same lists of Python floats and ints as before, bit for bit;
+records written before (plain lists) read as they are.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -24,6 +34,97 @@ RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 RECORD_STATUSES = ("done", "diverged")
 QUARANTINE = "quarantine"
+
+
+#: Arrays shorter than this stay JSON lists (packing them saves nothing).
+PACK_MIN = 8
+ARRAY, TABLE = "__array__", "__table__"
+
+
+def _leaves(value: list):
+    for item in value:
+        if isinstance(item, list):
+            yield from _leaves(item)
+        else:
+            yield item
+
+
+def _pack_array(value: list) -> dict[str, Any] | None:
+    """``value`` as a packed array, or None when it is not a rectangular array of all
+    floats or all ints (bools, None, strings, ragged lists and short lists stay lists)."""
+    import numpy as np
+
+    kinds = {type(x) for x in _leaves(value)}
+    if kinds not in ({float}, {int}):
+        return None
+    try:
+        arr = np.asarray(value)
+    except (ValueError, OverflowError):  # ragged, or an int beyond int64
+        return None
+    if arr.size < PACK_MIN or arr.dtype.kind not in "fi":
+        return None
+    if arr.dtype.kind == "f":
+        small = arr.astype("<f4")
+        if np.array_equal(small.astype("<f8"), arr):  # exactly float32: no value changes
+            arr = small
+        else:
+            arr = arr.astype("<f8")
+    else:
+        low, high = int(arr.min()), int(arr.max())
+        fits = [t for t in ("i1", "<i2", "<i4", "<i8")
+                if np.iinfo(t).min <= low and high <= np.iinfo(t).max]
+        arr = arr.astype(fits[0])  # the narrowest integer type that holds every value
+    return {ARRAY: arr.dtype.str, "shape": list(arr.shape),
+            "data": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+def _pack(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _pack(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) >= 2 and all(isinstance(v, dict) for v in value):
+            keys = list(value[0])
+            if all(list(v) == keys for v in value):  # same keys, same order: columns
+                return {TABLE: keys, "columns": [_pack([v[k] for v in value]) for k in keys]}
+        packed = _pack_array(value) if value else None
+        return packed if packed is not None else [_pack(v) for v in value]
+    return value
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, dict):
+        if ARRAY in value:
+            import numpy as np
+
+            raw = base64.b64decode(value["data"], validate=True)
+            return np.frombuffer(raw, dtype=value[ARRAY]).reshape(value["shape"]).tolist()
+        if TABLE in value:
+            columns = [_unpack(c) for c in value["columns"]]
+            return [dict(zip(value[TABLE], row, strict=True)) for row in zip(*columns, strict=True)]
+        return {k: _unpack(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unpack(v) for v in value]
+    return value
+
+
+#: The fields whose arrays are packed: the per-epoch and per-batch data. The config, the
+#: final metrics and the sizes stay readable JSON.
+PACKED_FIELDS = ("history", "batch_losses", "probes")
+
+
+def pack_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as stored: numeric arrays packed, epoch history as columns."""
+    return {k: _pack(v) if k in PACKED_FIELDS else v for k, v in record.items()}
+
+
+def unpack_record(data: Any) -> Any:
+    """A stored record as it was given to :func:`pack_record` (a plain one unchanged)."""
+    return _unpack(data)
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """The record file's text: packed, compact JSON (no NaN, as every store file)."""
+    return json.dumps(pack_record(record), separators=(",", ":"), allow_nan=False) + "\n"
 
 
 class DamagedRecord(Exception):
@@ -62,6 +163,10 @@ def read_record(path: Path, run_id: str | None = None) -> dict[str, Any]:
         raise DamagedRecord(what) from None
     except RecursionError:
         raise DamagedRecord("not valid JSON (nested too deeply)") from None
+    try:
+        data = unpack_record(data)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise DamagedRecord(f"a packed array does not decode ({exc})") from None
     problem = record_problem(data, run_id)
     if problem is not None:
         raise DamagedRecord(problem)

@@ -32,7 +32,13 @@ from typing import Any
 
 from ablab.errors import UserError
 from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ablab.store.records import DamagedRecord, quarantine_file, read_record, warn
+from ablab.store.records import (
+    DamagedRecord,
+    quarantine_file,
+    read_record,
+    record_text,
+    warn,
+)
 from ablab.study import Study
 
 STATUSES = ("pending", "running", "done", "diverged", "failed")
@@ -403,7 +409,7 @@ class StudyStore:
 
                 weights = save(weights)
             atomic_write_bytes(self.weights_path(run_id), weights)
-        atomic_write_json(self.root / "runs" / f"{run_id}.json", result)
+        atomic_write_text(self.root / "runs" / f"{run_id}.json", record_text(result))
         with self._tx() as db:
             self._store_row(db, result, finished=time.time(), metrics=metrics)
 
