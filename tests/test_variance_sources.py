@@ -336,3 +336,19 @@ def test_tiny_design_study_end_to_end(tmp_path):
     design = (tmp_path / "out" / "variance_runs.csv").read_text().splitlines()
     assert len(design) == 9 and design[0].startswith("run_id,variant,seed,split,init,order")
     assert len((tmp_path / "out" / "results.csv").read_text().splitlines()) == 3
+
+
+def test_until_decided_refuses_a_variance_design(tmp_path):
+    # each round would re-expand the k³ design; the design's runs never reach the verdicts
+    from ablab.adaptive import run_until_decided
+    from ablab.errors import UserError
+
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "s"\nseeds = [0, 1]\nvariance = "sources"\n'
+        '[base]\nepochs = 1\ndataset = "moons"\nmodel = { name = "mlp", hidden = [4] }\n'
+        '[[vary]]\n"model.activation" = ["relu", "tanh"]\n'
+    )
+    with pytest.raises(UserError, match=r"--until-decided: s asks for variance = 'sources'"):
+        run_until_decided(str(study), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

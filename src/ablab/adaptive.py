@@ -132,6 +132,13 @@ def run_until_decided(
 
     base = load_study(source, seeds=seeds, sets=list(sets), allow_plugins=allow_plugins)
     start = list(base.config.seeds)
+    if base.config.variance is not None:
+        # each round would expand the nested design again over its seeds (k³ runs a
+        # variant), and the design's extra runs never enter the verdicts it decides on
+        raise UserError(
+            f"--until-decided: {base.name} asks for variance = {base.config.variance!r}; "
+            "run it without --until-decided, or leave variance out of the study"
+        )
     if max_seeds < len(start):
         raise UserError(
             f"--max-seeds: {max_seeds} is fewer than the study's {len(start)} seeds"
