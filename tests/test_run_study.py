@@ -86,7 +86,7 @@ def test_a_failing_run_is_recorded_and_retried_on_request(tmp_path, monkeypatch)
     monkeypatch.setenv("ABLAB_DATA", str(tmp_path / "no-data"))
     # (missing data now stops the study before it starts, see test_trust.py; here the files
     # vanish after that check, so the runs fail inside the workers)
-    monkeypatch.setattr("ablab.runner.unavailable", lambda datasets: [])
+    monkeypatch.setattr("ablab.data.fingerprint.unavailable", lambda datasets: [])
     outcome = run_study(load_study(path), out, workers=2, threads=1, report=False)
     assert outcome.exit_code == 1
     assert outcome.counts == {"pending": 0, "running": 0, "done": 2, "diverged": 0, "failed": 2}
