@@ -5,8 +5,8 @@ The same trivial recipe (the built-in moons-circles-activations study, 6 variant
 in a fresh process on 2 workers x 1 thread. For each size it prints:
 
 - wall time of the study (report left out) and per run;
-- workers' busy share: the workers' CPU time / (wall x workers) (the coordinator's
-  children are only its workers; 1 thread each, so 100 % is both cores training);
+- workers' busy share: the runs' own seconds (from the index) / (wall x workers): how
+  much of the study's wall time the workers spent inside runs;
 - the coordinator's own CPU time per run (user + system, its start-up included);
 - the report's time (``write_report`` alone, analysis included, after the study, in a
   fresh process) and that process's peak memory;
@@ -51,8 +51,15 @@ def one(n_runs: int, out: Path, epochs: int, workers: int) -> dict:
     wall = time.perf_counter() - start
     me = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb = me.ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = (kids.ru_utime + kids.ru_stime) / (wall * outcome.workers)
+    # the workers' share of the wall time spent in runs (each run's own seconds, from the
+    # index): the workers are the fork server's children, so RUSAGE_CHILDREN misses them
+    import sqlite3
+
+    with sqlite3.connect(out / "index.sqlite") as db:
+        run_seconds = db.execute(
+            "SELECT COALESCE(SUM(seconds), 0) FROM runs WHERE status='done'"
+        ).fetchone()[0]
+    busy = run_seconds / (wall * outcome.workers)
     proc = subprocess.run(
         [sys.executable, __file__, "--report", str(out)],
         capture_output=True, text=True, check=True,
