@@ -170,8 +170,8 @@ class _Recorder:
     def __call__(self, event: Event) -> None:
         rid = event.task.run_id
         if event.kind == "started":
+            self.running.add(rid)  # first: a signal between the two still finds it
             self.store.mark_running(rid)
-            self.running.add(rid)
         elif event.kind == "done":
             if rid in self.data_files:
                 event.record["data_files"] = self.data_files[rid]
@@ -190,7 +190,9 @@ class _Recorder:
     def interrupted(self, exc: KeyboardInterrupt) -> StudyInterrupted:
         """Put running runs back to pending; the error that says how to resume."""
         signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-        self.store.mark_pending(sorted(self.running))
+        # every run the index says is running is this process's (the directory is locked
+        # to it), whether or not its "started" event got as far as self.running
+        self.store.mark_pending(sorted(self.running | set(self.store.running_ids())))
         self.write_tables()
         counts = self.store.counts()
         left = counts["pending"] + counts["running"]

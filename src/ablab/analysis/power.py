@@ -16,6 +16,15 @@ import math
 import warnings
 
 from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.tools import sm_exceptions  # noqa: F401  (installs statsmodels' own filters first)
+
+# The solver's "failed to converge" warnings are answered by NaN / None below. The
+# catch_warnings blocks alone are not enough: another thread leaving its own
+# catch_warnings restores the filters it saved, and the warning then reaches the user's
+# terminal (seen in the disk-full test). A module-level filter survives that; it goes
+# in after statsmodels' own "always show ConvergenceWarning" filter, so it comes first.
+warnings.filterwarnings("ignore", message=r"\s*Failed to converge", module="statsmodels")
+warnings.filterwarnings("ignore", message=r"\s*Failed to converge", module=r"ablab\.analysis")
 
 POWER = 0.8
 #: seeds_needed gives up beyond this many seeds (None: "more than MAX_SEEDS").

@@ -385,6 +385,10 @@ class StudyStore:
                 (time.time(), run_id),
             )
 
+    def running_ids(self) -> list[str]:
+        """Runs the index marks as running."""
+        return [row[0] for row in self.db.execute("SELECT run_id FROM runs WHERE status='running'")]
+
     def mark_pending(self, run_ids: list[str]) -> None:
         with self._tx() as db:
             db.executemany(
