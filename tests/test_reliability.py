@@ -207,10 +207,41 @@ def assert_each_run_recorded_once(out: Path, n: int) -> None:
 # ------------------------------------------------------------------------ interruption
 
 
+# Runs of the "gated_tanh" activation start, then wait in their worker until the test's
+# gate file exists: the interrupt always finds runs done and runs running, however fast
+# the machine (before, an idle machine could finish the study before the signal came).
+GATE_PLUGIN = """
+import multiprocessing
+import os
+import time
+
+from torch import nn
+
+import ablab
+
+
+@ablab.register_activation("gated_tanh", "tanh whose runs wait for the test's gate file")
+def gated_tanh() -> nn.Module:
+    if multiprocessing.parent_process() is not None:  # a worker, not the planning parent
+        while not os.path.exists(os.environ["ABLAB_TEST_GATE"]):
+            time.sleep(0.01)
+    return nn.Tanh()
+"""
+
+
+def _gated_study(tmp_path: Path) -> Path:
+    (tmp_path / "gate.py").write_text(GATE_PLUGIN)
+    path = write_study(tmp_path, seeds=(0, 1, 2), activations=("relu", "gated_tanh"),
+                       epochs=20)
+    path.write_text('plugins = ["gate.py"]\n' + path.read_text())
+    return path
+
+
 def _interrupt(path: Path, out: Path, sig: int, whole_group: bool, capsys) -> tuple:
     """Start `ablab run`, wait until a run is done and another is running, send ``sig``;
     return (exit status, stdout, stderr, runs done before the signal)."""
-    proc = spawn_run(path, out)
+    proc = spawn_study_run(path, out, env=_env(
+        out.parent, ABLAB_ALLOW_PLUGINS="1", ABLAB_TEST_GATE=str(out.parent / "gate-open")))
     try:
         wait_for(out, lambda s: s.count("done") >= 1 and "running" in s, proc)
         # While it works, a second `ablab run` (this process) on the directory is refused.
@@ -227,12 +258,15 @@ def _interrupt(path: Path, out: Path, sig: int, whole_group: bool, capsys) -> tu
     return proc.returncode, stdout, stderr, done_before
 
 
-def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path, capsys):
+def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path, capsys, monkeypatch):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) exits 130 and
     SIGTERM to the main process (`kill`, systemd, docker stop) exits 143; each time the
     running runs go back to pending, nothing done is lost, and one line says how to
     resume. Then resuming runs only what is left."""
-    path = write_study(tmp_path, seeds=(0, 1, 2), activations=("relu", "tanh"), epochs=80)
+    monkeypatch.setenv("ABLAB_ALLOW_PLUGINS", "1")  # the in-process second `ablab run`
+    gate = tmp_path / "gate-open"
+    monkeypatch.setenv("ABLAB_TEST_GATE", str(gate))
+    path = _gated_study(tmp_path)
     out = tmp_path / "out"
     done: set[str] = set()
     for sig, whole_group, status in ((signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)):
@@ -244,8 +278,10 @@ def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path, capsys):
         assert done | done_before <= {rid for rid, s in after.items() if s == "done"}
         assert not list(out.rglob("*.tmp"))
         done = {rid for rid, s in after.items() if s == "done"}
-    assert 1 <= len(done) < 6
-    outcome = run_study(load_study(path), out, workers=2, threads=1, report=False)
+    assert 1 <= len(done) <= 3  # the gated runs never finished
+    gate.touch()
+    outcome = run_study(load_study(path, allow_plugins=True), out, workers=2, threads=1,
+                        report=False)
     assert outcome.exit_code == 0 and outcome.ran == 6 - len(done)
     assert_each_run_recorded_once(out, 6)
     assert all(r["attempts"] == 1 for r in index_rows(out) if r["run_id"] in done)
