@@ -18,13 +18,12 @@ reads none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ablab.data.sources import DataLocation, download_allowed, fetch, locate
-from ablab.data.user_files import path_options, resolve_paths
+from ablab.data.user_files import file_sha256, path_options, resolve_paths
 from ablab.errors import DataMissingError
 from ablab.registry import DATASETS
 
@@ -145,14 +144,6 @@ def unavailable(datasets: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fingerprints(
     datasets: list[dict[str, Any]], known: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -176,7 +167,7 @@ def fingerprints(
             if old and old["size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns:
                 sha = old["sha256"]
             else:
-                sha = hashed.get(path) or _sha256(path)
+                sha = hashed.get(path) or file_sha256(path)
                 hashed[path] = sha
             entry[name] = {
                 "path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,

@@ -380,7 +380,8 @@ def _scan_folder(option: str, root: Path) -> list[tuple[str, list[Path]]]:
     return classes
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -432,7 +433,7 @@ def _cached_images(option: str, root: Path, size: list[int] | None,
     digest = hashlib.sha256(repr((size, channels)).encode())
     for name, files in classes:
         for f in files:
-            digest.update(f"{name}/{f.relative_to(root / name)}:{_sha256(f)}\n".encode())
+            digest.update(f"{name}/{f.relative_to(root / name)}:{file_sha256(f)}\n".encode())
     cache = data_root() / "user-images" / f"{digest.hexdigest()[:32]}.npz"
     names = [name for name, _ in classes]
     if cache.is_file():
