@@ -106,8 +106,15 @@ def run_one(name: str, args, cache) -> None:
         ids = {r.run_id for r in kept} | stored
         runs = [r for r in full.runs if r.run_id in ids]
         start = time.perf_counter()
-        outcome = run_study(replace(full, runs=runs), out, workers=args.workers, threads=1,
-                            force_new_variants=(out / "index.sqlite").exists())
+        if full.config.tune is not None:  # [tune]: each variant tuned, then evaluated
+            from ablab.tune import run_tuned
+
+            outcome, _ = run_tuned(replace(full, runs=runs), out, workers=args.workers,
+                                   threads=1,
+                                   force_new_variants=(out / "index.sqlite").exists())
+        else:
+            outcome = run_study(replace(full, runs=runs), out, workers=args.workers,
+                                threads=1, force_new_variants=(out / "index.sqlite").exists())
         part["wall_s"] = round(time.perf_counter() - start, 1)
         print(f"{name}: done in {part['wall_s']} s: {outcome.counts}", flush=True)
     else:
@@ -290,10 +297,17 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], li
     return "\n".join(lines), summary, overview
 
 
-def write_doc(args, cache) -> Path:
-    from ablab.study import builtin_studies
+def reproductions() -> list[str]:
+    """The built-in studies that reproduce a source report (their description names it);
+    ablab's own studies (e.g. digits-variance-sources) are not reproductions."""
+    from ablab.study import builtin_studies, resolve_study_path
 
-    names = sorted(builtin_studies())
+    return sorted(name for name in builtin_studies()
+                  if _source_of(resolve_study_path(name).read_text(encoding="utf-8")) != "?")
+
+
+def write_doc(args, cache) -> Path:
+    names = reproductions()
     parts = [study_section(name, Path(args.out), cache) for name in names]
     parts.sort(key=lambda p: p[2][4] == "0")  # studies run here first, then the others
     sections = [p[0] for p in parts]
@@ -337,8 +351,6 @@ def write_doc(args, cache) -> Path:
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "src"))
     os.environ.setdefault("ABLAB_DOWNLOAD", "0")
-    from ablab.study import builtin_studies
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="STUDY", help="built-in studies to run")
     parser.add_argument("--seeds", type=int, default=FULL_SEEDS,
@@ -354,10 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc-only", action="store_true",
                         help="train nothing; rewrite the page from what OUT holds")
     args = parser.parse_args(argv)
-    names = sorted(builtin_studies())
+    names = reproductions()
     for name in args.only or []:
         if name not in names:
-            parser.error(f"--only: no built-in study {name!r}; built-in: {', '.join(names)}")
+            parser.error(f"--only: no built-in reproduction {name!r}; reproductions: {', '.join(names)}")
     cache: dict[str, str | None] = {}
     if not args.doc_only:
         for name in args.only or names:

@@ -300,3 +300,32 @@ def test_report_without_references_has_no_such_section(tmp_path):
     assert "## Against the source" not in markdown and "Methodology warnings" in markdown
     assert 'id="against-source"' not in html and 'href="#against-source"' not in html
     assert "Methodology warnings" in html
+
+
+def _variant(name: str, accuracies: list[float]):
+    from ablab.analysis.runs import Variant
+
+    runs = [{"run_id": f"{name}{s}", "seed": s, "status": "done"} for s in range(len(accuracies))]
+    metrics = {f"{name}{s}": {"test_accuracy": a} for s, a in enumerate(accuracies)}
+    return Variant(name, f"loss={name}", {"loss": name}, {"loss": name, "dataset": {}},
+                   runs=runs, run_metrics=metrics)
+
+
+def test_a_claim_with_the_same_difference_in_every_seed_says_so_not_an_infinite_interval():
+    """fashion-digits-losses on Digits: CE and MSE gave the same test accuracy in each of 5
+    seeds. The sign test cannot decide that at 95 % with 5 seeds, and the sentence says so
+    instead of printing the interval [-inf, inf]."""
+    from ablab.references import ReferenceClaim
+    from ablab.report.against_source import judge_claim
+
+    same = [0.9778, 0.9722, 0.9722, 0.9833, 0.9806]
+    claim = ReferenceClaim(claim="CE beats MSE", better={"loss": "ce"}, worse={"loss": "mse"},
+                           source="source report 001")
+    out = judge_claim(claim, [_variant("ce", same), _variant("mse", same)])
+    assert out["judgement"] == "not distinguishable"
+    assert "inf" not in out["text"]
+    assert "the same difference in every seed" in out["text"]
+    # an ordinary difference still prints its interval
+    out = judge_claim(claim, [_variant("ce", [0.98, 0.97, 0.99, 0.985, 0.975]),
+                              _variant("mse", [0.95, 0.96, 0.94, 0.955, 0.945])])
+    assert out["judgement"] == "holds" and "95 % CI [" in out["text"]

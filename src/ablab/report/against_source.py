@@ -208,11 +208,16 @@ def judge_claim(claim: ReferenceClaim, variants: list[Variant]) -> dict[str, Any
     scale = 100.0 if REFERENCE_METRICS[claim.metric][1] == "fraction" else 1.0
     unit = " pp" if scale == 100.0 else ""
     diff = f"{r.diff * scale:+.2f}{unit}".replace("-", MINUS)
-    ci = f"[{r.ci_low * scale:.2f}, {r.ci_high * scale:.2f}]".replace("-", MINUS)
+    if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
+        ci = f"95 % CI [{r.ci_low * scale:.2f}, {r.ci_high * scale:.2f}]".replace("-", MINUS)
+    else:
+        # constant per-seed differences: the exact test that decides then cannot give a
+        # 95 % interval from this few seeds (ScaledT.floor_p); say that, not [-inf, inf]
+        ci = "the same difference in every seed, too few seeds for an exact 95 % interval"
     out["judgement"] = word.removeprefix("is ")
     out["text"] = (
         f"{head} {word} over {n} here: {REFERENCE_METRICS[claim.metric][0]} "
-        f"{better[0].label} minus {worse[0].label} = {diff} (95 % CI {ci}, {r.test}, "
+        f"{better[0].label} minus {worse[0].label} = {diff} ({ci}, {r.test}, "
         f"p {_p(r.p)})."
     )
     return out
