@@ -127,6 +127,8 @@ def run_one(name: str, args, cache) -> None:
                 seconds[r["run_id"]] = (r.get("final") or {}).get("seconds") or 0.0
     # the training time of this part's runs, whichever call trained them
     part["train_s"] = round(sum(seconds.get(r.run_id, 0.0) for r in kept), 1)
+    if full.config.tune is not None:  # evaluated at the tuned settings: other run ids
+        part["train_s"] = round(sum(seconds.values()), 1)
     have = {r.variant_label for r in full.runs if r.run_id in done}
     info = {
         "study": name,
@@ -369,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     names = reproductions()
     for name in args.only or []:
         if name not in names:
-            parser.error(f"--only: no built-in reproduction {name!r}; reproductions: {', '.join(names)}")
+            parser.error(f"--only: no built-in reproduction {name!r}; "
+                         f"reproductions: {', '.join(names)}")
     cache: dict[str, str | None] = {}
     if not args.doc_only:
         for name in args.only or names:

@@ -131,10 +131,13 @@ class Comparison:
 
     @property
     def in_noise(self) -> bool:
-        """The difference is smaller than the seed-to-seed std, or its CI includes 0."""
+        """Not decided, and the difference is smaller than the seed-to-seed std or its CI
+        includes 0. A decided difference is never "in the noise": a paired test can
+        resolve a difference smaller than the seed-to-seed std, and the verdict says
+        "beats" then (the warning must not contradict it)."""
         r = self.result
         small = math.isfinite(r.noise_std) and abs(r.diff) < r.noise_std
-        return self.testable and (small or not self.ci_excludes_zero)
+        return self.testable and not self.significant and (small or not self.ci_excludes_zero)
 
 
 @dataclass
