@@ -276,7 +276,19 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], li
         if data["variant"] is None:
             extra = _not_run_rows(full, [refs[i]], lambda lab: left.get(lab, "not run here"))
             rows[i] = extra[0]
-    lines += [_table(HEADER, rows), ""]
+    if rows:
+        lines += [_table(HEADER, rows), ""]
+    else:  # e.g. a tuned study: settings its source never ran, so no figures to set beside
+        lines += ["The source reports no figure for these settings; the study's own verdicts "
+                  "(test accuracy, Holm-adjusted):", ""]
+        if a.tuned_note:
+            lines += [f"- {a.tuned_note}"]
+        for v in (a.tuning or {}).get("variants", []):
+            lines += [f"- {v['label']}: best "
+                      + ", ".join(f"{k} = {x:.4g}" for k, x in v["best_params"].items())
+                      + f" ({a.tuning['metric']} {v['best_value']:.4f} over "
+                      f"{v['trials']} trials)"]
+        lines += [f"- {s}" for s in a.verdicts] + [""]
     if section["claims"]:
         lines += ["The source's verdicts, re-judged:", ""]
         lines += [f"- {c}" for c in section["claims"]] + [""]
