@@ -307,7 +307,7 @@ def study_section(name: str, out: Path, cache) -> tuple[str, list[list[str]], li
     if left:
         settings += f"; {info['runs_kept']} of {info['runs_planned']} runs (see below)"
     overview = [name, _source_of(text), str(len(refs)), str(len(claims)), str(len(compared)),
-                str(len(inside)), settings, f"{run_time:.0f} s", f"{total:.0f} s"]
+                str(len(inside)) if refs else "–", settings, f"{run_time:.0f} s", f"{total:.0f} s"]
     return "\n".join(lines), summary, overview
 
 
