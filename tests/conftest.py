@@ -4,10 +4,13 @@ user runs it, and helpers that watch a study directory while a real process work
 import csv
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,14 +95,35 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     return lines[0]
 
 
+@contextmanager
+def ctrl_c_reaches_children():
+    """Processes started inside this block take Ctrl-C (SIGINT) by default, however pytest
+    was started. A shell starts a background job (``make test &`` in a script, some CI
+    runners) with SIGINT ignored, and an ignored signal stays ignored across fork and exec:
+    an ``ablab run`` spawned from such a pytest never sees the test's SIGINT (issue #20:
+    the interrupt test timed out in those suite runs only). A *handled* signal is reset to
+    its default in the child, so SIGINT is handled here while the child starts."""
+    if (signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def spawn_run(study: Path, out: Path, *extra: str, env=None) -> subprocess.Popen:
-    """``ablab run STUDY --out OUT`` in the background (2 workers x 1 thread)."""
-    return subprocess.Popen(
-        ABLAB + ["run", str(study), "--out", str(out), "--workers", "2", "--threads", "1",
-                 *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env or cli_env(), start_new_session=True,
-    )
+    """``ablab run STUDY --out OUT`` in the background (2 workers x 1 thread), in a
+    session of its own, with SIGINT at its default (:func:`ctrl_c_reaches_children`)."""
+    with ctrl_c_reaches_children():
+        return subprocess.Popen(
+            ABLAB + ["run", str(study), "--out", str(out), "--workers", "2", "--threads", "1",
+                     *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env or cli_env(), start_new_session=True,
+        )
 
 
 def statuses(out: Path) -> dict[str, str]:

@@ -24,11 +24,19 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_in_process, csv_metrics, moons_study, statuses, wait_for
+from conftest import (
+    cli_in_process,
+    csv_metrics,
+    ctrl_c_reaches_children,
+    moons_study,
+    statuses,
+    wait_for,
+)
 from conftest import spawn_run as spawn_study_run
 
 from ablab.results import study_status
-from ablab.runner import run_study
+from ablab.runner import _Recorder, run_study
+from ablab.store import StudyStore
 from ablab.store import files as store_files
 from ablab.study import load_study
 
@@ -233,8 +241,7 @@ def gated_tanh() -> nn.Module:
 
 def _gated_study(tmp_path: Path) -> Path:
     (tmp_path / "gate.py").write_text(GATE_PLUGIN)
-    path = write_study(tmp_path, seeds=(0, 1, 2), activations=("relu", "gated_tanh"),
-                       epochs=20)
+    path = write_study(tmp_path, seeds=(0, 1), activations=("relu", "gated_tanh"), epochs=3)
     path.write_text('plugins = ["gate.py"]\n' + path.read_text())
     return path
 
@@ -260,9 +267,6 @@ def _interrupt(path: Path, out: Path, sig: int, whole_group: bool, capsys) -> tu
     return proc.returncode, stdout, stderr, done_before
 
 
-# slow: in the whole suite (not alone, not with its own file) the interrupted `ablab run`
-# did not exit within 60 s of the signal, twice; under investigation (issue #20's note)
-@pytest.mark.slow
 def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path, capsys, monkeypatch):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) exits 130 and
     SIGTERM to the main process (`kill`, systemd, docker stop) exits 143; each time the
@@ -283,13 +287,70 @@ def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path, capsys, m
         assert done | done_before <= {rid for rid, s in after.items() if s == "done"}
         assert not list(out.rglob("*.tmp"))
         done = {rid for rid, s in after.items() if s == "done"}
-    assert 1 <= len(done) < 6
+    assert 1 <= len(done) < 4
     gate.touch()
     outcome = run_study(load_study(path, allow_plugins=True), out, workers=2, threads=1,
                         report=False)
-    assert outcome.exit_code == 0 and outcome.ran == 6 - len(done)
-    assert_each_run_recorded_once(out, 6)
+    assert outcome.exit_code == 0 and outcome.ran == 4 - len(done)
+    assert_each_run_recorded_once(out, 4)
     assert all(r["attempts"] == 1 for r in index_rows(out) if r["run_id"] in done)
+
+
+def test_spawned_runs_take_ctrl_c_even_when_pytest_was_started_ignoring_it():
+    """A shell starts a background job with SIGINT ignored and children inherit that, so
+    an `ablab run` spawned from such a pytest ignored the interrupt test's Ctrl-C and that
+    test timed out (issue #20, in some whole-suite runs only). The spawn helper gives its
+    child the default; Python then turns SIGINT into KeyboardInterrupt there."""
+    probe = [sys.executable, "-c",
+             "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `make test &` starts
+    try:
+        inherited = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
+        with ctrl_c_reaches_children():
+            spawned = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (inherited, spawned) == ("True", "False")
+
+
+def _tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``root``: relative path -> (mtime in ns, content)."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_second_run_on_a_busy_directory_touches_nothing(tmp_path, capsys):
+    """While one `ablab run` holds the directory, a second one is refused with one line
+    and writes nothing there first: it does not rebuild a damaged index (or heal records),
+    which is the lock holder's work (before, it did so to size its progress display)."""
+    path = write_study(tmp_path, seeds=(0,), activations=("relu", "tanh"), epochs=1)
+    out = tmp_path / "out"
+    with StudyStore(out) as store, store.locked():
+        store.sync_plan(load_study(path))
+    (out / "index.sqlite").write_bytes(b"not a database" * 100)
+    with StudyStore(out).locked():  # the other `ablab run`
+        before = _tree(out)
+        code, stdout, stderr = cli_in_process(["run", str(path), "--out", str(out)], capsys)
+        after = _tree(out)
+    assert_one_line(code, stdout, stderr,
+                    [f"{out}: another `ablab run` is working on this directory"])
+    assert after == before
+
+
+def test_an_interrupt_that_cuts_a_transaction_short_still_resets_running_runs(tmp_path):
+    """A signal can land between BEGIN IMMEDIATE and the `with` block that would end the
+    transaction; stopping must still put the running runs back to pending (before, its
+    write failed: "cannot start a transaction within a transaction")."""
+    study = load_study(write_study(tmp_path, seeds=(0,), activations=("relu", "tanh"),
+                                   epochs=1))
+    out = tmp_path / "out"
+    with StudyStore(out) as store, store.locked():
+        store.sync_plan(study)
+        store.mark_running(study.runs[0].run_id)
+        store.db.execute("BEGIN IMMEDIATE")  # what the cut-short transaction leaves open
+        stopped = _Recorder(store, None).interrupted(KeyboardInterrupt())
+    assert stopped.exit_code == 130 and "2 left" in str(stopped)
+    assert set(statuses(out).values()) == {"pending"}
 
 
 def kill_when(out: Path, proc: subprocess.Popen, records: int, timeout: float = 180.0) -> bool:

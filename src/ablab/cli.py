@@ -404,11 +404,11 @@ def _pending_runs(plan, out: Path, retry_failed: bool) -> dict[str, tuple[str, f
     """Run id → (variant, FLOP-estimate seconds) of the runs ``ablab run`` will train, for
     the progress display's remaining time."""
     from ablab.execute.estimate import run_estimates
+    from ablab.store import peek_statuses
 
-    try:
-        stored = _stored_statuses(out)
-    except UserError:  # not a study directory: run_study says so
-        stored = {}
+    # read-only: before run_study holds the directory's lock, touch nothing (another
+    # `ablab run` may be working there; healing or rebuilding is for the lock holder)
+    stored = peek_statuses(out)
     skip = {"done", "diverged"} | (set() if retry_failed else {"failed"})
     runs = [r for r in plan.runs if stored.get(r.run_id) not in skip]
     priors = run_estimates([r.config for r in runs])

@@ -190,6 +190,7 @@ class _Recorder:
     def interrupted(self, exc: KeyboardInterrupt) -> StudyInterrupted:
         """Put running runs back to pending; the error that says how to resume."""
         signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        self.store.end_interrupted_transaction()  # the signal may have cut one short
         # every run the index says is running is this process's (the directory is locked
         # to it), whether or not its "started" event got as far as self.running
         self.store.mark_pending(sorted(self.running | set(self.store.running_ids())))

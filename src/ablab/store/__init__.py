@@ -1,7 +1,7 @@
 """The study directory on disk: run records, the run index, resume."""
 
 from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ablab.store.study_store import STATUSES, StudyDirError, StudyStore
+from ablab.store.study_store import STATUSES, StudyDirError, StudyStore, peek_statuses
 
 __all__ = [
     "STATUSES",
@@ -10,4 +10,5 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "peek_statuses",
 ]

@@ -26,7 +26,7 @@ import json
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ from ablab.store.records import (
 from ablab.study import Study
 
 STATUSES = ("pending", "running", "done", "diverged", "failed")
+
+#: Seconds a connection waits for another's write lock on the index before it gives up
+#: ("database is locked"); every connection ablab opens sets it.
+BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -119,7 +123,7 @@ class StudyStore:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
@@ -385,6 +389,13 @@ class StudyStore:
                 (time.time(), run_id),
             )
 
+    def end_interrupted_transaction(self) -> None:
+        """Roll back a transaction an interrupt left open: a signal can land between
+        ``BEGIN IMMEDIATE`` and the ``with`` block that would end it, and then the
+        interrupt's own write (running runs back to pending) could not begin."""
+        if self._db is not None and self._db.in_transaction:
+            _Transaction(self._db)._rollback()
+
     def running_ids(self) -> list[str]:
         """Runs the index marks as running."""
         return [row[0] for row in self.db.execute("SELECT run_id FROM runs WHERE status='running'")]
@@ -568,6 +579,23 @@ class StudyStore:
                 "AND status IN ('done', 'diverged')",
                 (run_id,),
             )
+
+
+def peek_statuses(root: str | Path) -> dict[str, str]:
+    """Run id → status as DIR's index says now, read without taking part: a read-only
+    connection, no healing, no rebuilding, nothing written. For a process that does not
+    hold the directory's lock (and may not get it: another `ablab run` may be working
+    there), e.g. sizing a progress display before asking for the lock. {} when there is
+    no readable index."""
+    path = Path(root).absolute() / "index.sqlite"
+    if not path.is_file():
+        return {}
+    try:
+        uri = f"{path.as_uri()}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as db:
+            return dict(db.execute("SELECT run_id, status FROM runs").fetchall())
+    except sqlite3.Error:
+        return {}
 
 
 def compact_study(resolved: dict[str, Any]) -> dict[str, Any]:
