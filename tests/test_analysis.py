@@ -316,7 +316,7 @@ def test_a_decided_difference_smaller_than_the_seed_to_seed_std_is_not_called_no
     noise warning must not then call the same difference "no evidence of an effect"."""
     a = (0.90, 0.95, 0.87, 0.93, 0.89, 0.96, 0.91, 0.88)
     b = tuple(round(x - 0.007 + j, 4) for x, j in
-              zip(a, (0.0005, -0.0005, 0.0, 0.0004, -0.0003, 0.0, 0.0002, -0.0002)))
+              zip(a, (0.0005, -0.0005, 0.0, 0.0004, -0.0003, 0.0, 0.0002, -0.0002), strict=True))
     factors, variants = _factors_and_variants(study_rows(a=a, b=b))
     (c,) = [c for c in compare_all(factors, variants) if c.metric == "test_accuracy"]
     assert abs(c.result.diff) < c.result.noise_std and c.outcome == "beats"
