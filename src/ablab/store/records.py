@@ -91,19 +91,25 @@ def _pack(value: Any) -> Any:
     return value
 
 
-def _unpack(value: Any) -> Any:
+def _unpack(value: Any, arrays: bool = False) -> Any:
+    """``value`` unpacked; with ``arrays``, packed arrays become read-only numpy arrays
+    (no Python list per value: what the analysis folds) except the columns of a table
+    (the epoch history stays a list of dicts of Python numbers)."""
     if isinstance(value, dict):
         if ARRAY in value:
             import numpy as np
 
             raw = base64.b64decode(value["data"], validate=True)
-            return np.frombuffer(raw, dtype=value[ARRAY]).reshape(value["shape"]).tolist()
+            array = np.frombuffer(raw, dtype=value[ARRAY]).reshape(value["shape"])
+            return array if arrays else array.tolist()
         if TABLE in value:
             columns = [_unpack(c) for c in value["columns"]]
             return [dict(zip(value[TABLE], row, strict=True)) for row in zip(*columns, strict=True)]
-        return {k: _unpack(v) for k, v in value.items()}
+        return {k: _unpack(v, arrays) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unpack(v) for v in value]
+        if not any(isinstance(v, (dict, list)) for v in value):
+            return value  # plain numbers or strings (a record written before packing)
+        return [_unpack(v, arrays) for v in value]
     return value
 
 
@@ -117,9 +123,11 @@ def pack_record(record: dict[str, Any]) -> dict[str, Any]:
     return {k: _pack(v) if k in PACKED_FIELDS else v for k, v in record.items()}
 
 
-def unpack_record(data: Any) -> Any:
-    """A stored record as it was given to :func:`pack_record` (a plain one unchanged)."""
-    return _unpack(data)
+def unpack_record(data: Any, arrays: bool = False) -> Any:
+    """A stored record as it was given to :func:`pack_record` (a plain one unchanged);
+    with ``arrays``, its packed arrays as read-only numpy arrays (same values) instead
+    of lists."""
+    return _unpack(data, arrays)
 
 
 def record_text(record: dict[str, Any]) -> str:
@@ -147,8 +155,10 @@ def record_problem(data: Any, run_id: str) -> str | None:
     return None
 
 
-def read_record(path: Path, run_id: str | None = None) -> dict[str, Any]:
-    """The record in ``path``, checked; raises :class:`DamagedRecord` saying why not."""
+def read_record(path: Path, run_id: str | None = None, arrays: bool = False) -> dict[str, Any]:
+    """The record in ``path``, checked; raises :class:`DamagedRecord` saying why not.
+    ``arrays``: packed arrays as numpy arrays (see :func:`unpack_record`); every check is
+    the same (each array decoded and shaped), only the conversion to lists is left out."""
     run_id = run_id or path.stem
     try:
         raw = path.read_bytes()
@@ -164,7 +174,7 @@ def read_record(path: Path, run_id: str | None = None) -> dict[str, Any]:
     except RecursionError:
         raise DamagedRecord("not valid JSON (nested too deeply)") from None
     try:
-        data = unpack_record(data)
+        data = unpack_record(data, arrays)
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise DamagedRecord(f"a packed array does not decode ({exc})") from None
     problem = record_problem(data, run_id)

@@ -483,14 +483,15 @@ class StudyStore:
         """Where a run's kept weights are (``keep = "best" | "last"``)."""
         return self.root / "runs" / f"{run_id}.safetensors"
 
-    def load_record(self, run_id: str) -> dict[str, Any] | None:
+    def load_record(self, run_id: str, arrays: bool = False) -> dict[str, Any] | None:
         """The run's record, checked; None when there is none. A damaged one is moved to
-        runs/quarantine/ and its run set back to pending (one warning line)."""
+        runs/quarantine/ and its run set back to pending (one warning line). ``arrays``:
+        its packed arrays as numpy arrays, not lists (``read_record``)."""
         path = self.root / "runs" / f"{run_id}.json"
         if not path.exists():
             return None
         try:
-            return read_record(path, run_id)
+            return read_record(path, run_id, arrays=arrays)
         except DamagedRecord as exc:
             self._quarantine_file(path, str(exc))
             self._set_pending(run_id)
@@ -522,7 +523,7 @@ class StudyStore:
                 found["missing"].append(rid)
                 continue
             try:
-                read_record(path, rid)
+                read_record(path, rid, arrays=True)  # every check, no lists built
                 found["ok"].append(rid)
             except DamagedRecord as exc:
                 self._quarantine_file(path, str(exc), row)
@@ -532,7 +533,7 @@ class StudyStore:
             if path.stem in finished:
                 continue
             try:  # a record the index does not count as finished (killed in between)
-                read_record(path)
+                read_record(path, arrays=True)
             except DamagedRecord as exc:
                 self._quarantine_file(path, str(exc))
                 found["quarantined"].append(path.stem)
