@@ -126,8 +126,11 @@ def pack_record(record: dict[str, Any]) -> dict[str, Any]:
 def unpack_record(data: Any, arrays: bool = False) -> Any:
     """A stored record as it was given to :func:`pack_record` (a plain one unchanged);
     with ``arrays``, its packed arrays as read-only numpy arrays (same values) instead
-    of lists."""
-    return _unpack(data, arrays)
+    of lists. Only :data:`PACKED_FIELDS` are looked into: :func:`pack_record` packs
+    nothing else (the config, final metrics and sizes are read as they are)."""
+    if not isinstance(data, dict):
+        return data
+    return {k: _unpack(v, arrays) if k in PACKED_FIELDS else v for k, v in data.items()}
 
 
 def record_text(record: dict[str, Any]) -> str:
