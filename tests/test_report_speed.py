@@ -295,3 +295,29 @@ def test_figures_drawn_from_the_same_inputs_are_reused(tmp_path, monkeypatch):
     assert report() == first and drawn == [1, 1, 1, 1, 1]  # a changed study file
     assert report() == first and drawn == [1, 1, 1, 1, 1]
     assert writer.render_figures(a, folder) and drawn == [1] * 6  # no key: always drawn
+
+
+def test_probability_of_improvement_interval_equals_the_ranks_one():
+    """The bootstrap interval of P(A > B) from counts at the pooled values is exactly the
+    one from average ranks in every resample (the statistic before, same seed)."""
+    import warnings
+
+    from scipy import stats
+
+    from ablab.analysis.stats import probability_of_improvement
+
+    def by_ranks(u, v, axis=-1):
+        n_u, n_v = u.shape[axis], v.shape[axis]
+        ranks = stats.rankdata(np.concatenate([u, v], axis=axis), axis=axis)
+        return (ranks[..., :n_u].sum(axis=-1) - n_u * (n_u + 1) / 2) / (n_u * n_v)
+
+    rng = np.random.default_rng(5)
+    for n_a, n_b in ((2, 3), (9, 6), (60, 45)):
+        a = np.round(rng.normal(0.9, 0.02, n_a), 2)
+        b = np.round(rng.normal(0.9, 0.02, n_b), 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = stats.bootstrap((a, b), by_ranks, vectorized=True, paired=False,
+                                 n_resamples=2000, method="percentile",
+                                 random_state=np.random.default_rng(0)).confidence_interval
+        assert probability_of_improvement(a, b)[1:] == (ci.low, ci.high)
