@@ -321,3 +321,62 @@ def test_probability_of_improvement_interval_equals_the_ranks_one():
                                  n_resamples=2000, method="percentile",
                                  random_state=np.random.default_rng(0)).confidence_interval
         assert probability_of_improvement(a, b)[1:] == (ci.low, ci.high)
+
+
+def test_heal_check_finds_exactly_the_records_reading_finds(tmp_path):
+    """``check_record`` (heal: checks every record without unpacking) and ``read_record``
+    (the analysis) call the same records damaged: damaged packed arrays and tables of
+    every kind, each in turn."""
+    import copy
+    import json
+
+    from ablab.store.records import DamagedRecord, check_record, pack_record, read_record
+
+    record = dict(make_record(1, "relu"), run_id="r1", config={}, status="done", final={},
+                  sizes={})
+    base = pack_record(record)
+
+    def packed(value, path=()):
+        if isinstance(value, dict):
+            if "__array__" in value or "__table__" in value:
+                yield path
+            for k, x in value.items():
+                yield from packed(x, (*path, k))
+        elif isinstance(value, list):
+            for i, x in enumerate(value):
+                yield from packed(x, (*path, i))
+
+    damages = [
+        lambda n: n.update(data=n["data"][:-4]), lambda n: n.update(data="!!!!" + n["data"]),
+        lambda n: n.update(shape=[n["shape"][0] + 1, *n["shape"][1:]]),
+        lambda n: n.update(shape=[-1]), lambda n: n.update(shape=[]),
+        lambda n: n.update(__array__="<f8"), lambda n: n.update(__array__="zz"),
+        lambda n: n.pop("data"),
+    ]
+    table_damages = [lambda n: n["columns"].pop(), lambda n: n["__table__"].pop(),
+                     lambda n: n["columns"][0].pop(), lambda n: n.update(columns=5)]
+    path = tmp_path / "r1.json"
+    seen = set()
+    for where in packed(base):
+        node = base
+        for k in where:
+            node = node[k]
+        for damage in table_damages if "__table__" in node else damages:
+            data = copy.deepcopy(base)
+            node = data
+            for k in where:
+                node = node[k]
+            damage(node)
+            path.write_text(json.dumps(data))
+            outcomes = []
+            for read in (read_record, check_record):
+                try:
+                    read(path, "r1")
+                    outcomes.append("whole")
+                except DamagedRecord:
+                    outcomes.append("damaged")
+            assert outcomes[0] == outcomes[1], (where, outcomes)
+            seen.add(outcomes[0])
+    assert seen == {"whole", "damaged"}  # both kinds met: the comparison can fail
+    path.write_text(json.dumps(base))
+    check_record(path, "r1")

@@ -34,6 +34,7 @@ from ablab.errors import UserError
 from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ablab.store.records import (
     DamagedRecord,
+    check_record,
     quarantine_file,
     read_record,
     record_text,
@@ -523,7 +524,7 @@ class StudyStore:
                 found["missing"].append(rid)
                 continue
             try:
-                read_record(path, rid, arrays=True)  # every check, no lists built
+                check_record(path, rid)  # every check read_record makes, nothing built
                 found["ok"].append(rid)
             except DamagedRecord as exc:
                 self._quarantine_file(path, str(exc), row)
@@ -533,7 +534,7 @@ class StudyStore:
             if path.stem in finished:
                 continue
             try:  # a record the index does not count as finished (killed in between)
-                read_record(path, arrays=True)
+                check_record(path)
             except DamagedRecord as exc:
                 self._quarantine_file(path, str(exc))
                 found["quarantined"].append(path.stem)
