@@ -321,7 +321,8 @@ def figures_key(store, svg: bool) -> str:
     """A digest of everything the figures are drawn from: the study directory's input
     files (study.json, study.toml, tuning.json, sequential.json, ...), every index row,
     each run record's name, size and modification time, the code of the analysis, report
-    and store packages and the versions of the libraries that draw. Equal keys, equal
+    and store packages, the versions of the libraries that draw and matplotlib's settings
+    (rcParams). Equal keys, equal
     figures: :func:`render_figures` then reuses the files already in ``figures/``."""
     import hashlib
     import json
@@ -335,6 +336,10 @@ def figures_key(store, svg: bool) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([svg, matplotlib.__version__, np.__version__, scipy.__version__,
                          _version()]).encode())
+    # the user's matplotlib settings (read past RcParams' lookup, which for "backend"
+    # would pick a GUI backend and import pyplot)
+    h.update(repr(sorted((k, v) for k, v in dict.items(matplotlib.rcParams)
+                         if k != "backend")).encode())
     package = Path(ablab.__file__).parent
     for sub in ("analysis", "report", "store"):
         for path in sorted((package / sub).rglob("*.py")):
