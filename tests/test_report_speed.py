@@ -100,7 +100,7 @@ class FakeStore:
     def rows(self):
         return [dict(r) for r in self._rows]
 
-    def load_record(self, run_id):
+    def load_record(self, run_id, arrays=False):
         self.reads.append(run_id)
         return self._records.get(run_id)
 
@@ -195,3 +195,188 @@ def test_probability_of_improvement_by_ranks_equals_every_pair():
         assert estimate == pairs and low <= estimate <= high
         lower = ((a[:, None] < b[None, :]) + 0.5 * (a[:, None] == b[None, :])).mean()
         assert probability_of_improvement(a, b, higher_is_better=False)[0] == lower
+
+
+def _summaries(a):
+    """Everything the figures and tables draw from an analysis, as plain comparable data."""
+    out = {"summary": a.summary.to_dict("list"), "runs": a.runs.to_dict("list"),
+           "verdicts": a.verdicts}
+    for v in a.variants:
+        c = v.curves
+        out[v.label] = {
+            "history": {k: [s.tolist() for s in x] for k, x in c.history.items()},
+            "batch": [c.batch_sum.tolist(), c.batch_squares.tolist(), c.batch_n.tolist()],
+            "probes": {str(k): {f: (x.tolist() if isinstance(x, np.ndarray) else x)
+                                for f, x in slot.items()} for k, slot in c.probes.items()},
+            "activations": {k: ([e.tolist() for e in x] if k in ("edges", "total") else x)
+                            for k, x in c.activations.items()},
+            "boundary": {k: x for k, x in c.boundary.items() if k != "test_points"},
+            "points": {k: list(map(float, x)) for k, x in c.boundary["test_points"].items()},
+            "last": c.last_epoch, "scalars": c.scalars,
+        }
+    import json
+
+    return json.dumps(out, sort_keys=True, default=repr)  # NaN equal to NaN, exact floats
+
+
+def test_records_read_as_arrays_give_the_same_analysis(tmp_path):
+    """The analysis reads packed records as numpy arrays (no list per value); every
+    summary it draws and tabulates equals the one from the same records read as lists,
+    and equals the one from the records as they were before packing."""
+    import json
+
+    from ablab.store.records import read_record, record_text
+
+    rows = make_rows(seeds=3)
+    records = {r["run_id"]: Record(make_record(r["seed"], r["variant"]["activation"], steps=40),
+                                   run_id=r["run_id"], config={}, status="done", final={},
+                                   sizes={})
+               for r in rows if r["status"] == "done"}
+    for rid, rec in records.items():
+        (tmp_path / f"{rid}.json").write_text(record_text(dict(rec)))
+    as_lists = {rid: read_record(tmp_path / f"{rid}.json") for rid in records}
+    as_arrays = {rid: read_record(tmp_path / f"{rid}.json", arrays=True) for rid in records}
+    assert isinstance(as_arrays["relu0"]["batch_losses"], np.ndarray)
+    assert isinstance(as_lists["relu0"]["batch_losses"], list)
+    assert as_arrays["relu0"]["history"] == as_lists["relu0"]["history"]  # dicts of floats
+    plain = {rid: json.loads(json.dumps(rec)) for rid, rec in records.items()}
+    expected = _summaries(analyze_runs(INFO, rows, plain))
+    assert _summaries(analyze_runs(INFO, rows, as_lists)) == expected
+    assert _summaries(analyze_runs(INFO, rows, as_arrays)) == expected
+
+
+def test_figures_drawn_from_the_same_inputs_are_reused(tmp_path, monkeypatch):
+    """A second report of an unchanged study reuses the figures (the same files, none
+    drawn); a changed record, index row or study file draws them again; a damaged
+    figure file is drawn again."""
+    import os
+    import sqlite3
+
+    from ablab.report import writer
+
+    class Store:
+        root = tmp_path
+
+        def __init__(self):
+            self.db = sqlite3.connect(tmp_path / "index.sqlite")
+            self.db.execute("CREATE TABLE IF NOT EXISTS runs (run_id, position, status)")
+
+    rows = make_rows(seeds=2)
+    records = {r["run_id"]: make_record(r["seed"], r["variant"]["activation"])
+               for r in rows if r["status"] == "done"}
+    a = analyze_runs(INFO, rows, records)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "relu0.json").write_text("{}")
+    (tmp_path / "study.json").write_text("{}")
+    store, folder = Store(), tmp_path / writer.FIGURE_DIR
+    drawn = []
+    real = writer._draw_all
+    monkeypatch.setattr(writer, "_figure_workers", lambda n: 1)
+    monkeypatch.setattr(writer, "_draw_all", lambda *args: drawn.append(1) or real(*args))
+    cheap = ("learning_rate", "interactions")  # one drawn, one the study has no data for
+    monkeypatch.setattr(writer, "FIGURES", [f for f in writer.FIGURES if f.name in cheap])
+
+    def report():
+        figures = writer.render_figures(a, folder, key=writer.figures_key(store, False))
+        return {f["name"]: f["data_uri"] for f in figures}
+
+    first = report()
+    assert drawn == [1] and (folder / writer.FIGURE_CACHE).is_file()
+    assert report() == first and drawn == [1]  # reused, the same figures
+    (folder / "learning_rate.png").write_bytes(b"not a png")
+    assert report() == first and drawn == [1, 1]  # a damaged file: drawn again
+    record = tmp_path / "runs" / "relu0.json"
+    record.write_text("{ }")
+    os.utime(record, ns=(1, 1))
+    assert report() == first and drawn == [1, 1, 1]  # a changed record
+    store.db.execute("INSERT INTO runs VALUES ('x', 1, 'done')")
+    assert report() == first and drawn == [1, 1, 1, 1]  # a changed index
+    (tmp_path / "study.json").write_text('{"a": 1}')
+    assert report() == first and drawn == [1, 1, 1, 1, 1]  # a changed study file
+    assert report() == first and drawn == [1, 1, 1, 1, 1]
+    assert writer.render_figures(a, folder) and drawn == [1] * 6  # no key: always drawn
+
+
+def test_probability_of_improvement_interval_equals_the_ranks_one():
+    """The bootstrap interval of P(A > B) from counts at the pooled values is exactly the
+    one from average ranks in every resample (the statistic before, same seed)."""
+    import warnings
+
+    from scipy import stats
+
+    from ablab.analysis.stats import probability_of_improvement
+
+    def by_ranks(u, v, axis=-1):
+        n_u, n_v = u.shape[axis], v.shape[axis]
+        ranks = stats.rankdata(np.concatenate([u, v], axis=axis), axis=axis)
+        return (ranks[..., :n_u].sum(axis=-1) - n_u * (n_u + 1) / 2) / (n_u * n_v)
+
+    rng = np.random.default_rng(5)
+    for n_a, n_b in ((2, 3), (9, 6), (60, 45)):
+        a = np.round(rng.normal(0.9, 0.02, n_a), 2)
+        b = np.round(rng.normal(0.9, 0.02, n_b), 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = stats.bootstrap((a, b), by_ranks, vectorized=True, paired=False,
+                                 n_resamples=2000, method="percentile",
+                                 random_state=np.random.default_rng(0)).confidence_interval
+        assert probability_of_improvement(a, b)[1:] == (ci.low, ci.high)
+
+
+def test_heal_check_finds_exactly_the_records_reading_finds(tmp_path):
+    """``check_record`` (heal: checks every record without unpacking) and ``read_record``
+    (the analysis) call the same records damaged: damaged packed arrays and tables of
+    every kind, each in turn."""
+    import copy
+    import json
+
+    from ablab.store.records import DamagedRecord, check_record, pack_record, read_record
+
+    record = dict(make_record(1, "relu"), run_id="r1", config={}, status="done", final={},
+                  sizes={})
+    base = pack_record(record)
+
+    def packed(value, path=()):
+        if isinstance(value, dict):
+            if "__array__" in value or "__table__" in value:
+                yield path
+            for k, x in value.items():
+                yield from packed(x, (*path, k))
+        elif isinstance(value, list):
+            for i, x in enumerate(value):
+                yield from packed(x, (*path, i))
+
+    damages = [
+        lambda n: n.update(data=n["data"][:-4]), lambda n: n.update(data="!!!!" + n["data"]),
+        lambda n: n.update(shape=[n["shape"][0] + 1, *n["shape"][1:]]),
+        lambda n: n.update(shape=[-1]), lambda n: n.update(shape=[]),
+        lambda n: n.update(__array__="<f8"), lambda n: n.update(__array__="zz"),
+        lambda n: n.pop("data"),
+    ]
+    table_damages = [lambda n: n["columns"].pop(), lambda n: n["__table__"].pop(),
+                     lambda n: n["columns"][0].pop(), lambda n: n.update(columns=5)]
+    path = tmp_path / "r1.json"
+    seen = set()
+    for where in packed(base):
+        node = base
+        for k in where:
+            node = node[k]
+        for damage in table_damages if "__table__" in node else damages:
+            data = copy.deepcopy(base)
+            node = data
+            for k in where:
+                node = node[k]
+            damage(node)
+            path.write_text(json.dumps(data))
+            outcomes = []
+            for read in (read_record, check_record):
+                try:
+                    read(path, "r1")
+                    outcomes.append("whole")
+                except DamagedRecord:
+                    outcomes.append("damaged")
+            assert outcomes[0] == outcomes[1], (where, outcomes)
+            seen.add(outcomes[0])
+    assert seen == {"whole", "damaged"}  # both kinds met: the comparison can fail
+    path.write_text(json.dumps(base))
+    check_record(path, "r1")

@@ -77,6 +77,17 @@ def _floats(values: Any) -> np.ndarray | None:
         return None
 
 
+def _given(value: Any) -> Any:
+    """``value``, or [] for a missing one (never the truth value of a numpy array)."""
+    return [] if value is None else value
+
+
+def _listed(value: Any) -> list:
+    """A record's short list (epochs, layers, kinds) as a list of Python values, whether
+    the record was read with numpy arrays or lists."""
+    return value.tolist() if isinstance(value, np.ndarray) else list(value)
+
+
 def _add_into(acc: np.ndarray, cnt: np.ndarray | None, values: np.ndarray) -> None:
     """Add ``values`` (NaN = missing) into the leading corner of ``acc`` (and count)."""
     index = tuple(slice(0, min(a, b)) for a, b in zip(acc.shape, values.shape, strict=True))
@@ -125,7 +136,7 @@ class VariantCurves:
                     dtype=np.float32,
                 )
                 self.history.setdefault(key, []).append(series)
-        losses = _floats(record.get("batch_losses") or [])
+        losses = _floats(_given(record.get("batch_losses")))
         if losses is not None and losses.ndim == 1 and len(losses):
             self.batch_sum = _grow(self.batch_sum, len(losses))
             self.batch_squares = _grow(self.batch_squares, len(losses))
@@ -152,16 +163,19 @@ class VariantCurves:
     def _add_probe_field(self, name: str, key: str, data: dict[str, Any]) -> None:
         slot = self.probes.get((name, key))
         if slot is None:
-            epochs, layers = list(data.get("epochs", [])), list(data.get("layers", []))
+            epochs = _listed(_given(data.get("epochs")))
+            layers = _listed(_given(data.get("layers")))
             slot = self.probes[(name, key)] = {
-                "layers": layers, "kinds": list(data.get("kinds", [])), "epochs": epochs,
+                "layers": layers, "kinds": _listed(_given(data.get("kinds"))), "epochs": epochs,
                 "sum": np.zeros((len(epochs), len(layers))),
                 "count": np.zeros((len(epochs), len(layers)), dtype=np.int64),
             }
-        values = data.get(key) or []
+        values = _given(data.get(key))
         array = _floats(values)
         if array is not None and array.ndim == 2:
             _add_into(slot["sum"], slot["count"], array)
+            return
+        if isinstance(values, np.ndarray):  # a packed array of another shape: nothing to add
             return
         for e, row in enumerate(values[: len(slot["epochs"])]):  # ragged: one at a time
             for layer, x in enumerate((row or [])[: len(slot["layers"])]):
@@ -171,16 +185,24 @@ class VariantCurves:
 
     def _add_activations(self, data: dict[str, Any]) -> None:
         if self.activations is None:
-            layers = list(data.get("layers", []))
-            epochs = list(data.get("epochs", []))
-            edges = [np.asarray(e, dtype=float) for e in data.get("bin_edges", [])]
+            layers = _listed(_given(data.get("layers")))
+            epochs = _listed(_given(data.get("epochs")))
+            edges = [np.asarray(e, dtype=float) for e in _given(data.get("bin_edges"))]
             self.activations = {
-                "layers": layers, "kinds": list(data.get("kinds", [])), "epochs": epochs,
+                "layers": layers, "kinds": _listed(_given(data.get("kinds"))), "epochs": epochs,
                 "edges": edges,
                 "total": [np.zeros((len(e) - 1, len(epochs))) for e in edges],
             }
         acc = self.activations
-        for e, per_layer in enumerate((data.get("hist") or [])[: len(acc["epochs"])]):
+        hist = _given(data.get("hist"))
+        if isinstance(hist, np.ndarray):  # packed: epochs × layers × bins, added at once
+            part = np.asarray(hist, dtype=float)[: len(acc["epochs"])]
+            for layer, total in enumerate(acc["total"]):
+                if part.ndim == 3 and layer < part.shape[1]:
+                    counts = part[:, layer, : total.shape[0]]
+                    total[: counts.shape[1], : counts.shape[0]] += counts.T
+            return
+        for e, per_layer in enumerate(list(hist)[: len(acc["epochs"])]):
             for layer, total in enumerate(acc["total"]):
                 counts = per_layer[layer] if per_layer and layer < len(per_layer) else None
                 if counts is not None:
@@ -203,8 +225,13 @@ def history_curve(v: Variant, key: str) -> dict[str, np.ndarray]:
     some = n > 0
     out: dict[str, np.ndarray] = {"n": n, "epochs": np.arange(1, length + 1)}
     quantiles = np.full((3, length), np.nan)
-    if some.any():
-        quantiles[:, some] = np.nanquantile(data[:, some], [0.5, *QUANTILES], axis=0)
+    probs = [0.5, *QUANTILES]
+    full = n == len(series)  # every run has a value: np.quantile, the same numbers at once
+    if full.any():
+        quantiles[:, full] = np.quantile(data[:, full], probs, axis=0)
+    gaps = some & ~full  # nanquantile goes column by column: only where values are missing
+    if gaps.any():
+        quantiles[:, gaps] = np.nanquantile(data[:, gaps], probs, axis=0)
     out["median"], out["low"], out["high"] = quantiles
     out["mean"] = np.full(length, np.nan)
     out["mean"][some] = np.nansum(data, axis=0)[some] / n[some]

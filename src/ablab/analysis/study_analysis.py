@@ -286,7 +286,8 @@ class StoredRecords(Mapping):
         self._known = set(self._ids)
 
     def __getitem__(self, run_id: str) -> dict[str, Any]:
-        record = self._store.load_record(run_id) if run_id in self._known else None
+        known = run_id in self._known
+        record = self._store.load_record(run_id, arrays=True) if known else None
         if record is None:
             raise KeyError(run_id)
         return record

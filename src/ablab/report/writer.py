@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import importlib.metadata
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -308,13 +309,118 @@ def _draw_all(a: StudyAnalysis, names: list[str], svg: bool) -> dict[str, Any]:
         _SHARED = None
 
 
-def render_figures(a: StudyAnalysis, folder: Path, svg: bool = False) -> list[dict[str, Any]]:
+#: In ``figures/``: the key of the inputs the figures there were drawn from, and each
+#: file's digest (see :func:`figures_key`).
+FIGURE_CACHE = "drawn-from.json"
+#: Top-level files of a study directory that are outputs (or the lock), not inputs.
+_NOT_INPUTS = {"report.html", "report.md", "results.csv", "summary.csv", "variance_runs.csv",
+               ".lock"}
+
+
+def figures_key(store, svg: bool) -> str:
+    """A digest of everything the figures are drawn from: the study directory's input
+    files (study.json, study.toml, tuning.json, sequential.json, ...), every index row,
+    each run record's name, size and modification time, the code of the analysis, report
+    and store packages, the versions of the libraries that draw and matplotlib's settings
+    (rcParams). Equal keys, equal
+    figures: :func:`render_figures` then reuses the files already in ``figures/``."""
+    import hashlib
+    import json
+
+    import matplotlib
+    import numpy as np
+    import scipy
+
+    import ablab
+
+    h = hashlib.sha256()
+    h.update(json.dumps([svg, matplotlib.__version__, np.__version__, scipy.__version__,
+                         _version()]).encode())
+    # the user's matplotlib settings (read past RcParams' lookup, which for "backend"
+    # would pick a GUI backend and import pyplot)
+    h.update(repr(sorted((k, v) for k, v in dict.items(matplotlib.rcParams)
+                         if k != "backend")).encode())
+    package = Path(ablab.__file__).parent
+    for sub in ("analysis", "report", "store"):
+        for path in sorted((package / sub).rglob("*.py")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    root = Path(store.root)
+    for path in sorted(root.iterdir()):
+        if path.is_file() and path.name not in _NOT_INPUTS and not path.name.startswith(
+            "index.sqlite"
+        ):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for row in store.db.execute("SELECT * FROM runs ORDER BY position"):
+        h.update(repr(tuple(row)).encode())
+    runs = root / "runs"
+    if runs.is_dir():
+        with os.scandir(runs) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_file():
+                    st = entry.stat()
+                    h.update(f"{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _reused(folder: Path, key: str | None, svg: bool) -> dict[str, Any] | None:
+    """The figures already in ``folder`` as ``_draw_all`` returns them, when they were
+    drawn from inputs with this ``key`` and are whole (each file's digest as written);
+    None otherwise."""
+    import hashlib
+    import json
+
+    if key is None:
+        return None
+    try:
+        kept = json.loads((folder / FIGURE_CACHE).read_text(encoding="utf-8"))
+        if kept.get("key") != key:
+            return None
+        out: dict[str, Any] = {}
+        for name, digests in kept["figures"].items():
+            if digests is None:
+                out[name] = None
+                continue
+            png = (folder / f"{name}.png").read_bytes()
+            text = (folder / f"{name}.svg").read_text(encoding="utf-8") if svg else None
+            got = [hashlib.sha256(png).hexdigest(),
+                   hashlib.sha256(text.encode()).hexdigest() if svg else None]
+            if got != digests:
+                return None
+            out[name] = (png, text)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return out if set(out) == {spec.name for spec in FIGURES} else None
+
+
+def _remember(folder: Path, key: str | None, drawn: dict[str, Any]) -> None:
+    import hashlib
+
+    from ablab.store import atomic_write_json
+
+    if key is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / FIGURE_CACHE, {"key": key, "figures": {
+        name: None if result is None else [
+            hashlib.sha256(result[0]).hexdigest(),
+            None if result[1] is None else hashlib.sha256(result[1].encode()).hexdigest(),
+        ] for name, result in drawn.items()}})
+
+
+def render_figures(
+    a: StudyAnalysis, folder: Path, svg: bool = False, key: str | None = None
+) -> list[dict[str, Any]]:
     """Draw every figure the study has data for, in parallel; save each as PNG (and SVG
     when ``svg``) under ``folder``, removing files of figures not drawn (an SVG not asked
     for included, so none is left from an older report); return title, caption, topic,
-    data URI and relative paths of each (``svg`` None when not written)."""
+    data URI and relative paths of each (``svg`` None when not written). With ``key``
+    (:func:`figures_key`), figures drawn before from the same inputs are reused, not
+    drawn again."""
     names = [spec.name for spec in FIGURES]
-    drawn = _draw_all(a, names, svg)
+    drawn = _reused(folder, key, svg)
+    fresh = drawn is None
+    if fresh:
+        drawn = _draw_all(a, names, svg)
     out = []
     for spec in FIGURES:
         result = drawn[spec.name]
@@ -324,7 +430,8 @@ def render_figures(a: StudyAnalysis, folder: Path, svg: bool = False) -> list[di
             (folder / f"{spec.name}.png").unlink(missing_ok=True)
             continue
         png, text = result
-        write_figure_files(folder, spec.name, png, text)
+        if fresh:
+            write_figure_files(folder, spec.name, png, text)
         data = base64.b64encode(png).decode("ascii")
         out.append({
             "name": spec.name, "topic": spec.topic, "title": spec.title,
@@ -332,6 +439,8 @@ def render_figures(a: StudyAnalysis, folder: Path, svg: bool = False) -> list[di
             "png": f"{FIGURE_DIR}/{spec.name}.png",
             "svg": f"{FIGURE_DIR}/{spec.name}.svg" if svg else None,
         })
+    if fresh:
+        _remember(folder, key, drawn)
     return out
 
 
@@ -436,7 +545,7 @@ def write_report(
 
     a = analysis if analysis is not None else analyze(store)
     root = Path(store.root)
-    figures = render_figures(a, root / FIGURE_DIR, svg=svg)
+    figures = render_figures(a, root / FIGURE_DIR, svg=svg, key=figures_key(store, svg))
     context = report_context(a, figures)
     paths = {"html": root / "report.html", "markdown": root / "report.md"}
     atomic_write_text(paths["html"], render_html(context))

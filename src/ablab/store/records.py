@@ -17,7 +17,9 @@ records written before (plain lists) read as they are.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -91,20 +93,74 @@ def _pack(value: Any) -> Any:
     return value
 
 
-def _unpack(value: Any) -> Any:
+def _unpack(value: Any, arrays: bool = False) -> Any:
+    """``value`` unpacked; with ``arrays``, packed arrays become read-only numpy arrays
+    (no Python list per value: what the analysis folds) except the columns of a table
+    (the epoch history stays a list of dicts of Python numbers). Numbers and strings are
+    returned as they are without a call each (most of a record)."""
     if isinstance(value, dict):
         if ARRAY in value:
             import numpy as np
 
             raw = base64.b64decode(value["data"], validate=True)
-            return np.frombuffer(raw, dtype=value[ARRAY]).reshape(value["shape"]).tolist()
+            array = np.frombuffer(raw, dtype=value[ARRAY]).reshape(value["shape"])
+            return array if arrays else array.tolist()
         if TABLE in value:
             columns = [_unpack(c) for c in value["columns"]]
             return [dict(zip(value[TABLE], row, strict=True)) for row in zip(*columns, strict=True)]
-        return {k: _unpack(v) for k, v in value.items()}
+        return {k: _unpack(v, arrays) if isinstance(v, _NESTED) else v
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_unpack(v) for v in value]
+        if not any(isinstance(v, _NESTED) for v in value):
+            return value  # plain numbers or strings (a record written before packing)
+        return [_unpack(v, arrays) if isinstance(v, _NESTED) else v for v in value]
     return value
+
+
+_NESTED = (dict, list)
+
+
+def _checked(value: Any) -> Any:
+    """What :func:`_unpack` checks, without building anything: each packed array's data
+    decodes to exactly its shape's values, a table's columns have one length and one key
+    each; raises what ``_unpack`` raises. Returns a stand-in of the unpacked value's
+    type (a list of the right length for an array or a table), for :func:`record_problem`."""
+    if isinstance(value, dict):
+        if ARRAY in value:
+            raw = base64.b64decode(value["data"], validate=True)
+            shape = value["shape"]
+            dtype = _dtype(value[ARRAY])
+            if any(not isinstance(d, int) or d < 0 for d in shape) or shape == []:
+                import numpy as np  # an unusual shape: let numpy judge it, as unpacking does
+
+                return np.frombuffer(raw, dtype=dtype).reshape(shape).tolist()
+            if len(raw) % dtype.itemsize or len(raw) // dtype.itemsize != math.prod(shape):
+                raise ValueError(f"{len(raw)} bytes do not hold an array of shape {shape}")
+            return [None] * shape[0]
+        if TABLE in value:
+            keys, columns = value[TABLE], [_checked(c) for c in value["columns"]]
+            lengths = {len(c) for c in columns}
+            if len(lengths) > 1:
+                raise ValueError("table columns of different lengths")
+            if lengths and lengths != {0} and len(keys) != len(columns):
+                raise ValueError("a table with more or fewer keys than columns")
+            return [None] * (lengths.pop() if lengths else 0)
+        for v in value.values():
+            if isinstance(v, _NESTED):
+                _checked(v)
+        return value
+    if isinstance(value, list):
+        for v in value:
+            if isinstance(v, _NESTED):
+                _checked(v)
+    return value
+
+
+@functools.cache
+def _dtype(name: str):
+    import numpy as np
+
+    return np.dtype(name)
 
 
 #: The fields whose arrays are packed: the per-epoch and per-batch data. The config, the
@@ -117,9 +173,15 @@ def pack_record(record: dict[str, Any]) -> dict[str, Any]:
     return {k: _pack(v) if k in PACKED_FIELDS else v for k, v in record.items()}
 
 
-def unpack_record(data: Any) -> Any:
-    """A stored record as it was given to :func:`pack_record` (a plain one unchanged)."""
-    return _unpack(data)
+def unpack_record(data: Any, arrays: bool = False) -> Any:
+    """A stored record as it was given to :func:`pack_record` (a plain one unchanged);
+    with ``arrays``, its packed arrays as read-only numpy arrays (same values) instead
+    of lists. Only :data:`PACKED_FIELDS` are looked into: :func:`pack_record` packs
+    nothing else (the config, final metrics and sizes are read as they are)."""
+    if not isinstance(data, dict):
+        return data
+    return {k: _unpack(v, arrays) if k in PACKED_FIELDS and isinstance(v, _NESTED) else v
+            for k, v in data.items()}
 
 
 def record_text(record: dict[str, Any]) -> str:
@@ -147,8 +209,18 @@ def record_problem(data: Any, run_id: str) -> str | None:
     return None
 
 
-def read_record(path: Path, run_id: str | None = None) -> dict[str, Any]:
-    """The record in ``path``, checked; raises :class:`DamagedRecord` saying why not."""
+def check_record(path: Path, run_id: str | None = None) -> None:
+    """Raise :class:`DamagedRecord` where :func:`read_record` would, without unpacking
+    (``StudyStore.heal``: every record is checked, the analysis then reads it once)."""
+    read_record(path, run_id, arrays=None)
+
+
+def read_record(
+    path: Path, run_id: str | None = None, arrays: bool | None = False
+) -> dict[str, Any]:
+    """The record in ``path``, checked; raises :class:`DamagedRecord` saying why not.
+    ``arrays``: packed arrays as numpy arrays (see :func:`unpack_record`); every check is
+    the same (each array decoded and shaped), only the conversion to lists is left out."""
     run_id = run_id or path.stem
     try:
         raw = path.read_bytes()
@@ -164,7 +236,11 @@ def read_record(path: Path, run_id: str | None = None) -> dict[str, Any]:
     except RecursionError:
         raise DamagedRecord("not valid JSON (nested too deeply)") from None
     try:
-        data = unpack_record(data)
+        if arrays is None and isinstance(data, dict):  # check_record: check, build nothing
+            data = {k: _checked(v) if k in PACKED_FIELDS and isinstance(v, _NESTED) else v
+                    for k, v in data.items()}
+        else:
+            data = unpack_record(data, bool(arrays))
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise DamagedRecord(f"a packed array does not decode ({exc})") from None
     problem = record_problem(data, run_id)

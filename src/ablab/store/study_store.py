@@ -34,6 +34,7 @@ from ablab.errors import UserError
 from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ablab.store.records import (
     DamagedRecord,
+    check_record,
     quarantine_file,
     read_record,
     record_text,
@@ -494,14 +495,15 @@ class StudyStore:
         """Where a run's kept weights are (``keep = "best" | "last"``)."""
         return self.root / "runs" / f"{run_id}.safetensors"
 
-    def load_record(self, run_id: str) -> dict[str, Any] | None:
+    def load_record(self, run_id: str, arrays: bool = False) -> dict[str, Any] | None:
         """The run's record, checked; None when there is none. A damaged one is moved to
-        runs/quarantine/ and its run set back to pending (one warning line)."""
+        runs/quarantine/ and its run set back to pending (one warning line). ``arrays``:
+        its packed arrays as numpy arrays, not lists (``read_record``)."""
         path = self.root / "runs" / f"{run_id}.json"
         if not path.exists():
             return None
         try:
-            return read_record(path, run_id)
+            return read_record(path, run_id, arrays=arrays)
         except DamagedRecord as exc:
             self._quarantine_file(path, str(exc))
             self._set_pending(run_id)
@@ -509,11 +511,14 @@ class StudyStore:
 
     # ------------------------------------------------------------------ healing
 
-    def heal(self) -> dict[str, list[str]]:
+    def heal(self, trust_checked: bool = True) -> dict[str, list[str]]:
         """Check every finished run's record (once per store): a damaged one is
         quarantined, a missing one noted; either way the run is pending again and the
         next ``ablab run`` trains it. Returns what was found: ``ok``, ``quarantined``,
-        ``missing`` (run ids)."""
+        ``missing`` (run ids). With ``trust_checked``, a record this process found whole
+        before (another store of the same directory: ``ablab report`` opens a few) and
+        whose file is unchanged since (same inode, size and modification time) is not
+        checked again."""
         if self._healed:
             return {"ok": [], "quarantined": [], "missing": []}
         self._healed = True
@@ -522,9 +527,13 @@ class StudyStore:
             "SELECT run_id, status, variant_label, seed FROM runs ORDER BY position"
         ).fetchall()
         finished = {row["run_id"]: row for row in rows if row["status"] in ("done", "diverged")}
+        checked = _CHECKED.setdefault(str(self.root.resolve()), {})
+        if not trust_checked:
+            checked.clear()
         for rid, row in finished.items():
             path = self.root / "runs" / f"{rid}.json"
-            if not path.exists():
+            stamp = _stamp(path)
+            if stamp is None:
                 warn(
                     f"{path}: the record of a finished run ({_label(row)}) is missing; "
                     "the run is pending again and the next `ablab run` re-trains it"
@@ -532,9 +541,13 @@ class StudyStore:
                 self._set_pending(rid)
                 found["missing"].append(rid)
                 continue
-            try:
-                read_record(path, rid)
+            if checked.get(rid) == stamp:
                 found["ok"].append(rid)
+                continue
+            try:
+                check_record(path, rid)  # every check read_record makes, nothing built
+                found["ok"].append(rid)
+                checked[rid] = stamp
             except DamagedRecord as exc:
                 self._quarantine_file(path, str(exc), row)
                 self._set_pending(rid)
@@ -542,8 +555,12 @@ class StudyStore:
         for path in sorted((self.root / "runs").glob("*.json")):
             if path.stem in finished:
                 continue
+            stamp = _stamp(path)
+            if stamp is not None and checked.get(path.stem) == stamp:
+                continue
             try:  # a record the index does not count as finished (killed in between)
-                read_record(path)
+                check_record(path)
+                checked[path.stem] = stamp
             except DamagedRecord as exc:
                 self._quarantine_file(path, str(exc))
                 found["quarantined"].append(path.stem)
@@ -553,7 +570,7 @@ class StudyStore:
         """Verify every record and the index (``ablab check``): what :meth:`heal` found,
         plus ``rebuilt`` (why the index was rebuilt, or None)."""
         self._healed = False
-        found = self.heal()
+        found = self.heal(trust_checked=False)
         return {**found, "rebuilt": self.rebuilt}
 
     def _quarantine_file(self, path: Path, reason: str, row: Any = None) -> None:
@@ -596,6 +613,19 @@ def peek_statuses(root: str | Path) -> dict[str, str]:
             return dict(db.execute("SELECT run_id, status FROM runs").fetchall())
     except sqlite3.Error:
         return {}
+
+
+#: Per study directory (resolved path), the records this process found whole: run id →
+#: the file's (inode, size, modification time) then (``StudyStore.heal``).
+_CHECKED: dict[str, dict[str, tuple[int, int, int]]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def compact_study(resolved: dict[str, Any]) -> dict[str, Any]:
