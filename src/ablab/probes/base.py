@@ -37,6 +37,15 @@ class ProbeContext:
     seed: int
     epochs: int
     optimizer: torch.optim.Optimizer
+    #: The training step's forward pass is the probe pass: every step is one forward of
+    #: ``model`` itself, in a mode that computes what eval mode does, on the whole training
+    #: split, which the probe batch holds too (in another order). Set by the training loop
+    #: (``ablab.train.callbacks.training_forward_is_probe_pass``); False: separate passes.
+    training_forward: bool = False
+    #: Whether another training step follows the epoch being closed (set by the training
+    #: loop before each ``ProbeSet.on_epoch_end``): only then can a measurement wait for
+    #: the next training forward pass.
+    training_continues: bool = field(default=False, init=False, repr=False)
     _batch: torch.Tensor | None = field(default=None, init=False, repr=False)
     _pass: ActivationPass | None = field(default=None, init=False, repr=False)
     scratch: Scratch = field(default_factory=lambda: Scratch(), init=False, repr=False)
@@ -63,8 +72,9 @@ class ProbeContext:
 class ProbeSet:
     """The probes of one run. With no probes every call is a no-op."""
 
-    def __init__(self, probes: dict[str, Any]):
+    def __init__(self, probes: dict[str, Any], ctx: ProbeContext | None = None):
         self.probes = probes
+        self.ctx = ctx
         self._after_backward = [p for p in probes.values() if hasattr(p, "after_backward")]
         self.wants_gradients = bool(self._after_backward)
 
@@ -72,7 +82,11 @@ class ProbeSet:
         for probe in self._after_backward:
             probe.after_backward()
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epoch: int, training_continues: bool = False) -> None:
+        """``training_continues``: another training step follows this epoch (lets probes
+        take the next state's measurement from that step's forward pass)."""
+        if self.ctx is not None:
+            self.ctx.training_continues = training_continues
         for probe in self.probes.values():
             if hasattr(probe, "on_epoch_end"):
                 probe.on_epoch_end(epoch)
@@ -85,7 +99,7 @@ class ProbeSet:
 
 def attach_probes(probe_configs: list, ctx: ProbeContext) -> ProbeSet:
     """Build the configured probes (``ProbeConfig`` items: ``.name`` and ``.options``)."""
-    return ProbeSet({p.name: PROBES.get(p.name).fn(ctx, **p.options) for p in probe_configs})
+    return ProbeSet({p.name: PROBES.get(p.name).fn(ctx, **p.options) for p in probe_configs}, ctx)
 
 
 # ---------------------------------------------------------------- helpers for probes
@@ -106,6 +120,24 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 Hook = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+#: Modules whose forward differs between train and eval mode (or is random in train mode).
+_MODE_DEPENDENT = (
+    torch.nn.modules.dropout._DropoutNd,
+    torch.nn.modules.batchnorm._NormBase,
+    torch.nn.RReLU,
+)
+
+
+def mode_independent(model: torch.nn.Module) -> bool:
+    """Whether ``model`` computes the same in train and eval mode: built only from
+    torch.nn's and ablab's modules, none of them dropout, batch/instance norm or RReLU.
+    A module from elsewhere (a plugin's) may read ``self.training``: not independent."""
+    return all(
+        type(m).__module__.startswith(("torch.nn.", "ablab."))
+        and not isinstance(m, _MODE_DEPENDENT)
+        for m in model.modules()
+    )
 
 
 def forward_with_hooks(
@@ -141,23 +173,43 @@ def forward_with_hooks(
 
 
 class ActivationPass:
-    """One hooked forward pass over the probe batch per epoch, shared by every probe that
-    reads activation layers (:func:`ablab.models.activation_layers`, in that order).
+    """The hooked forward passes over the probe batch, shared by every probe that reads
+    activation layers (:func:`ablab.models.activation_layers`, in that order).
 
-    A client has ``begin()`` (reset its accumulators) and ``hook(i, input, output)`` for
-    activation layer ``i``. ``run(epoch)`` does the pass for all clients the first time it
-    is called for an epoch and nothing after, so each client calls it from its own
-    ``on_epoch_end`` and then reads its results. ``measure(client)`` does a pass for one
-    client alone (a probe's epoch-0 measurement when it is built)."""
+    A client has ``begin()`` (reset its accumulators), ``hook(i, input, output)`` for
+    activation layer ``i``, ``due(epoch)``, ``_collect(epoch)`` and ``order_free`` (its
+    statistics do not depend on the order of the batch's samples: counts, maxima).
+
+    ``run(epoch)`` does one pass for every client due at ``epoch`` that needs one, the
+    first time it is called for an epoch and nothing after, so each client calls it from
+    its own ``on_epoch_end`` and then reads its results. ``measure(client)`` does a pass
+    for one client alone (a probe's epoch-0 measurement when it is built).
+
+    With ``ProbeContext.training_forward`` an order-free client need not have a pass of
+    its own: ``wait(client, epoch)`` has the next training step's forward pass, which sees
+    epoch ``epoch``'s weights and the same samples, feed it instead (``take`` then
+    collects it under ``epoch``). A run's last measurement, after which no step follows,
+    still gets its own pass."""
 
     def __init__(self, ctx: ProbeContext):
         self.ctx = ctx
         self.modules = [m for _, m in activation_layers(ctx.model)]
         self.clients: list[Any] = []
         self._done: int | None = None
+        self._waiting: dict[int, tuple[Any, int]] = {}  # id(client) -> (client, epoch)
+        self._fed: set[int] = set()  # layers the waiting clients were fed this step
+        self._tap_handles: list[Any] = []
 
     def join(self, client: Any) -> None:
         self.clients.append(client)
+
+    def taps(self, client: Any) -> bool:
+        """Whether ``client``'s measurements come from the training forward pass."""
+        return self.ctx.training_forward and client.order_free
+
+    def needs_pass(self, client: Any, epoch: int) -> bool:
+        """Due at ``epoch`` and not fed by the next training step."""
+        return client.due(epoch) and not (self.taps(client) and self.ctx.training_continues)
 
     def measure(self, client: Any) -> None:
         client.begin()
@@ -167,14 +219,59 @@ class ActivationPass:
         if self._done == epoch:
             return
         self._done = epoch
-        for client in self.clients:
+        clients = [c for c in self.clients if self.needs_pass(c, epoch)]
+        for client in clients:
             client.begin()
 
         def hook(i: int, inp: torch.Tensor, out: torch.Tensor) -> None:
-            for client in self.clients:
+            for client in clients:
                 client.hook(i, inp, out)
 
         forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), hook)
+
+    # ---- measurements taken from the training step's forward pass
+
+    def wait(self, client: Any, epoch: int) -> None:
+        """Feed ``client`` from the next training forward pass, as epoch ``epoch``."""
+        if not self._tap_handles:
+            for i, module in enumerate(self.modules):
+                handle = module.register_forward_hook(lambda _m, a, o, i=i: self._tap(i, a, o))
+                self._tap_handles.append(handle)
+        client.begin()
+        self._waiting[id(client)] = (client, epoch)
+        self._fed.clear()
+
+    def _tap(self, i: int, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        # Only a training step's forward (train mode, autograd on), once per layer: the
+        # validation, test and probe passes run in eval mode without autograd.
+        if not self._waiting or i in self._fed or not self.modules[i].training:
+            return
+        if not torch.is_grad_enabled():
+            return
+        self._fed.add(i)
+        with torch.no_grad():
+            inp, out = inputs[0].detach(), output.detach()
+            for client, _ in self._waiting.values():
+                client.hook(i, inp, out)
+
+    def take(self, client: Any) -> None:
+        """Collect ``client``'s waiting measurement: fed by a training step since
+        ``wait``, or else (no step followed: a callback after the probes ended training)
+        measured now with a pass of its own."""
+        waiting = self._waiting.pop(id(client), None)
+        if waiting is None:
+            return
+        if len(self._fed) < len(self.modules):
+            self.measure(client)
+        client._collect(waiting[1])
+        if not self._waiting:
+            self._fed.clear()
+
+    def close(self) -> None:
+        """Remove the training-pass hooks (at the end of training)."""
+        for handle in self._tap_handles:
+            handle.remove()
+        self._tap_handles.clear()
 
 
 class Scratch:

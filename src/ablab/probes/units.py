@@ -42,9 +42,16 @@ def _due(epoch: int, every: int, last: int) -> bool:
 class _PassClient:
     """A probe fed by the shared activation pass: measured once at epoch 0, then at every
     ``every``-th epoch and the last planned one. Subclasses give ``begin``, ``hook``,
-    ``_collect(epoch)`` and set ``self.every`` before calling ``_join_pass``."""
+    ``_collect(epoch)`` and ``order_free``, and set ``self.every`` before calling
+    ``_join_pass``.
+
+    An order-free client of a run whose training step is the probe pass
+    (``ProbeContext.training_forward``) takes epoch ``e``'s measurement from epoch
+    ``e + 1``'s training forward pass, which sees the same weights and samples (collected
+    at that epoch's end); only a measurement no training step follows gets a pass."""
 
     every: int
+    order_free: bool
 
     def _join_pass(self, ctx: ProbeContext) -> None:
         self.last = ctx.epochs
@@ -53,15 +60,28 @@ class _PassClient:
         self._collect(0)
         self.shared.join(self)
 
+    def due(self, epoch: int) -> bool:
+        return _due(epoch, self.every, self.last)
+
     def on_epoch_end(self, epoch: int) -> None:
-        if not _due(epoch, self.every, self.last):
+        self.shared.take(self)  # the previous due epoch's, fed by this epoch's step
+        if not self.due(epoch):
             return
-        self.shared.run(epoch)
-        self._collect(epoch)
+        if self.shared.needs_pass(self, epoch):
+            self.shared.run(epoch)
+            self._collect(epoch)
+        else:
+            self.shared.wait(self, epoch)
+
+    def _finish_pass(self) -> None:
+        self.shared.take(self)
+        self.shared.close()
 
 
 class DeadUnits(_PassClient):
     """See :func:`dead_units`."""
+
+    order_free = True  # counts and maxima
 
     def __init__(self, ctx: ProbeContext, every: int = 1):
         self.every = every
@@ -135,6 +155,7 @@ class DeadUnits(_PassClient):
         return sum(per_epoch) / len(per_epoch) if per_epoch else None
 
     def finish(self) -> dict[str, Any]:
+        self._finish_pass()
         return {
             "layers": self.layers,
             "kinds": self.kinds,
@@ -180,6 +201,8 @@ def dead_units(ctx: ProbeContext, *, every: Annotated[int, Field(ge=1)] = 1) -> 
 
 class ActivationStats(_PassClient):
     """See :func:`activations`."""
+
+    order_free = False  # float sums: their rounding depends on the order of the values
 
     def __init__(self, ctx: ProbeContext, bins: int, limit: float, every: int = 1):
         self.every = every
@@ -257,6 +280,7 @@ class ActivationStats(_PassClient):
             self.scalars[key].append([row[k] for row in rows])
 
     def finish(self) -> dict[str, Any]:
+        self._finish_pass()
         return {
             "layers": self.layers,
             "kinds": self.kinds,
