@@ -4,7 +4,17 @@ Both measure once before training (epoch 0, when the probe is built) and after e
 epoch, on the run's fixed probe batch (``ProbeContext.probe_batch``), with the model in
 eval mode. They hook the :class:`~ablab.models.Activation` modules only for that
 measuring pass, which both probes share (``ProbeContext.activation_pass``: one forward
-per epoch, 256 samples at a time), and read everything back with one host sync each.
+per epoch for the probes due, 256 samples at a time), and read everything back with one
+host sync each.
+
+Where the training step's forward pass computes exactly that pass
+(``ProbeContext.training_forward``: full batch over a training split the probe batch
+holds whole, a model without dropout or batch norm, fp32, uncompiled), ``dead_units``,
+whose counts and maxima do not depend on the samples' order, takes epoch ``e``'s
+measurement from epoch ``e + 1``'s training forward pass instead: the same weights and
+samples, so the same numbers bit for bit, without a forward pass of its own (the last
+measured epoch, which no step follows, still gets one). ``activations`` keeps its pass:
+its float sums depend on the samples' order.
 
 A "unit" is a channel of a conv output (N×C×H×W: dim 1) or a feature of a dense output
 (N×F). Every output layout is epoch-major: ``values[e][l]`` is layer ``layers[l]`` at
