@@ -42,11 +42,16 @@ class ProbeContext:
     #: split, which the probe batch holds too (in another order). Set by the training loop
     #: (``ablab.train.callbacks.training_forward_is_probe_pass``); False: separate passes.
     training_forward: bool = False
+    #: With ``training_forward``: the next training step's sample order (indices into the
+    #: training split), so that order-dependent statistics (float sums) can read that
+    #: step's activations in the probe batch's order; None: only order-free ones can.
+    training_order: Callable[[], torch.Tensor] | None = None
     #: Whether another training step follows the epoch being closed (set by the training
     #: loop before each ``ProbeSet.on_epoch_end``): only then can a measurement wait for
     #: the next training forward pass.
     training_continues: bool = field(default=False, init=False, repr=False)
     _batch: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _index: torch.Tensor | None = field(default=None, init=False, repr=False)
     _pass: ActivationPass | None = field(default=None, init=False, repr=False)
     scratch: Scratch = field(default_factory=lambda: Scratch(), init=False, repr=False)
 
@@ -58,6 +63,7 @@ class ProbeContext:
             size = min(self.probe_batch_size, n)
             generator = torch.Generator().manual_seed(self.seed)
             index = torch.randperm(n, generator=generator)[:size].to(self.bundle.train.x.device)
+            self._index = index
             self._batch = self.bundle.normalize(self.bundle.train.x[index])
         return self._batch
 
@@ -185,27 +191,31 @@ class ActivationPass:
     its own ``on_epoch_end`` and then reads its results. ``measure(client)`` does a pass
     for one client alone (a probe's epoch-0 measurement when it is built).
 
-    With ``ProbeContext.training_forward`` an order-free client need not have a pass of
-    its own: ``wait(client, epoch)`` has the next training step's forward pass, which sees
-    epoch ``epoch``'s weights and the same samples, feed it instead (``take`` then
-    collects it under ``epoch``). A run's last measurement, after which no step follows,
-    still gets its own pass."""
+    With ``ProbeContext.training_forward`` a client need not have a pass of its own:
+    ``wait(client, epoch)`` has the next training step's forward pass, which sees epoch
+    ``epoch``'s weights and the same samples, feed it instead (``take`` then collects it
+    under ``epoch``); an order-dependent client is fed that pass's rows put back in the
+    probe batch's order (``ProbeContext.training_order``), so its float sums add the same
+    values in the same order as its own pass would. A run's last measurement, after which
+    no step follows, still gets its own pass."""
 
     def __init__(self, ctx: ProbeContext):
         self.ctx = ctx
         self.modules = [m for _, m in activation_layers(ctx.model)]
         self.clients: list[Any] = []
         self._done: int | None = None
-        self._waiting: dict[int, tuple[Any, int]] = {}  # id(client) -> (client, epoch)
-        self._fed: set[int] = set()  # layers the waiting clients were fed this step
+        # id(client) -> (client, epoch, the layers it was fed since it began waiting)
+        self._waiting: dict[int, tuple[Any, int, set[int]]] = {}
         self._tap_handles: list[Any] = []
+        self._rows: torch.Tensor | None = None  # the step's rows in probe-batch order
 
     def join(self, client: Any) -> None:
         self.clients.append(client)
 
     def taps(self, client: Any) -> bool:
         """Whether ``client``'s measurements come from the training forward pass."""
-        return self.ctx.training_forward and client.order_free
+        ctx = self.ctx
+        return ctx.training_forward and (client.order_free or ctx.training_order is not None)
 
     def needs_pass(self, client: Any, epoch: int) -> bool:
         """Due at ``epoch`` and not fed by the next training step."""
@@ -238,21 +248,32 @@ class ActivationPass:
                 handle = module.register_forward_hook(lambda _m, a, o, i=i: self._tap(i, a, o))
                 self._tap_handles.append(handle)
         client.begin()
-        self._waiting[id(client)] = (client, epoch)
-        self._fed.clear()
+        self._waiting[id(client)] = (client, epoch, set())
+        if not client.order_free:  # every client waits for the same, next step
+            order = self.ctx.training_order()  # row j of the step is sample order[j]
+            position = torch.empty_like(order)
+            position[order] = torch.arange(order.numel(), device=order.device)
+            self.ctx.probe_batch()
+            self._rows = position[self.ctx._index]
 
     def _tap(self, i: int, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         # Only a training step's forward (train mode, autograd on), once per layer: the
         # validation, test and probe passes run in eval mode without autograd.
-        if not self._waiting or i in self._fed or not self.modules[i].training:
+        if not self._waiting or not self.modules[i].training or not torch.is_grad_enabled():
             return
-        if not torch.is_grad_enabled():
-            return
-        self._fed.add(i)
         with torch.no_grad():
             inp, out = inputs[0].detach(), output.detach()
-            for client, _ in self._waiting.values():
-                client.hook(i, inp, out)
+            ordered = None
+            for client, _, fed in self._waiting.values():
+                if i in fed:
+                    continue
+                fed.add(i)
+                if client.order_free:
+                    client.hook(i, inp, out)
+                    continue
+                if ordered is None:
+                    ordered = inp[self._rows], out[self._rows]
+                client.hook(i, *ordered)
 
     def take(self, client: Any) -> None:
         """Collect ``client``'s waiting measurement: fed by a training step since
@@ -261,11 +282,10 @@ class ActivationPass:
         waiting = self._waiting.pop(id(client), None)
         if waiting is None:
             return
-        if len(self._fed) < len(self.modules):
+        _, epoch, fed = waiting
+        if len(fed) < len(self.modules):
             self.measure(client)
-        client._collect(waiting[1])
-        if not self._waiting:
-            self._fed.clear()
+        client._collect(epoch)
 
     def close(self) -> None:
         """Remove the training-pass hooks (at the end of training)."""

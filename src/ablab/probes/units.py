@@ -9,12 +9,12 @@ host sync each.
 
 Where the training step's forward pass computes exactly that pass
 (``ProbeContext.training_forward``: full batch over a training split the probe batch
-holds whole, a model without dropout or batch norm, fp32, uncompiled), ``dead_units``,
-whose counts and maxima do not depend on the samples' order, takes epoch ``e``'s
-measurement from epoch ``e + 1``'s training forward pass instead: the same weights and
-samples, so the same numbers bit for bit, without a forward pass of its own (the last
-measured epoch, which no step follows, still gets one). ``activations`` keeps its pass:
-its float sums depend on the samples' order.
+holds whole, a model without dropout or batch norm, fp32, uncompiled), both probes take
+epoch ``e``'s measurement from epoch ``e + 1``'s training forward pass instead: the same
+weights and samples, so the same numbers bit for bit, without a forward pass of their
+own (the last measured epoch, which no step follows, still gets one). ``dead_units``'
+counts and maxima do not depend on the samples' order; ``activations`` (float sums)
+reads the step's rows put back in the probe batch's order.
 
 A "unit" is a channel of a conv output (N×C×H×W: dim 1) or a feature of a dense output
 (N×F). Every output layout is epoch-major: ``values[e][l]`` is layer ``layers[l]`` at
@@ -55,10 +55,11 @@ class _PassClient:
     ``_collect(epoch)`` and ``order_free``, and set ``self.every`` before calling
     ``_join_pass``.
 
-    An order-free client of a run whose training step is the probe pass
+    A client of a run whose training step is the probe pass
     (``ProbeContext.training_forward``) takes epoch ``e``'s measurement from epoch
     ``e + 1``'s training forward pass, which sees the same weights and samples (collected
-    at that epoch's end); only a measurement no training step follows gets a pass."""
+    at that epoch's end; see :class:`~ablab.probes.base.ActivationPass`); only a
+    measurement no training step follows gets a pass."""
 
     every: int
     order_free: bool

@@ -210,6 +210,7 @@ class Probes(Callback):
         context = ProbeContext(
             run.model, run.bundle, cfg.probe_batch_size, cfg.seed, cfg.epochs, run.optimizer,
             training_forward=training_forward_is_probe_pass(run),
+            training_order=lambda: next_training_order(run),
         )
         self.probes = attach_probes(cfg.probes, context)
 
@@ -248,6 +249,19 @@ def training_forward_is_probe_pass(run: RunState) -> bool:
         and run.memory_format == torch.contiguous_format
         and mode_independent(run.model)
     )
+
+
+def next_training_order(run: RunState) -> torch.Tensor:
+    """The order of the training split's samples in the next epoch's (single) batch: the
+    permutation the shuffling loader will draw next, drawn from a copy of its generator
+    (the loader draws ``randperm(n)`` with it at the start of each epoch)."""
+    loader, n = run.loader, len(run.bundle.train)
+    device = run.bundle.train.x.device
+    if not loader.shuffle:
+        return torch.arange(n, device=device)
+    generator = torch.Generator(device=loader.generator.device)
+    generator.set_state(loader.generator.get_state())
+    return torch.randperm(n, generator=generator, device=device)
 
 
 class Progress(Callback):
