@@ -325,19 +325,12 @@ def flat_values(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1)
 
 
-#: float32 sums of 0/1 values are exact while every partial sum stays below 2**24.
-_EXACT_FLOAT_COUNT = 1 << 24
-
-
-def count_true(mask: torch.Tensor, scratch: Scratch) -> torch.Tensor:
-    """The number of True values in a 1-D bool tensor, as a float64 scalar on its device.
-    Summed as float32 in pieces of at most 2**24 (exact), which is several times faster
-    on the CPU than summing the bool tensor itself."""
-    values = scratch.get("count", mask.numel(), torch.float32, mask.device)
-    values.copy_(mask)
-    if values.numel() <= _EXACT_FLOAT_COUNT:
-        return values.sum().double()
-    return torch.stack([piece.sum() for piece in values.split(_EXACT_FLOAT_COUNT)]).double().sum()
+def count_true(mask: torch.Tensor) -> torch.Tensor:
+    """The number of True values in a 1-D bool tensor, as a float64 scalar on its device
+    (exact: counted as int64). ``count_nonzero`` on the CPU is 1.4-2.2x faster than the
+    float32 copy-and-sum this used before (measured for #17 on 90 k to 2 M values), and
+    several times faster than summing the bool tensor."""
+    return torch.count_nonzero(mask).double()
 
 
 def finite_or_none(values: Any) -> Any:

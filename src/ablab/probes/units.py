@@ -127,7 +127,7 @@ class DeadUnits(_PassClient):
         self._peak[i] = peak if previous is None else torch.maximum(previous, peak)
         values = flat_values(signal)
         mask = self.scratch.get("mask", values.numel(), torch.bool, values.device)
-        count = count_true(torch.le(values, 0, out=mask), self.scratch)
+        count = count_true(torch.le(values, 0, out=mask))
         zeros = self._zeros[i]
         self._zeros[i] = count if zeros is None else zeros + count
         self._totals[i] += values.numel()
@@ -244,7 +244,7 @@ class ActivationStats(_PassClient):
                 torch.gt(torch.abs(y, out=magnitude), 0.99, out=mask)
             else:
                 torch.logical_or(torch.lt(y, 0.01), torch.gt(y, 0.99), out=mask)
-            saturated = count_true(mask, self.scratch)
+            saturated = count_true(mask)
         else:
             clipped = (counts[0] + counts[-2]).double()
             saturated = torch.zeros((), dtype=torch.float64, device=y.device)
