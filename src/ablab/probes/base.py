@@ -37,7 +37,21 @@ class ProbeContext:
     seed: int
     epochs: int
     optimizer: torch.optim.Optimizer
+    #: The training step's forward pass is the probe pass: every step is one forward of
+    #: ``model`` itself, in a mode that computes what eval mode does, on the whole training
+    #: split, which the probe batch holds too (in another order). Set by the training loop
+    #: (``ablab.train.callbacks.training_forward_is_probe_pass``); False: separate passes.
+    training_forward: bool = False
+    #: With ``training_forward``: the next training step's sample order (indices into the
+    #: training split), so that order-dependent statistics (float sums) can read that
+    #: step's activations in the probe batch's order; None: only order-free ones can.
+    training_order: Callable[[], torch.Tensor] | None = None
+    #: Whether another training step follows the epoch being closed (set by the training
+    #: loop before each ``ProbeSet.on_epoch_end``): only then can a measurement wait for
+    #: the next training forward pass.
+    training_continues: bool = field(default=False, init=False, repr=False)
     _batch: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _index: torch.Tensor | None = field(default=None, init=False, repr=False)
     _pass: ActivationPass | None = field(default=None, init=False, repr=False)
     scratch: Scratch = field(default_factory=lambda: Scratch(), init=False, repr=False)
 
@@ -49,6 +63,7 @@ class ProbeContext:
             size = min(self.probe_batch_size, n)
             generator = torch.Generator().manual_seed(self.seed)
             index = torch.randperm(n, generator=generator)[:size].to(self.bundle.train.x.device)
+            self._index = index
             self._batch = self.bundle.normalize(self.bundle.train.x[index])
         return self._batch
 
@@ -63,8 +78,9 @@ class ProbeContext:
 class ProbeSet:
     """The probes of one run. With no probes every call is a no-op."""
 
-    def __init__(self, probes: dict[str, Any]):
+    def __init__(self, probes: dict[str, Any], ctx: ProbeContext | None = None):
         self.probes = probes
+        self.ctx = ctx
         self._after_backward = [p for p in probes.values() if hasattr(p, "after_backward")]
         self.wants_gradients = bool(self._after_backward)
 
@@ -72,7 +88,11 @@ class ProbeSet:
         for probe in self._after_backward:
             probe.after_backward()
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epoch: int, training_continues: bool = False) -> None:
+        """``training_continues``: another training step follows this epoch (lets probes
+        take the next state's measurement from that step's forward pass)."""
+        if self.ctx is not None:
+            self.ctx.training_continues = training_continues
         for probe in self.probes.values():
             if hasattr(probe, "on_epoch_end"):
                 probe.on_epoch_end(epoch)
@@ -85,7 +105,7 @@ class ProbeSet:
 
 def attach_probes(probe_configs: list, ctx: ProbeContext) -> ProbeSet:
     """Build the configured probes (``ProbeConfig`` items: ``.name`` and ``.options``)."""
-    return ProbeSet({p.name: PROBES.get(p.name).fn(ctx, **p.options) for p in probe_configs})
+    return ProbeSet({p.name: PROBES.get(p.name).fn(ctx, **p.options) for p in probe_configs}, ctx)
 
 
 # ---------------------------------------------------------------- helpers for probes
@@ -106,6 +126,24 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 Hook = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+#: Modules whose forward differs between train and eval mode (or is random in train mode).
+_MODE_DEPENDENT = (
+    torch.nn.modules.dropout._DropoutNd,
+    torch.nn.modules.batchnorm._NormBase,
+    torch.nn.RReLU,
+)
+
+
+def mode_independent(model: torch.nn.Module) -> bool:
+    """Whether ``model`` computes the same in train and eval mode: built only from
+    torch.nn's and ablab's modules, none of them dropout, batch/instance norm or RReLU.
+    A module from elsewhere (a plugin's) may read ``self.training``: not independent."""
+    return all(
+        type(m).__module__.startswith(("torch.nn.", "ablab."))
+        and not isinstance(m, _MODE_DEPENDENT)
+        for m in model.modules()
+    )
 
 
 def forward_with_hooks(
@@ -141,23 +179,47 @@ def forward_with_hooks(
 
 
 class ActivationPass:
-    """One hooked forward pass over the probe batch per epoch, shared by every probe that
-    reads activation layers (:func:`ablab.models.activation_layers`, in that order).
+    """The hooked forward passes over the probe batch, shared by every probe that reads
+    activation layers (:func:`ablab.models.activation_layers`, in that order).
 
-    A client has ``begin()`` (reset its accumulators) and ``hook(i, input, output)`` for
-    activation layer ``i``. ``run(epoch)`` does the pass for all clients the first time it
-    is called for an epoch and nothing after, so each client calls it from its own
-    ``on_epoch_end`` and then reads its results. ``measure(client)`` does a pass for one
-    client alone (a probe's epoch-0 measurement when it is built)."""
+    A client has ``begin()`` (reset its accumulators), ``hook(i, input, output)`` for
+    activation layer ``i``, ``due(epoch)``, ``_collect(epoch)`` and ``order_free`` (its
+    statistics do not depend on the order of the batch's samples: counts, maxima).
+
+    ``run(epoch)`` does one pass for every client due at ``epoch`` that needs one, the
+    first time it is called for an epoch and nothing after, so each client calls it from
+    its own ``on_epoch_end`` and then reads its results. ``measure(client)`` does a pass
+    for one client alone (a probe's epoch-0 measurement when it is built).
+
+    With ``ProbeContext.training_forward`` a client need not have a pass of its own:
+    ``wait(client, epoch)`` has the next training step's forward pass, which sees epoch
+    ``epoch``'s weights and the same samples, feed it instead (``take`` then collects it
+    under ``epoch``); an order-dependent client is fed that pass's rows put back in the
+    probe batch's order (``ProbeContext.training_order``), so its float sums add the same
+    values in the same order as its own pass would. A run's last measurement, after which
+    no step follows, still gets its own pass."""
 
     def __init__(self, ctx: ProbeContext):
         self.ctx = ctx
         self.modules = [m for _, m in activation_layers(ctx.model)]
         self.clients: list[Any] = []
         self._done: int | None = None
+        # id(client) -> (client, epoch, the layers it was fed since it began waiting)
+        self._waiting: dict[int, tuple[Any, int, set[int]]] = {}
+        self._tap_handles: list[Any] = []
+        self._rows: torch.Tensor | None = None  # the step's rows in probe-batch order
 
     def join(self, client: Any) -> None:
         self.clients.append(client)
+
+    def taps(self, client: Any) -> bool:
+        """Whether ``client``'s measurements come from the training forward pass."""
+        ctx = self.ctx
+        return ctx.training_forward and (client.order_free or ctx.training_order is not None)
+
+    def needs_pass(self, client: Any, epoch: int) -> bool:
+        """Due at ``epoch`` and not fed by the next training step."""
+        return client.due(epoch) and not (self.taps(client) and self.ctx.training_continues)
 
     def measure(self, client: Any) -> None:
         client.begin()
@@ -167,14 +229,69 @@ class ActivationPass:
         if self._done == epoch:
             return
         self._done = epoch
-        for client in self.clients:
+        clients = [c for c in self.clients if self.needs_pass(c, epoch)]
+        for client in clients:
             client.begin()
 
         def hook(i: int, inp: torch.Tensor, out: torch.Tensor) -> None:
-            for client in self.clients:
+            for client in clients:
                 client.hook(i, inp, out)
 
         forward_with_hooks(self.ctx.model, self.modules, self.ctx.probe_batch(), hook)
+
+    # ---- measurements taken from the training step's forward pass
+
+    def wait(self, client: Any, epoch: int) -> None:
+        """Feed ``client`` from the next training forward pass, as epoch ``epoch``."""
+        if not self._tap_handles:
+            for i, module in enumerate(self.modules):
+                handle = module.register_forward_hook(lambda _m, a, o, i=i: self._tap(i, a, o))
+                self._tap_handles.append(handle)
+        client.begin()
+        self._waiting[id(client)] = (client, epoch, set())
+        if not client.order_free:  # every client waits for the same, next step
+            order = self.ctx.training_order()  # row j of the step is sample order[j]
+            position = torch.empty_like(order)
+            position[order] = torch.arange(order.numel(), device=order.device)
+            self.ctx.probe_batch()
+            self._rows = position[self.ctx._index]
+
+    def _tap(self, i: int, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        # Only a training step's forward (train mode, autograd on), once per layer: the
+        # validation, test and probe passes run in eval mode without autograd.
+        if not self._waiting or not self.modules[i].training or not torch.is_grad_enabled():
+            return
+        with torch.no_grad():
+            inp, out = inputs[0].detach(), output.detach()
+            ordered = None
+            for client, _, fed in self._waiting.values():
+                if i in fed:
+                    continue
+                fed.add(i)
+                if client.order_free:
+                    client.hook(i, inp, out)
+                    continue
+                if ordered is None:
+                    ordered = inp[self._rows], out[self._rows]
+                client.hook(i, *ordered)
+
+    def take(self, client: Any) -> None:
+        """Collect ``client``'s waiting measurement: fed by a training step since
+        ``wait``, or else (no step followed: a callback after the probes ended training)
+        measured now with a pass of its own."""
+        waiting = self._waiting.pop(id(client), None)
+        if waiting is None:
+            return
+        _, epoch, fed = waiting
+        if len(fed) < len(self.modules):
+            self.measure(client)
+        client._collect(epoch)
+
+    def close(self) -> None:
+        """Remove the training-pass hooks (at the end of training)."""
+        for handle in self._tap_handles:
+            handle.remove()
+        self._tap_handles.clear()
 
 
 class Scratch:
@@ -208,19 +325,12 @@ def flat_values(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1)
 
 
-#: float32 sums of 0/1 values are exact while every partial sum stays below 2**24.
-_EXACT_FLOAT_COUNT = 1 << 24
-
-
-def count_true(mask: torch.Tensor, scratch: Scratch) -> torch.Tensor:
-    """The number of True values in a 1-D bool tensor, as a float64 scalar on its device.
-    Summed as float32 in pieces of at most 2**24 (exact), which is several times faster
-    on the CPU than summing the bool tensor itself."""
-    values = scratch.get("count", mask.numel(), torch.float32, mask.device)
-    values.copy_(mask)
-    if values.numel() <= _EXACT_FLOAT_COUNT:
-        return values.sum().double()
-    return torch.stack([piece.sum() for piece in values.split(_EXACT_FLOAT_COUNT)]).double().sum()
+def count_true(mask: torch.Tensor) -> torch.Tensor:
+    """The number of True values in a 1-D bool tensor, as a float64 scalar on its device
+    (exact: counted as int64). ``count_nonzero`` on the CPU is 1.4-2.2x faster than the
+    float32 copy-and-sum this used before (measured for #17 on 90 k to 2 M values), and
+    several times faster than summing the bool tensor."""
+    return torch.count_nonzero(mask).double()
 
 
 def finite_or_none(values: Any) -> Any:

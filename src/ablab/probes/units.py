@@ -4,7 +4,17 @@ Both measure once before training (epoch 0, when the probe is built) and after e
 epoch, on the run's fixed probe batch (``ProbeContext.probe_batch``), with the model in
 eval mode. They hook the :class:`~ablab.models.Activation` modules only for that
 measuring pass, which both probes share (``ProbeContext.activation_pass``: one forward
-per epoch, 256 samples at a time), and read everything back with one host sync each.
+per epoch for the probes due, 256 samples at a time), and read everything back with one
+host sync each.
+
+Where the training step's forward pass computes exactly that pass
+(``ProbeContext.training_forward``: full batch over a training split the probe batch
+holds whole, a model without dropout or batch norm, fp32, uncompiled), both probes take
+epoch ``e``'s measurement from epoch ``e + 1``'s training forward pass instead: the same
+weights and samples, so the same numbers bit for bit, without a forward pass of their
+own (the last measured epoch, which no step follows, still gets one). ``dead_units``'
+counts and maxima do not depend on the samples' order; ``activations`` (float sums)
+reads the step's rows put back in the probe batch's order.
 
 A "unit" is a channel of a conv output (N×C×H×W: dim 1) or a feature of a dense output
 (N×F). Every output layout is epoch-major: ``values[e][l]`` is layer ``layers[l]`` at
@@ -42,9 +52,17 @@ def _due(epoch: int, every: int, last: int) -> bool:
 class _PassClient:
     """A probe fed by the shared activation pass: measured once at epoch 0, then at every
     ``every``-th epoch and the last planned one. Subclasses give ``begin``, ``hook``,
-    ``_collect(epoch)`` and set ``self.every`` before calling ``_join_pass``."""
+    ``_collect(epoch)`` and ``order_free``, and set ``self.every`` before calling
+    ``_join_pass``.
+
+    A client of a run whose training step is the probe pass
+    (``ProbeContext.training_forward``) takes epoch ``e``'s measurement from epoch
+    ``e + 1``'s training forward pass, which sees the same weights and samples (collected
+    at that epoch's end; see :class:`~ablab.probes.base.ActivationPass`); only a
+    measurement no training step follows gets a pass."""
 
     every: int
+    order_free: bool
 
     def _join_pass(self, ctx: ProbeContext) -> None:
         self.last = ctx.epochs
@@ -53,15 +71,28 @@ class _PassClient:
         self._collect(0)
         self.shared.join(self)
 
+    def due(self, epoch: int) -> bool:
+        return _due(epoch, self.every, self.last)
+
     def on_epoch_end(self, epoch: int) -> None:
-        if not _due(epoch, self.every, self.last):
+        self.shared.take(self)  # the previous due epoch's, fed by this epoch's step
+        if not self.due(epoch):
             return
-        self.shared.run(epoch)
-        self._collect(epoch)
+        if self.shared.needs_pass(self, epoch):
+            self.shared.run(epoch)
+            self._collect(epoch)
+        else:
+            self.shared.wait(self, epoch)
+
+    def _finish_pass(self) -> None:
+        self.shared.take(self)
+        self.shared.close()
 
 
 class DeadUnits(_PassClient):
     """See :func:`dead_units`."""
+
+    order_free = True  # counts and maxima
 
     def __init__(self, ctx: ProbeContext, every: int = 1):
         self.every = every
@@ -96,7 +127,7 @@ class DeadUnits(_PassClient):
         self._peak[i] = peak if previous is None else torch.maximum(previous, peak)
         values = flat_values(signal)
         mask = self.scratch.get("mask", values.numel(), torch.bool, values.device)
-        count = count_true(torch.le(values, 0, out=mask), self.scratch)
+        count = count_true(torch.le(values, 0, out=mask))
         zeros = self._zeros[i]
         self._zeros[i] = count if zeros is None else zeros + count
         self._totals[i] += values.numel()
@@ -135,6 +166,7 @@ class DeadUnits(_PassClient):
         return sum(per_epoch) / len(per_epoch) if per_epoch else None
 
     def finish(self) -> dict[str, Any]:
+        self._finish_pass()
         return {
             "layers": self.layers,
             "kinds": self.kinds,
@@ -181,6 +213,8 @@ def dead_units(ctx: ProbeContext, *, every: Annotated[int, Field(ge=1)] = 1) -> 
 class ActivationStats(_PassClient):
     """See :func:`activations`."""
 
+    order_free = False  # float sums: their rounding depends on the order of the values
+
     def __init__(self, ctx: ProbeContext, bins: int, limit: float, every: int = 1):
         self.every = every
         self.scratch = ctx.scratch
@@ -210,7 +244,7 @@ class ActivationStats(_PassClient):
                 torch.gt(torch.abs(y, out=magnitude), 0.99, out=mask)
             else:
                 torch.logical_or(torch.lt(y, 0.01), torch.gt(y, 0.99), out=mask)
-            saturated = count_true(mask, self.scratch)
+            saturated = count_true(mask)
         else:
             clipped = (counts[0] + counts[-2]).double()
             saturated = torch.zeros((), dtype=torch.float64, device=y.device)
@@ -257,6 +291,7 @@ class ActivationStats(_PassClient):
             self.scalars[key].append([row[k] for row in rows])
 
     def finish(self) -> dict[str, Any]:
+        self._finish_pass()
         return {
             "layers": self.layers,
             "kinds": self.kinds,

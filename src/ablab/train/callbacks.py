@@ -32,6 +32,7 @@ import torch
 
 from ablab.config import EarlyStoppingConfig, RunConfig
 from ablab.probes import ProbeContext, attach_probes
+from ablab.probes.base import mode_independent
 from ablab.train.result import EpochRecord
 from ablab.train.schedules import EpochSchedule
 
@@ -207,7 +208,9 @@ class Probes(Callback):
     def on_train_begin(self, run: RunState) -> None:
         cfg = run.cfg
         context = ProbeContext(
-            run.model, run.bundle, cfg.probe_batch_size, cfg.seed, cfg.epochs, run.optimizer
+            run.model, run.bundle, cfg.probe_batch_size, cfg.seed, cfg.epochs, run.optimizer,
+            training_forward=training_forward_is_probe_pass(run),
+            training_order=lambda: next_training_order(run),
         )
         self.probes = attach_probes(cfg.probes, context)
 
@@ -216,11 +219,49 @@ class Probes(Callback):
 
     def on_epoch_end(self, run: RunState, record: EpochRecord) -> None:
         started = time.perf_counter()
-        self.probes.on_epoch_end(record.epoch)
+        continues = not run.stop_training and record.epoch < run.cfg.epochs
+        self.probes.on_epoch_end(record.epoch, training_continues=continues)
         record.seconds += time.perf_counter() - started
 
     def on_train_end(self, run: RunState) -> None:
         run.result.probes = self.probes.finish()
+
+
+def training_forward_is_probe_pass(run: RunState) -> bool:
+    """Whether each training step's forward pass computes what the probes' own pass over
+    the probe batch would, on the weights the step starts from: the steps call the run's
+    model itself (``fit``; not ``fit_seeds``'s batched copy), one batch per epoch holding
+    the whole training split, which the probe batch holds too (``probe_batch_size`` is
+    at least the split), without augmentation, in fp32, uncompiled (hooks fire), in the
+    default memory layout, and a model that computes the same in train and eval mode (no
+    dropout or batch norm). Then the order-free probes (dead units) read that pass
+    instead of running one more forward per epoch."""
+    cfg, n = run.cfg, len(run.bundle.train)
+    return (
+        run.steps_call_model
+        and n > 0
+        and len(run.loader) == 1
+        and run.loader.batch_size >= n
+        and run.loader.augment is None
+        and cfg.probe_batch_size >= n
+        and cfg.precision == "fp32"
+        and cfg.compile is False
+        and run.memory_format == torch.contiguous_format
+        and mode_independent(run.model)
+    )
+
+
+def next_training_order(run: RunState) -> torch.Tensor:
+    """The order of the training split's samples in the next epoch's (single) batch: the
+    permutation the shuffling loader will draw next, drawn from a copy of its generator
+    (the loader draws ``randperm(n)`` with it at the start of each epoch)."""
+    loader, n = run.loader, len(run.bundle.train)
+    device = run.bundle.train.x.device
+    if not loader.shuffle:
+        return torch.arange(n, device=device)
+    generator = torch.Generator(device=loader.generator.device)
+    generator.set_state(loader.generator.get_state())
+    return torch.randperm(n, generator=generator, device=device)
 
 
 class Progress(Callback):

@@ -108,6 +108,7 @@ def fit(
     """
     started = time.perf_counter()
     run = start_run(cfg, resolve_device(cfg.device))
+    run.steps_call_model = True
     speed = {"forward": compiled_forward(run.model, cfg.compile), "precision": cfg.precision}
     loss_fn = build_loss(cfg.loss.name, cfg.loss.options)
     run.optimizer = build_optimizer(

@@ -56,6 +56,9 @@ class RunState:
     stopped_early: bool = False  # early stopping ended the run
     weights_epoch: int | None = None  # the epoch the tested weights come from
     kept_epoch: int | None = None  # the epoch of the kept weights (``keep``)
+    #: The training steps call ``model`` itself (``fit``); False where a batched copy of
+    #: several seeds trains (``fit_seeds``) and ``model`` only holds one seed's slice.
+    steps_call_model: bool = False
 
     @property
     def diverged(self) -> bool:

@@ -1,0 +1,150 @@
+"""Per-run overhead (#17): the activation probes read the training step's own forward pass
+where that pass is the probe pass, and the optimizers' multi-tensor updates; both give
+the same numbers as before, bit for bit."""
+
+import pytest
+import torch
+from conftest import tiny_run
+
+from ablab.config import parse_run
+from ablab.probes import base as probe_base
+from ablab.train import callbacks as train_callbacks
+from ablab.train import fit
+from ablab.train.optimizers import FOREACH_OPTIMIZERS, build_optimizer
+from ablab.train.state import start_run
+
+EPOCHS = 12
+PROBES = ["dead_units", {"name": "activations", "every": 2}, "gradients"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def full_batch(**over):
+    data = tiny_run(
+        epochs=EPOCHS, batch_size="full", probes=PROBES,
+        dataset={"name": "moons", "n_samples": 200, "noise": 0.3, "val_fraction": 0.0},
+        model={"name": "mlp", "hidden": [32, 16], "init": "normal(0, 0.01)"},
+        optimizer={"name": "adamw", "lr": 0.01},
+    )
+    data.update(over)
+    return parse_run(data)
+
+
+def without_timings(result):
+    data = result.to_dict()
+    data["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in data["history"]]
+    data["final"] = {k: v for k, v in data["final"].items() if k != "seconds"}
+    return data
+
+
+def counted_fit(cfg, monkeypatch, *, tap: bool):
+    """``fit`` with the training-forward tap on or off, counting the probes' own passes."""
+    passes = []
+    real = probe_base.forward_with_hooks
+
+    def counting(*args, **kwargs):
+        passes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe_base, "forward_with_hooks", counting)
+    if not tap:
+        monkeypatch.setattr(train_callbacks, "training_forward_is_probe_pass", lambda run: False)
+    result = fit(cfg)
+    monkeypatch.undo()
+    return without_timings(result), len(passes)
+
+
+@pytest.mark.parametrize(
+    "activation, early_stopping",
+    [("relu", None), ("leaky_relu", None), ("relu", {"patience": 1})],
+)
+def test_dead_units_from_the_training_forward_equal_a_pass_of_their_own(
+    monkeypatch, activation, early_stopping
+):
+    """Epoch e's dead units and zero-activation fraction, taken from epoch e + 1's training
+    forward pass (same weights, same samples in another order), are those of a separate
+    eval-mode pass after epoch e, bit for bit; so is source 001's "dead ReLU %" scalar
+    (``zero_activation_fraction_mean``: the fraction on every training forward pass, averaged
+    over layers and epochs). The activations probe's histograms and float sums too: it reads
+    the step's rows put back in the probe batch's order. The last measured epoch, which no
+    step follows, still gets a pass of its own, and early stopping ends the taps where it
+    ends training."""
+    over = {"model": {"name": "mlp", "hidden": [32, 16], "init": "normal(0, 0.01)",
+                      "activation": activation}}
+    if early_stopping:
+        over["early_stopping"] = early_stopping
+        over["dataset"] = {"name": "moons", "n_samples": 200, "noise": 0.3, "val_fraction": 0.2}
+        over["epochs"] = 40
+    cfg = full_batch(**over)
+    tapped, tapped_passes = counted_fit(cfg, monkeypatch, tap=True)
+    separate, separate_passes = counted_fit(cfg, monkeypatch, tap=False)
+    assert tapped == separate
+    dead = tapped["probes"]["dead_units"]
+    epochs_run = tapped["final"]["epochs_run"]
+    assert dead["epochs"] == list(range(epochs_run + 1))
+    assert dead["zero_activation_fraction_mean"] is not None
+    assert 0.0 < dead["zero_activation_fraction_mean"] < 1.0
+    if early_stopping:
+        assert tapped["final"]["stopped_early"] and epochs_run < cfg.epochs
+    # Epoch 0 (one pass for each probe, as they are built), then only the last measured
+    # epoch, which no step follows (one pass shared by both probes when both are due).
+    assert tapped_passes == 3
+    assert separate_passes == 2 + epochs_run
+
+
+@pytest.mark.parametrize(
+    "over, expected",
+    [
+        ({}, True),
+        ({"batch_size": 64}, False),  # several steps an epoch: no step sees the whole split
+        ({"probe_batch_size": 50}, False),  # the probe batch is a sample of the split
+        ({"model": {"name": "mlp", "hidden": [32, 16], "dropout": 0.2}}, False),
+        ({"model": {"name": "mlp", "hidden": [32, 16], "batch_norm": True}}, False),
+        ({"precision": "bf16"}, False),
+    ],
+)
+def test_the_training_forward_is_the_probe_pass_only_where_it_computes_the_same(over, expected):
+    run = start_run(full_batch(**over), torch.device("cpu"))
+    assert not train_callbacks.training_forward_is_probe_pass(run)  # fit_seeds: a copy trains
+    run.steps_call_model = True  # as fit sets it
+    assert train_callbacks.training_forward_is_probe_pass(run) is expected
+
+
+def test_minibatch_runs_measure_dead_units_with_their_own_pass(monkeypatch):
+    cfg = full_batch(batch_size=64)
+    _, passes = counted_fit(cfg, monkeypatch, tap=True)
+    assert passes == 2 + EPOCHS  # epoch 0 for each probe, then one pass per epoch
+
+
+@pytest.mark.parametrize("name", FOREACH_OPTIMIZERS)
+def test_multi_tensor_optimizer_updates_are_bit_for_bit_the_default_ones(name):
+    options = {"sgd": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
+               "adam": {"lr": 0.01, "weight_decay": 0.01},
+               "adamw": {"lr": 0.01}}[name]
+    default = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+
+    def train(make_optimizer, foreach):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2)
+        )
+        optimizer = make_optimizer(model.parameters())
+        assert optimizer.param_groups[0]["foreach"] is foreach
+        x = torch.randn(64, 2)
+        y = (x[:, 0] * x[:, 1] > 0).long()
+        for _ in range(20):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return [p.detach() for p in model.parameters()]
+
+    ours = train(lambda params: build_optimizer(name, options, params), True)
+    theirs = train(lambda params: default(params, **options, foreach=False), False)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
