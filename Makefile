@@ -25,7 +25,7 @@ $(DEV_STAMP): $(STAMP)
 	touch $(DEV_STAMP)
 
 demo: install
-	$(BIN)/ablab run moons-circles-activations --out out/moons-circles-activations --until-decided
+	$(BIN)/ablab run moons-circles-activations --out out/moons-circles-activations --until-decided --max-seeds 5
 
 # The suite without the slow end-to-end tests (under 10 minutes on 2 cores); test-all runs
 # every test, the slow ones (whole studies, kills, notebooks, Ray, tuning) included.
