@@ -179,3 +179,24 @@ def test_figures_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
         save_figure(fig, tmp_path, "curve")
     assert {k: p.read_bytes() for k, p in paths.items()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "curve.svg"]
+
+
+def test_rows_read_again_see_every_change_to_the_index(finished):
+    """StudyStore.rows() decodes the index once per index state (ablab report asks three
+    times): a change by this store or by another connection is seen at once, and each
+    caller gets its own row dicts."""
+    from ablab.store import StudyStore
+
+    _, out = finished
+    with StudyStore.existing(out) as store:
+        first = store.rows()
+        again = store.rows()
+        assert again == first and again[0] is not first[0]
+        again[0]["metrics"] = "changed by a caller"
+        assert store.rows() == first  # a caller's edit stays its own
+        with sqlite3.connect(out / "index.sqlite") as other:  # another process, say
+            other.execute("UPDATE runs SET status='pending' WHERE run_id=?",
+                          (first[0]["run_id"],))
+        assert store.rows()[0]["status"] == "pending"
+        store._set_pending(first[1]["run_id"])  # a write through this store's connection
+        assert store.rows()[1]["status"] == "pending"

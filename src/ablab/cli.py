@@ -595,12 +595,11 @@ def report(
     """(Re)write report.html, report.md, results.csv and summary.csv from what the
     directory holds."""
     from ablab.results import open_results
-    from ablab.store import StudyStore
 
     results = open_results(out)
     paths = results.report(svg=svg)
-    with StudyStore.existing(out) as store:
-        pending = [r for r in store.rows() if r["status"] in ("pending", "running")]
+    # from the analysis just made (the index at the time of the report), not a re-read
+    pending = [r for v in results.analysis.variants for r in v.with_status("pending", "running")]
     _print_verdicts(out, results.analysis)
     for path in paths.values():
         console.print(f"wrote {path}")

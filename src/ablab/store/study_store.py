@@ -91,6 +91,11 @@ class StudyStore:
         self._healed = False
         self.rebuilt: str | None = None  # why the index was rebuilt by this store, if it was
         self._info: dict[str, Any] | None = None  # study.json, read once (see study_info)
+        #: the decoded rows of the last ``rows()`` call and the index state they were read
+        #: at: ``ablab report`` asks for them three times (tables, analysis, pending runs),
+        #: and decoding every row's JSON fields is its largest per-run cost after the
+        #: records (#22)
+        self._rows_memo: tuple[tuple, list[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -473,14 +478,22 @@ class StudyStore:
     def rows(self, include_set_aside: bool = False) -> list[dict[str, Any]]:
         """Index rows in plan order, JSON fields decoded."""
         self.heal()
-        where = "" if include_set_aside else "WHERE in_study=1"
-        out = []
-        for row in self.db.execute(f"SELECT * FROM runs {where} ORDER BY position"):
-            item = dict(row)
-            for key in ("variant", "config", "final", "sizes", "metrics"):
-                item[key] = json.loads(item[key]) if item[key] else None
-            out.append(item)
-        return out
+        # The same index state gives the same rows: data_version changes when another
+        # connection commits, total_changes when this one writes.
+        db = self.db
+        state = (include_set_aside, id(db), db.execute("PRAGMA data_version").fetchone()[0],
+                 db.total_changes)
+        if self._rows_memo is None or self._rows_memo[0] != state:
+            where = "" if include_set_aside else "WHERE in_study=1"
+            out = []
+            for row in db.execute(f"SELECT * FROM runs {where} ORDER BY position"):
+                item = dict(row)
+                for key in ("variant", "config", "final", "sizes", "metrics"):
+                    item[key] = json.loads(item[key]) if item[key] else None
+                out.append(item)
+            self._rows_memo = (state, out)
+        # each caller gets its own row dicts (callers add keys, e.g. table_rows' metrics)
+        return [dict(item) for item in self._rows_memo[1]]
 
     def counts(self) -> dict[str, int]:
         self.heal()
