@@ -45,6 +45,19 @@ def run_data():
     return tiny_run()
 
 
+@pytest.fixture
+def one_thread():
+    """torch at one CPU thread for the test, then back: tiny models are fastest so and
+    immune to a busy machine's contention, and conv kernels split their sums by thread
+    count, so pinned digests hold at one thread whatever an earlier test left set."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 MOONS_STUDY = """
 name = "{name}"
 description = "{description}"

@@ -17,12 +17,7 @@ EPOCHS = 12
 PROBES = ["dead_units", {"name": "activations", "every": 2}, "gradients"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch at one thread
 
 
 def full_batch(**over):

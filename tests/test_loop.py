@@ -18,14 +18,8 @@ from ablab.train.result import EpochRecord, FinalMetrics
 PROBES = ["gradients", "dead_units", "weights"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Conv kernels split their sums by thread count: the digests are pinned at one thread
-    (the same on every machine), whatever an earlier test left torch set to."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch at one thread
+
 
 #: Runs trained with main at 0d7a7da (before fit and fit_seeds shared their code), at one
 #: thread (``one_thread``), with

@@ -19,13 +19,7 @@ from ablab.train import fit
 ALL = ["dead_units", "activations", "gradients", "weights", "boundary"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one CPU thread is fastest and immune to a busy machine's contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch at one thread
 
 
 def bundle_of(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> DataBundle:

@@ -31,12 +31,6 @@ from ablab.train.state import start_run
 DROPOUT_MLP = {"name": "mlp", "hidden": [16], "dropout": 0.3}
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def fingerprint(result) -> str:
