@@ -171,7 +171,7 @@ def run_until_decided(
                           max_seeds, progress, on_round, run_options)
     if report:
         with StudyStore.existing(root) as store:
-            write_report(store)
+            write_report(store, analysis=outcome.analysis)
     return outcome, {labels[v]: n for v, n in per_variant.items()}
 
 
@@ -205,4 +205,5 @@ def _rounds(full, root, design, sequence, per_variant, labels, by_label, max_see
                 per_variant[vid] = new
                 grew = True
         if not grew:
+            outcome.analysis = analysis  # of the final directory: the report's and the CLI's
             return outcome

@@ -345,6 +345,10 @@ def run(
         _print_plan(plan, out, workers)
         return
 
+    if executor is ExecutorKind.local and _may_train(out, retry_failed):
+        from ablab.execute import start_server
+
+        start_server()  # the workers' torch import (seconds) overlaps with reading the study
     if until_decided and _has_tune(study, seeds, set_, allow_plugins):
         raise UserError("--until-decided: not available for a study with [tune] yet")
     if until_decided:
@@ -370,19 +374,29 @@ def run(
         progress=RichStudyProgress(console, title=plan.name,
                                    pending=_pending_runs(plan, out, retry_failed)),
         rerun_changed=rerun_changed,
-        report=not svg,
+        svg=svg,
     )
-    _svg_report(out, svg)
     counts = outcome.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     console.print(f"{plan.name}: {summary}")
     for label, reason in outcome.failures:
         err_console.print(f"failed: {label}: {reason}")
-    _print_verdicts(out)
+    _print_verdicts(out, outcome.analysis)
     console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
     if counts.get("failed"):
         console.print("re-run with --retry-failed to try the failed runs again")
     raise typer.Exit(outcome.exit_code)
+
+
+def _may_train(out: Path, retry_failed: bool) -> bool:
+    """Whether ``ablab run`` is about to train: OUT is new or holds runs left to do (a
+    finished directory may still gain runs from a changed file; run_study starts the
+    workers then, as for the Python API)."""
+    from ablab.store import peek_statuses
+
+    stored = peek_statuses(out)  # read-only: the lock is run_study's to take
+    left = {"pending", "running"} | ({"failed"} if retry_failed else set())
+    return not stored or any(status in left for status in stored.values())
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -520,7 +534,7 @@ def _run_until_decided(study, out, seeds, sets, max_seeds, workers, threads, exe
     console.print(f"until decided: {summary}", highlight=False)
     for label, reason in outcome.failures:
         err_console.print(f"failed: {label}: {reason}")
-    _print_verdicts(out)
+    _print_verdicts(out, outcome.analysis)
     console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md)")
     raise typer.Exit(outcome.exit_code)
 
@@ -557,7 +571,7 @@ def _run_tuned(plan, out, workers, threads, executor, address, retry_failed,
     for label, reason in outcome.failures:
         err_console.print(f"failed: {label}: {reason}")
     line(f"each variant tuned with {tune.trials} trials, evaluated at its best setting")
-    _print_verdicts(out)
+    _print_verdicts(out, outcome.analysis)
     console.print(f"results in {out}/ (results.csv, summary.csv, report.html, report.md, "
                   "tuning.json, tuning.sqlite)")
     raise typer.Exit(outcome.exit_code)
@@ -798,6 +812,7 @@ def _one_line(text: str) -> str:
 def main() -> None:
     """Exit status: 0 done; 1 runs failed or diverged; 2 bad input (one line); 130 / 143
     stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
+    from ablab.execute import stop_server
     from ablab.runner import StudyInterrupted, Terminated, sigterm_as_interrupt
 
     received: list[int] = []
@@ -808,12 +823,14 @@ def main() -> None:
         err_console.print(str(exc))
         sys.exit(exc.exit_code)
     except UserError as exc:
+        stop_server()  # started before the study file was read: nothing will run
         # "ablab[mlflow]" is no markup; a field name holding a newline stays one line;
         # an error about several things (datasets) says one line for each
         for line in getattr(exc, "lines", None) or [str(exc)]:
             err_console.print(f"error: {_one_line(line)}", markup=False)
         sys.exit(2)
     except OSError as exc:  # the disk, not the study: one line, not a traceback
+        stop_server()
         where = f"{exc.filename}: " if exc.filename else ""
         err_console.print(f"error: {where}{exc.strerror or exc}")
         sys.exit(2)

@@ -87,6 +87,9 @@ class StudyOutcome:
     workers: int = 1
     threads: int = 1
     notes: list[str] = field(default_factory=list)  # what this call decided, one line each
+    # the analysis the report was written from (None without a report): the CLI prints
+    # its verdicts instead of analysing the directory a second time
+    analysis: Any = None
 
     @property
     def exit_code(self) -> int:
@@ -217,6 +220,7 @@ def run_study(
     progress: bool | Progress | None = None,
     report: bool = True,
     rerun_changed: bool = False,
+    svg: bool = False,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``out`` does not already hold, then write the
     tables (and the report). Resumable: a second call runs only what is left.
@@ -288,13 +292,17 @@ def run_study(
             if display is not None:
                 display.stop()
         recorder.write_tables()
+        analysis = None
         if report:
+            from ablab.analysis import analyze
             from ablab.report import write_report
 
-            write_report(store)
+            analysis = analyze(store)
+            write_report(store, svg=svg, analysis=analysis)
         counts = store.counts()
     return StudyOutcome(
-        Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads, notes
+        Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads, notes,
+        analysis=analysis,
     )
 
 

@@ -9,7 +9,7 @@ from ablab.execute.base import (
     run_group,
     run_task,
 )
-from ablab.execute.local import LocalExecutor, kept_workers, start_server
+from ablab.execute.local import LocalExecutor, kept_workers, start_server, stop_server
 
 
 def make_executor(kind: str, workers: int, threads: int, address: str | None = None):
@@ -32,4 +32,5 @@ __all__ = [
     "run_group",
     "run_task",
     "start_server",
+    "stop_server",
 ]

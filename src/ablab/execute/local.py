@@ -42,10 +42,14 @@ from ablab.execute.shipping import install_entries, pack_or_stay_here, run_here
 
 #: Modules the fork server imports once, before it forks any worker (a worker then starts
 #: with torch and every built-in component loaded: milliseconds instead of seconds).
-#: scikit-learn: every built-in dataset is generated or split with it.
+#: scikit-learn: every built-in dataset is generated or split with it. torch._dynamo:
+#: every torch optimizer's __init__ imports it on first use (torch._compile's lazy
+#: ``_disable_dynamo``), about 2 s on this 2-core machine that each worker's first run
+#: otherwise paid on its own.
 PRELOAD = [
     "ablab.execute.local", "ablab.config", "ablab.data", "ablab.models", "ablab.train",
     "ablab.probes", "ablab.train.batched", "sklearn.datasets", "sklearn.model_selection",
+    "torch._dynamo",
 ]
 
 
@@ -68,6 +72,23 @@ def start_server() -> None:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+
+
+def stop_server() -> None:
+    """Stop a fork server this process started, at once: ``ablab run`` starts it before it
+    reads the study file, and a bad file must not leave it importing torch (seconds of
+    CPU) after the command has already said what is wrong."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the module's own instance; no public handle
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)  # it reads no request while importing: no SIGTERM
+    except ProcessLookupError:
+        pass
+    server._stop()  # closes its pipes, reaps it
 
 
 def _worker(
