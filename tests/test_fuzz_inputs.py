@@ -209,6 +209,7 @@ class _NoExecutor:
 
 @pytest.fixture
 def no_training(monkeypatch):
+    import ablab.execute
     import ablab.report
     import ablab.runner
     import ablab.train
@@ -217,7 +218,11 @@ def no_training(monkeypatch):
         raise _Trained
 
     monkeypatch.setattr(ablab.runner, "make_executor", _NoExecutor.make)
-    monkeypatch.setattr(ablab.report, "write_report", lambda store: {})
+    monkeypatch.setattr(ablab.report, "write_report", lambda store, **options: {})
+    # `ablab run` starts the fork server (a torch import) before it reads the file; no
+    # example here trains, so none should pay for one
+    monkeypatch.setattr(ablab.execute, "start_server", lambda: None)
+    monkeypatch.setattr(ablab.runner, "start_server", lambda: None)
     monkeypatch.setattr(ablab.train, "fit", fake_fit)
     monkeypatch.delenv("ABLAB_ALLOW_PLUGINS", raising=False)
     monkeypatch.setenv("ABLAB_DOWNLOAD", "0")
