@@ -83,3 +83,43 @@ def test_a_finished_directory_starts_no_workers_early(tmp_path, monkeypatch):
     statuses["c"] = "pending"
     assert cli._may_train(tmp_path, retry_failed=False)
     assert os.environ.get("ABLAB_STARTUP_TEST") is None
+
+
+class _Left(Exception):
+    def __init__(self, code):
+        self.code = code
+
+
+def _console(monkeypatch, capsys, *args) -> tuple[object, str, str]:
+    """``ablab ARGS`` through the console entry point, its os._exit caught."""
+    from ablab import cli
+
+    def leave(code):
+        raise _Left(code)
+
+    monkeypatch.setattr(cli.os, "_exit", leave)
+    monkeypatch.setattr(sys, "argv", ["ablab", *args])
+    try:
+        cli.console_main()
+    except _Left as left:
+        out, err = capsys.readouterr()
+        return ("os._exit", left.code), out, err
+    except SystemExit as exc:
+        out, err = capsys.readouterr()
+        return ("sys.exit", exc.code), out, err
+    raise AssertionError("console_main returned")
+
+
+def test_the_command_leaves_at_once_with_its_exit_status(monkeypatch, capsys, tmp_path):
+    # the interpreter's teardown of torch and matplotlib (seconds) is skipped, the status kept
+    how, out, _ = _console(monkeypatch, capsys, "list", "models")
+    assert how == ("os._exit", 0) and "mlp" in out
+    how, _, err = _console(monkeypatch, capsys, "report", str(tmp_path / "none"))
+    assert how == ("os._exit", 2) and err.startswith("error: ")
+
+
+def test_with_ray_loaded_the_command_exits_normally(monkeypatch, capsys):
+    # Ray's atexit shuts down the cluster it started: it must run
+    monkeypatch.setitem(sys.modules, "ray", object())
+    how, out, _ = _console(monkeypatch, capsys, "list", "models")
+    assert how == ("sys.exit", 0) and "mlp" in out
