@@ -13,7 +13,10 @@ Printed: both wall times, per-run times and their ratio, ``ablab report`` alone,
 ``python -c "import ablab"`` alone, and the share of the arithmetic bound: the study's
 floating-point work (forward + backward of every full-batch step, 3 x 2 x weights x rows)
 at the measured peak of this machine (a 1-thread float32 matmul, both cores) over
-ablab's wall time.
+ablab's wall time. Then where ablab's wall time went (start-up until the first run
+starts, training, tables + report + exit, from the index's run times) and the floor
+that identical numbers allow here: the imports no worker can train without, plus 30 x
+300 bare training steps (forward, loss, backward, AdamW; no probe, no record) on 2 cores.
 
     python benchmarks/study_speed.py [--json benchmarks/results/study_speed.json] [--seeds N]
 
@@ -141,8 +144,59 @@ def peak_gflops() -> float:
 def study_flops() -> float:
     sizes = (2, *HIDDEN, 2)
     weights = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
-    rows = round(N_SAMPLES * 0.7 * 0.8)
+    rows = round(N_SAMPLES * 0.7)  # ablab's study trains on all 700 training points
     return 3 * 2 * weights * rows * EPOCHS * SEEDS * len(ACTIVATIONS) * len(DATASETS)
+
+
+def bare_steps() -> None:
+    """Prints the floor's two parts as JSON: the imports a worker cannot train without
+    (torch, torch._dynamo that every torch optimizer imports, scikit-learn that makes the
+    data), then 300 bare training steps of the study's model on its 700 training points,
+    one thread: forward, cross-entropy, backward, AdamW -- no probe, no record, no
+    evaluation."""
+    start = time.perf_counter()
+    import sklearn.datasets  # noqa: F401
+    import torch
+    import torch._dynamo  # noqa: F401
+
+    imports_s = time.perf_counter() - start
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x, y = torch.randn(round(N_SAMPLES * 0.7), 2), torch.randint(0, 2, (round(N_SAMPLES * 0.7),))
+    layers, width = [], 2
+    for h in HIDDEN:
+        layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+        width = h
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(width, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01, foreach=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+    steps(30)  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        steps(EPOCHS)
+        best = min(best, time.perf_counter() - start)
+    print(json.dumps({"imports_s": imports_s, "run_steps_s": best}))
+
+
+def study_phases(out: Path, launched: float, ended: float) -> dict[str, float]:
+    """Where ``ablab run``'s wall time went, from the index's run times (epoch seconds):
+    until the first run started, training, and from the last run's end to the exit
+    (tables, report, verdicts)."""
+    import sqlite3
+
+    with sqlite3.connect(out / "index.sqlite") as db:
+        first, last, total = db.execute(
+            "SELECT min(started), max(finished), sum(seconds) FROM runs").fetchone()
+    return {"startup_s": first - launched, "training_s": last - first,
+            "run_seconds_sum": total, "report_and_exit_s": ended - last}
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:
@@ -159,11 +213,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-steps", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds per variant (5)")
     args = parser.parse_args()
     SEEDS = args.seeds
     if args.plain:
         plain(args.plain)
+        return
+    if args.bare_steps:
+        bare_steps()
         return
     runs = SEEDS * len(ACTIVATIONS) * len(DATASETS)
     tmp = Path(tempfile.mkdtemp(prefix="ablab-speed-"))
@@ -174,12 +232,19 @@ def main() -> None:
         plain_s = timed([sys.executable, __file__, "--plain", str(tmp / "plain"),
                          "--seeds", str(SEEDS)], env)
         ablab = [sys.executable, "-m", "ablab.cli"]
+        launched = time.time()
         ablab_s = timed([*ablab, "run", "moons-circles-activations", "--seeds", str(SEEDS),
                          "--out", str(tmp / "ablab"), "--workers", "2"], env)
+        phases = study_phases(tmp / "ablab", launched, time.time())
         report_s = timed([*ablab, "report", str(tmp / "ablab")], env)
         import_s = timed([sys.executable, "-c", "import ablab"], env)
+        floor = json.loads(subprocess.run(
+            [sys.executable, __file__, "--bare-steps"], capture_output=True, text=True,
+            env=env, check=True).stdout)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    # the floor with identical numbers: the imports, then every run's bare steps on 2 cores
+    floor_s = floor["imports_s"] + runs * floor["run_steps_s"] / 2
     peak = peak_gflops()
     bound_s = study_flops() / (peak * 1e9 * 2)
     figures = {
@@ -195,6 +260,10 @@ def main() -> None:
         "arithmetic_bound_s": round(bound_s, 2),
         "share_of_bound": round(bound_s / ablab_s, 3),
         "load_before": round(load, 2),
+        **{k: round(v, 2) for k, v in phases.items()},
+        "floor_imports_s": round(floor["imports_s"], 2),
+        "floor_run_steps_s": round(floor["run_steps_s"], 3),
+        "floor_s": round(floor_s, 1),
     }
     print(
         f"plain PyTorch script: {plain_s:.1f} s ({plain_s / runs:.2f} s/run); "
@@ -202,7 +271,13 @@ def main() -> None:
         f"ablab {plain_s / ablab_s:.2f}x faster per run\n"
         f"ablab report alone: {report_s:.2f} s; python -c 'import ablab': {import_s:.2f} s\n"
         f"arithmetic bound at {peak:.1f} GFLOP/s per core on 2 cores: {bound_s:.1f} s = "
-        f"{100 * bound_s / ablab_s:.0f} % of ablab's wall time (load avg before: {load:.2f})"
+        f"{100 * bound_s / ablab_s:.0f} % of ablab's wall time (load avg before: {load:.2f})\n"
+        f"ablab's wall time: start-up {phases['startup_s']:.1f} s (until the first run "
+        f"starts), training {phases['training_s']:.1f} s ({runs} runs, "
+        f"{phases['run_seconds_sum'] / runs:.2f} s each), tables + report + exit "
+        f"{phases['report_and_exit_s']:.1f} s\n"
+        f"floor with the same numbers: imports {floor['imports_s']:.1f} s + {runs} runs x "
+        f"300 bare steps ({floor['run_steps_s']:.2f} s each) on 2 cores = {floor_s:.1f} s"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
