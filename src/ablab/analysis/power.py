@@ -77,7 +77,10 @@ def detectable_difference(
     return effect * _noise(diff_std, paired) if math.isfinite(effect) else math.nan
 
 
+@functools.lru_cache(maxsize=1024)
 def _solve_effect(paired: bool, n: int, alpha: float, power: float) -> float:
+    """The standardized effect detected at ``power`` (a study's comparisons share a few
+    (n, Holm level) pairs: each is solved once)."""
     TTestPower, TTestIndPower = _solvers()
     if paired:
         return TTestPower().solve_power(
