@@ -2,109 +2,51 @@
 
 Pure functions of the stored runs; :func:`analyze` reads a study directory and returns a
 :class:`StudyAnalysis` holding everything the report says.
+
+The names below are imported from their modules when first used (PEP 562), so that
+``from ablab.analysis import history_metrics`` (the runner, for every finished run) loads
+numpy only, not scipy, pandas and statsmodels.
 """
 
-from ablab.analysis.checks import (
-    methodology_warnings,
-    warn_confounds,
-    warn_few_seeds,
-    warn_loss_differs,
-    warn_noise,
-    warn_test_selection,
-)
-from ablab.analysis.compare import (
-    DEFAULT_MARGIN,
-    Comparison,
-    Ranking,
-    compare_all,
-    compare_factor,
-    decide_family,
-    rank_factor,
-)
-from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
-from ablab.analysis.methods import methods_used
-from ablab.analysis.power import detectable_difference, seeds_needed
-from ablab.analysis.runs import Factor, Variant, build_factors, build_variants, history_metrics
-from ablab.analysis.sequential import Design, apply_design, load_design
-from ablab.analysis.stats import (
-    TwoSample,
-    bootstrap_ci,
-    cohens_d,
-    cohens_dz,
-    compact_letters,
-    compare_samples,
-    decision_levels,
-    describe,
-    holm,
-    mean_ci_in_scale,
-    metric_scale,
-    probability_of_improvement,
-)
-from ablab.analysis.study_analysis import (
-    StudyAnalysis,
-    analyze,
-    analyze_runs,
-    load_runs,
-    study_tables,
-)
-from ablab.analysis.tables import mean_ci
-from ablab.analysis.verdicts import (
-    format_p,
-    ranking_sentence,
-    status_line,
-    terminal_lines,
-    verdict,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_MARGIN",
-    "Design",
-    "Interaction",
-    "apply_design",
-    "decide_family",
-    "decision_levels",
-    "detectable_difference",
-    "find_interactions",
-    "interaction_sentence",
-    "load_design",
-    "mean_ci_in_scale",
-    "methods_used",
-    "metric_scale",
-    "probability_of_improvement",
-    "seeds_needed",
-    "terminal_lines",
-    "Comparison",
-    "Factor",
-    "Ranking",
-    "StudyAnalysis",
-    "TwoSample",
-    "Variant",
-    "analyze",
-    "analyze_runs",
-    "bootstrap_ci",
-    "build_factors",
-    "build_variants",
-    "cohens_d",
-    "cohens_dz",
-    "compact_letters",
-    "compare_all",
-    "compare_factor",
-    "compare_samples",
-    "describe",
-    "format_p",
-    "history_metrics",
-    "holm",
-    "load_runs",
-    "mean_ci",
-    "methodology_warnings",
-    "rank_factor",
-    "ranking_sentence",
-    "status_line",
-    "study_tables",
-    "verdict",
-    "warn_confounds",
-    "warn_few_seeds",
-    "warn_loss_differs",
-    "warn_noise",
-    "warn_test_selection",
-]
+import importlib
+import importlib.util
+
+#: module (under ablab.analysis) → the public names it gives this package
+_EXPORTS = {
+    "checks": ("methodology_warnings", "warn_confounds", "warn_few_seeds",
+               "warn_loss_differs", "warn_noise", "warn_test_selection"),
+    "compare": ("DEFAULT_MARGIN", "Comparison", "Ranking", "compare_all", "compare_factor",
+                "decide_family", "rank_factor"),
+    "interactions": ("Interaction", "find_interactions", "interaction_sentence"),
+    "methods": ("methods_used",),
+    "power": ("detectable_difference", "seeds_needed"),
+    "runs": ("Factor", "Variant", "build_factors", "build_variants", "history_metrics"),
+    "sequential": ("Design", "apply_design", "load_design"),
+    "stats": ("TwoSample", "bootstrap_ci", "cohens_d", "cohens_dz", "compact_letters",
+              "compare_samples", "decision_levels", "describe", "holm", "mean_ci_in_scale",
+              "metric_scale", "probability_of_improvement"),
+    "study_analysis": ("StudyAnalysis", "analyze", "analyze_runs", "load_runs",
+                       "study_tables"),
+    "tables": ("mean_ci",),
+    "verdicts": ("format_p", "ranking_sentence", "status_line", "terminal_lines", "verdict"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f"{__name__}.{name}")  # a submodule
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

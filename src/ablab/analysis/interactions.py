@@ -88,7 +88,7 @@ def find_interactions(
 ) -> list[Interaction]:
     """Every pair of factors with 2+ levels each, tested for an interaction on ``metric``
     (NaN p where the design has no residual degrees of freedom or a cell is empty)."""
-    import statsmodels.formula.api as smf
+    from statsmodels.regression.linear_model import OLS  # = statsmodels.formula.api.ols
     from statsmodels.stats.anova import anova_lm
 
     usable = [f for f in factors if len(f.levels) >= 2]
@@ -113,7 +113,7 @@ def find_interactions(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    model = smf.ols(formula, data=data).fit()
+                    model = OLS.from_formula(formula, data=data).fit()
                     table = anova_lm(model, typ=2)
                     row = table.loc[f"C({a}):C({b})"]
                     f_stat, df_num, p = float(row["F"]), float(row["df"]), float(row["PR(>F)"])

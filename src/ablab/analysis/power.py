@@ -12,19 +12,37 @@ for unpaired ones, Cohen 1988).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
-from statsmodels.stats.power import TTestIndPower, TTestPower
-from statsmodels.tools import sm_exceptions  # noqa: F401  (installs statsmodels' own filters first)
 
-# The solver's "failed to converge" warnings are answered by NaN / None below. The
-# catch_warnings blocks alone are not enough: another thread leaving its own
-# catch_warnings restores the filters it saved, and the warning then reaches the user's
-# terminal (seen in the disk-full test). A module-level filter survives that; it goes
-# in after statsmodels' own "always show ConvergenceWarning" filter, so it comes first.
-warnings.filterwarnings("ignore", message=r"\s*Failed to converge", module="statsmodels")
-warnings.filterwarnings("ignore", message=r"\s*Failed to converge", module=r"ablab\.analysis")
+def _quiet() -> None:
+    """The solver's "failed to converge" warnings are answered by NaN / None below. The
+    catch_warnings blocks alone are not enough: another thread leaving its own
+    catch_warnings restores the filters it saved, and the warning then reaches the user's
+    terminal (seen in the disk-full test). A module-level filter survives that; it must
+    come before statsmodels' own "always show ConvergenceWarning" filter, so it is put in
+    again after statsmodels is imported (which puts that filter first)."""
+    warnings.filterwarnings("ignore", message=r"\s*Failed to converge", module="statsmodels")
+    warnings.filterwarnings("ignore", message=r"\s*Failed to converge",
+                            module=r"ablab\.analysis")
+
+
+_quiet()
+
+
+@functools.cache
+def _solvers():
+    """statsmodels' (TTestPower, TTestIndPower), imported when a power computation first
+    runs: importing statsmodels takes about a second, and writing the tables or an
+    analysis with nothing undecided never needs it."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+    from statsmodels.tools import sm_exceptions  # noqa: F401  (statsmodels' own filters)
+
+    _quiet()
+    return TTestPower, TTestIndPower
+
 
 POWER = 0.8
 #: seeds_needed gives up beyond this many seeds (None: "more than MAX_SEEDS").
@@ -48,6 +66,7 @@ def detectable_difference(
         return math.nan
     if diff_std == 0:
         return 0.0
+    _solvers()  # before catch_warnings: the filters it puts in must outlive the block
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -58,7 +77,11 @@ def detectable_difference(
     return effect * _noise(diff_std, paired) if math.isfinite(effect) else math.nan
 
 
+@functools.lru_cache(maxsize=1024)
 def _solve_effect(paired: bool, n: int, alpha: float, power: float) -> float:
+    """The standardized effect detected at ``power`` (a study's comparisons share a few
+    (n, Holm level) pairs: each is solved once)."""
+    TTestPower, TTestIndPower = _solvers()
     if paired:
         return TTestPower().solve_power(
             effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided"
@@ -79,6 +102,7 @@ def seeds_needed(
     if diff_std == 0:
         return 2
     effect = abs(diff) / _noise(diff_std, paired)
+    TTestPower, TTestIndPower = _solvers()  # before catch_warnings (see _solvers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ablab.analysis.tables import mean_ci
+
+# scipy.stats (about a second to import) is imported in the functions that compute with
+# it, not with this module: results.csv and summary.csv of a study with no finished run
+# yet (the runner writes them at the start) never need it.
 
 __all__ = [
     "ALPHA",
@@ -69,6 +72,8 @@ def bootstrap_ci(
         return (math.nan, math.nan)
     if np.ptp(x) == 0:
         return (float(x[0]), float(x[0]))
+    from scipy import stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stats.bootstrap(
@@ -99,6 +104,8 @@ def describe(
     out: dict[str, float | int | str | None] = dict(mean_ci(x, confidence))
     out["skew"] = math.nan
     if len(x) >= 3 and np.ptp(x) > 0:
+        from scipy import stats
+
         out["skew"] = float(stats.skew(x, bias=False))
     skewed = math.isfinite(out["skew"]) and abs(out["skew"]) > SKEW_LIMIT
     if len(x) >= 2 and (len(x) < BOOTSTRAP_BELOW_N or skewed):
@@ -387,6 +394,8 @@ def mean_ci_in_scale(values, scale: Scale | str = "real", confidence: float = 0.
     >>> low, high = mean_ci_in_scale([0.97, 0.99, 0.999], "unit"); 0 < low < high < 1
     True
     """
+    from scipy import stats
+
     scale = SCALES[scale] if isinstance(scale, str) else scale
     if np.ndim(values) == 2:  # one sample per row (simulations): arrays of bounds
         z = scale.to_z(values)
@@ -444,12 +453,16 @@ class ScaledT:
             if 1 - confidence <= self.floor_p:  # the exact test cannot resolve this level
                 low, high = -math.inf, math.inf
         else:
+            from scipy import stats
+
             low, high = stats.t.interval(confidence, self.df, loc=self.estimate, scale=self.se)
         a, b = self._scale.from_z([low, high])
         return (float(a), float(b))
 
     def p_value(self, null: float = 0.0, alternative: str = "two-sided") -> float:
         """p of H0: estimate = ``null`` (``null`` on the original scale)."""
+        from scipy import stats
+
         if not math.isfinite(self.estimate):
             return math.nan
         z0 = float(self._scale.to_z([null])[0]) if null != 0 else 0.0
@@ -495,12 +508,16 @@ def sign_test_floor(n: int) -> float:
     >>> sign_test_floor(3), sign_test_floor(6)
     (0.25, 0.03125)
     """
+    from scipy import stats
+
     return float(stats.binomtest(n, n, 0.5).pvalue) if n > 0 else 1.0
 
 
 def paired_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
     """The paired t-test of a − b on ``scale`` (``scipy.stats.ttest_1samp`` on the
     transformed differences); returns (ScaledT, scipy's result or None when constant)."""
+    from scipy import stats
+
     scale = SCALES[scale] if isinstance(scale, str) else scale
     d = scale.to_z(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
     n = len(d)
@@ -516,6 +533,8 @@ def welch_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
     """Welch's t of mean a − mean b (``scipy.stats.ttest_ind(equal_var=False)`` gives the
     standard error and degrees of freedom); on a bounded difference scale the estimate and
     its standard error are carried to the transformed scale by the delta method."""
+    from scipy import stats
+
     scale = SCALES[scale] if isinstance(scale, str) else scale
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(a.mean() - b.mean())
@@ -576,6 +595,8 @@ def probability_of_improvement(
     >>> probability_of_improvement([0.9, 0.91, 0.92], [0.8, 0.81, 0.82])[0]
     1.0
     """
+    from scipy import stats
+
     x, y = _clean(a), _clean(b)
     if not higher_is_better:
         x, y = -x, -y

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
@@ -25,6 +24,8 @@ def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
     mean = float(x.mean())
     if n == 1:
         return {"n": 1, "mean": mean, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    from scipy import stats  # here, not with the module (see ablab.analysis.stats)
+
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n))
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}

@@ -106,13 +106,13 @@ def nested_mean_squares(y: np.ndarray) -> dict[str, tuple[float, int]]:
     """Mean square and degrees of freedom of each level of a balanced nested design
     ``y[split, init, order]``, from statsmodels' sequential ANOVA."""
     import pandas as pd
-    import statsmodels.formula.api as smf
+    from statsmodels.regression.linear_model import OLS  # = statsmodels.formula.api.ols
     from statsmodels.stats.anova import anova_lm
 
     a, b, c = y.shape
     split, init, order = np.meshgrid(range(a), range(b), range(c), indexing="ij")
     frame = pd.DataFrame({"y": y.ravel(), "split": split.ravel(), "init": init.ravel()})
-    table = anova_lm(smf.ols("y ~ C(split) + C(split):C(init)", data=frame).fit(), typ=1)
+    table = anova_lm(OLS.from_formula("y ~ C(split) + C(split):C(init)", data=frame).fit(), typ=1)
     out = {}
     for source, row in zip(SOURCES, ("C(split)", "C(split):C(init)", "Residual"), strict=True):
         df = int(round(table.loc[row, "df"]))

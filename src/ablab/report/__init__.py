@@ -8,46 +8,41 @@ The global matplotlib backend is the user's: figures are built without pyplot
 (``matplotlib.figure.Figure``) and written with ``Figure.savefig``, which renders through
 the Agg canvas whatever the backend, so importing ablab never switches off a notebook's
 inline plots.
+
+The names below are imported from their modules when first used (PEP 562):
+``from ablab.report import write_tables`` (the runner, while a study runs) loads neither
+matplotlib nor statsmodels, and matplotlib is imported only when a figure is drawn.
 """
 
-from ablab.report.figures import (
-    FIGURES,
-    fig_activation_histograms,
-    fig_batch_losses,
-    fig_dead_units,
-    fig_decision_boundaries,
-    fig_final_metrics,
-    fig_gradient_norms,
-    fig_learning_curves,
-    fig_learning_rate,
-    fig_zero_activations,
-    save_figure,
-    variant_colors,
-)
-from ablab.report.tables import write_tables
-from ablab.report.writer import (
-    render_html,
-    render_markdown,
-    report_context,
-    write_report,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FIGURES",
-    "fig_activation_histograms",
-    "fig_batch_losses",
-    "fig_dead_units",
-    "fig_decision_boundaries",
-    "fig_final_metrics",
-    "fig_gradient_norms",
-    "fig_learning_curves",
-    "fig_learning_rate",
-    "fig_zero_activations",
-    "render_html",
-    "render_markdown",
-    "report_context",
-    "save_figure",
-    "variant_colors",
-    "write_report",
-    "write_tables",
-]
+import importlib
+import importlib.util
+
+#: module (under ablab.report) → the public names it gives this package
+_EXPORTS = {
+    "figures": ("FIGURES", "fig_activation_histograms", "fig_batch_losses", "fig_dead_units",
+                "fig_decision_boundaries", "fig_final_metrics", "fig_gradient_norms",
+                "fig_learning_curves", "fig_learning_rate", "fig_zero_activations",
+                "save_figure", "variant_colors"),
+    "tables": ("write_tables",),
+    "writer": ("render_html", "render_markdown", "report_context", "write_report"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f"{__name__}.{name}")  # a submodule
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -17,14 +17,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-from matplotlib.colors import PowerNorm
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from ablab.analysis import StudyAnalysis, Variant
 from ablab.analysis.curves import (
     MAX_CURVE_POINTS,
     activation_hist,
@@ -36,6 +32,14 @@ from ablab.analysis.curves import (
     probe_matrix,
 )
 from ablab.analysis.runs import METRIC_INFO
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ablab.analysis import StudyAnalysis, Variant
+
+# matplotlib is imported where a figure is built or rendered, not with this module: a
+# report whose figures are all reused (see ablab.report.writer) never imports it.
 
 STYLE = {
     "font.size": 13,
@@ -63,6 +67,8 @@ def styled(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import matplotlib
+
         with matplotlib.rc_context(STYLE):
             return fn(*args, **kwargs)
 
@@ -73,6 +79,8 @@ def variant_colors(a: StudyAnalysis) -> dict[str, str]:
     """The fixed variant → colour mapping (plan order; cycles past 10 variants)."""
     if len(a.variants) <= len(PALETTE):
         return {v.label: PALETTE[i] for i, v in enumerate(a.variants)}
+    import matplotlib
+
     cmap = matplotlib.colormaps["tab20"]
     return {v.label: matplotlib.colors.to_hex(cmap(i % 20)) for i, v in enumerate(a.variants)}
 
@@ -82,6 +90,20 @@ def short_label(a: StudyAnalysis, v: Variant) -> str:
     if not a.factors:
         return v.label or a.name
     return ", ".join(f.describe(v.values) for f in a.factors)
+
+
+def _new_figure(**kwargs) -> Figure:
+    """A ``matplotlib.figure.Figure`` (no pyplot, no global state)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _integer_locator():
+    """Ticks at integers only (epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def _legend_below(fig: Figure, axes, ncol: int | None = None) -> None:
@@ -117,7 +139,7 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
     ]
     if not any(has_history(v, "train_loss") for v in a.variants):
         return None
-    fig = Figure(figsize=(13, 9.5))
+    fig = _new_figure(figsize=(13, 9.5))
     axes = fig.subplots(2, 2, sharex=True)
     for ax, (key, title, ylabel) in zip(axes.ravel(), panels, strict=True):
         for v in a.variants:
@@ -133,7 +155,7 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
         ax.set_ylabel("accuracy (%)" if ylabel == "accuracy" else "loss")
     for ax in axes[1]:
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(_integer_locator())
     fig.suptitle("Learning curves (median over seeds, band = 25–75 % of seeds)")
     _margins(fig, left=1.0, right=0.25, top=0.95, bottom=0.9, wgap=1.0, hgap=0.55)
     _legend_below(fig, axes)
@@ -148,7 +170,7 @@ def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
     if not any(v.values_of("test_accuracy") for v in a.variants):
         return None
     n = len(a.variants)
-    fig = Figure(figsize=(13, 1.8 + 0.55 * n))
+    fig = _new_figure(figsize=(13, 1.8 + 0.55 * n))
     axes = fig.subplots(1, len(metrics), sharey=True)
     ys = np.arange(n)[::-1]
     for ax, metric in zip(axes, metrics, strict=True):
@@ -194,7 +216,7 @@ def fig_batch_losses(a: StudyAnalysis) -> Figure | None:
     curves = [(v, c) for v, c in curves if len(c["mean"])]
     if not curves:
         return None
-    fig = Figure(figsize=(13, 6))
+    fig = _new_figure(figsize=(13, 6))
     ax = fig.subplots()
     positive = True
     for v, c in curves:
@@ -203,7 +225,7 @@ def fig_batch_losses(a: StudyAnalysis) -> Figure | None:
     if positive:
         ax.set_yscale("log")
     ax.set_xlabel("training batch (step)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_integer_locator())
     ax.set_ylabel("training loss (own loss)" + (", log scale" if positive else ""))
     ax.set_title("Per-batch training loss (mean over seeds)")
     _margins(fig, left=1.0, right=0.25, top=0.55, bottom=0.9)
@@ -218,7 +240,7 @@ def fig_learning_rate(a: StudyAnalysis) -> Figure | None:
     items = [(v, history_curve(v, "lr")) for v in a.variants if has_history(v, "lr")]
     if not items:
         return None
-    fig = Figure(figsize=(13, 5))
+    fig = _new_figure(figsize=(13, 5))
     ax = fig.subplots()
     for k, (v, c) in enumerate(items):
         ax.plot(c["epochs"], c["mean"], color=colors[v.label], lw=2.5,
@@ -232,7 +254,7 @@ def fig_learning_rate(a: StudyAnalysis) -> Figure | None:
         ax.set_ylim(0, values.max() * 1.5)
         title += f" (constant: {values.max():g} in every variant)"
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_integer_locator())
     ax.set_ylabel("learning rate")
     ax.set_title(title)
     _margins(fig, left=1.0, right=0.25, top=0.55, bottom=0.9)
@@ -282,6 +304,13 @@ def _colorbar(fig: Figure, image, top: float, bottom: float, label: str,
     fig.colorbar(image, cax=cax, label=label)
 
 
+def _power_norm(gamma: float):
+    """Colour scale for shares in [0, 1] that spreads the small ones."""
+    from matplotlib.colors import PowerNorm
+
+    return PowerNorm(gamma, vmin=0, vmax=1)
+
+
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     cols = min(max_cols, n)
     return math.ceil(n / cols), cols
@@ -297,7 +326,7 @@ def _unit_heatmap(a: StudyAnalysis, key: str, title: str, cbar: str) -> Figure |
         return None
     rows, cols = _grid(len(shown), max_cols=2)
     height = 1.4 + 0.9 * max(len(m["layers"]) for _, m in shown)
-    fig = Figure(figsize=(6.5 * cols + 1.5, height * rows + 1.2))
+    fig = _new_figure(figsize=(6.5 * cols + 1.5, height * rows + 1.2))
     top = 0.8 + (0.35 if undefined else 0.0)
     axes = _panels(fig, rows, cols, left=1.2, right=1.5, top=top, bottom=0.7, wgap=1.3,
                    hgap=1.1).ravel()
@@ -311,7 +340,7 @@ def _unit_heatmap(a: StudyAnalysis, key: str, title: str, cbar: str) -> Figure |
         )
         ax.set_yticks(range(len(m["layers"])),
                       [f"{n}\n({k})" for n, k in zip(m["layers"], m["kinds"], strict=False)])
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(_integer_locator())
         ax.set_title(short_label(a, v), color=colors[v.label], fontsize=13)
         ax.set_xlabel("epoch")
         ax.grid(False)
@@ -362,7 +391,7 @@ def fig_activation_histograms(a: StudyAnalysis) -> Figure | None:
         return None
     cols = max(len(p) for _, p in hists)
     rows = len(hists)
-    fig = Figure(figsize=(5.2 * cols + 1.5, 2.9 * rows + 1.2))
+    fig = _new_figure(figsize=(5.2 * cols + 1.5, 2.9 * rows + 1.2))
     axes = _panels(fig, rows, cols, left=1.0, right=1.4, top=1.05, bottom=0.75, wgap=0.6,
                    hgap=0.95)
     image = None
@@ -376,11 +405,11 @@ def fig_activation_histograms(a: StudyAnalysis) -> Figure | None:
             e = h["epochs"]
             image = ax.imshow(
                 h["density"], aspect="auto", origin="lower", cmap="viridis",
-                norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest",
+                norm=_power_norm(0.5), interpolation="nearest",
                 extent=(e[0] - 0.5, e[-1] + 0.5, h["edges"][0], h["edges"][-1]),
             )
             ax.grid(False)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(_integer_locator())
             ax.set_title(f"{short_label(a, v)}\n{h['layer']} ({h['kind']})",
                          color=colors[v.label], fontsize=12)
             if c == 0:
@@ -403,7 +432,7 @@ def fig_gradient_norms(a: StudyAnalysis) -> Figure | None:
         return None
     layers = max((m["layers"] for _, m in mats), key=len)
     rows, cols = _grid(len(layers))
-    fig = Figure(figsize=(5.2 * cols, 4.2 * rows + 1.6))
+    fig = _new_figure(figsize=(5.2 * cols, 4.2 * rows + 1.6))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for i, (ax, name) in enumerate(zip(axes, layers, strict=False)):
         for v, m in mats:
@@ -414,7 +443,7 @@ def fig_gradient_norms(a: StudyAnalysis) -> Figure | None:
             ax.plot(np.asarray(m["epochs"])[ok], values[ok], color=colors[v.label], lw=2,
                     label=short_label(a, v))
         ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(_integer_locator())
         ax.set_title(f"layer {name}")
         ax.set_xlabel("epoch")
         if i % cols == 0:
@@ -451,7 +480,7 @@ def fig_decision_boundaries(a: StudyAnalysis) -> Figure | None:
     rows = list(dict.fromkeys(row_key(v) for v, _ in items))
     cols = list(dict.fromkeys(col_key(v) for v, _ in items))
     colors = variant_colors(a)
-    fig = Figure(figsize=(4.4 * len(cols) + 1.6, 4.2 * len(rows) + 0.8))
+    fig = _new_figure(figsize=(4.4 * len(cols) + 1.6, 4.2 * len(rows) + 0.8))
     axes = _panels(fig, len(rows), len(cols), left=0.25, right=1.7, top=1.0, bottom=0.2,
                    wgap=0.3, hgap=0.75)
     for ax in axes.ravel():
@@ -538,7 +567,7 @@ def fig_interactions(a: StudyAnalysis) -> Figure | None:
     items = [i for i in items if any(i.cells.values())]
     if not items:
         return None
-    fig = Figure(figsize=(6.5 * len(items), 5.2))
+    fig = _new_figure(figsize=(6.5 * len(items), 5.2))
     axes = np.atleast_1d(fig.subplots(1, len(items)))
     for ax, item in zip(axes, items, strict=True):
         seen = {r[0] for rows in item.cells.values() for r in rows}
@@ -595,7 +624,7 @@ def fig_tuning_sensitivity(a: StudyAnalysis) -> Figure | None:
     colors = variant_colors(a)
     metric = t["metric"]
     scale = 100.0 if metric.endswith("accuracy") else 1.0
-    fig = Figure(figsize=(6.5 * len(paths), 5.2))
+    fig = _new_figure(figsize=(6.5 * len(paths), 5.2))
     axes = np.atleast_1d(fig.subplots(1, len(paths)))
     for ax, path in zip(axes, paths, strict=True):
         dist = t["distributions"][path]
@@ -648,6 +677,8 @@ FIGURES.append(
 def figure_bytes(fig: Figure, dpi: int = 110, svg: bool = False) -> tuple[bytes, str | None]:
     """The figure rendered in memory through the Agg canvas (whatever the global
     backend): PNG bytes, and the SVG text when ``svg``."""
+    import matplotlib
+
     with matplotlib.rc_context(STYLE):
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=dpi, metadata={"Software": None})
@@ -687,7 +718,7 @@ def fig_run_curves(history: list[dict], title: str = "") -> Figure | None:
     train and validation; None without history."""
     if not history:
         return None
-    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    fig = _new_figure(figsize=(9, 3.2), layout="constrained")
     axes = fig.subplots(1, 2)
     epochs = [h.get("epoch") for h in history]
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):

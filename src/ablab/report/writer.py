@@ -295,6 +295,11 @@ def _draw_all(a: StudyAnalysis, names: list[str], svg: bool) -> dict[str, Any]:
     _SHARED = a
     try:
         workers = _figure_workers(len(names))
+        # imported here once, before the workers fork (they inherit it); not with the
+        # module: a report whose figures are all reused never imports matplotlib
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
         if workers == 1:
             return {name: _draw(name, svg) for name in names}
         import multiprocessing
@@ -322,24 +327,21 @@ def figures_key(store, svg: bool) -> str:
     files (study.json, study.toml, tuning.json, sequential.json, ...), every index row,
     each run record's name, size and modification time, the code of the analysis, report
     and store packages, the versions of the libraries that draw and matplotlib's settings
-    (rcParams). Equal keys, equal
-    figures: :func:`render_figures` then reuses the files already in ``figures/``."""
+    (:func:`_matplotlib_settings`). Equal keys, equal figures: :func:`render_figures` then
+    reuses the files already in ``figures/``. Computing it imports nothing heavy
+    (not matplotlib)."""
     import hashlib
     import json
 
-    import matplotlib
     import numpy as np
     import scipy
 
     import ablab
 
     h = hashlib.sha256()
-    h.update(json.dumps([svg, matplotlib.__version__, np.__version__, scipy.__version__,
+    h.update(json.dumps([svg, _version("matplotlib"), np.__version__, scipy.__version__,
                          _version()]).encode())
-    # the user's matplotlib settings (read past RcParams' lookup, which for "backend"
-    # would pick a GUI backend and import pyplot)
-    h.update(repr(sorted((k, v) for k, v in dict.items(matplotlib.rcParams)
-                         if k != "backend")).encode())
+    h.update(_matplotlib_settings())
     package = Path(ablab.__file__).parent
     for sub in ("analysis", "report", "store"):
         for path in sorted((package / sub).rglob("*.py")):
@@ -444,13 +446,49 @@ def render_figures(
     return out
 
 
-def _version() -> str:
-    """ablab's installed version (from the package metadata, not the package root, which
-    sits above the report in the layers)."""
+def _version(package: str = "ablab") -> str:
+    """A package's installed version (ablab's from the package metadata, not the package
+    root, which sits above the report in the layers)."""
     try:
-        return importlib.metadata.version("ablab")
+        return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _matplotlib_settings() -> bytes:
+    """What decides matplotlib's settings (rcParams) in the drawing process, for
+    :func:`figures_key`, without importing matplotlib: the contents of every matplotlibrc
+    file an import would read (``matplotlib.matplotlib_fname``'s candidates; the default
+    one in mpl-data comes with the version). In a process that has imported matplotlib
+    and changed its settings since (a notebook's ``rcParams[...] = ...``), the settings
+    themselves too, read past RcParams' lookup (which for "backend" would pick a GUI
+    backend and import pyplot)."""
+    import sys
+
+    env = os.environ
+    candidates = [Path("matplotlibrc")]
+    if "MATPLOTLIBRC" in env:
+        candidates += [Path(env["MATPLOTLIBRC"]), Path(env["MATPLOTLIBRC"]) / "matplotlibrc"]
+    if env.get("MPLCONFIGDIR"):
+        candidates.append(Path(env["MPLCONFIGDIR"]) / "matplotlibrc")
+    try:
+        config = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        candidates.append(config / "matplotlib" / "matplotlibrc")
+    except (RuntimeError, KeyError):  # no home directory
+        pass
+    out = []
+    for path in candidates:
+        try:
+            out.append(f"{path}\0".encode() + path.read_bytes() if path.is_file() else b"-")
+        except OSError:
+            out.append(b"?")
+    mpl = sys.modules.get("matplotlib")
+    if mpl is not None and hasattr(mpl, "rcParamsOrig"):
+        live = sorted((k, v) for k, v in dict.items(mpl.rcParams) if k != "backend")
+        orig = sorted((k, v) for k, v in dict.items(mpl.rcParamsOrig) if k != "backend")
+        if live != orig:
+            out.append(repr(live).encode())
+    return b"\0".join(out)
 
 
 def _setting(params: dict[str, Any]) -> str:
