@@ -169,22 +169,32 @@ class WeightNorms:
         self.layers = [n for n, _ in layers]
         self.weights = [m.weight for _, m in layers]
         self.epochs: list[int] = []
+        self._measured: list[torch.Tensor] = []  # per epoch, read back at finish
         self.norms: list[list[float | None]] = []
         self.non_finite_epochs: list[int] = []
         self._measure(0)
 
     def _measure(self, epoch: int) -> None:
         with torch.no_grad():
-            values = tensor_norms([w.detach() for w in self.weights]).tolist()
-        if not all(math.isfinite(v) for v in values):
-            self.non_finite_epochs.append(epoch)
+            self._measured.append(tensor_norms([w.detach() for w in self.weights]))
         self.epochs.append(epoch)
-        self.norms.append(finite_or_none(values))
 
     def on_epoch_end(self, epoch: int) -> None:
         self._measure(epoch)
 
+    def _summarise(self) -> None:
+        """``norms`` and ``non_finite_epochs`` from the measured norms, read back in one
+        host sync (not one per epoch)."""
+        rows = torch.stack(self._measured).tolist()
+        self.norms = [finite_or_none(values) for values in rows]
+        self.non_finite_epochs = [
+            epoch
+            for epoch, values in zip(self.epochs, rows, strict=True)
+            if not all(math.isfinite(v) for v in values)
+        ]
+
     def finish(self) -> dict[str, Any]:
+        self._summarise()
         return {
             "layers": self.layers,
             "epochs": self.epochs,
