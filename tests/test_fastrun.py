@@ -2,12 +2,16 @@
 where that pass is the probe pass, and the optimizers' multi-tensor updates; both give
 the same numbers as before, bit for bit."""
 
+import hashlib
+import json
+
 import pytest
 import torch
 from conftest import tiny_run
 
 from ablab.config import parse_run
 from ablab.probes import base as probe_base
+from ablab.probes import gradients as probe_gradients
 from ablab.train import callbacks as train_callbacks
 from ablab.train import fit
 from ablab.train.optimizers import FOREACH_OPTIMIZERS, build_optimizer
@@ -143,3 +147,101 @@ def test_multi_tensor_optimizer_updates_are_bit_for_bit_the_default_ones(name):
     ours = train(lambda params: build_optimizer(name, options, params), True)
     theirs = train(lambda params: default(params, **options, foreach=False), False)
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
+# ---- #17, per-run probe cost: the same numbers as main gave, bit for bit
+
+ALL_PROBES = ["dead_units", {"name": "activations", "every": 2}, "gradients", "weights",
+              {"name": "boundary", "grid": 20, "epochs": [0, 3]}]
+
+
+def study_like(activation, **over):
+    """A small copy of the moons study's runs (full batch, every probe)."""
+    data = tiny_run(
+        epochs=6, batch_size="full", probes=ALL_PROBES,
+        dataset={"name": "moons", "n_samples": 200, "noise": 0.3, "val_fraction": 0.0},
+        model={"name": "mlp", "hidden": [32, 16], "init": "normal(0, 0.01)",
+               "activation": activation},
+        optimizer={"name": "adamw", "lr": 0.01, "weight_decay": 0.01},
+    )
+    data.update(over)
+    return data
+
+
+#: Whole results (without timings) as main gave them at d53000d, at one thread, before the
+#: probes' per-run work was cut (numpy counters, outputs-only reordering, probes summarised
+#: at finish): the training-forward tap (full batch), separate passes (minibatches), the
+#: saturation counts (sigmoid, tanh), early stopping and a diverged run.
+PINNED = {
+    "relu": (study_like("relu"), "647c95f7ddf24d01"),
+    "leaky_relu": (study_like("leaky_relu"), "6b2731b011ab6b65"),
+    "sigmoid": (study_like("sigmoid"), "7b0128f7e149dc90"),
+    "tanh": (study_like("tanh"), "236b81733dc0ad96"),
+    "gelu_minibatch": (
+        study_like("gelu", batch_size=48, probe_batch_size=64), "0c838e663f4715a3"
+    ),
+    "relu_early_stop": (
+        study_like("relu", epochs=30, early_stopping={"patience": 1},
+                   dataset={"name": "moons", "n_samples": 200, "noise": 0.3,
+                            "val_fraction": 0.2}),
+        "5d7b15e78b0f012e",
+    ),
+    "diverged": (
+        study_like("relu", optimizer={"name": "sgd", "lr": 1e12}, batch_size=64),
+        "05e02856307abee1",
+    ),
+}
+
+
+def fingerprint(result) -> str:
+    data = json.dumps(without_timings(result), sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("case", list(PINNED))
+def test_probes_give_what_main_gave(case):
+    data, digest = PINNED[case]
+    assert fingerprint(fit(parse_run(data))) == digest
+
+
+@pytest.mark.parametrize("case", ["relu", "gelu_minibatch", "relu_early_stop"])
+def test_gradients_summarised_in_several_flushes_give_the_same(monkeypatch, case):
+    """The gradients probe summarises its waiting epochs every ``_FLUSH_STEPS`` steps:
+    where that cuts the run changes nothing."""
+    monkeypatch.setattr(probe_gradients, "_FLUSH_STEPS", 2)
+    data, digest = PINNED[case]
+    assert fingerprint(fit(parse_run(data))) == digest
+
+
+def edge_values(dtype):
+    """Values at and next to every bound the counters compare with, in ``dtype``, plus
+    NaN, infinities, signed zeros and ordinary values."""
+    bounds = torch.tensor([0.0, 0.01, 0.99, -0.99], dtype=dtype)
+    near = torch.cat([bounds, torch.nextafter(bounds, bounds + 1),
+                      torch.nextafter(bounds, bounds - 1)])
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 0.0], dtype=dtype)
+    ordinary = torch.randn(997, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    values = torch.cat([near, special, ordinary, torch.sigmoid(ordinary), torch.tanh(ordinary)])
+    return values[torch.randperm(values.numel(), generator=torch.Generator().manual_seed(1))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_counters_count_what_torch_counts(monkeypatch, dtype):
+    """The CPU counters (numpy) give the torch path's exact counts, bounds rounded to the
+    values' dtype alike, NaN counted on neither side of a bound."""
+    values = edge_values(dtype)
+    cases = [("at_most", (0,)), ("outside", (0.01, 0.99)), ("outside", (-0.99, 0.99))]
+
+    def counts():
+        scratch = probe_base.Scratch()
+        return [getattr(probe_base, f"count_{kind}")(values, *bounds, scratch)
+                for kind, bounds in cases]
+
+    host = counts()
+    monkeypatch.setattr(probe_base, "_host_view", lambda values: None)
+    device = counts()
+    for a, b in zip(host, device, strict=True):
+        assert a.dtype == b.dtype == torch.float64 and a.item() == b.item()
+    expected = [(values <= 0).sum(), ((values < 0.01) | (values > 0.99)).sum(),
+                (values.abs() > 0.99).sum()]
+    assert [int(c.item()) for c in host] == [int(e) for e in expected]

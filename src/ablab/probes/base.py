@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ablab.data import DataBundle
@@ -183,8 +184,9 @@ class ActivationPass:
     activation layers (:func:`ablab.models.activation_layers`, in that order).
 
     A client has ``begin()`` (reset its accumulators), ``hook(i, input, output)`` for
-    activation layer ``i``, ``due(epoch)``, ``_collect(epoch)`` and ``order_free`` (its
-    statistics do not depend on the order of the batch's samples: counts, maxima).
+    activation layer ``i``, ``due(epoch)``, ``_collect(epoch)``, ``order_free`` (its
+    statistics do not depend on the order of the batch's samples: counts, maxima) and
+    ``reads_input`` (its ``hook`` reads the layer's input; False: it may get None there).
 
     ``run(epoch)`` does one pass for every client due at ``epoch`` that needs one, the
     first time it is called for an epoch and nothing after, so each client calls it from
@@ -263,7 +265,7 @@ class ActivationPass:
             return
         with torch.no_grad():
             inp, out = inputs[0].detach(), output.detach()
-            ordered = None
+            ordered: dict[str, torch.Tensor] = {}  # each tensor put in order once, if read
             for client, _, fed in self._waiting.values():
                 if i in fed:
                     continue
@@ -271,9 +273,17 @@ class ActivationPass:
                 if client.order_free:
                     client.hook(i, inp, out)
                     continue
-                if ordered is None:
-                    ordered = inp[self._rows], out[self._rows]
-                client.hook(i, *ordered)
+                if "out" not in ordered:
+                    ordered["out"] = self._in_batch_order(out)
+                if client.reads_input and "inp" not in ordered:
+                    ordered["inp"] = self._in_batch_order(inp)
+                client.hook(i, ordered.get("inp"), ordered["out"])
+
+    def _in_batch_order(self, rows: torch.Tensor) -> torch.Tensor:
+        """The step's ``rows`` put in the probe batch's order: a copy of the same values.
+        ``index_select`` rather than ``rows[index]``: the same gather, ~8x faster on the
+        CPU for a [700, 256] float32 batch (measured for #17: 39 vs 335 us)."""
+        return torch.index_select(rows, 0, self._rows)
 
     def take(self, client: Any) -> None:
         """Collect ``client``'s waiting measurement: fed by a training step since
@@ -302,6 +312,7 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+        self._host_mask: np.ndarray | None = None
 
     def get(
         self, slot: str, numel: int, dtype: torch.dtype, device: torch.device
@@ -312,6 +323,14 @@ class Scratch:
         buffer = self._buffers.get(key)
         if buffer is None or buffer.numel() < numel:
             buffer = self._buffers[key] = torch.empty(numel, dtype=dtype, device=device)
+        return buffer[:numel]
+
+    def host_mask(self, numel: int) -> np.ndarray:
+        """A 1-D numpy bool array of ``numel`` elements (contents undefined), for the
+        counters' CPU path: slicing it costs a fraction of a tensor's slice-and-view."""
+        buffer = self._host_mask
+        if buffer is None or buffer.size < numel:
+            buffer = self._host_mask = np.empty(numel, dtype=np.bool_)
         return buffer[:numel]
 
 
@@ -331,6 +350,51 @@ def count_true(mask: torch.Tensor) -> torch.Tensor:
     float32 copy-and-sum this used before (measured for #17 on 90 k to 2 M values), and
     several times faster than summing the bool tensor."""
     return torch.count_nonzero(mask).double()
+
+
+#: dtypes whose CPU tensors the counters below read through numpy (a view, no copy).
+_HOST_DTYPES = (torch.float32, torch.float64)
+
+
+def _host_view(values: torch.Tensor) -> np.ndarray | None:
+    """A numpy view of a CPU tensor of a dtype numpy shares; None elsewhere (CUDA, bf16)."""
+    if values.is_cpu and values.dtype in _HOST_DTYPES:
+        return values.numpy()
+    return None
+
+
+def _exact_count(count: int, device: torch.device) -> torch.Tensor:
+    # scalar_tensor: ~5x cheaper than torch.tensor(..., device=) per call (measured)
+    return torch.scalar_tensor(count, dtype=torch.float64, device=device)
+
+
+def count_at_most(values: torch.Tensor, bound: float, scratch: Scratch) -> torch.Tensor:
+    """The number of ``values`` (1-D) that are <= ``bound`` (NaN is not), as
+    :func:`count_true` gives it. On the CPU numpy compares and counts: the same exact count
+    ~7x faster than torch's ``le`` into a bool tensor and ``count_nonzero`` (measured for
+    #17 on a [700, 256] float32 batch: 22 vs 169 us). The comparison is in ``values``'
+    dtype either way (``bound`` rounded to it, as torch and numpy >= 2 both do)."""
+    host = _host_view(values)
+    if host is not None:
+        mask = scratch.host_mask(host.size)
+        return _exact_count(np.count_nonzero(np.less_equal(host, bound, out=mask)), values.device)
+    mask = scratch.get("mask", values.numel(), torch.bool, values.device)
+    return count_true(torch.le(values, bound, out=mask))
+
+
+def count_outside(values: torch.Tensor, lo: float, hi: float, scratch: Scratch) -> torch.Tensor:
+    """The number of ``values`` (1-D) that are < ``lo`` or > ``hi`` (NaN is neither), as
+    :func:`count_true` gives it; on the CPU through numpy, as :func:`count_at_most`."""
+    host = _host_view(values)
+    if host is not None:
+        mask = scratch.host_mask(host.size)
+        below = np.count_nonzero(np.less(host, lo, out=mask))
+        above = np.count_nonzero(np.greater(host, hi, out=mask))
+        return _exact_count(below + above, values.device)  # lo <= hi: no value is both
+    mask = scratch.get("mask", values.numel(), torch.bool, values.device)
+    above = scratch.get("above", values.numel(), torch.bool, values.device)
+    below = torch.lt(values, lo, out=mask)
+    return count_true(torch.logical_or(below, torch.gt(values, hi, out=above), out=mask))
 
 
 def finite_or_none(values: Any) -> Any:

@@ -21,6 +21,9 @@ from ablab.probes.base import ProbeContext, finite_or_none
 from ablab.registry import PROBES
 
 _BATCH_NORM = nn.modules.batchnorm._BatchNorm
+#: The gradients probe summarises its epochs once this many steps are waiting (bounds
+#: what it holds: two small tensors a step) and at the end of training.
+_FLUSH_STEPS = 4096
 
 
 def tensor_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -50,11 +53,10 @@ class GradientFlow:
         self.global_norm: list[float | None] = []
         self.global_norm_max: list[float | None] = []
         self.non_finite_epochs: list[int] = []
-        self._reset()
-
-    def _reset(self) -> None:
-        self._sum = torch.zeros(len(self.layers) + 1, device=self.device)
-        self._max = torch.zeros((), device=self.device)
+        # Steps not yet summarised: each batch's (parameter norms, global norm), and the
+        # epochs they make up (epoch, batches); summarised in _flush, many epochs at once.
+        self._steps: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._pending: list[tuple[int, int]] = []
         self._batches = 0
 
     def after_backward(self) -> None:
@@ -66,16 +68,48 @@ class GradientFlow:
             norms = torch.zeros(len(grads), device=self.device)
             if present:
                 norms[present] = tensor_norms([grads[k] for k in present])
-        total = torch.linalg.vector_norm(norms, 2.0)
-        picked = norms[self._pick]
-        self._sum += torch.cat([picked, total.reshape(1)])
-        self._max = torch.maximum(self._max, total)
+        self._steps.append((norms, torch.linalg.vector_norm(norms, 2.0)))
         self._batches += 1
 
     def on_epoch_end(self, epoch: int) -> None:
         if self._batches == 0:
             return
-        values = (torch.cat([self._sum / self._batches, self._max.reshape(1)])).tolist()
+        self._pending.append((epoch, self._batches))
+        self._batches = 0
+        if len(self._steps) >= _FLUSH_STEPS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Summarise the pending epochs: per epoch, the mean over its batches of each
+        layer's weight-gradient norm and of the global norm (float32 sums from zero, batch
+        after batch, then divided by the batch count), and the largest global norm (from
+        zero). The same element-wise operations, in the same order, as one epoch at a
+        time, done for every pending epoch with the same batch count at once, and read
+        back in one host sync per batch count (not per epoch)."""
+        if not self._pending:
+            return
+        norms = torch.stack([n for n, _ in self._steps])
+        totals = torch.stack([t for _, t in self._steps])
+        rows = torch.cat([norms[:, self._pick], totals.unsqueeze(1)], dim=1)  # per step
+        first, start = {}, 0  # epoch -> its first step
+        for epoch, batches in self._pending:
+            first[epoch], start = start, start + batches
+        summaries: dict[int, list[float]] = {}
+        for batches in sorted({b for _, b in self._pending}):
+            epochs = [e for e, b in self._pending if b == batches]
+            starts = torch.tensor([first[e] for e in epochs], device=rows.device)
+            sums = torch.zeros(len(epochs), rows.shape[1], device=self.device)
+            largest = torch.zeros(len(epochs), device=self.device)
+            for j in range(batches):
+                sums += rows.index_select(0, starts + j)
+                largest = torch.maximum(largest, totals.index_select(0, starts + j))
+            values = torch.cat([sums / batches, largest.unsqueeze(1)], dim=1).tolist()
+            summaries.update(zip(epochs, values, strict=True))
+        for epoch, _ in self._pending:
+            self._record(epoch, summaries[epoch])
+        self._steps, self._pending = [], []
+
+    def _record(self, epoch: int, values: list[float]) -> None:
         *layer, mean_total, max_total = values
         layer = [v if k >= 0 else None for v, k in zip(layer, self.weight_index, strict=True)]
         self.epochs.append(epoch)
@@ -84,9 +118,9 @@ class GradientFlow:
         self.global_norm_max.append(finite_or_none(max_total))
         if not all(math.isfinite(v) for v in values):
             self.non_finite_epochs.append(epoch)
-        self._reset()
 
     def finish(self) -> dict[str, Any]:
+        self._flush()
         return {
             "layers": self.layers,
             "kinds": self.kinds,
@@ -169,22 +203,32 @@ class WeightNorms:
         self.layers = [n for n, _ in layers]
         self.weights = [m.weight for _, m in layers]
         self.epochs: list[int] = []
+        self._measured: list[torch.Tensor] = []  # per epoch, read back at finish
         self.norms: list[list[float | None]] = []
         self.non_finite_epochs: list[int] = []
         self._measure(0)
 
     def _measure(self, epoch: int) -> None:
         with torch.no_grad():
-            values = tensor_norms([w.detach() for w in self.weights]).tolist()
-        if not all(math.isfinite(v) for v in values):
-            self.non_finite_epochs.append(epoch)
+            self._measured.append(tensor_norms([w.detach() for w in self.weights]))
         self.epochs.append(epoch)
-        self.norms.append(finite_or_none(values))
 
     def on_epoch_end(self, epoch: int) -> None:
         self._measure(epoch)
 
+    def _summarise(self) -> None:
+        """``norms`` and ``non_finite_epochs`` from the measured norms, read back in one
+        host sync (not one per epoch)."""
+        rows = torch.stack(self._measured).tolist()
+        self.norms = [finite_or_none(values) for values in rows]
+        self.non_finite_epochs = [
+            epoch
+            for epoch, values in zip(self.epochs, rows, strict=True)
+            if not all(math.isfinite(v) for v in values)
+        ]
+
     def finish(self) -> dict[str, Any]:
+        self._summarise()
         return {
             "layers": self.layers,
             "epochs": self.epochs,
