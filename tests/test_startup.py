@@ -123,3 +123,21 @@ def test_with_ray_loaded_the_command_exits_normally(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", object())
     how, out, _ = _console(monkeypatch, capsys, "list", "models")
     assert how == ("sys.exit", 0) and "mlp" in out
+
+
+def test_loading_a_cnn_study_imports_no_dynamo():
+    # what a CNN builder reads is learnt by building it on the meta device; its dry run
+    # (the flattened size) goes to a CPU copy: meta-device ops would import torch._dynamo
+    # (seconds of `ablab list studies` and of every CNN study's start)
+    code = ("import sys\n"
+            "from ablab.study import load_study\n"
+            "study = load_study('cifar10-heads')\n"
+            "from ablab.models.core import options_read\n"
+            "cfg = study.runs[0].config\n"
+            "print(sorted(options_read(cfg.model, (3, 32, 32), 10)))\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=cli_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    read, dynamo = proc.stdout.splitlines()
+    assert "batch_norm" in read and dynamo == "False"

@@ -3,6 +3,7 @@ model built from them registers its layers in the order they run (probes rely on
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -85,11 +86,20 @@ def output_shape(features: nn.Module, input_shape: tuple[int, ...]) -> tuple[int
     """Shape (without batch) of ``features`` applied to one input: a dry run in eval mode,
     so batch-norm statistics are untouched and no random numbers are drawn. Raises
     InputTooSmall when the input does not fit the layers."""
+    device = None
+    if torch.get_default_device().type == "meta" or any(
+        t.is_meta for t in (*features.parameters(), *features.buffers())
+    ):
+        # A model built on the meta device only to learn what its builder reads: the dry
+        # run goes to a CPU copy with uninitialised memory (values do not matter for a
+        # shape). Meta-device ops run Python decompositions that import torch._dynamo:
+        # ~3 s of `ablab list studies` and of loading any CNN study.
+        features, device = copy.deepcopy(features).to_empty(device="cpu"), "cpu"
     was_training = features.training
     features.eval()
     try:
         with torch.no_grad():
-            out = features(torch.zeros(1, *input_shape))
+            out = features(torch.zeros(1, *input_shape, device=device))
     except RuntimeError as exc:
         raise InputTooSmall(str(exc)) from None
     finally:
