@@ -16,8 +16,7 @@ matplotlib nor statsmodels, and matplotlib is imported only when a figure is dra
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from ablab.lazy import lazy_package
 
 #: module (under ablab.report) → the public names it gives this package
 _EXPORTS = {
@@ -28,21 +27,5 @@ _EXPORTS = {
     "tables": ("write_tables",),
     "writer": ("render_html", "render_markdown", "report_context", "write_report"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return importlib.import_module(f"{__name__}.{name}")  # a submodule
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__all__, __getattr__, __dir__ = lazy_package(__name__, globals(), _EXPORTS)
