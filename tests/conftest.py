@@ -49,7 +49,8 @@ def run_data():
 def one_thread():
     """torch at one CPU thread for the test, then back: tiny models are fastest so and
     immune to a busy machine's contention, and conv kernels split their sums by thread
-    count, so pinned digests hold at one thread whatever an earlier test left set."""
+    count, so runs a test compares bit for bit (a run and its rerun or its reference, in
+    the same test) sum alike whatever an earlier test left set."""
     import torch
 
     before = torch.get_num_threads()
