@@ -18,6 +18,7 @@ from reference_fit import (
 from ablab.config import parse_run
 from ablab.probes import base as probe_base
 from ablab.probes import gradients as probe_gradients
+from ablab.probes import units as probe_units
 from ablab.train import callbacks as train_callbacks
 from ablab.train import fit
 from ablab.train.optimizers import FOREACH_OPTIMIZERS, build_optimizer
@@ -208,6 +209,31 @@ def test_probes_equal_a_direct_computation_and_a_second_run_bit_for_bit(case):
         assert result.status == "diverged" and result.probes["weights"]["non_finite"]
     if case == "relu_early_stop":
         assert result.final["stopped_early"]
+
+
+@pytest.mark.parametrize(
+    "probe, change",
+    [
+        ("gradients", lambda real: lambda tensors: real(tensors) * 1.001),  # 0.1 % off
+        ("activations", lambda real: lambda y, lo, hi, bins, scratch=None:
+            real(y * 1.01, lo, hi, bins, scratch)),  # a histogram of 1.01 y
+        ("dead_units", lambda real: lambda values, bound, scratch:
+            real(values, 1e-3, scratch)),  # "off" up to 1e-3 instead of 0
+    ],
+)
+def test_the_direct_computation_tells_a_probe_that_changed(monkeypatch, probe, change):
+    """The tolerances of the comparison above are tight enough to catch a small change."""
+    module, name = {"gradients": (probe_gradients, "tensor_norms"),
+                    "activations": (probe_units, "histogram"),
+                    "dead_units": (probe_units, "count_at_most")}[probe]
+    monkeypatch.setattr(module, name, change(getattr(module, name)))
+    cfg = parse_run(PROBE_CASES["gelu_minibatch"] if probe != "dead_units"
+                    else PROBE_CASES["relu"])
+    result = fit(cfg)
+    reference = reference_fit(cfg)
+    assert_trains_as_reference(result, reference)  # probes only watch
+    with pytest.raises(AssertionError):
+        assert_probes_match(result.probes, reference["probes"])
 
 
 @pytest.mark.parametrize("case", ["relu", "gelu_minibatch", "relu_early_stop"])
