@@ -632,6 +632,36 @@ def report(
 
 
 @app.command()
+def analyze(
+    file: Annotated[Path, typer.Argument(help="A CSV or Parquet file, one row per run")],
+    factor: Annotated[list[str], typer.Option(
+        "--factor", help="A column that varies (repeat for several); 'lr' finds 'params.lr'")],
+    metric: Annotated[str, typer.Option(
+        "--metric", help="The column judged; 'f1' finds 'metrics.f1'")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the report and tables")],
+    seed: Annotated[str | None, typer.Option(
+        "--seed", help="The seed column (pairs runs across variants)")] = None,
+    goal: Annotated[str | None, typer.Option(
+        "--goal", help="max (higher is better, the default) or min")] = None,
+    range_: Annotated[tuple[float, float] | None, typer.Option(
+        "--range", help="The metric's bounds LOW HIGH (e.g. 0 1), so intervals stay inside")
+    ] = None,
+) -> None:
+    """Verdicts, warnings and a report for runs produced elsewhere (a CSV / Parquet table,
+    an MLflow search_runs export): report.html, report.md, results.csv, summary.csv."""
+    from ablab.external import analyze as analyze_table
+    from ablab.external import write_outputs
+
+    a = analyze_table(file, factor, metric, seed=seed, goal=goal, range=range_)
+    paths = write_outputs(a, out)
+    _print_verdicts(out, a)
+    for warning in a.warnings:
+        console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    for path in paths.values():
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def check(out: Annotated[Path, typer.Argument(help="A study directory")]) -> None:
     """Verify the index and every run record; quarantine damaged records (exit 1 if any)."""
     from ablab.store import StudyStore
