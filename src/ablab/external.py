@@ -196,7 +196,7 @@ def table_inputs(
     names = [bare(c) for c in factor_cols]
     if len(set(names)) != len(names):
         names = factor_cols
-    for col, name in zip(factor_cols, names, strict=True):
+    for col in factor_cols:
         levels = frame[col].map(_level).unique().tolist()
         if len(levels) < 2:
             raise TableError(f"{source}: factor column {col!r} has one level ({levels[0]!r}); "

@@ -43,7 +43,8 @@ class RawData:
 @dataclass
 class Split:
     """One split in stored form: ``x`` uint8 N×C×H×W (images) or float32 (tabular, digits),
-    ``y`` int64 (classes) or float32 (regression targets, original units), both on the same device. Normalize batches with ``DataBundle.normalize``."""
+    ``y`` int64 (classes) or float32 (regression targets, original units), both on the
+    same device. Normalize batches with ``DataBundle.normalize``."""
 
     x: torch.Tensor
     y: torch.Tensor
