@@ -120,6 +120,12 @@ def _legend_below(fig: Figure, axes, ncol: int | None = None) -> None:
         fig.subplots_adjust(bottom=min(0.5, (0.75 + 0.32 * rows) / fig.get_figheight()))
 
 
+def _regression(a: StudyAnalysis) -> bool:
+    """The study's runs predict a number (no accuracy in their histories)."""
+    return (any(has_history(v, "val_rmse") for v in a.variants)
+            and not any(has_history(v, "train_accuracy") for v in a.variants))
+
+
 def _validated_on_test(a: StudyAnalysis) -> bool:
     return any((v.config.get("dataset") or {}).get("validate_on") == "test" for v in a.variants)
 
@@ -137,6 +143,8 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
         ("train_accuracy", "train accuracy", "accuracy"),
         ("val_accuracy", f"{val} accuracy", "accuracy"),
     ]
+    if _regression(a):  # no accuracy: the validation RMSE and R², in the target's units
+        panels[2:] = [("val_rmse", f"{val} RMSE", "RMSE"), ("val_r2", f"{val} R²", "R²")]
     if not any(has_history(v, "train_loss") for v in a.variants):
         return None
     fig = _new_figure(figsize=(13, 9.5))
@@ -152,7 +160,7 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
             ax.fill_between(c["epochs"], c["low"] * scale, c["high"] * scale,
                             color=colors[v.label], alpha=0.18, lw=0)
         ax.set_title(title)
-        ax.set_ylabel("accuracy (%)" if ylabel == "accuracy" else "loss")
+        ax.set_ylabel("accuracy (%)" if ylabel == "accuracy" else ylabel)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(_integer_locator())
@@ -517,6 +525,108 @@ def fig_decision_boundaries(a: StudyAnalysis) -> Figure | None:
     return fig
 
 
+#: Confusion matrices and per-class figures are drawn for at most this many classes.
+MAX_CLASSES = 30
+
+
+def _confusion_of(v: Variant) -> tuple[np.ndarray, list[str]] | None:
+    """The variant's test confusion matrix summed over its done runs (rows: true classes;
+    predictions that are no class left out) and the class names the dataset gave (else
+    the class numbers); None without one."""
+    total, names = None, None
+    for row in v.done:
+        final = row.get("final") or {}
+        confusion = final.get("confusion")
+        if not confusion:
+            continue
+        m = np.asarray(confusion, dtype=float)
+        m = m[:, : m.shape[0]]
+        if total is None:
+            total = m
+        elif total.shape == m.shape:
+            total = total + m
+        names = names or final.get("class_names")
+    if total is None or total.shape[0] > MAX_CLASSES:
+        return None
+    k = total.shape[0]
+    names = [str(n) for n in names] if names and len(names) == k else [str(i) for i in range(k)]
+    return total, names
+
+
+def _recall(confusion: np.ndarray) -> np.ndarray:
+    actual = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(actual > 0, np.diag(confusion) / actual, np.nan)
+
+
+@styled
+def fig_confusion_matrices(a: StudyAnalysis) -> Figure | None:
+    """Each variant's test confusion matrix, summed over its seeds, as shares of each
+    true class; the classes named as the dataset names them."""
+    items = [(v, c) for v in a.variants if (c := _confusion_of(v)) is not None]
+    if not items:
+        return None
+    rows, cols = _grid(len(items))
+    k = max(len(names) for _, (_, names) in items)
+    side = max(3.2, min(6.0, 0.45 * k + 1.5))
+    fig = _new_figure(figsize=(side * cols + 1.6, side * rows + 0.9))
+    axes = _panels(fig, rows, cols, left=1.6, right=1.0, top=0.8, bottom=1.4,
+                   wgap=1.6, hgap=1.4)
+    image = None
+    for ax, (v, (m, names)) in zip(axes.ravel(), items, strict=False):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = m / m.sum(axis=1, keepdims=True)
+        image = ax.imshow(np.nan_to_num(share), cmap="Blues", vmin=0, vmax=1)
+        ticks = np.arange(len(names))
+        ax.set_xticks(ticks, names, rotation=45 if len(names) > 4 else 0, ha="right"
+                      if len(names) > 4 else "center")
+        ax.set_yticks(ticks, names)
+        ax.grid(False)
+        if len(names) <= 12:
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    if m[i, j]:
+                        ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=9,
+                                color="white" if share[i, j] > 0.5 else "#333")
+        ax.set_title(short_label(a, v), fontsize=11)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    for ax in axes.ravel()[len(items):]:
+        ax.set_visible(False)
+    fig.suptitle("Test confusion matrices (counts summed over seeds; colour = share of the "
+                 "true class)")
+    if image is not None:
+        _colorbar(fig, image, 0.8, 1.4, "share of the true class", shrink=0.8)
+    return fig
+
+
+@styled
+def fig_per_class(a: StudyAnalysis) -> Figure | None:
+    """Test recall of each class per variant (from the confusion matrices summed over
+    seeds): which classes a choice helps or hurts."""
+    items = [(v, c) for v in a.variants if (c := _confusion_of(v)) is not None]
+    if not items:
+        return None
+    names = max((n for _, (_, n) in items), key=len)
+    k = len(names)
+    colors = variant_colors(a)
+    fig = _new_figure(figsize=(max(8.0, 0.5 * k * max(1, len(items) / 2) + 3), 5.2))
+    ax = fig.subplots()
+    width = 0.8 / len(items)
+    for i, (v, (m, _)) in enumerate(items):
+        recall = _recall(m) * 100
+        xs = np.arange(len(recall)) + (i - (len(items) - 1) / 2) * width
+        ax.bar(xs, recall, width=width, color=colors[v.label], label=short_label(a, v))
+    ax.set_xticks(np.arange(k), names, rotation=45 if k > 6 else 0,
+                  ha="right" if k > 6 else "center")
+    ax.set_ylabel("recall (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Per-class test recall (summed over seeds)")
+    fig.tight_layout()
+    _legend_below(fig, ax)
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     name: str  # file stem
@@ -530,6 +640,13 @@ FIGURES = [
     FigureSpec("final_metrics", "Results", "Final metrics",
                "Mean and 95 % CI of test accuracy and test softmax cross-entropy per variant; "
                "open circles are single seeds. Only finished (done) runs.", fig_final_metrics),
+    FigureSpec("confusion_matrices", "Results", "Confusion matrices",
+               "Each variant's test confusion matrix, counts summed over its finished seeds; "
+               "rows are true classes, named as the dataset names them.",
+               fig_confusion_matrices),
+    FigureSpec("per_class", "Results", "Per-class recall",
+               "Share of each class's test examples predicted right, per variant (summed "
+               "over seeds).", fig_per_class),
     FigureSpec("learning_curves", "Training", "Learning curves",
                "Median over seeds with the band holding the middle half of the seeds "
                "(25–75 %). Loss panels show each run's own loss.",

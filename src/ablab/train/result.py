@@ -167,6 +167,18 @@ class FinalMetrics:
     test_r2: float | None = None
     test_mse: float | None = None
     best_val_rmse: float | None = None  # the lowest validation RMSE (at best_val_epoch)
+    #: the confusion matrix's classes, in row order: the names the dataset gives (a csv's
+    #: string labels, an npz ``classes`` array, image folders' names); recorded only when
+    #: they are not the numbers 0..K-1
+    class_names: list[str] | None = None
+
+    @property
+    def names_classes(self) -> bool:
+        """The dataset gave its classes names other than their numbers 0..K-1 (recorded
+        then, so the report labels the confusion matrices with them)."""
+        names = self.class_names
+        return (self.confusion is not None and names is not None
+                and names != [str(i) for i in range(len(names))])
 
     @property
     def regression(self) -> bool:
@@ -190,6 +202,8 @@ class FinalMetrics:
             data["weights_epoch"] = self.weights_epoch
             names = REGRESSION_TEST_FIELDS if self.test_rmse is not None else TEST_FIELDS
             data.update((name, getattr(self, name)) for name in names)
+            if self.names_classes:
+                data["class_names"] = list(self.class_names)
             data["at_chance"] = self.at_chance
         else:
             data.update(at_chance=self.at_chance, weights_epoch=self.weights_epoch)

@@ -171,6 +171,7 @@ def final_metrics(run: RunState, loss_fn: LossFn, **speed: Any) -> FinalMetrics:
     final.test_accuracy, final.test_precision = scores["accuracy"], scores["precision"]
     final.test_recall, final.test_f1 = scores["recall"], scores["f1"]
     final.confusion = confusion.tolist()
+    final.class_names = list(bundle.class_names)
     final.at_chance = is_at_chance(scores["accuracy"], final.chance_accuracy, len(bundle.test))
     if not math.isfinite(test["loss"]):
         result.status, result.diverged_epoch = "diverged", len(history)
