@@ -56,6 +56,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
 
 
+class MetricSpec(Strict):
+    """A study's declared outcome: ``metric = { name = "roc_auc", goal = "max", range =
+    [0, 1] }``. ``goal``: "max" (higher is better) or "min"; ``range``: [low, high] where
+    the metric has bounds (``inf`` / ``-inf`` for an open end), so that its intervals stay
+    inside them. A built-in metric's name alone keeps its own goal and range."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+    goal: Literal["max", "min"] | None = None
+    range: list[float] | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return value
+        if len(value) != 2 or not value[0] < value[1]:
+            raise ValueError("range must be [low, high] with low < high (inf for no bound)")
+        return [float(v) for v in value]
+
+
 class Component(BaseModel):
     """A registry entry chosen by ``name`` plus that entry's own options (the extras).
 

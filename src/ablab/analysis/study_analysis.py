@@ -17,6 +17,7 @@ from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
 from ablab.analysis.methods import REFERENCES, methods_used
+from ablab.analysis.outcomes import Outcomes, study_outcomes
 from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
 from ablab.analysis.stats import describe, metric_scale
 from ablab.analysis.variance import METHOD as VARIANCE_METHOD
@@ -72,6 +73,16 @@ class StudyAnalysis:
     #: what it means for the verdicts (see ablab.analysis.variance)
     variance_sources: list[Any] = field(default_factory=list)
     variance_sentences: list[str] = field(default_factory=list)
+    #: the outcomes judged: the primary one (verdicts above) and the others
+    outcomes: Outcomes | None = None
+    #: per outcome beyond the primary one (diagnostics, dynamics, cost): (its label, its
+    #: family, its verdict sentences), in report order
+    outcome_verdicts: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+    @property
+    def primary(self) -> str:
+        """The name of the outcome the verdicts are about."""
+        return self.outcomes.primary.name if self.outcomes else "test_accuracy"
 
     @property
     def tuned_note(self) -> str:
@@ -194,17 +205,26 @@ def analyze_runs(
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
-    comparisons = compare_all(factors, variants, margin=margin, design=design)
+    outcomes = study_outcomes(info, _probes_of(variants))
+    comparisons = compare_all(
+        factors, variants, metrics=outcomes.all, margin=margin, design=design
+    )
     inert = inert_factors(variants, factors)  # levels that trained identical runs:
     comparisons = [c for c in comparisons if c.factor not in inert]  # no verdict on them
-    interactions = find_interactions(factors, variants, "test_accuracy")
+    primary = outcomes.primary
+    interactions = find_interactions(factors, variants, primary)
     rankings = [
         r
         for f in factors
-        if not f.changes_task and f.name not in inert
-        for r in rank_factor(f, factors, variants, comparisons, "test_accuracy")
+        if not f.is_context and f.name not in inert
+        for r in rank_factor(f, factors, variants, comparisons, primary)
     ]
-    accuracy = [c for c in comparisons if c.metric == "test_accuracy"]
+    accuracy = [c for c in comparisons if c.metric == primary.name]
+    judged_others = [o for o in outcomes.others if o.family != "performance"]
+    outcome_verdicts = [
+        (o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
+        for o in judged_others
+    ]
     estimated = [d for d in sources if isinstance(d, Decomposition)]
     methods = methods_used(
         margin,
@@ -213,6 +233,15 @@ def analyze_runs(
         bool(interactions),
         design.looks if design is not None else None,
     )
+    if judged_others:
+        methods.append(
+            "Outcomes beyond " + primary.label + " ("
+            + ", ".join(o.label for o in judged_others)
+            + ") are judged by the same tests, each outcome its own Holm family per factor "
+            "(its p-values are corrected among its own comparisons, not with the "
+            f"{primary.label} ones); a comparison where one level records no value of a "
+            "diagnostic (no ReLU-like layer for dead units) is not applicable, not zero."
+        )
     if sources:
         methods.append(f"{VARIANCE_METHOD} [{REFERENCES['variance']}].")
     sentences = [s for v in variants for s in variant_status_sentences(v)]
@@ -232,11 +261,14 @@ def analyze_runs(
         verdicts=[verdict(c) for c in accuracy],
         ranking_sentences=[ranking_sentence(r) for r in rankings],
         status_sentences=sentences,
-        warnings=[*inert.values(), *methodology_warnings(variants, factors, comparisons, tuning)],
+        warnings=[*inert.values(),
+                  *methodology_warnings(variants, factors, comparisons, tuning, primary.name)],
         status=status_line(counts, at_chance),
         overrides=list(info.get("overrides") or []),
         interactions=interactions,
-        interaction_sentences=[interaction_sentence(i) for i in interactions if i.found],
+        interaction_sentences=[
+            interaction_sentence(i, comparisons) for i in interactions if i.found
+        ],
         methods=methods,
         equivalence_margin=margin,
         design=design,
@@ -244,7 +276,20 @@ def analyze_runs(
         inert=inert,
         variance_sources=sources,
         variance_sentences=meaning_sentences(estimated, accuracy),
+        outcomes=outcomes,
+        outcome_verdicts=outcome_verdicts,
     )
+
+
+def _probes_of(variants: list[Variant]) -> set[str]:
+    """The probes any variant's runs recorded (their names)."""
+    out: set[str] = set()
+    for v in variants:
+        for p in v.config.get("probes") or []:
+            name = p.get("name") if isinstance(p, dict) else p
+            if isinstance(name, str):
+                out.add(name)
+    return out
 
 
 def load_tuning(root) -> dict[str, Any] | None:
