@@ -108,6 +108,14 @@ class StudyAnalysis:
 
 #: Per-run figures summarized per variant beside the metrics: what a run cost.
 COST_FIELDS = ("epochs_run", "seconds")
+#: A regression run's final figures (``task = "regression"``): in results.csv and
+#: summary.csv when a study's runs record them (absent from a classification study's).
+REGRESSION_FIELDS = ("test_rmse", "test_mae", "test_r2", "test_mse", "best_val_rmse")
+
+
+def _regression_fields(variants: list[Variant]) -> tuple[str, ...]:
+    recorded = any("test_rmse" in (r.get("final") or {}) for v in variants for r in v.done)
+    return REGRESSION_FIELDS if recorded else ()
 
 
 def _cost(v: Variant, name: str) -> list[float]:
@@ -136,7 +144,8 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
             pending=len(v.with_status("pending", "running")),
             at_chance=len(v.at_chance),
         )
-        samples = {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
+        metrics = METRICS + _regression_fields(variants)
+        samples = {m: v.values_of(m) for m in metrics} | {c: _cost(v, c) for c in COST_FIELDS}
         for metric, values in samples.items():
             d = describe(values, scale=metric_scale(metric))
             for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
@@ -150,12 +159,14 @@ def runs_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
     """One row per run, plan order within variants: factors, seed, status, metrics, cost.
     ``results.csv`` is this table."""
     records = []
+    regression = _regression_fields(variants)
     for v in variants:
         for row in v.runs:
             final = row.get("final") or {}
             record = {"run_id": row["run_id"], **{c: v.values.get(c) for c in columns}}
             record.update(seed=row["seed"], status=row["status"])
             record.update(v.run_metrics.get(row["run_id"], {}))
+            record.update((k, final.get(k)) for k in regression)
             record.update(
                 test_f1=final.get("test_f1"),
                 best_val_epoch=final.get("best_val_epoch"),
@@ -185,6 +196,15 @@ def study_tables(
     return runs_table(variants, columns), summary_table(variants, columns)
 
 
+def _regression_default(info: dict[str, Any], variants: list[Variant]) -> dict[str, Any]:
+    """A regression study that declares no ``metric`` is judged on test R² (with test
+    RMSE beside it): it has no accuracy."""
+    if info.get("metric") or not _regression_fields(variants):
+        return info
+    return {**info, "metric": {"name": "test_r2"},
+            "outcomes": info.get("outcomes") or ["test_rmse"]}
+
+
 def analyze_runs(
     info: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -205,7 +225,7 @@ def analyze_runs(
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
-    outcomes = study_outcomes(info, _probes_of(variants))
+    outcomes = study_outcomes(_regression_default(info, variants), _probes_of(variants))
     comparisons = compare_all(
         factors, variants, metrics=outcomes.all, margin=margin, design=design
     )
