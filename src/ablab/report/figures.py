@@ -170,28 +170,56 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
     return fig
 
 
+def _outcome(a: StudyAnalysis, metric: str):
+    from ablab.analysis.outcomes import outcome_of
+
+    return a.outcomes.get(metric) if a.outcomes is not None else outcome_of(metric)
+
+
+def _final_metrics_shown(a: StudyAnalysis) -> list[str]:
+    """The final metrics the dot plot shows: test accuracy and cross-entropy (a study
+    judged on them), else the primary outcome and the next performance outcome with
+    values (R² and RMSE for a regression study); [] when none has values."""
+    def has(metric: str) -> bool:
+        return any(v.values_of(metric) for v in a.variants)
+
+    primary = a.primary
+    if primary == "test_accuracy":
+        return ["test_accuracy", "test_cross_entropy"] if has("test_accuracy") else []
+    if not has(primary):
+        return []
+    others = [o.name for o in (a.outcomes.others if a.outcomes else ())
+              if o.family == "performance" and has(o.name)]
+    return [primary, *others[:1]]
+
+
 @styled
 def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
     """Dot plot of the final metrics: mean with 95 % CI per variant, each seed a dot."""
+    from ablab.analysis.stats import describe, metric_scale
+
     colors = variant_colors(a)
-    metrics = ["test_accuracy", "test_cross_entropy"]
-    if not any(v.values_of("test_accuracy") for v in a.variants):
+    metrics = _final_metrics_shown(a)
+    if not metrics:
         return None
     n = len(a.variants)
     fig = _new_figure(figsize=(13, 1.8 + 0.55 * n))
     axes = fig.subplots(1, len(metrics), sharey=True)
     ys = np.arange(n)[::-1]
+    axes = np.atleast_1d(axes)
     for ax, metric in zip(axes, metrics, strict=True):
-        scale = 100.0 if metric.endswith("accuracy") else 1.0
+        outcome = _outcome(a, metric)
+        scale = 100.0 if outcome.unit == "fraction" else 1.0
         for y, v in zip(ys, a.variants, strict=True):
-            values = np.asarray(v.values_of(metric)) * scale
-            row = a.summary.loc[a.summary["variant"] == v.label].iloc[0]
+            raw = v.values_of(metric)
+            values = np.asarray(raw) * scale
             if len(values):
                 ax.scatter(values, np.full(len(values), y) + 0.18, s=22, facecolors="none",
                            edgecolors=colors[v.label], lw=1.2, zorder=3)
-                mean = row[f"{metric}_mean"] * scale
-                low = row[f"{metric}_ci_low"] * scale
-                high = row[f"{metric}_ci_high"] * scale
+                d = describe(raw, scale=metric_scale(outcome))  # as summary.csv has it
+                mean = d["mean"] * scale
+                low = d["ci_low"] * scale
+                high = d["ci_high"] * scale
                 if np.isfinite(low):
                     # the interval is made on the metric's scale (logit / log), so the
                     # arithmetic mean may sit just outside it: never a negative bar
@@ -203,8 +231,8 @@ def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
             else:
                 ax.text(0.02, y, "no finished runs", transform=ax.get_yaxis_transform(),
                         va="center", color="#888")
-        name = METRIC_INFO[metric][0]
-        better = "higher is better" if METRIC_INFO[metric][1] else "lower is better"
+        name = outcome.label
+        better = "higher is better" if outcome.higher_is_better else "lower is better"
         ax.set_xlabel(f"{name}{' (%)' if scale == 100 else ''} — {better}")
         ax.set_title(name)
     axes[0].set_yticks(ys, [short_label(a, v) for v in a.variants])
@@ -704,7 +732,7 @@ def fig_interactions(a: StudyAnalysis) -> Figure | None:
                         label=f"{item.moderator}={moderator_level}")
         ax.set_xticks(xs, levels)
         ax.set_xlabel(item.factor)
-        name = METRIC_INFO[item.metric][0]
+        name = a.outcomes.get(item.metric).label if a.outcomes else METRIC_INFO[item.metric][0]
         ax.set_ylabel(f"{name}{' (%)' if scale == 100 else ''}")
         verdict = "interaction" if item.found else "no interaction found"
         p = f"p = {item.p_holm:.2g}" if np.isfinite(item.p_holm) else "p n/a"

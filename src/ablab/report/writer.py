@@ -180,7 +180,7 @@ def comparisons_table(a: StudyAnalysis) -> dict:
         else:
             word = "no test"
         rows.append({"cells": [
-            c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", METRIC_INFO[c.metric][0],
+            c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", _label(a, c.metric),
             format_diff(r.diff, c.metric) if _finite(r.diff) else "–",
             format_ci(r.ci_low, r.ci_high, c.metric).removeprefix("95 % CI "),
             _deciding_ci(c), r.test, format_p(r.p), format_p(c.p_holm),
@@ -189,6 +189,13 @@ def comparisons_table(a: StudyAnalysis) -> dict:
             f"{r.n_a} / {r.n_b}", word,
         ]})
     return {"header": header, "rows": rows}
+
+
+def _label(a: StudyAnalysis, metric: str) -> str:
+    """A metric's name in tables: its outcome's label (a declared metric's own name)."""
+    if a.outcomes is not None:
+        return a.outcomes.get(metric).label
+    return METRIC_INFO[metric][0] if metric in METRIC_INFO else metric
 
 
 def _deciding_ci(c) -> str:
@@ -232,7 +239,7 @@ def runs_table(a: StudyAnalysis) -> dict:
 
 def _verdict_items(a: StudyAnalysis) -> list[dict[str, str]]:
     items = []
-    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=True):
+    for c, text in zip(a.comparisons_on(a.primary), a.verdicts, strict=True):
         kind = "beats" if c.significant else ("tie" if c.testable else "untestable")
         items.append({"text": text, "kind": kind})
     return items
