@@ -56,6 +56,17 @@ _NOT_FIGURES = {"run_id", "variant", "status", "error", "diverged_epoch", "at_ch
                 "start_time", "end_time", "experiment_id", "run_name"}
 
 
+#: What a factor's path is called (the analysis knows factors by their config paths; a
+#: table's columns are no config paths, so checks that read a config do not apply).
+TABLE_PATH = "column:"
+
+
+def role_of(name: str) -> str:
+    """A column named ``dataset`` (or ``dataset.*``) is a context (its levels are compared
+    within, as a study's dataset factor is); any other factor is a treatment."""
+    return "context" if name == "dataset" or name.startswith("dataset.") else "treatment"
+
+
 class TableError(UserError):
     """A table that cannot be analysed; one line naming the file and the column."""
 
@@ -254,10 +265,12 @@ def table_inputs(
                          f"{max(per_variant.values(), default=0)} run(s) each); a comparison "
                          "needs two variants with at least 2 runs (seeds) each")
     info = {
-        "name": Path(source).stem if source != "<table>" else "external results",
+        "name": Path(source).stem if not source.startswith("<") else "external results",
         "description": f"Runs read from {source}.",
-        "factors": [[name] for name in names],
-        "columns": {name: name for name in names},
+        # not config paths (no training config is known): the table's columns
+        "factors": [[f"{TABLE_PATH}{name}"] for name in names],
+        "columns": {f"{TABLE_PATH}{name}": name for name in names},
+        "roles": [role_of(name) for name in names],
         "equivalence_margin": None,
     }
     return info, rows, metric_name

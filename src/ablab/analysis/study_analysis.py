@@ -118,6 +118,17 @@ def _regression_fields(variants: list[Variant]) -> tuple[str, ...]:
     return REGRESSION_FIELDS if recorded else ()
 
 
+def extra_fields(info: dict[str, Any], variants: list[Variant]) -> tuple[str, ...]:
+    """Final figures results.csv and summary.csv carry beyond the built-in loop's
+    classification metrics: a regression study's, and the study's declared metric (a name
+    of its own, e.g. from a table read by ``ablab analyze``)."""
+    out = list(_regression_fields(variants))
+    declared = (info.get("metric") or {}).get("name")
+    if declared and declared not in METRICS and declared not in out:
+        out.append(declared)
+    return tuple(out)
+
+
 def _cost(v: Variant, name: str) -> list[float]:
     out = []
     for row in v.done:
@@ -129,10 +140,12 @@ def _cost(v: Variant, name: str) -> list[float]:
     return out
 
 
-def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
+def summary_table(variants: list[Variant], columns: list[str],
+                  extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Per variant: counts by status, then for each metric (and each cost field) n, mean,
     std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only.
-    ``summary.csv`` is this table."""
+    ``extra``: further final figures (see :func:`extra_fields`). ``summary.csv`` is this
+    table."""
     records = []
     for v in variants:
         row: dict[str, Any] = {"variant": v.label, **{c: v.values.get(c) for c in columns}}
@@ -144,7 +157,7 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
             pending=len(v.with_status("pending", "running")),
             at_chance=len(v.at_chance),
         )
-        metrics = METRICS + _regression_fields(variants)
+        metrics = METRICS + extra
         samples = {m: v.values_of(m) for m in metrics} | {c: _cost(v, c) for c in COST_FIELDS}
         for metric, values in samples.items():
             d = describe(values, scale=metric_scale(metric))
@@ -155,18 +168,19 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def runs_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
-    """One row per run, plan order within variants: factors, seed, status, metrics, cost.
-    ``results.csv`` is this table."""
+def runs_table(variants: list[Variant], columns: list[str],
+               extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per run, plan order within variants: factors, seed, status, metrics, cost
+    (``extra``: further final figures, see :func:`extra_fields`). ``results.csv`` is this
+    table."""
     records = []
-    regression = _regression_fields(variants)
     for v in variants:
         for row in v.runs:
             final = row.get("final") or {}
             record = {"run_id": row["run_id"], **{c: v.values.get(c) for c in columns}}
             record.update(seed=row["seed"], status=row["status"])
             record.update(v.run_metrics.get(row["run_id"], {}))
-            record.update((k, final.get(k)) for k in regression)
+            record.update((k, final.get(k)) for k in extra)
             record.update(
                 test_f1=final.get("test_f1"),
                 best_val_epoch=final.get("best_val_epoch"),
@@ -193,7 +207,8 @@ def study_tables(
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
-    return runs_table(variants, columns), summary_table(variants, columns)
+    extra = extra_fields(info, variants)
+    return runs_table(variants, columns, extra), summary_table(variants, columns, extra)
 
 
 def _regression_default(info: dict[str, Any], variants: list[Variant]) -> dict[str, Any]:
@@ -274,8 +289,8 @@ def analyze_runs(
         columns=columns,
         variants=variants,
         counts=counts,
-        summary=summary_table(variants, columns),
-        runs=runs_table(variants, columns),
+        summary=summary_table(variants, columns, extra_fields(info, variants)),
+        runs=runs_table(variants, columns, extra_fields(info, variants)),
         comparisons=comparisons,
         rankings=rankings,
         verdicts=[verdict(c) for c in accuracy],
