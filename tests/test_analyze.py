@@ -107,6 +107,7 @@ def test_an_mlflow_table_works_as_it_is(tmp_path):
 
 def test_ablab_results_csv_gives_the_comparisons_ablab_report_gives(tmp_path):
     from ablab.analysis import analyze as analyze_store
+    from ablab.report import write_tables
     from ablab.runner import run_study
     from ablab.store import StudyStore
     from ablab.study import load_study
@@ -114,13 +115,10 @@ def test_ablab_results_csv_gives_the_comparisons_ablab_report_gives(tmp_path):
     study = tmp_path / "study.toml"
     study.write_text(TINY_STUDY)
     out = tmp_path / "out"
-    run_study(load_study(study), out, workers=1, threads=1, report=True)
+    run_study(load_study(study), out, workers=1, threads=1, report=False)
     with StudyStore.existing(out) as store:
+        write_tables(store)  # results.csv, as `ablab report` writes it
         reported = analyze_store(store)
-    proc = run_cli("analyze", out / "results.csv", "--factor", "activation", "--factor",
-                   "dataset", "--metric", "test_accuracy", "--seed", "seed", "--out",
-                   tmp_path / "again")
-    assert proc.returncode == 0, proc.stderr
     again = ablab.analyze(out / "results.csv", factors=["activation", "dataset"],
                           metric="test_accuracy", seed="seed")
     key = lambda c: (c.metric, c.factor, c.stratum, c.level_a, c.level_b)  # noqa: E731
@@ -136,8 +134,6 @@ def test_ablab_results_csv_gives_the_comparisons_ablab_report_gives(tmp_path):
             x, y = getattr(c, field), getattr(other, field)
             assert x == y or (math.isnan(x) and math.isnan(y)), (key(c), field)
     assert again.verdicts == reported.verdicts
-    primary = [line for line in proc.stdout.splitlines() if "activation=relu vs" in line]
-    assert primary and all(any(v in line for v in reported.verdicts) for line in primary)
 
 
 @pytest.mark.parametrize(("change", "fragments"), [

@@ -245,7 +245,8 @@ def test_old_csv_configs_keep_their_run_ids(tmp_path):
 # ---------------------------------------------------------------- a study
 
 
-def test_diabetes_study_with_mlp_width_gets_r2_and_rmse_per_run(diabetes, tmp_path):
+@pytest.mark.slow  # 6 runs of 25 epochs and a report, in a subprocess: ~45 s on 2 cores
+def test_diabetes_study_with_mlp_width_gets_verdicts_on_r2_and_rmse(diabetes, tmp_path):
     (tmp_path / "diabetes.csv").write_bytes(diabetes.read_bytes())
     study = tmp_path / "study.toml"
     study.write_text(DIABETES_STUDY.format(metric=""))
@@ -269,6 +270,26 @@ def test_diabetes_study_with_mlp_width_gets_r2_and_rmse_per_run(diabetes, tmp_pa
         assert not final.get("at_chance")
     report = (out / "report.md").read_text()
     assert "runs at chance" not in report  # no chance level without classes
+    # verdicts on R² (the primary outcome of a regression study that declares none) and
+    # RMSE, with intervals inside their ranges (R² at most 1, RMSE above 0)
+    assert "verdicts (test R²):" in proc.stdout
+    assert "hidden=[2] vs hidden=[64]" in proc.stdout or "beats hidden=" in proc.stdout
+    from ablab.analysis import analyze
+    from ablab.analysis.verdicts import verdict
+
+    with StudyStore.existing(out) as store:
+        a = analyze(store)
+    assert a.primary == "test_r2"
+    for metric, label in (("test_r2", "test R²"), ("test_rmse", "test RMSE")):
+        compared = a.comparisons_on(metric)
+        assert len(compared) == 1 and compared[0].result.n_a == 3
+        assert label in verdict(compared[0])
+    assert all("test R²" in v for v in a.verdicts)
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["test_r2_ci_high"] <= 1).all()
+    assert (summary["test_rmse_ci_low"] > 0).all()
+    assert "test R²" in report and "test RMSE" in report
+    assert (out / "figures" / "final_metrics.png").is_file()
 
 
 # ---------------------------------------------------------------- classes by name
