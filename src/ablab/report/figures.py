@@ -596,10 +596,12 @@ def fig_confusion_matrices(a: StudyAnalysis) -> Figure | None:
         return None
     rows, cols = _grid(len(items))
     k = max(len(names) for _, (_, names) in items)
-    side = max(3.2, min(6.0, 0.45 * k + 1.5))
-    fig = _new_figure(figsize=(side * cols + 1.6, side * rows + 0.9))
-    axes = _panels(fig, rows, cols, left=1.6, right=1.0, top=0.8, bottom=1.4,
-                   wgap=1.6, hgap=1.4)
+    side = max(2.6, min(6.0, 0.4 * k + 1.2))  # inches per panel
+    left, right, top, bottom, wgap, hgap = 1.4, 1.8, 0.9, 0.9, 1.5, 1.2
+    fig = _new_figure(figsize=(left + right + cols * side + (cols - 1) * wgap,
+                               top + bottom + rows * side + (rows - 1) * hgap))
+    axes = _panels(fig, rows, cols, left=left, right=right, top=top, bottom=bottom,
+                   wgap=wgap, hgap=hgap)
     image = None
     for ax, (v, (m, names)) in zip(axes.ravel(), items, strict=False):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -621,10 +623,12 @@ def fig_confusion_matrices(a: StudyAnalysis) -> Figure | None:
         ax.set_ylabel("true")
     for ax in axes.ravel()[len(items):]:
         ax.set_visible(False)
-    fig.suptitle("Test confusion matrices (counts summed over seeds; colour = share of the "
-                 "true class)")
-    if image is not None:
-        _colorbar(fig, image, 0.8, 1.4, "share of the true class", shrink=0.8)
+    fig.suptitle("Test confusion matrices (counts summed over seeds)")
+    if image is not None:  # in the right margin, 0.35 in from the panels
+        width, height = fig.get_figwidth(), fig.get_figheight()
+        cax = fig.add_axes((1 - (right - 0.35) / width, bottom / height, 0.22 / width,
+                            (height - top - bottom) / height))
+        fig.colorbar(image, cax=cax, label="share of the true class")
     return fig
 
 
