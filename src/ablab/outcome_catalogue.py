@@ -104,7 +104,7 @@ CATALOGUE: dict[str, Outcome] = {
         _positive("grad_norm_mean", "gradient norm (mean over epochs, global)", "max",
                   "diagnostic"),
         # cost
-        Outcome("seconds", "seconds per run", "min", 0.0, INF, "s", "cost"),
+        Outcome("seconds", "time per run", "min", 0.0, INF, "s", "cost"),
         Outcome("steps_per_second", "training steps per second", "max", 0.0, INF,
                 "steps/s", "cost"),
         Outcome("peak_memory_mb", "peak memory (MB)", "min", 0.0, INF, "MB", "cost"),

@@ -18,6 +18,14 @@ from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
 from ablab.analysis.methods import REFERENCES, methods_used
 from ablab.analysis.outcomes import Outcomes, study_outcomes
+from ablab.analysis.pooled import (
+    Pooled,
+    TradeOff,
+    pool_all,
+    pooled_sentence,
+    tradeoff_sentence,
+    tradeoffs,
+)
 from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
 from ablab.analysis.stats import describe, metric_scale
 from ablab.analysis.variance import METHOD as VARIANCE_METHOD
@@ -75,14 +83,33 @@ class StudyAnalysis:
     variance_sentences: list[str] = field(default_factory=list)
     #: the outcomes judged: the primary one (verdicts above) and the others
     outcomes: Outcomes | None = None
-    #: per outcome beyond the primary one (diagnostics, dynamics, cost): (its label, its
-    #: family, its verdict sentences), in report order
-    outcome_verdicts: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    #: per outcome beyond the primary one (diagnostics, dynamics, cost): (its name, label,
+    #: family, its verdict sentences in ``comparisons_on(name)`` order), in report order
+    outcome_verdicts: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
+    #: a treatment's effect pooled over the contexts it was compared in (random effects)
+    pooled: list[Pooled] = field(default_factory=list)
+    pooled_sentences: list[str] = field(default_factory=list)
+    #: equivalent on the primary outcome and decided on cost, or decided both ways
+    tradeoffs: list[TradeOff] = field(default_factory=list)
+    tradeoff_sentences: list[str] = field(default_factory=list)
 
     @property
     def primary(self) -> str:
         """The name of the outcome the verdicts are about."""
         return self.outcomes.primary.name if self.outcomes else "test_accuracy"
+
+    @property
+    def headline(self) -> str:
+        """``2 decided, 4 undecided, 1 interaction``: the primary verdicts at a glance."""
+        outcomes = [c.outcome for c in self.comparisons_on(self.primary)]
+        decided = sum(o in ("beats", "equivalent") for o in outcomes)
+        undecided = sum(o in ("undecided", "untestable") for o in outcomes)
+        found = len(self.interaction_sentences)
+        parts = [f"{decided} decided", f"{undecided} undecided"]
+        if found:
+            parts.append(f"{found} interaction{'' if found == 1 else 's'}")
+        label = self.outcomes.primary.label if self.outcomes else "test accuracy"
+        return f"{', '.join(parts)} (on {label})"
 
     @property
     def tuned_note(self) -> str:
@@ -222,10 +249,13 @@ def analyze_runs(
     accuracy = [c for c in comparisons if c.metric == primary.name]
     judged_others = [o for o in outcomes.others if o.family != "performance"]
     outcome_verdicts = [
-        (o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
+        (o.name, o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
         for o in judged_others
     ]
     estimated = [d for d in sources if isinstance(d, Decomposition)]
+    pooled = [p for p in pool_all(comparisons) if p.metric in
+              {primary.name, *(o.name for o in judged_others)}]
+    found_tradeoffs = tradeoffs(comparisons, primary.name)
     methods = methods_used(
         margin,
         any(c.result.test == "paired t" for c in comparisons),
@@ -241,6 +271,15 @@ def analyze_runs(
             "(its p-values are corrected among its own comparisons, not with the "
             f"{primary.label} ones); a comparison where one level records no value of a "
             "diagnostic (no ReLU-like layer for dead units) is not applicable, not zero."
+        )
+    if pooled:
+        methods.append(
+            "A treatment compared within two or more contexts also gets its effect pooled "
+            "over them: a random-effects meta-analysis (Paule–Mandel τ², statsmodels' "
+            "combine_effects) of the per-context differences on each outcome's difference "
+            "scale, with τ² and I² (I² ≥ 50 %: the effect depends on the context); the "
+            "pooled p-values of one factor and outcome are Holm-corrected together "
+            f"[{REFERENCES['meta']}]."
         )
     if sources:
         methods.append(f"{VARIANCE_METHOD} [{REFERENCES['variance']}].")
@@ -278,6 +317,10 @@ def analyze_runs(
         variance_sentences=meaning_sentences(estimated, accuracy),
         outcomes=outcomes,
         outcome_verdicts=outcome_verdicts,
+        pooled=pooled,
+        pooled_sentences=[pooled_sentence(p) for p in pooled],
+        tradeoffs=found_tradeoffs,
+        tradeoff_sentences=[tradeoff_sentence(t) for t in found_tradeoffs],
     )
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import jinja2
 
 from ablab.analysis import StudyAnalysis, analyze
-from ablab.analysis.runs import METRIC_INFO
 from ablab.analysis.verdicts import MINUS, format_ci, format_diff, format_effect, format_p
 from ablab.report.against_source import against_source
 from ablab.report.figures import (
@@ -173,16 +172,18 @@ def comparisons_table(a: StudyAnalysis) -> dict:
         r = c.result
         if c.significant:
             word = f"{c.winner} better"
-        elif c.equivalent:
+        elif c.outcome == "equivalent":
             word = "equivalent"
+        elif c.not_applicable:
+            word = "not applicable"
         elif c.testable:
             word = "undecided"
         else:
             word = "no test"
         rows.append({"cells": [
-            c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", METRIC_INFO[c.metric][0],
-            format_diff(r.diff, c.metric) if _finite(r.diff) else "–",
-            format_ci(r.ci_low, r.ci_high, c.metric).removeprefix("95 % CI "),
+            c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", c.spec.label,
+            format_diff(r.diff, c.spec) if _finite(r.diff) else "–",
+            format_ci(r.ci_low, r.ci_high, c.spec).removeprefix("95 % CI "),
             _deciding_ci(c), r.test, format_p(r.p), format_p(c.p_holm),
             format_effect(r.effect, r.effect_name) if c.testable else "–",
             f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}]" if _finite(c.poi_low) else "–",
@@ -200,7 +201,7 @@ def _deciding_ci(c) -> str:
         low, high, conf = c.decision_low, c.decision_high, 1 - c.level
     if not (_finite(low) and _finite(high)):
         return "–"
-    text = format_ci(low, high, c.metric).removeprefix("95 % CI ")
+    text = format_ci(low, high, c.spec).removeprefix("95 % CI ")
     return f"{text} ({conf * 100:.1f} %)"
 
 
@@ -230,12 +231,81 @@ def runs_table(a: StudyAnalysis) -> dict:
     return {"header": header, "rows": rows}
 
 
+#: Verdicts in the report: decided ones first (as the terminal prints them).
+_ORDER = {"beats": 0, "equivalent": 1, "undecided": 2, "untestable": 3, "not applicable": 4}
+
+
 def _verdict_items(a: StudyAnalysis) -> list[dict[str, str]]:
+    """The primary outcome's verdicts, decided ones first (plan order within each)."""
     items = []
-    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=True):
+    pairs = list(zip(a.comparisons_on(a.primary), a.verdicts, strict=True))
+    pairs.sort(key=lambda pair: _ORDER[pair[0].outcome])
+    for c, text in pairs:
         kind = "beats" if c.significant else ("tie" if c.testable else "untestable")
-        items.append({"text": text, "kind": kind})
+        items.append({"text": text, "kind": kind, "decided": c.decided})
     return items
+
+
+def _verdict_word(c) -> str:
+    if c.outcome == "beats":
+        return "decided"
+    if c.outcome == "equivalent":
+        return "equivalent (identical)" if c.identical else "equivalent"
+    return c.outcome if c.outcome == "not applicable" else "undecided"
+
+
+def verdict_table(a: StudyAnalysis, metric: str | None = None) -> dict:
+    """The compact verdict table: per comparison of ``metric`` (the primary outcome), its
+    factor, context, which level wins, the difference with the interval that decided, the
+    verdict, and the seeds per variant an undecided one would need; decided ones first."""
+    metric = metric or a.primary
+    header = ["factor", "context", "levels", "better", "difference (deciding CI)", "verdict",
+              "seeds needed"]
+    rows = []
+    chosen = sorted(a.comparisons_on(metric), key=lambda c: _ORDER[c.outcome])
+    for c in chosen:
+        r = c.result
+        diff = format_diff(r.diff, c.spec) if _finite(r.diff) else "–"
+        ci = _deciding_ci(c)
+        needed = (f"~{c.seeds_needed}" if c.seeds_needed is not None
+                  else ("–" if c.decided or not c.testable else "many"))
+        better = c.winner or ("neither" if c.outcome == "equivalent" else "–")
+        rows.append({
+            "cells": [c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", better,
+                      f"{diff} ({ci})" if ci != "–" else diff, _verdict_word(c), needed],
+            "decided": c.decided,
+        })
+    return {"header": header, "rows": rows}
+
+
+def method_note(a: StudyAnalysis) -> str:
+    """What the verdicts compare on, and the three outcomes a comparison can end in."""
+    if a.primary == "test_accuracy":
+        return METHOD_NOTE
+    label = a.outcomes.primary.label if a.outcomes else a.primary
+    return METHOD_NOTE.replace(
+        "test accuracy and test softmax cross-entropy (the common yardsticks)",
+        f"{label} (the study's declared outcome)",
+    )
+
+
+def _outcome_sections(a: StudyAnalysis) -> list[dict[str, Any]]:
+    """One section per outcome beyond the primary one (diagnostics, dynamics, cost): its
+    verdicts (decided first) and its pooled sentences."""
+    from ablab.outcome_catalogue import FAMILIES
+
+    out = []
+    for name, label, family, sentences in a.outcome_verdicts:
+        pairs = list(zip(a.comparisons_on(name), sentences, strict=True))
+        pairs.sort(key=lambda pair: _ORDER[pair[0].outcome])
+        out.append({
+            "title": f"{label[0].upper()}{label[1:]}",
+            "family": FAMILIES.get(family, family),
+            "verdicts": [{"text": t, "decided": c.decided} for c, t in pairs],
+            "pooled": [s for p, s in zip(a.pooled, a.pooled_sentences, strict=True)
+                       if p.metric == name],
+        })
+    return out
 
 
 def _missing(a: StudyAnalysis) -> list[str]:
@@ -544,7 +614,13 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "status": a.status,
         "complete": a.complete,
         "missing": _missing(a),
-        "method_note": METHOD_NOTE,
+        "method_note": method_note(a),
+        "headline": a.headline,
+        "verdict_table": verdict_table(a),
+        "pooled": [s for p, s in zip(a.pooled, a.pooled_sentences, strict=True)
+                   if p.metric == a.primary],
+        "tradeoffs": a.tradeoff_sentences,
+        "outcome_sections": _outcome_sections(a),
         "methods": a.methods,
         "interactions": a.interaction_sentences,
         "problems": a.status_sentences,
