@@ -26,8 +26,8 @@ from ablab.analysis.compare import Comparison
 from ablab.analysis.outcomes import Outcome, difference_scale_of
 from ablab.analysis.stats import ALPHA, decision_levels, holm
 
-#: I² (truncated at 0, as Higgins et al. define it) at or above this: the effect depends on the context (Higgins et al. 2003: 50 % is
-#: "substantial" heterogeneity).
+#: I² (truncated at 0, as Higgins et al. 2003 define it) at or above this: the effect
+#: depends on the context (50 % is "substantial" heterogeneity there).
 HETEROGENEOUS_I2 = 0.5
 
 
@@ -161,6 +161,13 @@ def pooled_sentence(p: Pooled) -> str:
     )
     if p.significant:
         win, lose = (p.level_a, p.level_b) if p.winner == p.level_a else (p.level_b, p.level_a)
+        sign = 1.0 if p.estimate > 0 else -1.0  # the interval of |difference|
+        low, high = sorted((sign * p.low, sign * p.high))
+        ci = _level_ci(low, high, 1 - p.level, p.spec, signed=False)
+        stats_text = (
+            f"random-effects estimate over {k} {plural}, {ci}{holm_note}, {pv}; "
+            f"τ² = {tau2}, I² = {p.i2 * 100:.0f} %"
+        )
         lower = "" if p.spec.higher_is_better else "lower "
         head = (f"{where}, {p.factor}={win} beats {p.factor}={lose} by "
                 f"{format_diff(abs(p.estimate), p.spec, signed=False)} {lower}{p.spec.label} "
