@@ -249,7 +249,8 @@ def _judged_by_verdict(c, better: str, head: str, out: dict[str, Any]) -> dict[s
     out["judgement"] = {"holds": "holds", "is reversed": "reversed"}.get(
         word, "equivalent" if "equivalent" in word else (
             "not applicable" if "apply" in word else "not distinguishable"))
-    out["text"] = f"{head} {word} here, by the study's own verdict: {verdict(c)}"
+    seeds = f"{c.result.n_a} / {c.result.n_b} seeds"
+    out["text"] = f"{head} {word} over {seeds} here, by the study's own verdict: {verdict(c)}"
     return out
 
 
