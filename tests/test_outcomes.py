@@ -391,3 +391,17 @@ def test_readme_and_report_say_the_same_about_at_chance_runs():
     said = "kept in their variant's means"
     assert said in " ".join(readme.split()) and said in html and said in md
     assert "at-chance runs are counted and named, and kept" in " ".join(readme.split())
+
+
+def test_a_treatment_on_other_test_data_says_so():
+    rows = []
+    for noise, vals in ((0.1, [0.95, 0.96, 0.94]), (0.3, [0.85, 0.86, 0.84])):
+        for s, v in enumerate(vals):
+            r = row("dataset.noise", "noise", noise, s, {"test_accuracy": v})
+            rows.append(r)
+    plain = analyze_runs(info("dataset.noise", "noise"), rows, {})
+    assert plain.comparisons == []  # a context by default: other test data
+    asked = analyze_runs(info("dataset.noise", "noise", roles=["treatment"]), rows, {})
+    (c,) = asked.comparisons_on("test_accuracy")
+    assert c.different_data and not c.paired  # other test samples: not paired
+    assert asked.verdicts[0].startswith("Tested on different data, noise=0.1 beats noise=0.3")
