@@ -506,10 +506,13 @@ def _print_verdicts(out: Path, a=None) -> None:
             a = analyze(store)
     for warning in a.inert.values():  # levels that trained identical runs: no verdict
         err_console.print(f"WARNING {warning}", markup=False, highlight=False, soft_wrap=True)
-    lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
+    lines = [f"INTERACTION {s}" for s in a.interaction_sentences]
+    lines += terminal_lines(a.comparisons, a.primary)  # the study's primary outcome
+    lines += [f"TRADE-OFF  {s}" for s in a.tradeoff_sentences]
     lines += variance_lines(a.variance_sources, a.variance_sentences)  # variance = "sources"
     if lines:
-        console.print("verdicts (test accuracy):", highlight=False)
+        label = a.outcomes.primary.label if a.outcomes else "test accuracy"
+        console.print(f"verdicts ({label}):", highlight=False)
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
