@@ -199,6 +199,8 @@ def test_a_declared_metric_drives_verdicts_with_intervals_in_its_range():
     assert c.outcome == "beats" and c.winner == "relu"
     assert a.verdicts[0].startswith("activation=relu beats activation=tanh by 0.070 roc auc")
     assert -1 <= c.decision_low <= c.decision_high <= 1
+    summary = a.summary.set_index("variant")  # the declared metric is summarised, in [0, 1]
+    assert 0 <= summary["roc_auc_ci_low"].min() <= summary["roc_auc_ci_high"].max() <= 1
     assert "2 seeds" not in a.headline and a.headline.startswith("1 decided, 0 undecided")
 
 

@@ -17,7 +17,7 @@ from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
 from ablab.analysis.methods import REFERENCES, methods_used
-from ablab.analysis.outcomes import Outcomes, study_outcomes
+from ablab.analysis.outcomes import Outcomes, scale_of, study_outcomes
 from ablab.analysis.pooled import (
     Pooled,
     TradeOff,
@@ -148,9 +148,12 @@ def _cost(v: Variant, name: str) -> list[float]:
     return out
 
 
-def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
+def summary_table(
+    variants: list[Variant], columns: list[str], extra: tuple = ()
+) -> pd.DataFrame:
     """Per variant: counts by status, then for each metric (and each cost field) n, mean,
-    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only.
+    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only;
+    ``extra``: outcomes beyond the built-in metrics (a declared primary one), first.
     ``summary.csv`` is this table."""
     records = []
     for v in variants:
@@ -163,9 +166,11 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
             pending=len(v.with_status("pending", "running")),
             at_chance=len(v.at_chance),
         )
-        samples = {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
+        samples = {o.name: v.values_of(o.name) for o in extra}
+        samples |= {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
+        scales = {o.name: scale_of(o) for o in extra}
         for metric, values in samples.items():
-            d = describe(values, scale=metric_scale(metric))
+            d = describe(values, scale=scales.get(metric) or metric_scale(metric))
             for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
                 row[f"{metric}_{key}"] = d[key]
             row[f"{metric}_ci_method"] = d["ci_method"]
@@ -209,7 +214,13 @@ def study_tables(
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
-    return runs_table(variants, columns), summary_table(variants, columns)
+    return runs_table(variants, columns), summary_table(variants, columns, _extra(info))
+
+
+def _extra(info: dict[str, Any]) -> tuple:
+    """A declared primary outcome that is not a built-in metric: summarised first."""
+    primary = study_outcomes(info).primary
+    return () if primary.name in METRICS or primary.name in COST_FIELDS else (primary,)
 
 
 def analyze_runs(
@@ -293,7 +304,7 @@ def analyze_runs(
         columns=columns,
         variants=variants,
         counts=counts,
-        summary=summary_table(variants, columns),
+        summary=summary_table(variants, columns, _extra(info)),
         runs=runs_table(variants, columns),
         comparisons=comparisons,
         rankings=rankings,

@@ -90,9 +90,11 @@ def _finite(x: Any) -> bool:
 
 
 def _scaled(x: float, metric: str) -> str:
+    from ablab.analysis.outcomes import outcome_of
+
     if not _finite(x):
         return "–"
-    if metric.endswith("accuracy") or metric in ("stability", "overfit_gap"):
+    if metric.endswith("accuracy") or outcome_of(metric).percent:
         return f"{x * 100:.1f}".replace("-", MINUS)
     if metric == "convergence_epoch":
         return f"{x:.1f}"
@@ -117,11 +119,16 @@ def _interval(low, high, metric: str) -> str:
 def summary_tables(a: StudyAnalysis) -> tuple[dict, dict]:
     """(main table: accuracy and cross-entropy with CIs; behaviour table)."""
     colors = variant_colors(a)
+    shown = ["test_accuracy", "test_cross_entropy"]
     header = [
         "variant", "done / runs", "test acc. mean ± std", "95 % CI (t)", "95 % CI (bootstrap)",
         "test CE mean ± std", "95 % CI (t)", "95 % CI (bootstrap)",
         "diverged", "failed", "at chance", "pending",
     ]
+    if a.primary != "test_accuracy" and f"{a.primary}_mean" in a.summary:
+        spec = a.outcomes.primary
+        shown = [a.primary]
+        header[2:8] = [f"{spec.label} mean ± std", "95 % CI (t)", "95 % CI (bootstrap)"]
     rows = []
     behaviour_rows = []
     val_on_test = {
@@ -130,7 +137,7 @@ def summary_tables(a: StudyAnalysis) -> tuple[dict, dict]:
     }
     for v, (_, s) in zip(a.variants, a.summary.iterrows(), strict=True):
         cells = [short_label(a, v), f"{int(s['done'])} / {int(s['runs'])}"]
-        for metric in ("test_accuracy", "test_cross_entropy"):
+        for metric in shown:
             cells += [
                 _mean_std(s, metric),
                 _interval(s[f"{metric}_ci_low"], s[f"{metric}_ci_high"], metric),
