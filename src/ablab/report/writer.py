@@ -305,10 +305,22 @@ def _outcome_sections(a: StudyAnalysis) -> list[dict[str, Any]]:
     for name, label, family, sentences in a.outcome_verdicts:
         pairs = list(zip(a.comparisons_on(name), sentences, strict=True))
         pairs.sort(key=lambda pair: _ORDER[pair[0].outcome])
+        shown = [{"text": t, "decided": c.decided} for c, t in pairs if not c.not_applicable]
+        lacking: dict[str, int] = {}  # one line per level without the figure, not per pair
+        for c, _ in pairs:
+            for level in c.not_applicable:
+                key = f"{c.factor}={level}"
+                lacking[key] = lacking.get(key, 0) + 1
+        for key, n in lacking.items():
+            shown.append({"text": (
+                f"Not applicable to {key}: it records no {label} (it has no layer the "
+                f"figure is defined for), which is not a value of 0; its {n} "
+                f"{'comparison is' if n == 1 else 'comparisons are'} left out."),
+                "decided": False})
         out.append({
             "title": f"{label[0].upper()}{label[1:]}",
             "family": FAMILIES.get(family, family),
-            "verdicts": [{"text": t, "decided": c.decided} for c, t in pairs],
+            "verdicts": shown,
             "pooled": [s for p, s in zip(a.pooled, a.pooled_sentences, strict=True)
                        if p.metric == name],
         })
