@@ -407,3 +407,19 @@ def test_a_treatment_on_other_test_data_says_so():
     (c,) = asked.comparisons_on("test_accuracy")
     assert c.different_data and not c.paired  # other test samples: not paired
     assert asked.verdicts[0].startswith("Tested on different data, noise=0.1 beats noise=0.3")
+
+
+def test_a_layers_diagnostic_can_be_judged_on_its_own():
+    rows, records = [], {}
+    for act, zeros in (("relu", [0.55, 0.57, 0.56, 0.58]), ("leaky_relu", [0.45, 0.44, 0.46,
+                                                                           0.43])):
+        for s, z in enumerate(zeros):
+            r, rec = _probed(act, s, z, z / 10)
+            rec["probes"]["dead_units"]["dead_unit_fraction"] = [[0.9, 0.9], [z / 10, z]]
+            rows.append(r)
+            records[r["run_id"]] = rec
+    a = analyze_runs(info("model.activation", "activation",
+                          outcomes=["dead_unit_fraction[1]"]), rows, records)
+    (c,) = a.comparisons_on("dead_unit_fraction[1]")
+    assert c.winner == "leaky_relu" and c.values_a == [0.55, 0.57, 0.56, 0.58]
+    assert a.outcome_verdicts[0][1] == "dead-unit fraction of activation layer 1 (last epoch)"

@@ -36,6 +36,7 @@ from ablab.outcome_catalogue import (
     INF,
     PROBE_OUTCOMES,
     Outcome,
+    lookup,
     validation_counterpart,
 )
 
@@ -64,8 +65,9 @@ def outcome_of(metric: str | Outcome, declared_outcomes: dict[str, Outcome] | No
         return metric
     if declared_outcomes and metric in declared_outcomes:
         return declared_outcomes[metric]
-    if metric in CATALOGUE:
-        return CATALOGUE[metric]
+    found = lookup(metric)
+    if found is not None:
+        return found
     return Outcome(metric, metric.replace("_", " "), "max")
 
 
@@ -183,7 +185,14 @@ def probe_values(probes: dict[str, Any]) -> dict[str, float | None]:
     zero_mean = dead.get("zero_activation_fraction_mean")
     if isinstance(zero_mean, np.ndarray):
         zero_mean = zero_mean.item() if zero_mean.size == 1 else None
+    per_layer = {}
+    for name in ("dead_unit_fraction", "zero_activation_fraction"):
+        rows = [r for r in _as_rows(dead.get(name)) if np.isfinite(r).any()]
+        for i, value in enumerate(rows[-1] if rows else []):
+            if np.isfinite(value):
+                per_layer[f"{name}[{i}]"] = float(value)
     return {
+        **per_layer,
         "dead_unit_fraction": _last_row_mean(dead.get("dead_unit_fraction")),
         "dead_unit_fraction_mean": _mean_rows(dead.get("dead_unit_fraction")),
         "zero_activation_fraction": _last_row_mean(dead.get("zero_activation_fraction")),
