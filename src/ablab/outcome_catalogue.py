@@ -10,6 +10,7 @@ where each figure comes from and the scale its intervals are made on.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 INF = math.inf
@@ -104,7 +105,7 @@ CATALOGUE: dict[str, Outcome] = {
         _positive("grad_norm_mean", "gradient norm (mean over epochs, global)", "max",
                   "diagnostic"),
         # cost
-        Outcome("seconds", "seconds per run", "min", 0.0, INF, "s", "cost"),
+        Outcome("seconds", "time per run", "min", 0.0, INF, "s", "cost"),
         Outcome("steps_per_second", "training steps per second", "max", 0.0, INF,
                 "steps/s", "cost"),
         Outcome("peak_memory_mb", "peak memory (MB)", "min", 0.0, INF, "MB", "cost"),
@@ -137,5 +138,25 @@ def validation_counterpart(outcome: Outcome, recorded: set[str] | None = None) -
     return f"val_{stem}"
 
 
-#: Every name a study's ``outcomes`` may give.
+#: Every name a study's ``outcomes`` may give (and ``NAME[i]`` for these, per layer).
 OUTCOME_NAMES = tuple(CATALOGUE)
+#: Diagnostics also judged per activation layer: ``dead_unit_fraction[0]`` is the first
+#: activation layer's, at the last measured epoch.
+PER_LAYER = {"dead_unit_fraction": "dead-unit fraction",
+             "zero_activation_fraction": "zero-activation fraction"}
+
+
+def lookup(name: str) -> Outcome | None:
+    """The catalogued outcome called ``name`` (``NAME[i]``: one layer's), or None.
+
+    >>> lookup("dead_unit_fraction[1]").label
+    'dead-unit fraction of activation layer 1 (last epoch)'
+    """
+    if name in CATALOGUE:
+        return CATALOGUE[name]
+    m = re.fullmatch(r"(\w+)\[(\d+)\]", name)
+    if m and m.group(1) in PER_LAYER:
+        base = CATALOGUE[m.group(1)]
+        label = f"{PER_LAYER[m.group(1)]} of activation layer {m.group(2)} (last epoch)"
+        return Outcome(name, label, base.goal, base.low, base.high, base.unit, base.family)
+    return None

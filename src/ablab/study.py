@@ -512,15 +512,17 @@ def _keeps_test(paths: list[str], runs: list[PlannedRun]) -> bool | None:
 
 def _check_outcomes(cfg: StudyConfig, source: str) -> None:
     """``outcomes``: catalogued names (tables declare their own)."""
-    from ablab.outcome_catalogue import OUTCOME_NAMES
+    from ablab.outcome_catalogue import OUTCOME_NAMES, lookup
 
     for i, item in enumerate(cfg.outcomes or []):
-        if isinstance(item, str) and item not in OUTCOME_NAMES:
+        if isinstance(item, str) and lookup(item) is None:
             close = difflib.get_close_matches(item, OUTCOME_NAMES, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
                 f"{source}: outcomes[{i}]: unknown outcome {item!r}{hint}; allowed: "
-                f"{', '.join(OUTCOME_NAMES)}, or a table {{ name, goal, range }}"
+                f"{', '.join(OUTCOME_NAMES)} (dead_unit_fraction[i], "
+                "zero_activation_fraction[i]: one activation layer's), or a table "
+                "{ name, goal, range }"
             )
 
 

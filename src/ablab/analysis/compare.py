@@ -192,21 +192,31 @@ class Ranking:
         return [out[k] for k in sorted(out)]
 
 
-def _paired(a: Variant, b: Variant, metric: str) -> bool:
+def _same_data(a: Variant, b: Variant, ignore: tuple[str, ...] = ()) -> bool:
+    """Same dataset config, the options in ``ignore`` (a treatment's own dataset options
+    that keep the test set) aside."""
+    da, db = dict(a.config.get("dataset") or {}), dict(b.config.get("dataset") or {})
+    for key in ignore:
+        da.pop(key, None)
+        db.pop(key, None)
+    return da == db
+
+
+def _paired(a: Variant, b: Variant, metric: str, ignore: tuple[str, ...] = ()) -> bool:
     """Paired by seed: at least 2 seeds finished on both sides and the same data split
     (same dataset config; the split comes from ``split_seed`` or else the run's seed).
     Only the shared seeds are compared (a variant that got more seeds in an adaptive round
     is compared with one that did not on the seeds both have)."""
     sa, sb = a.by_seed(metric), b.by_seed(metric)
-    same_data = a.config.get("dataset") == b.config.get("dataset")
-    return same_data and len(set(sa) & set(sb)) >= 2
+    return _same_data(a, b, ignore) and len(set(sa) & set(sb)) >= 2
 
 
-def paired_values(a: Variant, b: Variant, metric: str):
+def paired_values(a: Variant, b: Variant, metric: str, ignore: tuple[str, ...] = ()):
     """(paired, seeds, values of a, values of b): the shared seeds in seed order when
-    paired, else every finished value of each side."""
+    paired, else every finished value of each side. ``ignore``: dataset options that may
+    differ between a pair tested on the same test samples (a treatment's own)."""
     sa, sb = a.by_seed(metric), b.by_seed(metric)
-    if _paired(a, b, metric):
+    if _paired(a, b, metric, ignore):
         seeds = sorted(set(sa) & set(sb))
         return True, seeds, [sa[s] for s in seeds], [sb[s] for s in seeds]
     return False, [], list(sa.values()), list(sb.values())
@@ -297,10 +307,13 @@ def compare_factor(
     with equivalence within ±``margin``, power, and P(A > B). A pair where one level's
     finished runs record no value of the outcome is "not applicable" (out of the family)."""
     spec = outcome_of(metric)
+    ignore = () if factor.changes_task else tuple(
+        p.split(".", 1)[1] for p in factor.paths if p.startswith("dataset.")
+    )
     out = []
     for label, members in strata(factor, factors, variants):
         for (la, va), (lb, vb) in itertools.combinations(members.items(), 2):
-            paired, seeds, xa, xb = paired_values(va, vb, spec.name)
+            paired, seeds, xa, xb = paired_values(va, vb, spec.name, ignore)
             result = compare_samples(xa, xb, paired=paired, scale=difference_scale_of(spec))
             poi = probability_of_improvement(xa, xb, higher_is_better=spec.higher_is_better)
             lacking = [

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ablab.analysis.stats import Scale, difference_scale_for, scale_for_range
 from ablab.outcome_catalogue import (
     CATALOGUE,
@@ -34,6 +36,7 @@ from ablab.outcome_catalogue import (
     INF,
     PROBE_OUTCOMES,
     Outcome,
+    lookup,
     validation_counterpart,
 )
 
@@ -62,8 +65,9 @@ def outcome_of(metric: str | Outcome, declared_outcomes: dict[str, Outcome] | No
         return metric
     if declared_outcomes and metric in declared_outcomes:
         return declared_outcomes[metric]
-    if metric in CATALOGUE:
-        return CATALOGUE[metric]
+    found = lookup(metric)
+    if found is not None:
+        return found
     return Outcome(metric, metric.replace("_", " "), "max")
 
 
@@ -138,22 +142,39 @@ def study_outcomes(info: dict[str, Any], probes: set[str] | None = None) -> Outc
 # ---------------------------------------------------------------- a run's values
 
 
+def _as_rows(per_epoch) -> list[np.ndarray]:
+    """Per-epoch rows of per-layer values as float arrays (None → NaN); a stored record
+    read with arrays gives a 2-D array, a JSON one lists of lists."""
+    if per_epoch is None:
+        return []
+    rows = []
+    for row in per_epoch:
+        values = row if isinstance(row, (list, tuple, np.ndarray)) else [row]
+        rows.append(np.asarray([np.nan if v is None else float(v) for v in values], float))
+    return rows
+
+
 def _mean_of(values) -> float | None:
-    good = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    return sum(good) / len(good) if good else None
+    x = np.asarray([np.nan if v is None else float(v) for v in values], dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
 
 
 def _last_row_mean(per_epoch) -> float | None:
     """The mean over layers of the last epoch that has any value."""
-    for row in reversed(per_epoch or []):
-        value = _mean_of(row or [])
+    for row in reversed(_as_rows(per_epoch)):
+        value = _mean_of(row)
         if value is not None:
             return value
     return None
 
 
 def _mean_rows(per_epoch) -> float | None:
-    return _mean_of([_mean_of(row or []) for row in per_epoch or []])
+    return _mean_of([v for v in (_mean_of(r) for r in _as_rows(per_epoch)) if v is not None])
+
+
+def _flat(values) -> list:
+    return [] if values is None else list(np.asarray(values, dtype=object).ravel())
 
 
 def probe_values(probes: dict[str, Any]) -> dict[str, float | None]:
@@ -162,15 +183,24 @@ def probe_values(probes: dict[str, Any]) -> dict[str, float | None]:
     dead = probes.get("dead_units") or {}
     grads = probes.get("gradients") or {}
     zero_mean = dead.get("zero_activation_fraction_mean")
+    if isinstance(zero_mean, np.ndarray):
+        zero_mean = zero_mean.item() if zero_mean.size == 1 else None
+    per_layer = {}
+    for name in ("dead_unit_fraction", "zero_activation_fraction"):
+        rows = [r for r in _as_rows(dead.get(name)) if np.isfinite(r).any()]
+        for i, value in enumerate(rows[-1] if rows else []):
+            if np.isfinite(value):
+                per_layer[f"{name}[{i}]"] = float(value)
     return {
+        **per_layer,
         "dead_unit_fraction": _last_row_mean(dead.get("dead_unit_fraction")),
         "dead_unit_fraction_mean": _mean_rows(dead.get("dead_unit_fraction")),
         "zero_activation_fraction": _last_row_mean(dead.get("zero_activation_fraction")),
         "zero_activation_fraction_mean": (
             float(zero_mean) if isinstance(zero_mean, (int, float)) else None
         ),
-        "grad_norm": _last_row_mean([[v] for v in grads.get("global_grad_norm") or []]),
-        "grad_norm_mean": _mean_of(grads.get("global_grad_norm") or []),
+        "grad_norm": _last_row_mean(_flat(grads.get("global_grad_norm"))),
+        "grad_norm_mean": _mean_of(_flat(grads.get("global_grad_norm"))),
     }
 
 

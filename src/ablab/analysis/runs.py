@@ -51,6 +51,9 @@ class Factor:
     #: (``_role`` in its ``[[vary]]`` table, or a dataset option that keeps the test set);
     #: None: the default, a context exactly when the factor changes the test data
     role: str | None = None
+    #: True when the study found its levels keep the test set (a dataset option its
+    #: dataset declares ``keeps_test``); None: decided from the paths
+    keeps_test: bool | None = None
 
     @property
     def name(self) -> str:
@@ -60,7 +63,10 @@ class Factor:
     def changes_task(self) -> bool:
         """True when the factor changes the data a variant is tested on (another dataset,
         its generator options, the test hold-out): its levels are contexts to compare
-        within, not choices to rank — their accuracies come from different test sets."""
+        within, not choices to rank — their accuracies come from different test sets.
+        A dataset option its dataset declares test-set keeping does not."""
+        if self.keeps_test is not None:
+            return not self.keeps_test
         for path in self.paths:
             parts = path.split(".")
             if parts[0] != "dataset":
@@ -193,6 +199,7 @@ def build_factors(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[Fact
     the rows."""
     columns_of = info.get("columns", {})
     roles = list(info.get("roles") or [])
+    keeps = list(info.get("keeps_test") or [])
     factors = []
     for i, paths in enumerate(info.get("factors", [])):
         # A factor with _labels shows as one column named by its _name (see study.expand).
@@ -207,7 +214,8 @@ def build_factors(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[Fact
             if level not in levels:
                 levels.append(level)
         role = roles[i] if i < len(roles) else None
-        factors.append(Factor(tuple(paths), cols, tuple(levels), role))
+        keeps_test = keeps[i] if i < len(keeps) else None
+        factors.append(Factor(tuple(paths), cols, tuple(levels), role, keeps_test))
     return factors
 
 

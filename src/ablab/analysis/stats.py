@@ -437,7 +437,7 @@ def scale_for_range(low: float, high: float) -> Scale:
 def difference_scale_for(scale: Scale) -> Scale:
     """The scale of a difference of two values on ``scale``: a range of width w gives
     differences in [−w, w]; a half-open or open range unbounded differences."""
-    if scale.name in DIFFERENCE_SCALES:
+    if scale.name in DIFFERENCE_SCALES and scale.name != "difference":
         return SCALES[DIFFERENCE_SCALES[scale.name]]
     width = scale.high - scale.low
     if math.isfinite(width):

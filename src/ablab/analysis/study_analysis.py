@@ -17,7 +17,15 @@ from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
 from ablab.analysis.methods import REFERENCES, methods_used
-from ablab.analysis.outcomes import Outcomes, study_outcomes
+from ablab.analysis.outcomes import Outcomes, scale_of, study_outcomes
+from ablab.analysis.pooled import (
+    Pooled,
+    TradeOff,
+    pool_all,
+    pooled_sentence,
+    tradeoff_sentence,
+    tradeoffs,
+)
 from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
 from ablab.analysis.stats import describe, metric_scale
 from ablab.analysis.variance import METHOD as VARIANCE_METHOD
@@ -75,14 +83,33 @@ class StudyAnalysis:
     variance_sentences: list[str] = field(default_factory=list)
     #: the outcomes judged: the primary one (verdicts above) and the others
     outcomes: Outcomes | None = None
-    #: per outcome beyond the primary one (diagnostics, dynamics, cost): (its label, its
-    #: family, its verdict sentences), in report order
-    outcome_verdicts: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    #: per outcome beyond the primary one (diagnostics, dynamics, cost): (its name, label,
+    #: family, its verdict sentences in ``comparisons_on(name)`` order), in report order
+    outcome_verdicts: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
+    #: a treatment's effect pooled over the contexts it was compared in (random effects)
+    pooled: list[Pooled] = field(default_factory=list)
+    pooled_sentences: list[str] = field(default_factory=list)
+    #: equivalent on the primary outcome and decided on cost, or decided both ways
+    tradeoffs: list[TradeOff] = field(default_factory=list)
+    tradeoff_sentences: list[str] = field(default_factory=list)
 
     @property
     def primary(self) -> str:
         """The name of the outcome the verdicts are about."""
         return self.outcomes.primary.name if self.outcomes else "test_accuracy"
+
+    @property
+    def headline(self) -> str:
+        """``2 decided, 4 undecided, 1 interaction``: the primary verdicts at a glance."""
+        outcomes = [c.outcome for c in self.comparisons_on(self.primary)]
+        decided = sum(o in ("beats", "equivalent") for o in outcomes)
+        undecided = sum(o in ("undecided", "untestable") for o in outcomes)
+        found = len(self.interaction_sentences)
+        parts = [f"{decided} decided", f"{undecided} undecided"]
+        if found:
+            parts.append(f"{found} interaction{'' if found == 1 else 's'}")
+        label = self.outcomes.primary.label if self.outcomes else "test accuracy"
+        return f"{', '.join(parts)} (on {label})"
 
     @property
     def tuned_note(self) -> str:
@@ -118,17 +145,6 @@ def _regression_fields(variants: list[Variant]) -> tuple[str, ...]:
     return REGRESSION_FIELDS if recorded else ()
 
 
-def extra_fields(info: dict[str, Any], variants: list[Variant]) -> tuple[str, ...]:
-    """Final figures results.csv and summary.csv carry beyond the built-in loop's
-    classification metrics: a regression study's, and the study's declared metric (a name
-    of its own, e.g. from a table read by ``ablab analyze``)."""
-    out = list(_regression_fields(variants))
-    declared = (info.get("metric") or {}).get("name")
-    if declared and declared not in METRICS and declared not in out:
-        out.append(declared)
-    return tuple(out)
-
-
 def _cost(v: Variant, name: str) -> list[float]:
     out = []
     for row in v.done:
@@ -140,12 +156,13 @@ def _cost(v: Variant, name: str) -> list[float]:
     return out
 
 
-def summary_table(variants: list[Variant], columns: list[str],
-                  extra: tuple[str, ...] = ()) -> pd.DataFrame:
+def summary_table(
+    variants: list[Variant], columns: list[str], extra: tuple = ()
+) -> pd.DataFrame:
     """Per variant: counts by status, then for each metric (and each cost field) n, mean,
-    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only.
-    ``extra``: further final figures (see :func:`extra_fields`). ``summary.csv`` is this
-    table."""
+    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only;
+    ``extra``: outcomes beyond the built-in metrics (a declared primary one), first.
+    ``summary.csv`` is this table."""
     records = []
     for v in variants:
         row: dict[str, Any] = {"variant": v.label, **{c: v.values.get(c) for c in columns}}
@@ -157,10 +174,11 @@ def summary_table(variants: list[Variant], columns: list[str],
             pending=len(v.with_status("pending", "running")),
             at_chance=len(v.at_chance),
         )
-        metrics = METRICS + extra
-        samples = {m: v.values_of(m) for m in metrics} | {c: _cost(v, c) for c in COST_FIELDS}
+        samples = {o.name: v.values_of(o.name) for o in extra}
+        samples |= {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
+        scales = {o.name: scale_of(o) for o in extra}
         for metric, values in samples.items():
-            d = describe(values, scale=metric_scale(metric))
+            d = describe(values, scale=scales.get(metric) or metric_scale(metric))
             for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
                 row[f"{metric}_{key}"] = d[key]
             row[f"{metric}_ci_method"] = d["ci_method"]
@@ -207,8 +225,9 @@ def study_tables(
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
-    extra = extra_fields(info, variants)
-    return runs_table(variants, columns, extra), summary_table(variants, columns, extra)
+    extra = extra_outcomes(info, variants)
+    return (runs_table(variants, columns, tuple(o.name for o in extra)),
+            summary_table(variants, columns, extra))
 
 
 def _regression_default(info: dict[str, Any], variants: list[Variant]) -> dict[str, Any]:
@@ -218,6 +237,24 @@ def _regression_default(info: dict[str, Any], variants: list[Variant]) -> dict[s
         return info
     return {**info, "metric": {"name": "test_r2"},
             "outcomes": info.get("outcomes") or ["test_rmse"]}
+
+
+def _extra(info: dict[str, Any]) -> tuple:
+    """A declared primary outcome that is not a built-in metric: summarised first."""
+    primary = study_outcomes(info).primary
+    return () if primary.name in METRICS or primary.name in COST_FIELDS else (primary,)
+
+
+def extra_outcomes(info: dict[str, Any], variants: list[Variant]) -> tuple:
+    """The outcomes results.csv and summary.csv carry beyond the built-in loop's
+    classification metrics: the declared primary one (first), then a regression study's
+    RMSE, MAE, R², MSE and best validation RMSE."""
+    from ablab.analysis.outcomes import outcome_of
+
+    extra = list(_extra(_regression_default(info, variants)))
+    names = {o.name for o in extra}
+    extra += [outcome_of(n) for n in _regression_fields(variants) if n not in names]
+    return tuple(extra)
 
 
 def analyze_runs(
@@ -257,10 +294,13 @@ def analyze_runs(
     accuracy = [c for c in comparisons if c.metric == primary.name]
     judged_others = [o for o in outcomes.others if o.family != "performance"]
     outcome_verdicts = [
-        (o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
+        (o.name, o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
         for o in judged_others
     ]
     estimated = [d for d in sources if isinstance(d, Decomposition)]
+    pooled = [p for p in pool_all(comparisons) if p.metric in
+              {primary.name, *(o.name for o in judged_others)}]
+    found_tradeoffs = tradeoffs(comparisons, primary.name)
     methods = methods_used(
         margin,
         any(c.result.test == "paired t" for c in comparisons),
@@ -277,6 +317,15 @@ def analyze_runs(
             f"{primary.label} ones); a comparison where one level records no value of a "
             "diagnostic (no ReLU-like layer for dead units) is not applicable, not zero."
         )
+    if pooled:
+        methods.append(
+            "A treatment compared within two or more contexts also gets its effect pooled "
+            "over them: a random-effects meta-analysis (Paule–Mandel τ², statsmodels' "
+            "combine_effects) of the per-context differences on each outcome's difference "
+            "scale, with τ² and I² (I² ≥ 50 %: the effect depends on the context); the "
+            "pooled p-values of one factor and outcome are Holm-corrected together "
+            f"[{REFERENCES['meta']}]."
+        )
     if sources:
         methods.append(f"{VARIANCE_METHOD} [{REFERENCES['variance']}].")
     sentences = [s for v in variants for s in variant_status_sentences(v)]
@@ -289,8 +338,9 @@ def analyze_runs(
         columns=columns,
         variants=variants,
         counts=counts,
-        summary=summary_table(variants, columns, extra_fields(info, variants)),
-        runs=runs_table(variants, columns, extra_fields(info, variants)),
+        summary=summary_table(variants, columns, extra_outcomes(info, variants)),
+        runs=runs_table(variants, columns,
+                        tuple(o.name for o in extra_outcomes(info, variants))),
         comparisons=comparisons,
         rankings=rankings,
         verdicts=[verdict(c) for c in accuracy],
@@ -313,6 +363,10 @@ def analyze_runs(
         variance_sentences=meaning_sentences(estimated, accuracy),
         outcomes=outcomes,
         outcome_verdicts=outcome_verdicts,
+        pooled=pooled,
+        pooled_sentences=[pooled_sentence(p) for p in pooled],
+        tradeoffs=found_tradeoffs,
+        tradeoff_sentences=[tradeoff_sentence(t) for t in found_tradeoffs],
     )
 
 
