@@ -120,10 +120,10 @@ def _missing_row(frame: pd.DataFrame, column: str) -> int | None:
     return int(missing.argmax()) + 1 if missing.any() else None
 
 
-def _level(value: Any) -> str:
-    """A factor's level as the analysis labels it (what ``str`` gives a study's value);
-    a whole float read from a table (``2.0`` in a column pandas read as floats because of
-    another row) stays as written only when the column holds fractions too."""
+def _text(value: Any) -> str | None:
+    """A table cell as text; None when empty (pandas reads an empty cell as NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
     return str(value)
 
 
@@ -208,7 +208,7 @@ def table_inputs(
     if len(set(names)) != len(names):
         names = factor_cols
     for col in factor_cols:
-        levels = frame[col].map(_level).unique().tolist()
+        levels = frame[col].map(str).unique().tolist()
         if len(levels) < 2:
             raise TableError(f"{source}: factor column {col!r} has one level ({levels[0]!r}); "
                              "a factor needs at least two")
@@ -222,7 +222,7 @@ def table_inputs(
     seen: dict[tuple[str, int], int] = {}
     for i, (record, seed_value, status) in enumerate(zip(records, seeds, statuses,
                                                          strict=True)):
-        variant = {name: _level(record[col]) for col, name in zip(factor_cols, names,
+        variant = {name: str(record[col]) for col, name in zip(factor_cols, names,
                                                                    strict=True)}
         label = ", ".join(f"{k}={v}" for k, v in variant.items())
         key = (label, seed_value)
@@ -249,8 +249,7 @@ def table_inputs(
             "config": {},
             "status": status,
             "final": final,
-            "error": str(record.get("error")) if status == "failed" and record.get("error")
-            == record.get("error") and record.get("error") else None,
+            "error": _text(record.get("error")) if status == "failed" else None,
             "diverged_epoch": None,
             "metrics": {k: final.get(k) for k in ("convergence_epoch", "stability",
                                                    "overfit_gap")},
