@@ -163,7 +163,7 @@ def test_each_regression_loss_trains_and_reports_in_the_targets_units(diabetes, 
     for key in ("test_accuracy", "confusion", "class_names"):
         assert key not in final
     assert final["chance_accuracy"] is None and final["at_chance"] is None
-    assert {"val_rmse", "val_mae", "val_r2"} <= set(result.history[-1])
+    assert {"val_rmse", "val_mae", "val_r2", "val_mse"} <= set(result.history[-1])
     assert result.history[-1]["train_accuracy"] is None
     # in the target's units (diabetes: std ~77): a trained model is far better than the
     # mean (R² > 0.2) and its RMSE is on the target's scale, not on the standardised one

@@ -95,7 +95,8 @@ def _train_and_validate(
         record.val_loss, record.val_accuracy = val["loss"], val["accuracy"]
         record.val_cross_entropy = val["cross_entropy"]
         if regression:
-            record.val_rmse, record.val_mae, record.val_r2 = val["rmse"], val["mae"], val["r2"]
+            record.val_rmse, record.val_mae = val["rmse"], val["mae"]
+            record.val_r2, record.val_mse = val["r2"], val["mse"]
     return record
 
 

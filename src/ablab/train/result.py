@@ -93,6 +93,7 @@ class EpochRecord:
     val_rmse: float | None = None
     val_mae: float | None = None
     val_r2: float | None = None
+    val_mse: float | None = None
 
     def is_finite(self) -> bool:
         return all(v is None or math.isfinite(v) for v in (self.train_loss, self.val_loss))
@@ -120,7 +121,7 @@ class EpochRecord:
 
 
 #: A regression run's per-epoch validation figures (in its history only when present).
-REGRESSION_VAL_FIELDS = ("val_rmse", "val_mae", "val_r2")
+REGRESSION_VAL_FIELDS = ("val_rmse", "val_mae", "val_r2", "val_mse")
 
 
 #: The test figures of ``FinalMetrics``, absent from a run whose weights are not finite.
