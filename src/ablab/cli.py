@@ -655,7 +655,8 @@ def analyze(
         "--metric", help="The column judged; 'f1' finds 'metrics.f1'")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the report and tables")],
     seed: Annotated[str | None, typer.Option(
-        "--seed", help="The seed column (pairs runs across variants)")] = None,
+        "--seed", help="The seed column, pairing runs across variants (default: a column "
+                       "'seed' or 'params.seed' if there is one)")] = None,
     goal: Annotated[str | None, typer.Option(
         "--goal", help="max (higher is better, the default) or min")] = None,
     range_: Annotated[tuple[float, float] | None, typer.Option(

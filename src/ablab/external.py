@@ -17,8 +17,10 @@ column. Every numeric column besides the factors and the seed is kept as a run's
 figure (under its bare name), so ablab's own ``results.csv`` gives back the comparisons
 ``ablab report`` made from the study directory. A ``status`` column, when there is one,
 says which runs finished (ablab's done / failed / diverged / pending, MLflow's FINISHED /
-FAILED / KILLED / RUNNING); without one every row is a finished run. Without a seed column
-every row is its own seed, so nothing is paired.
+FAILED / KILLED / RUNNING); without one every row is a finished run. The seed column is
+the one named, else a column ``seed`` (or ``params.seed``) when there is one; runs of two
+variants with the same seed are paired. Without one every row is its own seed, so nothing
+is paired.
 
 A factor column named ``dataset`` (or ``dataset.*``) changes the data a run is tested on,
 as the ``dataset`` factors of a study do: its levels are contexts compared within, not
