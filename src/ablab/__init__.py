@@ -25,6 +25,7 @@ _API = {
     "train_run": "ablab.runner",
     "run_tuned": "ablab.tune",
     "check_model": "ablab.models.core",
+    "analyze": "ablab.external",
     **{
         f"register_{kind}": "ablab.plugins"
         for kind in (
@@ -54,6 +55,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Study",
     "StudyResults",
+    "analyze",
     "check_model",
     "load_model",
     "load_study",

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_SEEDS = 10
+#: The primary outcome when a study declares none (``analysis.primary`` otherwise).
 PRIMARY_METRIC = "test_accuracy"
 
 
@@ -65,10 +66,11 @@ def seed_sequence(study_seeds: list[int], max_seeds: int) -> list[int]:
 
 
 def plan_next_round(analysis: Any, design: Design | None = None) -> dict[str, int]:
-    """{variant label: seeds to add} for the next round: for every comparison on test
-    accuracy that is still undecided (and testable), both of its variants are brought to
-    the next planned look above its current seeds. Variants that need nothing are left
-    out; an empty dict means the study is decided or its budget spent.
+    """{variant label: seeds to add} for the next round: for every comparison on the
+    study's primary outcome (test accuracy unless it declares one) that is still
+    undecided (and testable), both of its variants are brought to the next planned look
+    above its current seeds. Variants that need nothing are left out; an empty dict means
+    the study is decided or its budget spent.
 
     ``analysis`` is a :class:`ablab.analysis.StudyAnalysis` (its comparisons already
     decided under ``design``, which defaults to ``analysis.design``)."""
@@ -77,7 +79,7 @@ def plan_next_round(analysis: Any, design: Design | None = None) -> dict[str, in
         raise ValueError("plan_next_round needs a sequential design")
     planned = {v.label: len(v.runs) for v in analysis.variants}
     target: dict[str, int] = {}
-    for c in analysis.comparisons_on(PRIMARY_METRIC):
+    for c in analysis.comparisons_on(getattr(analysis, "primary", PRIMARY_METRIC)):
         if c.outcome != "undecided":
             continue
         nxt = design.next_look(min(c.result.n_a, c.result.n_b))

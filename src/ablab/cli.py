@@ -216,11 +216,19 @@ TRAIN_TABLE_KEYS = (
 )
 
 
+#: What ``ablab train`` prints of a regression run (``task = "regression"``).
+TRAIN_TABLE_KEYS_REGRESSION = (
+    "test_rmse", "test_mae", "test_r2", "test_mse", "test_loss", "best_val_rmse",
+    "best_val_epoch", "weights_epoch", "epochs_run", "seconds",
+)
+
+
 def _result_table(result, title: str) -> Table:
     table = Table(title=f"{title} — {result.status}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in TRAIN_TABLE_KEYS:
+    regression = "test_rmse" in result.final or "best_val_rmse" in result.final
+    for key in TRAIN_TABLE_KEYS_REGRESSION if regression else TRAIN_TABLE_KEYS:
         table.add_row(key, _fmt(result.final.get(key)))
     table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
     return table
@@ -263,9 +271,13 @@ def train(
         task = progress.add_task(cfg.name or run_file.stem, total=cfg.epochs, metrics="")
 
         def on_epoch(record: dict) -> None:
-            text = f"loss {_fmt(record['train_loss'])} acc {_fmt(record['train_accuracy'])}"
+            text = f"loss {_fmt(record['train_loss'])}"
+            if record["train_accuracy"] is not None:
+                text += f" acc {_fmt(record['train_accuracy'])}"
             if record["val_accuracy"] is not None:
                 text += f" val_acc {_fmt(record['val_accuracy'])}"
+            if record.get("val_rmse") is not None:  # a regression run
+                text += f" val_rmse {_fmt(record['val_rmse'])} val_r2 {_fmt(record['val_r2'])}"
             progress.update(task, advance=1, metrics=text)
 
         try:
@@ -506,10 +518,13 @@ def _print_verdicts(out: Path, a=None) -> None:
             a = analyze(store)
     for warning in a.inert.values():  # levels that trained identical runs: no verdict
         err_console.print(f"WARNING {warning}", markup=False, highlight=False, soft_wrap=True)
-    lines = [f"INTERACTION {s}" for s in a.interaction_sentences] + terminal_lines(a.comparisons)
+    lines = [f"INTERACTION {s}" for s in a.interaction_sentences]
+    lines += terminal_lines(a.comparisons, a.primary)  # the study's primary outcome
+    lines += [f"TRADE-OFF  {s}" for s in a.tradeoff_sentences]
     lines += variance_lines(a.variance_sources, a.variance_sentences)  # variance = "sources"
     if lines:
-        console.print("verdicts (test accuracy):", highlight=False)
+        label = a.outcomes.primary.label if a.outcomes else "test accuracy"
+        console.print(f"verdicts ({label}):", highlight=False)
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -629,6 +644,37 @@ def report(
             highlight=False,
             soft_wrap=True,
         )
+
+
+@app.command()
+def analyze(
+    file: Annotated[Path, typer.Argument(help="A CSV or Parquet file, one row per run")],
+    factor: Annotated[list[str], typer.Option(
+        "--factor", help="A column that varies (repeat for several); 'lr' finds 'params.lr'")],
+    metric: Annotated[str, typer.Option(
+        "--metric", help="The column judged; 'f1' finds 'metrics.f1'")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the report and tables")],
+    seed: Annotated[str | None, typer.Option(
+        "--seed", help="The seed column, pairing runs across variants (default: a column "
+                       "'seed' or 'params.seed' if there is one)")] = None,
+    goal: Annotated[str | None, typer.Option(
+        "--goal", help="max (higher is better, the default) or min")] = None,
+    range_: Annotated[tuple[float, float] | None, typer.Option(
+        "--range", help="The metric's bounds LOW HIGH (e.g. 0 1), so intervals stay inside")
+    ] = None,
+) -> None:
+    """Verdicts, warnings and a report for runs produced elsewhere (a CSV / Parquet table,
+    an MLflow search_runs export): report.html, report.md, results.csv, summary.csv."""
+    from ablab.external import analyze as analyze_table
+    from ablab.external import write_outputs
+
+    a = analyze_table(file, factor, metric, seed=seed, goal=goal, range=range_)
+    paths = write_outputs(a, out)
+    _print_verdicts(out, a)
+    for warning in a.warnings:
+        console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    for path in paths.values():
+        console.print(f"wrote {path}")
 
 
 @app.command()

@@ -56,6 +56,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
 
 
+class MetricSpec(Strict):
+    """A study's declared outcome: ``metric = { name = "roc_auc", goal = "max", range =
+    [0, 1] }``. ``goal``: "max" (higher is better) or "min"; ``range``: [low, high] where
+    the metric has bounds (``inf`` / ``-inf`` for an open end), so that its intervals stay
+    inside them. A built-in metric's name alone keeps its own goal and range."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+    goal: Literal["max", "min"] | None = None
+    range: list[float] | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return value
+        if len(value) != 2 or not value[0] < value[1]:
+            raise ValueError("range must be [low, high] with low < high (inf for no bound)")
+        return [float(v) for v in value]
+
+
 class Component(BaseModel):
     """A registry entry chosen by ``name`` plus that entry's own options (the extras).
 
@@ -184,9 +204,28 @@ class DatasetConfig(Component):
         data = handler(self)
         if isinstance(data, dict) and data.get("normalize_fit_on") == "train":
             data.pop("normalize_fit_on")
+        if isinstance(data, dict) and self.name in TASK_DATASETS:
+            # added after run ids were issued: left out at their defaults (csv, npz)
+            for key, default in TASK_OPTION_DEFAULTS.items():
+                if key in data and data[key] == default:
+                    data.pop(key)
         if isinstance(data, dict) and data.get("base_dir", 0) is None:
             data.pop("base_dir")  # only datasets that read the user's files have one
         return data
+
+
+    @property
+    def task(self) -> str:
+        """"regression" when the dataset says ``task = "regression"`` (csv, npz), else
+        "classification" (what every other dataset is; a csv / npz target that looks
+        continuous without ``task`` is refused when the data are read)."""
+        return "regression" if self.options.get("task") == "regression" else "classification"
+
+
+#: Datasets with a ``task`` option, and the options that came with it: left out of the
+#: resolved config at these defaults, so the run ids of earlier csv / npz studies hold.
+TASK_DATASETS = ("csv", "npz")
+TASK_OPTION_DEFAULTS = {"task": None, "standardize_target": True}
 
 
 _INIT_RE = re.compile(r"^normal\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
@@ -246,7 +285,8 @@ class EarlyStoppingConfig(Strict):
     """Keras EarlyStopping: stop when ``monitor`` has not improved by ``min_delta`` for
     ``patience`` epochs; optionally restore the best epoch's weights."""
 
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    # val_accuracy: classification; val_rmse, val_mae, val_r2: regression (task = "regression")
+    monitor: Literal["val_loss", "val_accuracy", "val_rmse", "val_mae", "val_r2"] = "val_loss"
     patience: PositiveInt = 10
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
     restore_best_weights: bool = True
@@ -346,6 +386,17 @@ class RunConfig(Strict):
 
     @model_validator(mode="before")
     @classmethod
+    def _regression_loss(cls, data: Any) -> Any:
+        """A regression dataset without a ``loss`` trains with ``mse``."""
+        if not isinstance(data, dict) or "loss" in data:
+            return data
+        dataset = data.get("dataset")
+        if isinstance(dataset, dict) and dataset.get("task") == "regression":
+            data = {**data, "loss": "mse"}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _plugins_loaded(cls, data: Any) -> Any:
         from ablab.plugins import CONSENT_ENV, unloaded_plugins
 
@@ -391,6 +442,43 @@ class RunConfig(Strict):
                     "monitors validation metrics, but dataset.val_fraction is 0; "
                     "set dataset.val_fraction > 0",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_task(self):
+        """A regression dataset takes a regression loss (mse, mae, huber), monitors its
+        regression figures and no classification-only probe; a classification dataset the
+        other way round."""
+        task = self.dataset.task
+        loss_task = LOSSES.get(self.loss.name).meta.get("task", "classification")
+        if loss_task != task:
+            allowed = [n for n in LOSSES.names()
+                       if LOSSES.get(n).meta.get("task", "classification") == task]
+            raise FieldError("loss.name", f"{self.loss.name!r} is a {loss_task} loss but the "
+                                          f"dataset's task is {task}; allowed: "
+                                          f"{', '.join(allowed)}")
+        regression_monitors = ("val_rmse", "val_mae", "val_r2")
+        monitors = []
+        if self.early_stopping is not None:
+            monitors.append(("early_stopping.monitor", self.early_stopping.monitor))
+        if "monitor" in self.schedule.options:
+            monitors.append(("schedule.monitor", self.schedule.options["monitor"]))
+        for path, monitor in monitors:
+            if task == "regression" and monitor == "val_accuracy":
+                raise FieldError(path, "a regression run has no accuracy; monitor val_loss, "
+                                       "val_rmse, val_mae or val_r2")
+            if task == "classification" and monitor in regression_monitors:
+                raise FieldError(path, f"{monitor} is a regression figure; monitor val_loss "
+                                       "or val_accuracy")
+        if task == "regression":
+            for i, probe in enumerate(self.probes):
+                if PROBES.get(probe.name).meta.get("classification_only"):
+                    raise FieldError(f"probes.{i}", f"{probe.name!r} needs classes; a "
+                                                    "regression run cannot take it")
+        if self.dataset.augment.enabled and DATASETS.get(self.dataset.name).meta.get("tabular"):
+            raise FieldError("dataset.augment", f"augmentation needs image data; dataset "
+                                                f"{self.dataset.name!r} is a table; turn "
+                                                "dataset.augment off")
         return self
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pydantic import Field, field_validator
 
 from ablab import identity
 from ablab.config import (
+    MetricSpec,
     RunConfig,
     Seed,
     Strict,
@@ -47,6 +49,7 @@ from ablab.config import (
     set_path,
 )
 from ablab.errors import ConfigError
+from ablab.outcome_catalogue import validation_counterpart
 from ablab.references import Reference, ReferenceClaim
 
 BUILTIN_DIR = Path(__file__).parent / "studies"
@@ -128,14 +131,18 @@ class TuneConfig(Strict):
 
     params: Annotated[dict[str, str], Field(min_length=1)]
     trials: Annotated[int, Field(gt=0)]  # per variant: every variant gets exactly this many
-    metric: str = "val_accuracy"
+    # the validation figure tuned on; not given: the validation counterpart of the study's
+    # primary outcome (val_accuracy for test accuracy, val_X for a declared test_X)
+    metric: str | None = None
     seeds: Annotated[list[Seed], Field(min_length=1)] = [1000]
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["none", "median", "successive_halving"] = "none"
 
     @field_validator("metric")
     @classmethod
-    def _validation_metric(cls, metric: str) -> str:
+    def _validation_metric(cls, metric: str | None) -> str | None:
+        if metric is None or metric.startswith(("val_", "best_val_")):
+            return metric
         if metric not in TUNE_METRICS:
             why = " is a test metric; tuning" if metric.startswith("test") else ":"
             raise ValueError(
@@ -178,6 +185,12 @@ class StudyConfig(Strict):
     reference_claim: list[ReferenceClaim] = []
     # Tune every variant (same budget, validation data) before the evaluation: ablab.tune.
     tune: TuneConfig | None = None
+    # The outcome the verdicts are about (name, goal, range); test accuracy when not given.
+    metric: MetricSpec | None = None
+    # Outcomes judged besides the primary one, each in its own family and report section:
+    # catalogued names (ablab.analysis.outcomes: "zero_activation_fraction_mean",
+    # "seconds", ...) or tables like ``metric``. Not given: the probes' outcomes and cost.
+    outcomes: list[str | MetricSpec] | None = None
     # "sources": also run, for every variant, the nested design that separates the noise of
     # the data split, the initialisation and the training order (see ``variance_design``);
     # the report then shows each source's share of the seed-to-seed variance.
@@ -189,6 +202,31 @@ class StudyConfig(Strict):
         if len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be distinct")
         return seeds
+
+    @pydantic.model_validator(mode="after")
+    def _tune_objective(self):
+        """``[tune] metric`` not given: the validation counterpart of the primary outcome."""
+        if self.tune is not None and self.tune.metric is None:
+            self.tune.metric = validation_counterpart(self._primary())
+        return self
+
+    def _primary(self):
+        from ablab.outcome_catalogue import CATALOGUE, DEFAULT_PRIMARY, Outcome
+
+        spec = self.metric
+        if spec is None:
+            return CATALOGUE[DEFAULT_PRIMARY]
+        base = CATALOGUE.get(spec.name)
+        goal = spec.goal or (base.goal if base else "max")
+        return Outcome(spec.name, spec.name, goal)
+
+    def tune_direction(self) -> str:
+        """"maximize" / "minimize": the tuned metric's direction (a built-in validation
+        metric's own, else the primary outcome's goal)."""
+        assert self.tune is not None and self.tune.metric is not None
+        if self.tune.metric in TUNE_METRICS:
+            return TUNE_METRICS[self.tune.metric]
+        return "maximize" if self._primary().goal == "max" else "minimize"
 
 
 @dataclass(frozen=True)
@@ -252,6 +290,11 @@ class Study:
     columns: dict[str, str]  # dotted path → column name in tables
     runs: list[PlannedRun] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    #: per factor: "treatment" / "context" as its ``_role`` says (None: the default)
+    roles: list[str | None] = field(default_factory=list)
+    #: per factor: True when its levels keep the test set (a dataset option its dataset
+    #: declares ``keeps_test``), None when ablab decides from the path
+    keeps_test: list[bool | None] = field(default_factory=list)
     # True for the evaluation plan of a study with [tune] (each variant at its best
     # setting): only such a plan may be run without tuning first.
     tuned: bool = False
@@ -302,6 +345,13 @@ class Study:
             "overrides": self.overrides,
             "plugins": self.plugins,
             "equivalence_margin": self.config.equivalence_margin,
+            **({"metric": self.config.metric.model_dump()} if self.config.metric else {}),
+            **({"outcomes": [o if isinstance(o, str) else o.model_dump()
+                             for o in self.config.outcomes]}
+               if self.config.outcomes is not None else {}),
+            **({"roles": self.roles} if any(r is not None for r in self.roles) else {}),
+            **({"keeps_test": self.keeps_test}
+               if any(k is not None for k in self.keeps_test) else {}),
             "runs": [
                 {
                     "run_id": r.run_id,
@@ -391,14 +441,19 @@ def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
     seen: dict[str, int] = {}
     for i, raw in enumerate(cfg.vary):
         for key in raw:
-            if key.startswith("_") and key not in ("_labels", "_name"):
+            if key.startswith("_") and key not in ("_labels", "_name", "_role"):
                 raise ConfigError(
-                    f'{source}: vary[{i}]."{key}": allowed meta keys: _labels, _name'
+                    f'{source}: vary[{i}]."{key}": allowed meta keys: _labels, _name, _role'
                 )
+        if raw.get("_role", "treatment") not in ("treatment", "context"):
+            raise ConfigError(
+                f'{source}: vary[{i}]."_role": must be "treatment" (judged) or "context" '
+                f"(compared within), got {raw['_role']!r}"
+            )
         name = raw.get("_name", "recipe")
         if not isinstance(name, str):
             raise ConfigError(f'{source}: vary[{i}]."_name": must be a string')
-        factor = {k: v for k, v in raw.items() if k != "_name"}
+        factor = {k: v for k, v in raw.items() if k not in ("_name", "_role")}
         if not any(not k.startswith("_") for k in factor):
             raise ConfigError(f"{source}: vary[{i}]: a factor needs at least one key")
         for key, values in factor.items():
@@ -433,6 +488,42 @@ def _check_factors(cfg: StudyConfig, source: str) -> list[list[str]]:
             )
         factors.append([k for k in factor if k != "_labels"])
     return factors
+
+
+def _keeps_test(paths: list[str], runs: list[PlannedRun]) -> bool | None:
+    """True when every path of a factor is a ``dataset.`` option that each run's dataset
+    declares test-set keeping (``register_dataset(..., keeps_test=("shuffle",))``: the
+    option changes training data or both splits alike, never which samples are tested);
+    None otherwise (ablab's default rule decides)."""
+    from ablab.registry import DATASETS
+
+    options = {p.split(".", 1)[1] for p in paths if p.startswith("dataset.")}
+    if not options or len(options) != len(paths):
+        return None
+    names = {(r.config.resolved().get("dataset") or {}).get("name") for r in runs[:1000]}
+    for name in names:
+        if name not in DATASETS:
+            return None
+        declared = set(DATASETS.get(name).meta.get("keeps_test") or ())
+        if not options <= declared:
+            return None
+    return True
+
+
+def _check_outcomes(cfg: StudyConfig, source: str) -> None:
+    """``outcomes``: catalogued names (tables declare their own)."""
+    from ablab.outcome_catalogue import OUTCOME_NAMES, lookup
+
+    for i, item in enumerate(cfg.outcomes or []):
+        if isinstance(item, str) and lookup(item) is None:
+            close = difflib.get_close_matches(item, OUTCOME_NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{source}: outcomes[{i}]: unknown outcome {item!r}{hint}; allowed: "
+                f"{', '.join(OUTCOME_NAMES)} (dead_unit_fraction[i], "
+                "zero_activation_fraction[i]: one activation layer's), or a table "
+                "{ name, goal, range }"
+            )
 
 
 def _labels_key(i: int, labelled: dict[int, Any]) -> str:
@@ -528,6 +619,9 @@ def expand(
                 PlannedRun(run_id(run_cfg), variant_id(run_cfg), variant, label, seed, run_cfg)
             )
     _refuse_duplicates(study.runs, source, cfg.seeds[0])
+    study.roles = [cfg.vary[i].get("_role") for i in range(len(factors))]
+    study.keeps_test = [_keeps_test(f, study.runs) for f in factors]
+    _check_outcomes(cfg, source)
     if cfg.variance == "sources":
         study.runs = variance_design(study, source)
     if cfg.tune is not None:

@@ -59,7 +59,7 @@ from ablab.runner import (
     sigterm_as_interrupt,
 )
 from ablab.store import StudyStore, atomic_write_json
-from ablab.study import TUNE_METRICS, Distribution, PlannedRun, Study, TuneConfig, variant_id
+from ablab.study import Distribution, PlannedRun, Study, TuneConfig, variant_id
 
 __all__ = [
     "TUNING_DB",
@@ -145,13 +145,14 @@ def _sampler_seed(tune: TuneConfig, vid: str) -> int:
     return (int(vid[:8], 16) ^ tune.seeds[0]) % (2**31)
 
 
-def _open_study(storage, tune: TuneConfig, vid: str, dists: dict[str, Distribution]):
+def _open_study(storage, tune: TuneConfig, vid: str, dists: dict[str, Distribution],
+                direction: str = "maximize"):
     optuna = _optuna()
     with warnings.catch_warnings():  # constant_liar is "experimental" in Optuna
         warnings.simplefilter("ignore")
         sampler = SAMPLERS[tune.sampler](_sampler_seed(tune, vid), dists)
     return optuna.create_study(
-        storage=storage, study_name=vid, direction=TUNE_METRICS[tune.metric],
+        storage=storage, study_name=vid, direction=direction,
         sampler=sampler, pruner=PRUNERS[tune.pruner](), load_if_exists=True,
     )
 
@@ -178,21 +179,28 @@ def trial_config(run: PlannedRun, params: dict[str, Any], seed: int) -> dict[str
     return RunConfig.model_validate(data).resolved()
 
 
-def _curve(record: dict[str, Any], metric: str) -> list[float | None]:
-    values = [h.get("val_accuracy" if metric == "best_val_accuracy" else metric)
-              for h in record.get("history") or []]
-    if metric == "best_val_accuracy":
+def _curve(record: dict[str, Any], metric: str, maximize: bool = True) -> list[float | None]:
+    """The tuned metric per epoch; ``best_val_X``: the best ``val_X`` so far (in the
+    metric's direction)."""
+    best_of = metric.startswith("best_val_")
+    key = metric.removeprefix("best_") if best_of else metric
+    values = [h.get(key) for h in record.get("history") or []]
+    if best_of:
         best, out = None, []
         for v in values:
-            best = v if best is None or (v is not None and v > best) else best
+            better = v is not None and (best is None or (v > best if maximize else v < best))
+            best = v if better else best
             out.append(best)
         return out
     return values
 
 
-def _final(record: dict[str, Any], metric: str) -> float | None:
-    if metric == "best_val_accuracy":
-        value = (record.get("final") or {}).get("best_val_accuracy")
+def _final(record: dict[str, Any], metric: str, maximize: bool = True) -> float | None:
+    if metric.startswith("best_val_") and metric in (record.get("final") or {}):
+        value = (record.get("final") or {}).get(metric)
+    elif metric.startswith("best_val_"):
+        value = next((v for v in reversed(_curve(record, metric, maximize)) if v is not None),
+                     None)
     else:
         value = next((v for v in reversed(_curve(record, metric)) if v is not None), None)
     return float(value) if value is not None and math.isfinite(value) else None
@@ -222,7 +230,9 @@ def _tell(ostudy, p: _Pending, tune: TuneConfig) -> dict[str, Any]:
 
     metric = tune.metric
     trial = p.trial
-    seed_values = [_final(p.records[s], metric) if s in p.records else None for s in p.seeds]
+    maximize = ostudy.direction.name == "MAXIMIZE"
+    seed_values = [_final(p.records[s], metric, maximize) if s in p.records else None
+                   for s in p.seeds]
     value = _mean(seed_values)
     trial.set_user_attr("value", value)
     trial.set_user_attr("seed_values", seed_values)
@@ -236,7 +246,7 @@ def _tell(ostudy, p: _Pending, tune: TuneConfig) -> dict[str, Any]:
         ostudy.tell(trial, state=TrialState.FAIL)
         return {"outcome": "diverged", "value": value}
     if tune.pruner != "none":
-        curves = [_curve(p.records[s], metric) for s in p.seeds]
+        curves = [_curve(p.records[s], metric, maximize) for s in p.seeds]
         for step in range(min(len(c) for c in curves)):
             point = _mean([c[step] for c in curves])
             if point is None:
@@ -303,7 +313,8 @@ def tune_study(
     store = StudyStore(root)
     with store.locked():
         storage = _storage(root)
-        studies = {vid: _open_study(storage, tune, vid, dists) for vid in variants}
+        direction = study.config.tune_direction()
+        studies = {vid: _open_study(storage, tune, vid, dists, direction) for vid in variants}
         for vid, ostudy in studies.items():
             n = _abandon_running(ostudy)
             if n:
@@ -425,7 +436,7 @@ def _summary(study, studies, tune, dists, labels) -> dict[str, Any]:
     return {
         "study": study.name,
         "metric": tune.metric,
-        "direction": TUNE_METRICS[tune.metric],
+        "direction": study.config.tune_direction(),
         "trials": tune.trials,
         "sampler": tune.sampler,
         "pruner": tune.pruner,

@@ -149,6 +149,7 @@ def warn_confounds(
 
 
 def warn_noise(comparisons: list[Comparison], metric: str = "test_accuracy") -> list[str]:
+    what = next((c.spec.label for c in comparisons if c.metric == metric), "test accuracy")
     """(5) Differences inside the run-to-run noise: smaller than the seed-to-seed std,
     or with a CI that includes 0."""
     by_factor: dict[str, list[Comparison]] = {}
@@ -166,7 +167,7 @@ def warn_noise(comparisons: list[Comparison], metric: str = "test_accuracy") -> 
             for c in items
         ]
         out.append(
-            f"{factor}: {len(items)} of {total[factor]} differences in test accuracy are "
+            f"{factor}: {len(items)} of {total[factor]} differences in {what} are "
             f"inside the run-to-run noise (smaller than the seed-to-seed std or with a CI "
             f"that includes 0) — {_names(pairs)} — so they are no evidence of an effect."
         )
@@ -279,16 +280,18 @@ def methodology_warnings(
     factors: list[Factor],
     comparisons: list[Comparison],
     tuning: dict[str, Any] | None = None,
+    primary: str = "test_accuracy",
 ) -> list[str]:
     """All warnings, in the order above. ``tuning``: the study's tuning summary
-    (``DIR/tuning.json``), whose tuned parameters may differ between variants."""
+    (``DIR/tuning.json``), whose tuned parameters may differ between variants;
+    ``primary``: the outcome the verdicts are about."""
     tuned = list((tuning or {}).get("params") or {})
     return [
-        *warn_few_seeds([c for c in comparisons if c.metric == "test_accuracy"]),
+        *warn_few_seeds([c for c in comparisons if c.metric == primary]),
         *warn_loss_differs(variants),
         *warn_test_selection(variants),
         *warn_confounds(variants, factors, also_varied=tuned),
-        *warn_noise(comparisons),
+        *warn_noise(comparisons, primary),
         *warn_untuned_learning_rate(variants, factors, tuning),
         *warn_tuned_at_edge(tuning),
     ]

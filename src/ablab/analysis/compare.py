@@ -12,15 +12,21 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from ablab.analysis.outcomes import (
+    DEFAULT_PRIMARY,
+    DEFAULT_SECONDARY,
+    Outcome,
+    difference_scale_of,
+    outcome_of,
+)
 from ablab.analysis.power import detectable_difference, seeds_needed
-from ablab.analysis.runs import METRIC_INFO, Factor, Variant
+from ablab.analysis.runs import Factor, Variant
 from ablab.analysis.stats import (
     ALPHA,
     TwoSample,
     compact_letters,
     compare_samples,
     decision_levels,
-    difference_scale,
     holm,
     probability_of_improvement,
 )
@@ -28,8 +34,9 @@ from ablab.analysis.stats import (
 #: The default equivalence margin: ±1 percentage point of accuracy.
 DEFAULT_MARGIN = 0.01
 
-#: Metrics compared between variants (common yardsticks, never a run's own loss).
-COMPARED_METRICS = ("test_accuracy", "test_cross_entropy")
+#: Metrics compared between variants when a study declares none (common yardsticks, never
+#: a run's own loss).
+COMPARED_METRICS = (DEFAULT_PRIMARY, *DEFAULT_SECONDARY)
 
 
 @dataclass
@@ -73,14 +80,33 @@ class Comparison:
     look: int | None = None
     looks: int | None = None
     alpha: float = ALPHA
+    #: the outcome compared (direction, range, unit, family); from ``metric`` when not given
+    spec: Outcome | None = None
+    #: the levels whose finished runs record no value of this outcome (a dead-unit
+    #: fraction of a net without ReLU-like layers): the comparison does not apply
+    not_applicable: list[str] = field(default_factory=list)
+    #: the factor is a treatment whose levels are tested on different data
+    different_data: bool = False
+
+    def __post_init__(self):
+        if self.spec is None:
+            self.spec = outcome_of(self.metric)
 
     @property
     def higher_is_better(self) -> bool:
-        return METRIC_INFO[self.metric][1]
+        return self.spec.higher_is_better
+
+    @property
+    def identical(self) -> bool:
+        """Both levels gave the same value in every shared seed (paired, ≥ 2 seeds)."""
+        return (
+            self.paired and len(self.values_a) >= 2
+            and all(a == b for a, b in zip(self.values_a, self.values_b, strict=True))
+        )
 
     @property
     def testable(self) -> bool:
-        return math.isfinite(self.result.p)
+        return math.isfinite(self.result.p) and not self.not_applicable
 
     @property
     def ci_excludes_zero(self) -> bool:
@@ -106,12 +132,16 @@ class Comparison:
 
     @property
     def outcome(self) -> str:
-        """"beats", "equivalent", "undecided" or "untestable"."""
+        """"beats", "equivalent", "undecided", "not applicable" or "untestable"."""
+        if self.not_applicable:
+            return "not applicable"
         if not self.testable:
             return "untestable"
         if self.significant:
             return "beats"
-        return "equivalent" if self.equivalent else "undecided"
+        if self.equivalent or self.identical:
+            return "equivalent"
+        return "undecided"
 
     @property
     def decided(self) -> bool:
@@ -162,31 +192,42 @@ class Ranking:
         return [out[k] for k in sorted(out)]
 
 
-def _paired(a: Variant, b: Variant, metric: str) -> bool:
+def _same_data(a: Variant, b: Variant, ignore: tuple[str, ...] = ()) -> bool:
+    """Same dataset config, the options in ``ignore`` (a treatment's own dataset options
+    that keep the test set) aside."""
+    da, db = dict(a.config.get("dataset") or {}), dict(b.config.get("dataset") or {})
+    for key in ignore:
+        da.pop(key, None)
+        db.pop(key, None)
+    return da == db
+
+
+def _paired(a: Variant, b: Variant, metric: str, ignore: tuple[str, ...] = ()) -> bool:
     """Paired by seed: at least 2 seeds finished on both sides and the same data split
     (same dataset config; the split comes from ``split_seed`` or else the run's seed).
     Only the shared seeds are compared (a variant that got more seeds in an adaptive round
     is compared with one that did not on the seeds both have)."""
     sa, sb = a.by_seed(metric), b.by_seed(metric)
-    same_data = a.config.get("dataset") == b.config.get("dataset")
-    return same_data and len(set(sa) & set(sb)) >= 2
+    return _same_data(a, b, ignore) and len(set(sa) & set(sb)) >= 2
 
 
-def paired_values(a: Variant, b: Variant, metric: str):
+def paired_values(a: Variant, b: Variant, metric: str, ignore: tuple[str, ...] = ()):
     """(paired, seeds, values of a, values of b): the shared seeds in seed order when
-    paired, else every finished value of each side."""
+    paired, else every finished value of each side. ``ignore``: dataset options that may
+    differ between a pair tested on the same test samples (a treatment's own)."""
     sa, sb = a.by_seed(metric), b.by_seed(metric)
-    if _paired(a, b, metric):
+    if _paired(a, b, metric, ignore):
         seeds = sorted(set(sa) & set(sb))
         return True, seeds, [sa[s] for s in seeds], [sb[s] for s in seeds]
     return False, [], list(sa.values()), list(sb.values())
 
 
-def compare_variants(a: Variant, b: Variant, metric: str) -> TwoSample:
+def compare_variants(a: Variant, b: Variant, metric: str | Outcome) -> TwoSample:
     """Paired t-test by seed when the pair allows it, Welch's t-test otherwise; on the
     metric's difference scale (accuracies: atanh, so the CI stays in [−1, 1])."""
-    paired, _, xa, xb = paired_values(a, b, metric)
-    return compare_samples(xa, xb, paired=paired, scale=difference_scale(metric))
+    spec = outcome_of(metric)
+    paired, _, xa, xb = paired_values(a, b, spec.name)
+    return compare_samples(xa, xb, paired=paired, scale=difference_scale_of(spec))
 
 
 def decide_family(
@@ -209,7 +250,7 @@ def decide_family(
                 c.decision_low = c.decision_high = c.result.diff
     use_margin = margin if margin is not None else math.nan
     for c in comparisons:
-        c.margin = use_margin if _has_margin(c.metric) else math.nan
+        c.margin = use_margin if c.spec.has_margin else math.nan
         scaled = c.result.scaled
         c.p_equivalence = (
             scaled.p_equivalence(c.margin)
@@ -239,13 +280,6 @@ def add_power(c: Comparison) -> None:
     c.seeds_needed = seeds_needed(c.result.diff, c.result.diff_std, c.level, c.paired)
 
 
-def _has_margin(metric: str) -> bool:
-    """Equivalence margins are given in accuracy (a fraction): metrics on [0, 1]."""
-    from ablab.analysis.stats import metric_scale
-
-    return metric_scale(metric).name == "unit"
-
-
 def strata(factor: Factor, factors: list[Factor], variants: list[Variant]):
     """Yield (stratum label, {level: variant}) for ``factor``: variants grouped by the
     levels of every other factor."""
@@ -265,24 +299,34 @@ def compare_factor(
     factor: Factor,
     factors: list[Factor],
     variants: list[Variant],
-    metric: str,
+    metric: str | Outcome,
     margin: float | None = DEFAULT_MARGIN,
     alpha: float = ALPHA,
 ) -> list[Comparison]:
     """Every pair of levels of ``factor`` within each stratum, Holm-corrected together,
-    with equivalence within ±``margin``, power, and P(A > B)."""
+    with equivalence within ±``margin``, power, and P(A > B). A pair where one level's
+    finished runs record no value of the outcome is "not applicable" (out of the family)."""
+    spec = outcome_of(metric)
+    ignore = () if factor.changes_task else tuple(
+        p.split(".", 1)[1] for p in factor.paths if p.startswith("dataset.")
+    )
     out = []
-    higher = METRIC_INFO[metric][1]
     for label, members in strata(factor, factors, variants):
         for (la, va), (lb, vb) in itertools.combinations(members.items(), 2):
-            paired, seeds, xa, xb = paired_values(va, vb, metric)
-            result = compare_samples(xa, xb, paired=paired, scale=difference_scale(metric))
-            poi = probability_of_improvement(xa, xb, higher_is_better=higher)
+            paired, seeds, xa, xb = paired_values(va, vb, spec.name, ignore)
+            result = compare_samples(xa, xb, paired=paired, scale=difference_scale_of(spec))
+            poi = probability_of_improvement(xa, xb, higher_is_better=spec.higher_is_better)
+            lacking = [
+                factor.level_label(lv) for lv, v, x in ((la, va, xa), (lb, vb, xb))
+                if v.done and not x
+            ]
             out.append(
                 Comparison(
-                    factor.name, metric, label, factor.level_label(la), factor.level_label(lb),
-                    va.label, vb.label, result, poi=poi[0], poi_low=poi[1], poi_high=poi[2],
-                    seeds=seeds, values_a=xa, values_b=xb,
+                    factor.name, spec.name, label, factor.level_label(la),
+                    factor.level_label(lb), va.label, vb.label, result, poi=poi[0],
+                    poi_low=poi[1], poi_high=poi[2], seeds=seeds, values_a=xa, values_b=xb,
+                    spec=spec, not_applicable=lacking if spec.family == "diagnostic" else [],
+                    different_data=factor.on_different_data,
                 )
             )
     decide_family(out, alpha, margin)
@@ -296,15 +340,16 @@ def compare_all(
     margin: float | None = DEFAULT_MARGIN,
     design=None,
 ) -> list[Comparison]:
-    """Comparisons of every factor on every metric (one Holm family per factor × metric).
-    Factors that change the test data (another dataset) are contexts, not compared.
-    ``design``: a group-sequential design (:class:`ablab.analysis.sequential.Design`)
-    when the study added seeds in rounds; its looks and spent alpha then decide."""
+    """Comparisons of every factor on every metric (one Holm family per factor × metric;
+    ``metrics``: names or :class:`Outcome` s). Factors whose levels are contexts (another
+    dataset, unless declared a treatment) are not compared. ``design``: a group-sequential
+    design (:class:`ablab.analysis.sequential.Design`) when the study added seeds in rounds;
+    its looks and spent alpha then decide."""
     out = [
         c
         for metric in metrics
         for f in factors
-        if not f.changes_task
+        if not f.is_context
         for c in compare_factor(f, factors, variants, metric, margin)
     ]
     if design is not None:
@@ -319,10 +364,12 @@ def rank_factor(
     factors: list[Factor],
     variants: list[Variant],
     comparisons: list[Comparison],
-    metric: str = "test_accuracy",
+    metric: str | Outcome = DEFAULT_PRIMARY,
 ) -> list[Ranking]:
     """Per stratum: levels by mean ``metric`` (best first) with compact letters."""
-    higher = METRIC_INFO[metric][1]
+    spec = outcome_of(metric)
+    higher = spec.higher_is_better
+    metric = spec.name
     out = []
     for label, members in strata(factor, factors, variants):
         if len(members) < 2:

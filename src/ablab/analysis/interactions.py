@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ablab.analysis.runs import METRIC_INFO, Factor, Variant
-from ablab.analysis.stats import ALPHA, holm, mean_ci_in_scale, metric_scale
+from ablab.analysis.outcomes import DEFAULT_PRIMARY, Outcome, outcome_of, scale_of
+from ablab.analysis.runs import Factor, Variant
+from ablab.analysis.stats import ALPHA, holm, mean_ci_in_scale
 
 METHOD = (
     "Interactions: two-way ANOVA on the per-run values, OLS with the pair's interaction "
@@ -67,8 +68,9 @@ def per_run_frame(factors: list[Factor], variants: list[Variant], metric: str) -
 
 def _cells(frame: pd.DataFrame, factor: str, moderator: str, metric: str,
            order_a: list[str], order_b: list[str]):
-    higher = METRIC_INFO[metric][1]
-    scale = metric_scale(metric)
+    spec = outcome_of(metric)
+    higher = spec.higher_is_better
+    scale = scale_of(spec)
     out: dict[str, list[tuple[str, float, float, float, int]]] = {}
     for b in order_b:
         rows = []
@@ -84,13 +86,14 @@ def _cells(frame: pd.DataFrame, factor: str, moderator: str, metric: str,
 
 
 def find_interactions(
-    factors: list[Factor], variants: list[Variant], metric: str = "test_accuracy"
+    factors: list[Factor], variants: list[Variant], metric: str | Outcome = DEFAULT_PRIMARY
 ) -> list[Interaction]:
     """Every pair of factors with 2+ levels each, tested for an interaction on ``metric``
     (NaN p where the design has no residual degrees of freedom or a cell is empty)."""
     from statsmodels.regression.linear_model import OLS  # = statsmodels.formula.api.ols
     from statsmodels.stats.anova import anova_lm
 
+    metric = outcome_of(metric).name
     usable = [f for f in factors if len(f.levels) >= 2]
     if len(usable) < 2:
         return []
@@ -101,7 +104,7 @@ def find_interactions(
     out = []
     for fa, fb in itertools.combinations(usable, 2):
         # describe the effect of the factor that is a choice, within the task's contexts
-        if fa.changes_task and not fb.changes_task:
+        if fa.is_context and not fb.is_context:
             fa, fb = fb, fa
         a, b = _safe(fa.name), _safe(fb.name)
         others = [_safe(f.name) for f in usable if f not in (fa, fb)]
@@ -132,10 +135,21 @@ def find_interactions(
 
 
 def _value(x: float, metric: str) -> str:
-    return f"{x * 100:.1f} %" if metric.endswith("accuracy") else f"{x:.3f}"
+    return f"{x * 100:.1f} %" if outcome_of(metric).percent else f"{x:.3f}"
 
 
-def interaction_sentence(i: Interaction) -> str:
+def _separated(i: Interaction, level: str, best: str, other: str, comparisons) -> bool | None:
+    """Whether the pairwise test at ``moderator=level`` decided ``best`` over ``other``
+    (None when no such comparison was made)."""
+    for c in comparisons or ():
+        if (c.factor == i.factor and c.metric == i.metric
+                and c.stratum == f"{i.moderator}={level}"
+                and {c.level_a, c.level_b} == {best, other}):
+            return c.significant
+    return None
+
+
+def interaction_sentence(i: Interaction, comparisons=None) -> str:
     """``The effect of optimizer depends on lr (two-way ANOVA F(4, 18) = 9.1, p < 0.001
     after Holm): at lr=0.1 momentum is best (90.1 %, adam 72.0 %), ...; compare them tuned
     (see [tune]) or per lr.``"""
@@ -151,7 +165,11 @@ def interaction_sentence(i: Interaction) -> str:
         text = f"at {i.moderator}={level} {i.factor}={best[0]} is best ({_value(best[1], i.metric)}"
         if len(rows) > 1:
             text += f"; {worst[0]} {_value(worst[1], i.metric)}"
-        parts.append(text + ")")
+        text += ")"
+        if len(rows) > 1 and _separated(i, level, best[0], rows[1][0], comparisons) is False:
+            text += (f" — not decided: the pairwise test cannot tell it from "
+                     f"{i.factor}={rows[1][0]} ({_value(rows[1][1], i.metric)})")
+        parts.append(text)
     best_levels = {rows[0][0] for rows in i.cells.values() if rows}
     flips = "the best level changes with it" if len(best_levels) > 1 else (
         "the same level is best throughout, by different margins"

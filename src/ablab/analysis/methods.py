@@ -6,6 +6,7 @@ from __future__ import annotations
 from ablab.analysis.stats import SCALES
 
 REFERENCES = {
+    "meta": "Paule & Mandel (1982), J. Res. NBS 87:377; Higgins et al. (2003), BMJ 327:557",
     "t": "Student (1908), Biometrika 6:1",
     "welch": "Welch (1947), Biometrika 34:28",
     "bootstrap": "Efron & Tibshirani (1993), An Introduction to the Bootstrap",

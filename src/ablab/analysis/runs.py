@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ablab.analysis.curves import VariantCurves
+from ablab.analysis.outcomes import CATALOGUE, run_outcome_values
 from ablab.identity import NOT_IN_IDENTITY
 
 #: Final metrics taken from a run's ``final`` dict.
@@ -25,15 +26,10 @@ FINAL_METRICS = ("test_accuracy", "test_loss", "test_cross_entropy", "best_val_a
 HISTORY_METRICS = ("convergence_epoch", "stability", "overfit_gap")
 METRICS = FINAL_METRICS + HISTORY_METRICS
 
-#: What each metric is called in tables and sentences, and whether higher is better.
+#: What each metric is called in tables and sentences, and whether higher is better (a
+#: view of :data:`ablab.analysis.outcomes.CATALOGUE`).
 METRIC_INFO: dict[str, tuple[str, bool]] = {
-    "test_accuracy": ("test accuracy", True),
-    "test_loss": ("test loss (own loss)", False),
-    "test_cross_entropy": ("test cross-entropy", False),
-    "best_val_accuracy": ("best validation accuracy", True),
-    "convergence_epoch": ("epochs to 95 % of final val. accuracy", False),
-    "stability": ("std of val. accuracy, last 5 epochs", False),
-    "overfit_gap": ("final train − val. accuracy", False),
+    name: (o.label, o.higher_is_better) for name, o in CATALOGUE.items()
 }
 
 #: Config paths that never make two runs different experiments (see :mod:`ablab.identity`).
@@ -51,6 +47,13 @@ class Factor:
     paths: tuple[str, ...]
     columns: tuple[str, ...]
     levels: tuple[tuple[str, ...], ...] = ()  # column values of each level, in plan order
+    #: "treatment" (judged) or "context" (compared within), as the study declared it
+    #: (``_role`` in its ``[[vary]]`` table, or a dataset option that keeps the test set);
+    #: None: the default, a context exactly when the factor changes the test data
+    role: str | None = None
+    #: True when the study found its levels keep the test set (a dataset option its
+    #: dataset declares ``keeps_test``); None: decided from the paths
+    keeps_test: bool | None = None
 
     @property
     def name(self) -> str:
@@ -60,7 +63,10 @@ class Factor:
     def changes_task(self) -> bool:
         """True when the factor changes the data a variant is tested on (another dataset,
         its generator options, the test hold-out): its levels are contexts to compare
-        within, not choices to rank — their accuracies come from different test sets."""
+        within, not choices to rank — their accuracies come from different test sets.
+        A dataset option its dataset declares test-set keeping does not."""
+        if self.keeps_test is not None:
+            return not self.keeps_test
         for path in self.paths:
             parts = path.split(".")
             if parts[0] != "dataset":
@@ -68,6 +74,18 @@ class Factor:
             if len(parts) == 1 or parts[1] not in TRAINING_SIDE_DATASET_FIELDS:
                 return True
         return False
+
+    @property
+    def is_context(self) -> bool:
+        """Its levels are contexts to compare within, not choices to judge."""
+        if self.role is not None:
+            return self.role == "context"
+        return self.changes_task
+
+    @property
+    def on_different_data(self) -> bool:
+        """A treatment whose levels are tested on different data (asked for)."""
+        return not self.is_context and self.changes_task and self.role == "treatment"
 
     def level_of(self, values: dict[str, Any]) -> tuple[str, ...]:
         return tuple(str(values.get(c)) for c in self.columns)
@@ -99,6 +117,9 @@ class Variant:
     config: dict[str, Any]  # resolved config of its first run
     runs: list[dict[str, Any]] = field(default_factory=list)  # index rows, in plan order
     run_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id → metrics
+    #: run_id → the other outcomes its record gives (final metrics of any name, probes'
+    #: diagnostics, cost); not in results.csv
+    outcome_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: what the figures draw of its done runs' records (the records are not kept)
     curves: VariantCurves = field(default_factory=VariantCurves)
 
@@ -118,6 +139,8 @@ class Variant:
         out = {}
         for row in self.done:
             value = self.run_metrics.get(row["run_id"], {}).get(metric)
+            if value is None:
+                value = self.outcome_values.get(row["run_id"], {}).get(metric)
             if value is not None and math.isfinite(value):
                 out[row["seed"]] = float(value)
         return out
@@ -172,8 +195,11 @@ def run_metrics(row: dict[str, Any], record: dict[str, Any] | None) -> dict[str,
 
 
 def build_factors(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[Factor]:
-    """Factors from ``study.json``'s ``factors`` and ``columns``, levels from the rows."""
+    """Factors from ``study.json``'s ``factors``, ``columns`` and ``roles``, levels from
+    the rows."""
     columns_of = info.get("columns", {})
+    roles = list(info.get("roles") or [])
+    keeps = list(info.get("keeps_test") or [])
     factors = []
     for i, paths in enumerate(info.get("factors", [])):
         # A factor with _labels shows as one column named by its _name (see study.expand).
@@ -187,7 +213,9 @@ def build_factors(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[Fact
             level = tuple(str((row.get("variant") or {}).get(c)) for c in cols)
             if level not in levels:
                 levels.append(level)
-        factors.append(Factor(tuple(paths), cols, tuple(levels)))
+        role = roles[i] if i < len(roles) else None
+        keeps_test = keeps[i] if i < len(keeps) else None
+        factors.append(Factor(tuple(paths), cols, tuple(levels), role, keeps_test))
     return factors
 
 
@@ -213,6 +241,8 @@ def build_variants(
         if record is not None and row["status"] == "done":
             variant.curves.add(row, record)
         variant.run_metrics[row["run_id"]] = run_metrics(row, record)
+        if row["status"] == "done":
+            variant.outcome_values[row["run_id"]] = run_outcome_values(row, record)
     return list(variants.values())
 
 

@@ -132,12 +132,12 @@ def _n(c) -> int:
 def _at_look(c, n: int):
     """A copy of comparison ``c`` on its first ``n`` values (seed order)."""
     from ablab.analysis.compare import Comparison  # noqa: F401  (type only)
-    from ablab.analysis.runs import METRIC_INFO
+    from ablab.analysis.outcomes import difference_scale_of
     from ablab.analysis.stats import probability_of_improvement
 
     xa, xb = c.values_a[:n], c.values_b[:n]
-    result = compare_samples(xa, xb, paired=c.paired, scale=difference_scale(c.metric))
-    poi = probability_of_improvement(xa, xb, higher_is_better=METRIC_INFO[c.metric][1])
+    result = compare_samples(xa, xb, paired=c.paired, scale=difference_scale_of(c.spec))
+    poi = probability_of_improvement(xa, xb, higher_is_better=c.higher_is_better)
     return dataclasses.replace(
         c, result=result, seeds=c.seeds[:n], values_a=list(xa), values_b=list(xb),
         poi=poi[0], poi_low=poi[1], poi_high=poi[2],

@@ -359,31 +359,105 @@ SCALES: dict[str, Scale] = {
     "real": Scale("real", -math.inf, math.inf, _identity, _identity, "t-interval"),
 }
 
-#: Which scale each metric lives on (metrics not named here are unbounded).
-METRIC_SCALES = {
-    "test_accuracy": "unit",
-    "best_val_accuracy": "unit",
-    "test_f1": "unit",
-    "test_precision": "unit",
-    "test_recall": "unit",
-    "test_loss": "positive",
-    "test_cross_entropy": "positive",
-    "stability": "positive",
-    "convergence_epoch": "positive",
-    "overfit_gap": "difference",
-}
 #: The scale of a difference between two values on a scale.
 DIFFERENCE_SCALES = {"unit": "difference", "positive": "real", "difference": "real", "real": "real"}
+#: The named scales by their range.
+_BY_RANGE = {(0.0, 1.0): "unit", (0.0, math.inf): "positive", (-1.0, 1.0): "difference",
+             (-math.inf, math.inf): "real"}
 
 
-def metric_scale(metric: str) -> Scale:
-    """The scale of ``metric``'s values: ``metric_scale("test_accuracy").name == "unit"``."""
-    return SCALES[METRIC_SCALES.get(metric, "real")]
+def _bounded(low: float, high: float) -> Scale:
+    """[low, high]: atanh of the value mapped onto [−1, 1] (values at a bound moved
+    0.1 % of the width inside)."""
+    mid, half = (low + high) / 2, (high - low) / 2
+
+    def forward(x):
+        return _atanh((np.asarray(x, dtype=float) - mid) / half)
+
+    def inverse(z):
+        return mid + half * np.tanh(z)
+
+    return Scale(
+        f"[{low:g}, {high:g}]", low, high, forward, inverse,
+        f"t-interval on the atanh scale of the values mapped from [{low:g}, {high:g}] onto "
+        "[−1, 1], back-transformed",
+    )
 
 
-def difference_scale(metric: str) -> Scale:
+def _above(low: float) -> Scale:
+    """[low, ∞): log of the value above ``low``."""
+
+    def forward(x):
+        return _log_positive(np.asarray(x, dtype=float) - low)
+
+    def inverse(z):
+        return low + np.exp(z)
+
+    return Scale(f"[{low:g}, ∞)", low, math.inf, forward, inverse,
+                 f"t-interval on the log scale of the value above {low:g}, back-transformed")
+
+
+def _below(high: float) -> Scale:
+    """(−∞, high]: −log of the distance to ``high`` (increasing, so intervals keep order)."""
+
+    def forward(x):
+        return -_log_positive(high - np.asarray(x, dtype=float))
+
+    def inverse(z):
+        return high - np.exp(-np.asarray(z, dtype=float))
+
+    return Scale(f"(−∞, {high:g}]", -math.inf, high, forward, inverse,
+                 f"t-interval on the −log scale of the distance to {high:g}, back-transformed")
+
+
+def scale_for_range(low: float, high: float) -> Scale:
+    """The scale of values in [``low``, ``high``] (either end may be infinite): accuracies
+    [0, 1] use the logit, [0, ∞) the log, other ranges their own transform, so that every
+    interval made there stays inside the range.
+
+    >>> scale_for_range(0, 1).name, scale_for_range(-math.inf, 1).high
+    ('unit', 1.0)
+    """
+    low, high = float(low), float(high)
+    if not low < high:
+        raise ValueError(f"a range needs low < high, got [{low:g}, {high:g}]")
+    name = _BY_RANGE.get((low, high))
+    if name is None:
+        if math.isfinite(low) and math.isfinite(high):
+            scale = _bounded(low, high)
+        elif math.isfinite(low):
+            scale = _above(low)
+        else:
+            scale = _below(high)
+        name = scale.name
+        SCALES.setdefault(name, scale)  # ScaledT finds its scale by name
+    return SCALES[name]
+
+
+def difference_scale_for(scale: Scale) -> Scale:
+    """The scale of a difference of two values on ``scale``: a range of width w gives
+    differences in [−w, w]; a half-open or open range unbounded differences."""
+    if scale.name in DIFFERENCE_SCALES and scale.name != "difference":
+        return SCALES[DIFFERENCE_SCALES[scale.name]]
+    width = scale.high - scale.low
+    if math.isfinite(width):
+        return scale_for_range(-width, width)
+    return SCALES["real"]
+
+
+def metric_scale(metric) -> Scale:
+    """The scale of ``metric``'s values (a name from :mod:`ablab.analysis.outcomes` or an
+    ``Outcome``): ``metric_scale("test_accuracy").name == "unit"``."""
+    from ablab.analysis.outcomes import outcome_of, scale_of
+
+    return scale_of(outcome_of(metric))
+
+
+def difference_scale(metric) -> Scale:
     """The scale of a difference of two ``metric`` values (accuracies: [−1, 1])."""
-    return SCALES[DIFFERENCE_SCALES[metric_scale(metric).name]]
+    from ablab.analysis.outcomes import difference_scale_of, outcome_of
+
+    return difference_scale_of(outcome_of(metric))
 
 
 def mean_ci_in_scale(values, scale: Scale | str = "real", confidence: float = 0.95):

@@ -17,6 +17,15 @@ from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
 from ablab.analysis.methods import REFERENCES, methods_used
+from ablab.analysis.outcomes import Outcomes, scale_of, study_outcomes
+from ablab.analysis.pooled import (
+    Pooled,
+    TradeOff,
+    pool_all,
+    pooled_sentence,
+    tradeoff_sentence,
+    tradeoffs,
+)
 from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
 from ablab.analysis.stats import describe, metric_scale
 from ablab.analysis.variance import METHOD as VARIANCE_METHOD
@@ -72,6 +81,35 @@ class StudyAnalysis:
     #: what it means for the verdicts (see ablab.analysis.variance)
     variance_sources: list[Any] = field(default_factory=list)
     variance_sentences: list[str] = field(default_factory=list)
+    #: the outcomes judged: the primary one (verdicts above) and the others
+    outcomes: Outcomes | None = None
+    #: per outcome beyond the primary one (diagnostics, dynamics, cost): (its name, label,
+    #: family, its verdict sentences in ``comparisons_on(name)`` order), in report order
+    outcome_verdicts: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
+    #: a treatment's effect pooled over the contexts it was compared in (random effects)
+    pooled: list[Pooled] = field(default_factory=list)
+    pooled_sentences: list[str] = field(default_factory=list)
+    #: equivalent on the primary outcome and decided on cost, or decided both ways
+    tradeoffs: list[TradeOff] = field(default_factory=list)
+    tradeoff_sentences: list[str] = field(default_factory=list)
+
+    @property
+    def primary(self) -> str:
+        """The name of the outcome the verdicts are about."""
+        return self.outcomes.primary.name if self.outcomes else "test_accuracy"
+
+    @property
+    def headline(self) -> str:
+        """``2 decided, 4 undecided, 1 interaction``: the primary verdicts at a glance."""
+        outcomes = [c.outcome for c in self.comparisons_on(self.primary)]
+        decided = sum(o in ("beats", "equivalent") for o in outcomes)
+        undecided = sum(o in ("undecided", "untestable") for o in outcomes)
+        found = len(self.interaction_sentences)
+        parts = [f"{decided} decided", f"{undecided} undecided"]
+        if found:
+            parts.append(f"{found} interaction{'' if found == 1 else 's'}")
+        label = self.outcomes.primary.label if self.outcomes else "test accuracy"
+        return f"{', '.join(parts)} (on {label})"
 
     @property
     def tuned_note(self) -> str:
@@ -97,6 +135,14 @@ class StudyAnalysis:
 
 #: Per-run figures summarized per variant beside the metrics: what a run cost.
 COST_FIELDS = ("epochs_run", "seconds")
+#: A regression run's final figures (``task = "regression"``): in results.csv and
+#: summary.csv when a study's runs record them (absent from a classification study's).
+REGRESSION_FIELDS = ("test_rmse", "test_mae", "test_r2", "test_mse", "best_val_rmse")
+
+
+def _regression_fields(variants: list[Variant]) -> tuple[str, ...]:
+    recorded = any("test_rmse" in (r.get("final") or {}) for v in variants for r in v.done)
+    return REGRESSION_FIELDS if recorded else ()
 
 
 def _cost(v: Variant, name: str) -> list[float]:
@@ -110,9 +156,12 @@ def _cost(v: Variant, name: str) -> list[float]:
     return out
 
 
-def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
+def summary_table(
+    variants: list[Variant], columns: list[str], extra: tuple = ()
+) -> pd.DataFrame:
     """Per variant: counts by status, then for each metric (and each cost field) n, mean,
-    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only.
+    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only;
+    ``extra``: outcomes beyond the built-in metrics (a declared primary one), first.
     ``summary.csv`` is this table."""
     records = []
     for v in variants:
@@ -125,9 +174,11 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
             pending=len(v.with_status("pending", "running")),
             at_chance=len(v.at_chance),
         )
-        samples = {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
+        samples = {o.name: v.values_of(o.name) for o in extra}
+        samples |= {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
+        scales = {o.name: scale_of(o) for o in extra}
         for metric, values in samples.items():
-            d = describe(values, scale=metric_scale(metric))
+            d = describe(values, scale=scales.get(metric) or metric_scale(metric))
             for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
                 row[f"{metric}_{key}"] = d[key]
             row[f"{metric}_ci_method"] = d["ci_method"]
@@ -135,9 +186,11 @@ def summary_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def runs_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
-    """One row per run, plan order within variants: factors, seed, status, metrics, cost.
-    ``results.csv`` is this table."""
+def runs_table(variants: list[Variant], columns: list[str],
+               extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per run, plan order within variants: factors, seed, status, metrics, cost
+    (``extra``: further final figures, see :func:`extra_fields`). ``results.csv`` is this
+    table."""
     records = []
     for v in variants:
         for row in v.runs:
@@ -145,6 +198,7 @@ def runs_table(variants: list[Variant], columns: list[str]) -> pd.DataFrame:
             record = {"run_id": row["run_id"], **{c: v.values.get(c) for c in columns}}
             record.update(seed=row["seed"], status=row["status"])
             record.update(v.run_metrics.get(row["run_id"], {}))
+            record.update((k, final.get(k)) for k in extra)
             record.update(
                 test_f1=final.get("test_f1"),
                 best_val_epoch=final.get("best_val_epoch"),
@@ -171,7 +225,36 @@ def study_tables(
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
-    return runs_table(variants, columns), summary_table(variants, columns)
+    extra = extra_outcomes(info, variants)
+    return (runs_table(variants, columns, tuple(o.name for o in extra)),
+            summary_table(variants, columns, extra))
+
+
+def _regression_default(info: dict[str, Any], variants: list[Variant]) -> dict[str, Any]:
+    """A regression study that declares no ``metric`` is judged on test R² (with test
+    RMSE beside it): it has no accuracy."""
+    if info.get("metric") or not _regression_fields(variants):
+        return info
+    return {**info, "metric": {"name": "test_r2"},
+            "outcomes": info.get("outcomes") or ["test_rmse"]}
+
+
+def _extra(info: dict[str, Any]) -> tuple:
+    """A declared primary outcome that is not a built-in metric: summarised first."""
+    primary = study_outcomes(info).primary
+    return () if primary.name in METRICS or primary.name in COST_FIELDS else (primary,)
+
+
+def extra_outcomes(info: dict[str, Any], variants: list[Variant]) -> tuple:
+    """The outcomes results.csv and summary.csv carry beyond the built-in loop's
+    classification metrics: the declared primary one (first), then a regression study's
+    RMSE, MAE, R², MSE and best validation RMSE."""
+    from ablab.analysis.outcomes import outcome_of
+
+    extra = list(_extra(_regression_default(info, variants)))
+    names = {o.name for o in extra}
+    extra += [outcome_of(n) for n in _regression_fields(variants) if n not in names]
+    return tuple(extra)
 
 
 def analyze_runs(
@@ -194,18 +277,30 @@ def analyze_runs(
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
-    comparisons = compare_all(factors, variants, margin=margin, design=design)
+    outcomes = study_outcomes(_regression_default(info, variants), _probes_of(variants))
+    comparisons = compare_all(
+        factors, variants, metrics=outcomes.all, margin=margin, design=design
+    )
     inert = inert_factors(variants, factors)  # levels that trained identical runs:
     comparisons = [c for c in comparisons if c.factor not in inert]  # no verdict on them
-    interactions = find_interactions(factors, variants, "test_accuracy")
+    primary = outcomes.primary
+    interactions = find_interactions(factors, variants, primary)
     rankings = [
         r
         for f in factors
-        if not f.changes_task and f.name not in inert
-        for r in rank_factor(f, factors, variants, comparisons, "test_accuracy")
+        if not f.is_context and f.name not in inert
+        for r in rank_factor(f, factors, variants, comparisons, primary)
     ]
-    accuracy = [c for c in comparisons if c.metric == "test_accuracy"]
+    accuracy = [c for c in comparisons if c.metric == primary.name]
+    judged_others = [o for o in outcomes.others if o.family != "performance"]
+    outcome_verdicts = [
+        (o.name, o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
+        for o in judged_others
+    ]
     estimated = [d for d in sources if isinstance(d, Decomposition)]
+    pooled = [p for p in pool_all(comparisons) if p.metric in
+              {primary.name, *(o.name for o in judged_others)}]
+    found_tradeoffs = tradeoffs(comparisons, primary.name)
     methods = methods_used(
         margin,
         any(c.result.test == "paired t" for c in comparisons),
@@ -213,6 +308,24 @@ def analyze_runs(
         bool(interactions),
         design.looks if design is not None else None,
     )
+    if judged_others:
+        methods.append(
+            "Outcomes beyond " + primary.label + " ("
+            + ", ".join(o.label for o in judged_others)
+            + ") are judged by the same tests, each outcome its own Holm family per factor "
+            "(its p-values are corrected among its own comparisons, not with the "
+            f"{primary.label} ones); a comparison where one level records no value of a "
+            "diagnostic (no ReLU-like layer for dead units) is not applicable, not zero."
+        )
+    if pooled:
+        methods.append(
+            "A treatment compared within two or more contexts also gets its effect pooled "
+            "over them: a random-effects meta-analysis (Paule–Mandel τ², statsmodels' "
+            "combine_effects) of the per-context differences on each outcome's difference "
+            "scale, with τ² and I² (I² ≥ 50 %: the effect depends on the context); the "
+            "pooled p-values of one factor and outcome are Holm-corrected together "
+            f"[{REFERENCES['meta']}]."
+        )
     if sources:
         methods.append(f"{VARIANCE_METHOD} [{REFERENCES['variance']}].")
     sentences = [s for v in variants for s in variant_status_sentences(v)]
@@ -225,18 +338,22 @@ def analyze_runs(
         columns=columns,
         variants=variants,
         counts=counts,
-        summary=summary_table(variants, columns),
-        runs=runs_table(variants, columns),
+        summary=summary_table(variants, columns, extra_outcomes(info, variants)),
+        runs=runs_table(variants, columns,
+                        tuple(o.name for o in extra_outcomes(info, variants))),
         comparisons=comparisons,
         rankings=rankings,
         verdicts=[verdict(c) for c in accuracy],
         ranking_sentences=[ranking_sentence(r) for r in rankings],
         status_sentences=sentences,
-        warnings=[*inert.values(), *methodology_warnings(variants, factors, comparisons, tuning)],
+        warnings=[*inert.values(),
+                  *methodology_warnings(variants, factors, comparisons, tuning, primary.name)],
         status=status_line(counts, at_chance),
         overrides=list(info.get("overrides") or []),
         interactions=interactions,
-        interaction_sentences=[interaction_sentence(i) for i in interactions if i.found],
+        interaction_sentences=[
+            interaction_sentence(i, comparisons) for i in interactions if i.found
+        ],
         methods=methods,
         equivalence_margin=margin,
         design=design,
@@ -244,7 +361,24 @@ def analyze_runs(
         inert=inert,
         variance_sources=sources,
         variance_sentences=meaning_sentences(estimated, accuracy),
+        outcomes=outcomes,
+        outcome_verdicts=outcome_verdicts,
+        pooled=pooled,
+        pooled_sentences=[pooled_sentence(p) for p in pooled],
+        tradeoffs=found_tradeoffs,
+        tradeoff_sentences=[tradeoff_sentence(t) for t in found_tradeoffs],
     )
+
+
+def _probes_of(variants: list[Variant]) -> set[str]:
+    """The probes any variant's runs recorded (their names)."""
+    out: set[str] = set()
+    for v in variants:
+        for p in v.config.get("probes") or []:
+            name = p.get("name") if isinstance(p, dict) else p
+            if isinstance(name, str):
+                out.add(name)
+    return out
 
 
 def load_tuning(root) -> dict[str, Any] | None:

@@ -17,7 +17,8 @@ import math
 from typing import Any
 
 from ablab.analysis.compare import Comparison, Ranking
-from ablab.analysis.runs import METRIC_INFO, Variant
+from ablab.analysis.outcomes import DEFAULT_PRIMARY, Outcome, outcome_of
+from ablab.analysis.runs import Variant
 from ablab.analysis.stats import ALPHA
 
 MINUS = "\u2212"
@@ -38,18 +39,26 @@ def format_p(p: float) -> str:
     return text
 
 
-def _num(value: float, metric: str, signed: bool) -> str:
+def _num(value: float, metric: str | Outcome, signed: bool) -> str:
     if math.isinf(value):
         return ("+" if value > 0 and signed else "") + ("∞" if value > 0 else f"{MINUS}∞")
-    if metric.endswith("accuracy") or metric in ("stability", "overfit_gap"):
+    o = outcome_of(metric)
+    if o.percent:
         text = f"{value * 100:{'+' if signed else ''}.1f}"
+    elif o.unit == "s" and abs(value) >= 10:
+        text = f"{value:{'+' if signed else ''}.1f}"
     else:
         text = f"{value:{'+' if signed else ''}.3f}"
     return text.replace("-", MINUS)
 
 
-def unit(metric: str) -> str:
-    return " pp" if metric.endswith("accuracy") else ""
+def unit(metric: str | Outcome) -> str:
+    """`` pp`` for fractions (a difference of accuracies in percentage points), `` s``
+    for seconds, the outcome's own unit, or nothing."""
+    o = outcome_of(metric)
+    if o.percent:
+        return " pp"
+    return f" {o.unit}" if o.unit else ""
 
 
 def format_diff(value: float, metric: str, signed: bool = True) -> str:
@@ -91,7 +100,7 @@ def _level_ci(low: float, high: float, confidence: float, metric: str, signed=Tr
 
 
 def _decision_ci(c: Comparison, low: float, high: float, signed: bool = True) -> str:
-    text = _level_ci(low, high, 1 - c.level, c.metric, signed)
+    text = _level_ci(low, high, 1 - c.level, c.spec, signed)
     if c.look is not None:
         return f"{text}, look {c.look} of {c.looks}"
     if c.family_size > 1:
@@ -121,11 +130,11 @@ def _power(c: Comparison) -> str:
     parts = []
     if math.isfinite(c.detectable):
         parts.append(
-            f"{n} seeds detect {format_diff(c.detectable, c.metric, signed=False)} at 80 % power"
+            f"{n} seeds detect {format_diff(c.detectable, c.spec, signed=False)} at 80 % power"
         )
     if c.seeds_needed is not None:
         parts.append(
-            f"deciding {format_diff(abs(c.result.diff), c.metric, signed=False)} needs "
+            f"deciding {format_diff(abs(c.result.diff), c.spec, signed=False)} needs "
             f"~{c.seeds_needed} seeds per variant"
         )
     elif math.isfinite(c.result.diff) and c.result.diff == 0:
@@ -140,13 +149,26 @@ def verdict(c: Comparison) -> str:
     the interval printed is the one that decided."""
     r = c.result
     where = f"On {c.stratum}, " if c.stratum else ""
-    what = METRIC_INFO[c.metric][0]
+    what = c.spec.label
     test = "paired by seed" if r.test == "paired t" else "Welch"
     a, b = factor_level(c, c.level_a), factor_level(c, c.level_b)
+    if c.different_data:
+        where = f"{where}tested on different data, " if where else "Tested on different data, "
+    if c.not_applicable:
+        lacking = " and ".join(factor_level(c, lv) for lv in c.not_applicable)
+        return (
+            f"{where}{a} vs {b}: not applicable — {lacking} records no {what} "
+            "(it has no layer the figure is defined for), which is not a value of 0."
+        )
+    if c.identical:
+        return (
+            f"{where}{a} and {b} gave identical results in every seed ({_n(c)}): "
+            f"{what} the same in each of the {len(c.values_a)} seeds, judged equivalent."
+        )
     if not c.testable:
         shown = "no finished runs" if min(r.n_a, r.n_b) == 0 else "fewer than 2 finished runs"
         diff = (
-            f"{format_diff(r.diff, c.metric)} {what}, "
+            f"{format_diff(r.diff, c.spec)} {what}, "
             if math.isfinite(r.diff) else ""
         )
         return (
@@ -158,7 +180,7 @@ def verdict(c: Comparison) -> str:
         win, lose = (a, b) if winner_is_a else (b, a)
         sign = 1.0 if r.diff > 0 else -1.0  # the CI of |difference|
         low, high = sorted((sign * c.decision_low, sign * c.decision_high))
-        by = format_diff(abs(r.diff), c.metric, signed=False)
+        by = format_diff(abs(r.diff), c.spec, signed=False)
         lower = "" if c.higher_is_better else "lower "
         sentence = (
             f"{win} beats {lose} by {by} {lower}{what} "
@@ -168,9 +190,9 @@ def verdict(c: Comparison) -> str:
         )
         return where + sentence  # starts with a factor's name: never capitalised
     if c.equivalent:
-        margin = format_diff(c.margin, c.metric, signed=False)
+        margin = format_diff(c.margin, c.spec, signed=False)
         ci = _level_ci(
-            c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.metric
+            c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.spec
         )
         p = format_p(c.p_equivalence_holm)
         p = f"TOST p {p}" if p.startswith("<") else f"TOST p = {p}"
@@ -179,25 +201,26 @@ def verdict(c: Comparison) -> str:
         look = f", look {c.look} of {c.looks}" if c.look is not None else ""
         sentence = (
             f"{a} and {b} are equivalent within ±{margin} {what}: "
-            f"{format_diff(r.diff, c.metric)} ({ci} inside ±{margin}{look}, {p}, "
+            f"{format_diff(r.diff, c.spec)} ({ci} inside ±{margin}{look}, {p}, "
             f"{format_poi(c)}{_n(c)}, {test})."
         )
         return where + sentence  # starts with a factor's name: never capitalised
     power = _power(c)
     return (
-        f"{where}{a} vs {b}: {format_diff(r.diff, c.metric)} {what} "
+        f"{where}{a} vs {b}: {format_diff(r.diff, c.spec)} {what} "
         f"({_decision_ci(c, c.decision_low, c.decision_high)}, {_p(c)}, "
         f"{format_effect(r.effect, r.effect_name)}, {format_poi(c)}{_n(c)}, {test}): "
         f"undecided{' — ' + power if power else ''}."
     )
 
 
-def terminal_lines(comparisons: list[Comparison], metric: str = "test_accuracy") -> list[str]:
+def terminal_lines(comparisons: list[Comparison], metric: str = DEFAULT_PRIMARY) -> list[str]:
     """Verdict lines for a terminal, like a test summary: decided comparisons first
     ("BEATS", "EQUIVALENT"), then the undecided ones, one line each."""
-    order = {"beats": 0, "equivalent": 1, "undecided": 2, "untestable": 3}
+    order = {"beats": 0, "equivalent": 1, "undecided": 2, "untestable": 3,
+             "not applicable": 4}
     tags = {"beats": "BEATS     ", "equivalent": "EQUIVALENT", "undecided": "UNDECIDED ",
-            "untestable": "UNDECIDED "}
+            "untestable": "UNDECIDED ", "not applicable": "N/A       "}
     chosen = [c for c in comparisons if c.metric == metric]
     chosen.sort(key=lambda c: order[c.outcome])  # stable: plan order within an outcome
     return [f"{tags[c.outcome]} {verdict(c)}" for c in chosen]
@@ -247,14 +270,15 @@ def ranking_sentence(r: Ranking) -> str:
     where = f"On {r.stratum}, " if r.stratum else ""
     parts = []
     for level, mean, letters in zip(r.levels, r.means, r.letters, strict=True):
-        shown = f"{mean * 100:.1f} %" if r.metric.endswith("accuracy") else f"{mean:.3f}"
+        o = outcome_of(r.metric)
+        shown = f"{mean * 100:.1f} %" if o.percent else f"{mean:.3f}{unit(o)}"
         parts.append(f"{level} {shown} ({letters})")
     groups = r.groups()
     tail = (
         "all tied" if len(groups) == 1
         else "levels sharing a letter are not distinguishable"
     )
-    text = f"{where}{r.factor} by {METRIC_INFO[r.metric][0]}: {', '.join(parts)}; {tail}."
+    text = f"{where}{r.factor} by {outcome_of(r.metric).label}: {', '.join(parts)}; {tail}."
     return text  # "batch_norm by test accuracy", the factor as the study file names it
 
 

@@ -1,6 +1,7 @@
 """From a ``DatasetConfig`` to a ``DataBundle`` on a device, and batches out of it.
 
-Splitting (all stratified, deterministic from ``split_seed``, else the run seed):
+Splitting (all stratified, deterministic from ``split_seed``, else the run seed; a
+regression target is stratified on its quantile bins, see :func:`strata`):
 
 1. test: the official test set when the dataset has one, else ``test_fraction`` held out;
 2. validation: ``val_fraction`` of what remains (none when ``validate_on == "test"``: then
@@ -76,6 +77,22 @@ def _split(
     return np.sort(a), np.sort(b)
 
 
+#: A regression target is split stratified on this many quantile bins (fewer when the
+#: data are too few to put two examples of every bin in every split).
+TARGET_BINS = 5
+
+
+def strata(y: np.ndarray) -> np.ndarray:
+    """What splits are stratified on: class labels as they are; a float (regression)
+    target's quantile bin (``TARGET_BINS`` bins of equal count), so every split spans the
+    target's range. (``_split`` falls back to an unstratified split where a bin is too
+    small.)"""
+    if y.dtype.kind != "f":
+        return y
+    edges = np.quantile(y, np.linspace(0, 1, TARGET_BINS + 1)[1:-1])
+    return np.searchsorted(edges, y, side="right")
+
+
 def split_indices(
     y: np.ndarray,
     *,
@@ -87,7 +104,9 @@ def split_indices(
     validate_on: str = "holdout",
 ) -> dict[str, np.ndarray | None]:
     """Index arrays into ``y`` for train / val / test (test is None when the dataset has
-    an official test set; val is None when there is no hold-out)."""
+    an official test set; val is None when there is no hold-out). A float ``y`` (a
+    regression target) is stratified on its quantile bins."""
+    y = strata(y)
     idx = np.arange(len(y))
     test = None
     if not has_test:
@@ -104,7 +123,7 @@ def _cap(idx: np.ndarray, y: np.ndarray, cap: int | None) -> np.ndarray:
     """At most ``cap`` of ``idx``, stratified, always the same ones (quick runs only)."""
     if cap is None or cap >= len(idx):
         return idx
-    return _split(idx, y, cap, 0)[0]
+    return _split(idx, strata(y), cap, 0)[0]
 
 
 def _moments(x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,7 +208,8 @@ def _to_split(x: np.ndarray, y: np.ndarray, idx: np.ndarray | None, device) -> S
     else:
         x, y = x.copy(), y.copy()  # the cached arrays are read-only
     xt = torch.from_numpy(np.ascontiguousarray(x))
-    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+    ytype = np.float32 if y.dtype.kind == "f" else np.int64  # a regression target stays float
+    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=ytype))
     return Split(xt.to(device), yt.to(device))
 
 
@@ -234,13 +254,14 @@ def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu")
     base_scale = 1.0 / 255.0 if raw.x.dtype == np.uint8 else 1.0
     fit_x = train.x if cfg.normalize_fit_on == "train" else _all_examples(raw)
     scale, mean, std = _norm_stats(mode, fit_x, base_scale)
+    target_mean, target_std = _target_moments(raw, train)
     bundle = DataBundle(
         name=cfg.name,
         train=train,
         val=val,
         test=test,
         input_shape=tuple(int(s) for s in raw.x.shape[1:]),
-        num_classes=len(raw.class_names),
+        num_classes=1 if raw.is_regression else len(raw.class_names),
         class_names=list(raw.class_names),
         normalize_mode=mode,
         scale=scale,
@@ -252,13 +273,28 @@ def load_data(cfg: DatasetConfig, seed: int, device: str | torch.device = "cpu")
             "split_seed": split_seed,
             "normalize_fit_on": cfg.normalize_fit_on,
         },
+        task=raw.task,
+        target_mean=target_mean,
+        target_std=target_std,
     )
     # built and measured on the host, then moved to the device once
     return bundle if device.type == "cpu" else bundle.to(device)
 
 
+def _target_moments(raw: RawData, train: Split) -> tuple[float, float]:
+    """The regression target's mean and std (ddof 0) on the training split, when the
+    dataset standardises it for training; (0, 1) otherwise."""
+    if not (raw.is_regression and raw.standardize_target):
+        return 0.0, 1.0
+    y = train.y.to(torch.float64)
+    std = float(y.std(unbiased=False))
+    return float(y.mean()), std if std > 1e-12 else 1.0
+
+
 class BatchLoader:
-    """Batches of a split as ``(x, y)``, x normalized float32, on the split's device.
+    """Batches of a split as ``(x, y)``, x normalized float32 and y the training target
+    (``DataBundle.training_target``: labels, or a standardised regression target), on the
+    split's device.
 
     Each epoch (each ``iter``) draws one permutation with ``generator`` on the data's
     device (when ``shuffle``) and yields index slices of it; the last partial batch is
@@ -325,4 +361,4 @@ class BatchLoader:
                 xb = augment_batch(xb, self.augment, self.generator)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            yield self.bundle.normalize(xb), yb
+            yield self.bundle.normalize(xb), self.bundle.training_target(yb)

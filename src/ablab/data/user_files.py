@@ -21,6 +21,17 @@ Datasets of torchvision whose files are already on disk (never downloaded)::
 
     dataset = { name = "torchvision", dataset = "KMNIST", root = "data" }
 
+Regression: ``task = "regression"`` keeps the target (``target`` column, ``y`` array) as
+float32 in its own units; the model gets one output, the losses are ``mse`` / ``mae`` /
+``huber`` and the metrics RMSE, MAE, R² and MSE. With ``standardize_target`` (default on)
+the model trains on the target standardised with the training split's mean and std;
+metrics are still in the target's units. ``task = "classification"`` (integer or string
+labels) is what a table with few distinct label values gets when ``task`` is left out; a
+fractional target, or more distinct integers than a classification plausibly has (see
+:func:`looks_continuous`), without ``task`` is refused with one line naming the column and
+both ways on. Class names a file gives (string labels; an npz ``classes`` array) are the
+names the report's confusion matrices and per-class figures show.
+
 A separate test set: ``test_path`` (csv, image_folder) or the arrays ``x_test`` / ``y_test``
 in the ``.npz`` file; it is then the official test set (``test_fraction`` is not used).
 
@@ -134,9 +145,9 @@ def _labels(option: str, where: str, values: np.ndarray,
         if np.isnan(values).any():
             raise UserDataError(option, f"{where}: missing labels (NaN)")
         if not np.all(values == np.round(values)):
-            raise UserDataError(option, f"{where}: labels are fractional numbers; ablab "
-                                        "classifies, so labels must be classes "
-                                        "(integers or strings)")
+            raise UserDataError(option, f"{where}: labels are fractional numbers; classes "
+                                        "are integers or strings; for a number to "
+                                        "predict set task = 'regression'")
         values = values.astype(np.int64)
     if values.dtype.kind == "b":
         values = values.astype(np.int64)
@@ -162,6 +173,75 @@ def _labels(option: str, where: str, values: np.ndarray,
 
 def _names(classes: list[Any]) -> list[str]:
     return [str(c) for c in classes]
+
+
+Task = Literal["classification", "regression"]
+#: A target with more distinct values than this is not taken for classes unless
+#: ``task = "classification"`` says so (nor with more than ``n / CLASS_RATIO`` distinct
+#: values once there are more than ``MIN_FOR_RATIO`` of them).
+MAX_INFERRED_CLASSES = 50
+CLASS_RATIO = 5
+MIN_FOR_RATIO = 10
+
+
+def looks_continuous(values: np.ndarray) -> str | None:
+    """Why a target given without ``task`` cannot be taken for class labels (None when it
+    can): fractional numbers, or more distinct numbers than a classification sensibly has
+    (over 50, or over n/5 once there are more than 10). Strings are always classes."""
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "biuf":
+        return None
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    if values.dtype.kind == "f" and not np.all(finite == np.round(finite)):
+        return "holds fractional numbers"
+    distinct = len(np.unique(finite))
+    if distinct > MAX_INFERRED_CLASSES or (distinct > MIN_FOR_RATIO
+                                           and distinct > len(values) / CLASS_RATIO):
+        return f"has {distinct} distinct values in {len(values)} rows"
+    return None
+
+
+def _check_task(option: str, where: str, values: np.ndarray, task: str | None) -> str:
+    """The task of a target: ``task`` when given, else classification unless the values
+    look continuous (then one line naming the column and both ways on)."""
+    if task is not None:
+        return task
+    why = looks_continuous(values)
+    if why is not None:
+        raise UserDataError(option, f"{where} {why}: is it a number to predict or classes? "
+                                    "set task = 'regression' or 'classification'")
+    return "classification"
+
+
+def _regression_target(option: str, where: str, values: np.ndarray) -> np.ndarray:
+    """A regression target as float32, one value per example (N or N×1), all finite."""
+    values = np.asarray(values)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise UserDataError(option, f"{where}: a regression target is one number per "
+                                    f"example (shape N or N×1), got shape {values.shape}")
+    if values.dtype.kind not in "biuf":
+        bad = next((v for v in values.tolist() if not _is_number(v)), values[0])
+        raise UserDataError(option, f"{where}: task = 'regression' needs numbers, got "
+                                    f"{bad!r}; use task = 'classification' for classes")
+    y = values.astype(np.float32)
+    if not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise UserDataError(option, f"{where}: missing or infinite target values (first at "
+                                    f"row {row + 1})")
+    if len(np.unique(y)) < 2:
+        raise UserDataError(option, f"{where}: the target is constant ({y[0]!r}); nothing "
+                                    "to predict")
+    return np.ascontiguousarray(y)
+
+
+def _target(option: str, where: str, values: np.ndarray, task: str,
+            classes: list[Any] | None = None) -> tuple[np.ndarray, list[Any]]:
+    """(y, classes): labels 0..K-1 and their classes, or a float32 target and no classes."""
+    if task == "regression":
+        return _regression_target(option, where, values), []
+    return _labels(option, where, values, classes)
 
 
 # ---------------------------------------------------------------- csv / parquet
@@ -234,6 +314,7 @@ def _csv_files(options: dict[str, Any]) -> list[Path]:
     official_test=False,
     paths=("path", "test_path"),
     files=lambda options: files_of("csv", options),
+    tabular=True,
     size=1000,
 )
 def csv_table(
@@ -242,21 +323,29 @@ def csv_table(
     target: str = "label",
     features: list[str] | None = None,
     test_path: str | None = None,
+    task: Task | None = None,
+    standardize_target: bool = True,
 ) -> RawData:
     """Feature columns: ``features`` or every column but ``target``; string labels become
-    classes (sorted), keeping their names."""
+    classes (sorted), keeping their names. ``task``: "classification" or "regression"
+    (None: classification, refused when the target looks continuous);
+    ``standardize_target`` (regression): train on the standardised target."""
     p = Path(path)
     frame = _read_table("path", p)
     x, labels = _table_arrays("path", p, frame, target, features)
-    y, classes = _labels("target", f"{p}: column {target!r}", labels)
-    raw = RawData(x, y, _names(classes), "standard")
+    where = f"{p}: column {target!r}"
+    task = _check_task("target", where, labels, task)
+    y, classes = _target("target", where, labels, task)
+    raw = RawData(x, y, _names(classes), "standard", task=task,
+                  standardize_target=standardize_target and task == "regression")
     if test_path is not None:
         tp = Path(test_path)
         tx, tlabels = _table_arrays("test_path", tp, _read_table("test_path", tp), target,
                                     features if features is not None else
                                     [c for c in map(str, frame.columns) if c != target])
         raw.x_test = tx
-        raw.y_test, _ = _labels("test_path", f"{tp}: column {target!r}", tlabels, classes)
+        raw.y_test, _ = _target("test_path", f"{tp}: column {target!r}", tlabels, task,
+                                classes)
     return raw
 
 
@@ -282,7 +371,8 @@ def _npz_x(where: str, x: np.ndarray) -> np.ndarray:
 
 @DATASETS.register(
     "npz",
-    "arrays of yours in an .npz file: x (N×F, N×H×W or N×C×H×W) and y (labels)",
+    "arrays of yours in an .npz file: x (N×F, N×H×W or N×C×H×W) and y (labels or, with "
+    "task = 'regression', numbers)",
     official_test=False,
     paths=("path",),
     files=lambda options: files_of("npz", options),
@@ -295,10 +385,14 @@ def npz_arrays(
     y_key: str = "y",
     x_test_key: str = "x_test",
     y_test_key: str = "y_test",
+    task: Task | None = None,
+    standardize_target: bool = True,
 ) -> RawData:
     """uint8 images are scaled to [0, 1] (normalize "unit" by default); float data is
     standardized per feature / channel by default. When the file also holds the arrays
-    ``x_test_key`` and ``y_test_key``, they are the official test set."""
+    ``x_test_key`` and ``y_test_key``, they are the official test set. An array
+    ``classes`` (one name per label 0..K-1) names integer labels' classes. ``task`` and
+    ``standardize_target``: as for ``csv``."""
     p = _need_file("path", Path(path))
     if p.suffix.lower() != ".npz":
         raise UserDataError("path", f"{p}: unsupported file type {p.suffix!r}; allowed: .npz "
@@ -314,12 +408,19 @@ def npz_arrays(
             raise UserDataError(option, f"{p}: no array {key!r}; arrays: "
                                         f"{', '.join(arrays) or 'none'}")
     x = _npz_x(f"{p}: array {x_key!r}", arrays[x_key])
-    y, classes = _labels("y_key", f"{p}: array {y_key!r}", arrays[y_key])
+    where = f"{p}: array {y_key!r}"
+    values = arrays[y_key]
+    if task is None and values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    task = _check_task("y_key", where, values, task)
+    y, classes = _target("y_key", where, values, task)
     if len(x) != len(y):
         raise UserDataError("y_key", f"{p}: {x_key!r} has {len(x)} examples but {y_key!r} "
                                      f"has {len(y)}")
     default = "unit" if x.dtype == np.uint8 else "standard"
-    raw = RawData(x, y, _names(classes), default)
+    names = _npz_class_names(p, arrays.get("classes"), classes) if classes else []
+    raw = RawData(x, y, names, default, task=task,
+                  standardize_target=standardize_target and task == "regression")
     has = [k in arrays for k in (x_test_key, y_test_key)]
     if any(has) and not all(has):
         missing = x_test_key if not has[0] else y_test_key
@@ -331,9 +432,24 @@ def npz_arrays(
             raise UserDataError("x_test_key", f"{p}: {x_test_key!r} is {tx.dtype} "
                                               f"{tx.shape[1:]} per example, {x_key!r} is "
                                               f"{x.dtype} {x.shape[1:]}")
-        ty, _ = _labels("y_test_key", f"{p}: array {y_test_key!r}", arrays[y_test_key], classes)
+        ty, _ = _target("y_test_key", f"{p}: array {y_test_key!r}", arrays[y_test_key], task,
+                        classes)
         raw.x_test, raw.y_test = tx, ty
     return raw
+
+
+def _npz_class_names(p: Path, given: np.ndarray | None, classes: list[Any]) -> list[str]:
+    """The class names: the file's ``classes`` array (one name per integer label 0..K-1),
+    else the label values themselves."""
+    if given is None:
+        return _names(classes)
+    names = [str(c) for c in np.asarray(given).reshape(-1).tolist()]
+    ints = all(isinstance(c, int) for c in classes)
+    if not ints or min(classes) < 0 or max(classes) >= len(names):
+        raise UserDataError("y_key", f"{p}: array 'classes' has {len(names)} names; the "
+                                     f"labels must be integers 0..{len(names) - 1} to use "
+                                     f"them, got {classes[:10]}")
+    return [names[c] for c in classes]
 
 
 # ---------------------------------------------------------------- image folders

@@ -98,7 +98,8 @@ class Boundary:
         }
 
 
-@PROBES.register("boundary", "Decision-boundary probabilities on a 2-D grid (2-D inputs only)")
+@PROBES.register("boundary", "Decision-boundary probabilities on a 2-D grid (2-D inputs only)",
+                 classification_only=True)
 def boundary(
     ctx: ProbeContext,
     *,

@@ -166,11 +166,16 @@ def compare_reference(ref: Reference, variants: list[Variant]) -> dict[str, Any]
     return out
 
 
-def judge_claim(claim: ReferenceClaim, variants: list[Variant]) -> dict[str, Any]:
-    """A source's verdict ("``better`` beats ``worse``") re-judged over the seeds: a paired
-    t-test by seed where both variants ran the same seeds on the same data, else Welch's;
-    "holds" / "reversed" need p < 0.05 and a 95 % CI of the difference that excludes 0
-    (one claim at a time, not adjusted for multiplicity)."""
+def judge_claim(
+    claim: ReferenceClaim, variants: list[Variant], comparisons: list | None = None
+) -> dict[str, Any]:
+    """A source's verdict ("``better`` beats ``worse``") re-judged over the seeds. Where
+    the study itself compares the two variants on the claim's outcome (``comparisons``:
+    the analysis' verdicts, e.g. on the zero-activation fraction), that verdict decides
+    (Holm-adjusted within its family, equivalence and all); else a paired t-test by seed
+    where both variants ran the same seeds on the same data, or Welch's: "holds" /
+    "reversed" need p < 0.05 and a 95 % CI of the difference that excludes 0 (one claim at
+    a time, not adjusted for multiplicity)."""
     higher = REFERENCE_METRICS[claim.metric][2]
     better, worse = find_variants(claim.better, variants), find_variants(claim.worse, variants)
     out: dict[str, Any] = {"claim": claim.claim, "source": claim.source, "metric": claim.metric}
@@ -179,6 +184,11 @@ def judge_claim(claim: ReferenceClaim, variants: list[Variant]) -> dict[str, Any
         out["judgement"] = "unmatched"
         out["text"] = f"{head}: its variants do not match exactly one variant each here."
         return out
+    pair = {better[0].label, worse[0].label}
+    found = next((c for c in comparisons or () if c.metric == claim.metric
+                  and {c.variant_a, c.variant_b} == pair), None)
+    if found is not None:
+        return _judged_by_verdict(found, better[0].label, head, out)
     a, b = metric_by_seed(better[0], claim.metric), metric_by_seed(worse[0], claim.metric)
     paired = (
         set(a) == set(b)
@@ -223,6 +233,27 @@ def judge_claim(claim: ReferenceClaim, variants: list[Variant]) -> dict[str, Any
     return out
 
 
+def _judged_by_verdict(c, better: str, head: str, out: dict[str, Any]) -> dict[str, Any]:
+    """The claim judged by the study's own comparison ``c`` of its two variants."""
+    from ablab.analysis.verdicts import verdict
+
+    better_level = c.level_a if c.variant_a == better else c.level_b
+    if c.significant:
+        word = "holds" if c.winner == better_level else "is reversed"
+    elif c.outcome == "equivalent":
+        word = "is not borne out (the two are equivalent)"
+    elif c.outcome == "not applicable":
+        word = "cannot be judged (the figure does not apply)"
+    else:
+        word = "is not distinguishable"
+    out["judgement"] = {"holds": "holds", "is reversed": "reversed"}.get(
+        word, "equivalent" if "equivalent" in word else (
+            "not applicable" if "apply" in word else "not distinguishable"))
+    seeds = f"{c.result.n_a} / {c.result.n_b} seeds"
+    out["text"] = f"{head} {word} over {seeds} here, by the study's own verdict: {verdict(c)}"
+    return out
+
+
 def _p(p: float) -> str:
     text = format_p(p)
     return text if text.startswith("<") else f"= {text}"
@@ -258,7 +289,7 @@ def against_source(a: StudyAnalysis) -> dict[str, Any]:
             ],
             "bad": row["inside"] is False,
         })
-    judged = [judge_claim(c, a.variants) for c in claims]
+    judged = [judge_claim(c, a.variants, a.comparisons) for c in claims]
     return {
         "figures": {
             "header": ["variant", "metric", "source", "ablab mean ± std", "95 % CI (t)",

@@ -120,6 +120,12 @@ def _legend_below(fig: Figure, axes, ncol: int | None = None) -> None:
         fig.subplots_adjust(bottom=min(0.5, (0.75 + 0.32 * rows) / fig.get_figheight()))
 
 
+def _regression(a: StudyAnalysis) -> bool:
+    """The study's runs predict a number (no accuracy in their histories)."""
+    return (any(has_history(v, "val_rmse") for v in a.variants)
+            and not any(has_history(v, "train_accuracy") for v in a.variants))
+
+
 def _validated_on_test(a: StudyAnalysis) -> bool:
     return any((v.config.get("dataset") or {}).get("validate_on") == "test" for v in a.variants)
 
@@ -137,6 +143,8 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
         ("train_accuracy", "train accuracy", "accuracy"),
         ("val_accuracy", f"{val} accuracy", "accuracy"),
     ]
+    if _regression(a):  # no accuracy: the validation RMSE and R², in the target's units
+        panels[2:] = [("val_rmse", f"{val} RMSE", "RMSE"), ("val_r2", f"{val} R²", "R²")]
     if not any(has_history(v, "train_loss") for v in a.variants):
         return None
     fig = _new_figure(figsize=(13, 9.5))
@@ -152,7 +160,7 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
             ax.fill_between(c["epochs"], c["low"] * scale, c["high"] * scale,
                             color=colors[v.label], alpha=0.18, lw=0)
         ax.set_title(title)
-        ax.set_ylabel("accuracy (%)" if ylabel == "accuracy" else "loss")
+        ax.set_ylabel("accuracy (%)" if ylabel == "accuracy" else ylabel)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(_integer_locator())
@@ -162,28 +170,56 @@ def fig_learning_curves(a: StudyAnalysis) -> Figure | None:
     return fig
 
 
+def _outcome(a: StudyAnalysis, metric: str):
+    from ablab.analysis.outcomes import outcome_of
+
+    return a.outcomes.get(metric) if a.outcomes is not None else outcome_of(metric)
+
+
+def _final_metrics_shown(a: StudyAnalysis) -> list[str]:
+    """The final metrics the dot plot shows: test accuracy and cross-entropy (a study
+    judged on them), else the primary outcome and the next performance outcome with
+    values (R² and RMSE for a regression study); [] when none has values."""
+    def has(metric: str) -> bool:
+        return any(v.values_of(metric) for v in a.variants)
+
+    primary = a.primary
+    if primary == "test_accuracy":
+        return ["test_accuracy", "test_cross_entropy"] if has("test_accuracy") else []
+    if not has(primary):
+        return []
+    others = [o.name for o in (a.outcomes.others if a.outcomes else ())
+              if o.family == "performance" and has(o.name)]
+    return [primary, *others[:1]]
+
+
 @styled
 def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
     """Dot plot of the final metrics: mean with 95 % CI per variant, each seed a dot."""
+    from ablab.analysis.stats import describe, metric_scale
+
     colors = variant_colors(a)
-    metrics = ["test_accuracy", "test_cross_entropy"]
-    if not any(v.values_of("test_accuracy") for v in a.variants):
+    metrics = _final_metrics_shown(a)
+    if not metrics:
         return None
     n = len(a.variants)
     fig = _new_figure(figsize=(13, 1.8 + 0.55 * n))
     axes = fig.subplots(1, len(metrics), sharey=True)
     ys = np.arange(n)[::-1]
+    axes = np.atleast_1d(axes)
     for ax, metric in zip(axes, metrics, strict=True):
-        scale = 100.0 if metric.endswith("accuracy") else 1.0
+        outcome = _outcome(a, metric)
+        scale = 100.0 if outcome.unit == "fraction" else 1.0
         for y, v in zip(ys, a.variants, strict=True):
-            values = np.asarray(v.values_of(metric)) * scale
-            row = a.summary.loc[a.summary["variant"] == v.label].iloc[0]
+            raw = v.values_of(metric)
+            values = np.asarray(raw) * scale
             if len(values):
                 ax.scatter(values, np.full(len(values), y) + 0.18, s=22, facecolors="none",
                            edgecolors=colors[v.label], lw=1.2, zorder=3)
-                mean = row[f"{metric}_mean"] * scale
-                low = row[f"{metric}_ci_low"] * scale
-                high = row[f"{metric}_ci_high"] * scale
+                d = describe(raw, scale=metric_scale(outcome))  # as summary.csv has it
+                mean = d["mean"] * scale
+                low = d["ci_low"] * scale
+                high = d["ci_high"] * scale
                 if np.isfinite(low):
                     # the interval is made on the metric's scale (logit / log), so the
                     # arithmetic mean may sit just outside it: never a negative bar
@@ -195,8 +231,8 @@ def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
             else:
                 ax.text(0.02, y, "no finished runs", transform=ax.get_yaxis_transform(),
                         va="center", color="#888")
-        name = METRIC_INFO[metric][0]
-        better = "higher is better" if METRIC_INFO[metric][1] else "lower is better"
+        name = outcome.label
+        better = "higher is better" if outcome.higher_is_better else "lower is better"
         ax.set_xlabel(f"{name}{' (%)' if scale == 100 else ''} — {better}")
         ax.set_title(name)
     axes[0].set_yticks(ys, [short_label(a, v) for v in a.variants])
@@ -517,6 +553,112 @@ def fig_decision_boundaries(a: StudyAnalysis) -> Figure | None:
     return fig
 
 
+#: Confusion matrices and per-class figures are drawn for at most this many classes.
+MAX_CLASSES = 30
+
+
+def _confusion_of(v: Variant) -> tuple[np.ndarray, list[str]] | None:
+    """The variant's test confusion matrix summed over its done runs (rows: true classes;
+    predictions that are no class left out) and the class names the dataset gave (else
+    the class numbers); None without one."""
+    total, names = None, None
+    for row in v.done:
+        final = row.get("final") or {}
+        confusion = final.get("confusion")
+        if not confusion:
+            continue
+        m = np.asarray(confusion, dtype=float)
+        m = m[:, : m.shape[0]]
+        if total is None:
+            total = m
+        elif total.shape == m.shape:
+            total = total + m
+        names = names or final.get("class_names")
+    if total is None or total.shape[0] > MAX_CLASSES:
+        return None
+    k = total.shape[0]
+    names = [str(n) for n in names] if names and len(names) == k else [str(i) for i in range(k)]
+    return total, names
+
+
+def _recall(confusion: np.ndarray) -> np.ndarray:
+    actual = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(actual > 0, np.diag(confusion) / actual, np.nan)
+
+
+@styled
+def fig_confusion_matrices(a: StudyAnalysis) -> Figure | None:
+    """Each variant's test confusion matrix, summed over its seeds, as shares of each
+    true class; the classes named as the dataset names them."""
+    items = [(v, c) for v in a.variants if (c := _confusion_of(v)) is not None]
+    if not items:
+        return None
+    rows, cols = _grid(len(items))
+    k = max(len(names) for _, (_, names) in items)
+    side = max(2.6, min(6.0, 0.4 * k + 1.2))  # inches per panel
+    left, right, top, bottom, wgap, hgap = 1.4, 1.8, 0.9, 0.9, 1.5, 1.2
+    fig = _new_figure(figsize=(left + right + cols * side + (cols - 1) * wgap,
+                               top + bottom + rows * side + (rows - 1) * hgap))
+    axes = _panels(fig, rows, cols, left=left, right=right, top=top, bottom=bottom,
+                   wgap=wgap, hgap=hgap)
+    image = None
+    for ax, (v, (m, names)) in zip(axes.ravel(), items, strict=False):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = m / m.sum(axis=1, keepdims=True)
+        image = ax.imshow(np.nan_to_num(share), cmap="Blues", vmin=0, vmax=1)
+        ticks = np.arange(len(names))
+        ax.set_xticks(ticks, names, rotation=45 if len(names) > 4 else 0, ha="right"
+                      if len(names) > 4 else "center")
+        ax.set_yticks(ticks, names)
+        ax.grid(False)
+        if len(names) <= 12:
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    if m[i, j]:
+                        ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=9,
+                                color="white" if share[i, j] > 0.5 else "#333")
+        ax.set_title(short_label(a, v), fontsize=11)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    for ax in axes.ravel()[len(items):]:
+        ax.set_visible(False)
+    fig.suptitle("Test confusion matrices (counts summed over seeds)")
+    if image is not None:  # in the right margin, 0.35 in from the panels
+        width, height = fig.get_figwidth(), fig.get_figheight()
+        cax = fig.add_axes((1 - (right - 0.35) / width, bottom / height, 0.22 / width,
+                            (height - top - bottom) / height))
+        fig.colorbar(image, cax=cax, label="share of the true class")
+    return fig
+
+
+@styled
+def fig_per_class(a: StudyAnalysis) -> Figure | None:
+    """Test recall of each class per variant (from the confusion matrices summed over
+    seeds): which classes a choice helps or hurts."""
+    items = [(v, c) for v in a.variants if (c := _confusion_of(v)) is not None]
+    if not items:
+        return None
+    names = max((n for _, (_, n) in items), key=len)
+    k = len(names)
+    colors = variant_colors(a)
+    fig = _new_figure(figsize=(max(8.0, 0.5 * k * max(1, len(items) / 2) + 3), 5.2))
+    ax = fig.subplots()
+    width = 0.8 / len(items)
+    for i, (v, (m, _)) in enumerate(items):
+        recall = _recall(m) * 100
+        xs = np.arange(len(recall)) + (i - (len(items) - 1) / 2) * width
+        ax.bar(xs, recall, width=width, color=colors[v.label], label=short_label(a, v))
+    ax.set_xticks(np.arange(k), names, rotation=45 if k > 6 else 0,
+                  ha="right" if k > 6 else "center")
+    ax.set_ylabel("recall (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Per-class test recall (summed over seeds)")
+    fig.tight_layout()
+    _legend_below(fig, ax)
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     name: str  # file stem
@@ -530,6 +672,13 @@ FIGURES = [
     FigureSpec("final_metrics", "Results", "Final metrics",
                "Mean and 95 % CI of test accuracy and test softmax cross-entropy per variant; "
                "open circles are single seeds. Only finished (done) runs.", fig_final_metrics),
+    FigureSpec("confusion_matrices", "Results", "Confusion matrices",
+               "Each variant's test confusion matrix, counts summed over its finished seeds; "
+               "rows are true classes, named as the dataset names them.",
+               fig_confusion_matrices),
+    FigureSpec("per_class", "Results", "Per-class recall",
+               "Share of each class's test examples predicted right, per variant (summed "
+               "over seeds).", fig_per_class),
     FigureSpec("learning_curves", "Training", "Learning curves",
                "Median over seeds with the band holding the middle half of the seeds "
                "(25–75 %). Loss panels show each run's own loss.",
@@ -587,7 +736,7 @@ def fig_interactions(a: StudyAnalysis) -> Figure | None:
                         label=f"{item.moderator}={moderator_level}")
         ax.set_xticks(xs, levels)
         ax.set_xlabel(item.factor)
-        name = METRIC_INFO[item.metric][0]
+        name = a.outcomes.get(item.metric).label if a.outcomes else METRIC_INFO[item.metric][0]
         ax.set_ylabel(f"{name}{' (%)' if scale == 100 else ''}")
         verdict = "interaction" if item.found else "no interaction found"
         p = f"p = {item.p_holm:.2g}" if np.isfinite(item.p_holm) else "p n/a"

@@ -23,7 +23,6 @@ from typing import Any
 import jinja2
 
 from ablab.analysis import StudyAnalysis, analyze
-from ablab.analysis.runs import METRIC_INFO
 from ablab.analysis.verdicts import MINUS, format_ci, format_diff, format_effect, format_p
 from ablab.report.against_source import against_source
 from ablab.report.figures import (
@@ -91,9 +90,11 @@ def _finite(x: Any) -> bool:
 
 
 def _scaled(x: float, metric: str) -> str:
+    from ablab.analysis.outcomes import outcome_of
+
     if not _finite(x):
         return "–"
-    if metric.endswith("accuracy") or metric in ("stability", "overfit_gap"):
+    if metric.endswith("accuracy") or outcome_of(metric).percent:
         return f"{x * 100:.1f}".replace("-", MINUS)
     if metric == "convergence_epoch":
         return f"{x:.1f}"
@@ -118,11 +119,16 @@ def _interval(low, high, metric: str) -> str:
 def summary_tables(a: StudyAnalysis) -> tuple[dict, dict]:
     """(main table: accuracy and cross-entropy with CIs; behaviour table)."""
     colors = variant_colors(a)
+    shown = ["test_accuracy", "test_cross_entropy"]
     header = [
         "variant", "done / runs", "test acc. mean ± std", "95 % CI (t)", "95 % CI (bootstrap)",
         "test CE mean ± std", "95 % CI (t)", "95 % CI (bootstrap)",
         "diverged", "failed", "at chance", "pending",
     ]
+    if a.primary != "test_accuracy" and f"{a.primary}_mean" in a.summary:
+        spec = a.outcomes.primary
+        shown = [a.primary]
+        header[2:8] = [f"{spec.label} mean ± std", "95 % CI (t)", "95 % CI (bootstrap)"]
     rows = []
     behaviour_rows = []
     val_on_test = {
@@ -131,7 +137,7 @@ def summary_tables(a: StudyAnalysis) -> tuple[dict, dict]:
     }
     for v, (_, s) in zip(a.variants, a.summary.iterrows(), strict=True):
         cells = [short_label(a, v), f"{int(s['done'])} / {int(s['runs'])}"]
-        for metric in ("test_accuracy", "test_cross_entropy"):
+        for metric in shown:
             cells += [
                 _mean_std(s, metric),
                 _interval(s[f"{metric}_ci_low"], s[f"{metric}_ci_high"], metric),
@@ -173,16 +179,18 @@ def comparisons_table(a: StudyAnalysis) -> dict:
         r = c.result
         if c.significant:
             word = f"{c.winner} better"
-        elif c.equivalent:
+        elif c.outcome == "equivalent":
             word = "equivalent"
+        elif c.not_applicable:
+            word = "not applicable"
         elif c.testable:
             word = "undecided"
         else:
             word = "no test"
         rows.append({"cells": [
-            c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", METRIC_INFO[c.metric][0],
-            format_diff(r.diff, c.metric) if _finite(r.diff) else "–",
-            format_ci(r.ci_low, r.ci_high, c.metric).removeprefix("95 % CI "),
+            c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", c.spec.label,
+            format_diff(r.diff, c.spec) if _finite(r.diff) else "–",
+            format_ci(r.ci_low, r.ci_high, c.spec).removeprefix("95 % CI "),
             _deciding_ci(c), r.test, format_p(r.p), format_p(c.p_holm),
             format_effect(r.effect, r.effect_name) if c.testable else "–",
             f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}]" if _finite(c.poi_low) else "–",
@@ -200,7 +208,7 @@ def _deciding_ci(c) -> str:
         low, high, conf = c.decision_low, c.decision_high, 1 - c.level
     if not (_finite(low) and _finite(high)):
         return "–"
-    text = format_ci(low, high, c.metric).removeprefix("95 % CI ")
+    text = format_ci(low, high, c.spec).removeprefix("95 % CI ")
     return f"{text} ({conf * 100:.1f} %)"
 
 
@@ -230,12 +238,93 @@ def runs_table(a: StudyAnalysis) -> dict:
     return {"header": header, "rows": rows}
 
 
+#: Verdicts in the report: decided ones first (as the terminal prints them).
+_ORDER = {"beats": 0, "equivalent": 1, "undecided": 2, "untestable": 3, "not applicable": 4}
+
+
 def _verdict_items(a: StudyAnalysis) -> list[dict[str, str]]:
+    """The primary outcome's verdicts, decided ones first (plan order within each)."""
     items = []
-    for c, text in zip(a.comparisons_on("test_accuracy"), a.verdicts, strict=True):
+    pairs = list(zip(a.comparisons_on(a.primary), a.verdicts, strict=True))
+    pairs.sort(key=lambda pair: _ORDER[pair[0].outcome])
+    for c, text in pairs:
         kind = "beats" if c.significant else ("tie" if c.testable else "untestable")
-        items.append({"text": text, "kind": kind})
+        items.append({"text": text, "kind": kind, "decided": c.decided})
     return items
+
+
+def _verdict_word(c) -> str:
+    if c.outcome == "beats":
+        return "decided"
+    if c.outcome == "equivalent":
+        return "equivalent (identical)" if c.identical else "equivalent"
+    return c.outcome if c.outcome == "not applicable" else "undecided"
+
+
+def verdict_table(a: StudyAnalysis, metric: str | None = None) -> dict:
+    """The compact verdict table: per comparison of ``metric`` (the primary outcome), its
+    factor, context, which level wins, the difference with the interval that decided, the
+    verdict, and the seeds per variant an undecided one would need; decided ones first."""
+    metric = metric or a.primary
+    header = ["factor", "context", "levels", "better", "difference (deciding CI)", "verdict",
+              "seeds needed"]
+    rows = []
+    chosen = sorted(a.comparisons_on(metric), key=lambda c: _ORDER[c.outcome])
+    for c in chosen:
+        r = c.result
+        diff = format_diff(r.diff, c.spec) if _finite(r.diff) else "–"
+        ci = _deciding_ci(c)
+        needed = (f"~{c.seeds_needed}" if c.seeds_needed is not None
+                  else ("–" if c.decided or not c.testable else "many"))
+        better = c.winner or ("neither" if c.outcome == "equivalent" else "–")
+        rows.append({
+            "cells": [c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", better,
+                      f"{diff} ({ci})" if ci != "–" else diff, _verdict_word(c), needed],
+            "decided": c.decided,
+        })
+    return {"header": header, "rows": rows}
+
+
+def method_note(a: StudyAnalysis) -> str:
+    """What the verdicts compare on, and the three outcomes a comparison can end in."""
+    if a.primary == "test_accuracy":
+        return METHOD_NOTE
+    label = a.outcomes.primary.label if a.outcomes else a.primary
+    return METHOD_NOTE.replace(
+        "test accuracy and test softmax cross-entropy (the common yardsticks)",
+        f"{label} (the study's declared outcome)",
+    )
+
+
+def _outcome_sections(a: StudyAnalysis) -> list[dict[str, Any]]:
+    """One section per outcome beyond the primary one (diagnostics, dynamics, cost): its
+    verdicts (decided first) and its pooled sentences."""
+    from ablab.outcome_catalogue import FAMILIES
+
+    out = []
+    for name, label, family, sentences in a.outcome_verdicts:
+        pairs = list(zip(a.comparisons_on(name), sentences, strict=True))
+        pairs.sort(key=lambda pair: _ORDER[pair[0].outcome])
+        shown = [{"text": t, "decided": c.decided} for c, t in pairs if not c.not_applicable]
+        lacking: dict[str, int] = {}  # one line per level without the figure, not per pair
+        for c, _ in pairs:
+            for level in c.not_applicable:
+                key = f"{c.factor}={level}"
+                lacking[key] = lacking.get(key, 0) + 1
+        for key, n in lacking.items():
+            shown.append({"text": (
+                f"Not applicable to {key}: it records no {label} (it has no layer the "
+                f"figure is defined for), which is not a value of 0; its {n} "
+                f"{'comparison is' if n == 1 else 'comparisons are'} left out."),
+                "decided": False})
+        out.append({
+            "title": f"{label[0].upper()}{label[1:]}",
+            "family": FAMILIES.get(family, family),
+            "verdicts": shown,
+            "pooled": [s for p, s in zip(a.pooled, a.pooled_sentences, strict=True)
+                       if p.metric == name],
+        })
+    return out
 
 
 def _missing(a: StudyAnalysis) -> list[str]:
@@ -544,7 +633,13 @@ def report_context(a: StudyAnalysis, figures: list[dict[str, Any]]) -> dict[str,
         "status": a.status,
         "complete": a.complete,
         "missing": _missing(a),
-        "method_note": METHOD_NOTE,
+        "method_note": method_note(a),
+        "headline": a.headline,
+        "verdict_table": verdict_table(a),
+        "pooled": [s for p, s in zip(a.pooled, a.pooled_sentences, strict=True)
+                   if p.metric == a.primary],
+        "tradeoffs": a.tradeoff_sentences,
+        "outcome_sections": _outcome_sections(a),
         "methods": a.methods,
         "interactions": a.interaction_sentences,
         "problems": a.status_sentences,

@@ -119,7 +119,7 @@ class EarlyStopping(Callback):
 
     def __init__(self, cfg: EarlyStoppingConfig):
         self.cfg = cfg
-        self.maximize = cfg.monitor.endswith("accuracy")
+        self.maximize = cfg.monitor in ("val_accuracy", "val_r2")
         self.best: float | None = None
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -169,20 +169,22 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class KeepWeights(Callback):
-    """``keep = "best"``: the weights of the epoch with the best validation accuracy;
-    ``"last"`` (or ``"best"`` without validation data): the weights tested. Never the
-    weights of a diverged run (``finish_run`` drops them if the test loss is not finite)."""
+    """``keep = "best"``: the weights of the epoch with the best validation accuracy (the
+    lowest validation RMSE for a regression run); ``"last"`` (or ``"best"`` without
+    validation data): the weights tested. Never the weights of a diverged run
+    (``finish_run`` drops them if the test loss is not finite)."""
 
     def __init__(self, keep: str):
         self.keep = keep
-        self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None  # epoch, acc, w
+        self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None  # epoch, score, w
 
     def on_epoch_end(self, run: RunState, record: EpochRecord) -> None:
-        acc = record.val_accuracy
-        if self.keep != "best" or run.diverged or acc is None:
+        # higher is better: accuracy, or minus the RMSE of a regression run
+        score = record.val_accuracy if record.val_rmse is None else -record.val_rmse
+        if self.keep != "best" or run.diverged or score is None:
             return
-        if self.best is None or acc > self.best[1]:
-            self.best = (record.epoch, acc, cpu_state(run.model))
+        if self.best is None or score > self.best[1]:
+            self.best = (record.epoch, score, cpu_state(run.model))
 
     def on_train_end(self, run: RunState) -> None:
         if run.diverged:

@@ -46,7 +46,8 @@ def train_epoch(
     precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One pass over ``loader``: (per-batch losses, correct predictions, examples seen),
-    both tensors on the device — nothing is read back to the host here. ``forward``
+    both tensors on the device — nothing is read back to the host here (no correct
+    predictions are counted for a regression target: they stay 0). ``forward``
     (default: the model) runs under ``precision``'s autocast; the loss and the backward
     pass run in fp32. ``on_backward`` (optional) is called after each backward pass,
     before the optimizer step."""
@@ -56,6 +57,7 @@ def train_epoch(
     batch_losses = torch.zeros(len(loader), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
+    classes = not loader.bundle.is_regression
     for i, (x, y) in enumerate(loader):
         with autocast(device, precision):
             logits = forward(x)
@@ -67,7 +69,8 @@ def train_epoch(
             on_backward()
         optimizer.step()
         batch_losses[i] = loss.detach()
-        correct += (logits.detach().argmax(dim=1) == y).sum()
+        if classes:
+            correct += (logits.detach().argmax(dim=1) == y).sum()
         seen += y.numel()
     return batch_losses, correct, seen
 
@@ -81,7 +84,9 @@ def _train_and_validate(
     batch_losses, correct, seen = train_epoch(
         run.model, run.loader, loss_fn, run.optimizer, on_backward, **speed
     )
-    record = open_record(run, epoch, lr, batch_losses.tolist(), correct.item() / seen)
+    regression = run.bundle.is_regression
+    train_accuracy = None if regression else correct.item() / seen
+    record = open_record(run, epoch, lr, batch_losses.tolist(), train_accuracy)
     if run.bundle.val is not None:
         val = evaluate(
             run.model, run.bundle.val, run.bundle, loss_fn, run.cfg.eval_batch_size,
@@ -89,6 +94,9 @@ def _train_and_validate(
         )
         record.val_loss, record.val_accuracy = val["loss"], val["accuracy"]
         record.val_cross_entropy = val["cross_entropy"]
+        if regression:
+            record.val_rmse, record.val_mae = val["rmse"], val["mae"]
+            record.val_r2, record.val_mse = val["r2"], val["mse"]
     return record
 
 

@@ -1,4 +1,5 @@
-"""Classification metrics from a confusion matrix (built on the device in one bincount)."""
+"""Classification metrics from a confusion matrix (built on the device in one bincount),
+and regression metrics (RMSE, MAE, R², MSE) from predictions in the target's units."""
 
 from __future__ import annotations
 
@@ -54,3 +55,31 @@ def is_at_chance(accuracy: float, chance: float, n: int) -> bool:
     majority-class accuracy."""
     margin = max(0.01, 2.0 * math.sqrt(chance * (1.0 - chance) / max(1, n)))
     return accuracy <= chance + margin
+
+
+#: The regression metrics :func:`regression_metrics` gives (a run records them as
+#: ``test_*`` and, each epoch, ``val_*``); R² is higher-is-better, the others lower.
+REGRESSION_METRICS = ("rmse", "mae", "r2", "mse")
+
+
+def regression_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """RMSE, MAE, R² (1 − SSE / SST about the split's own mean, as scikit-learn's
+    ``r2_score``; 0 when the target is constant and predicted exactly, −inf never: a
+    constant target gives R² 0 if mispredicted) and MSE, in float64.
+
+    >>> t = torch.tensor([1.0, 2.0, 3.0])
+    >>> regression_metrics(t, t)["r2"]
+    1.0
+    """
+    pred = pred.reshape(-1).to(torch.float64)
+    target = target.reshape(-1).to(torch.float64)
+    err = pred - target
+    sse = float((err * err).sum())
+    sst = float(((target - target.mean()) ** 2).sum())
+    n = max(1, target.numel())
+    mse = sse / n
+    if sst > 0:
+        r2 = 1.0 - sse / sst
+    else:
+        r2 = 1.0 if sse == 0 else 0.0
+    return {"rmse": math.sqrt(mse), "mae": float(err.abs().sum()) / n, "r2": r2, "mse": mse}

@@ -83,24 +83,29 @@ class EpochRecord:
 
     epoch: int  # 1-based
     train_loss: float | None
-    train_accuracy: float
+    train_accuracy: float | None  # None for a regression run
     lr: float  # the rate this epoch trained with
     val_loss: float | None = None
     val_accuracy: float | None = None
     val_cross_entropy: float | None = None
     seconds: float = 0.0  # training, validation and what callbacks measured
+    # A regression run's validation figures, in the target's units (absent otherwise).
+    val_rmse: float | None = None
+    val_mae: float | None = None
+    val_r2: float | None = None
+    val_mse: float | None = None
 
     def is_finite(self) -> bool:
         return all(v is None or math.isfinite(v) for v in (self.train_loss, self.val_loss))
 
     def drop_non_finite(self) -> None:
-        for name in ("train_loss", "val_loss", "val_cross_entropy"):
+        for name in ("train_loss", "val_loss", "val_cross_entropy", *REGRESSION_VAL_FIELDS):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 setattr(self, name, None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "epoch": self.epoch,
             "train_loss": self.train_loss,
             "train_accuracy": self.train_accuracy,
@@ -110,6 +115,13 @@ class EpochRecord:
             "lr": self.lr,
             "seconds": self.seconds,
         }
+        data.update((k, getattr(self, k)) for k in REGRESSION_VAL_FIELDS
+                    if getattr(self, k) is not None)
+        return data
+
+
+#: A regression run's per-epoch validation figures (in its history only when present).
+REGRESSION_VAL_FIELDS = ("val_rmse", "val_mae", "val_r2", "val_mse")
 
 
 #: The test figures of ``FinalMetrics``, absent from a run whose weights are not finite.
@@ -122,6 +134,8 @@ TEST_FIELDS = (
     "test_f1",
     "confusion",
 )
+#: A regression run's test figures, in the target's units (``ablab.train.metrics``).
+REGRESSION_TEST_FIELDS = ("test_loss", "test_rmse", "test_mae", "test_r2", "test_mse")
 
 
 @dataclass
@@ -135,7 +149,7 @@ class FinalMetrics:
     stopped_early: bool
     best_val_accuracy: float | None
     best_val_epoch: int | None
-    chance_accuracy: float
+    chance_accuracy: float | None  # None for a regression run (no classes, no chance)
     weights_epoch: int | None = None  # the epoch the tested weights come from
     test_loss: float | None = None  # the run's own loss
     test_cross_entropy: float | None = None  # the common yardstick
@@ -148,10 +162,32 @@ class FinalMetrics:
     kept_epoch: int | None = None
     seconds: float = 0.0
     batched_seeds: int | None = None
+    # regression runs only (``task = "regression"``): in the target's units
+    test_rmse: float | None = None
+    test_mae: float | None = None
+    test_r2: float | None = None
+    test_mse: float | None = None
+    best_val_rmse: float | None = None  # the lowest validation RMSE (at best_val_epoch)
+    #: the confusion matrix's classes, in row order: the names the dataset gives (a csv's
+    #: string labels, an npz ``classes`` array, image folders' names); recorded only when
+    #: they are not the numbers 0..K-1
+    class_names: list[str] | None = None
+
+    @property
+    def names_classes(self) -> bool:
+        """The dataset gave its classes names other than their numbers 0..K-1 (recorded
+        then, so the report labels the confusion matrices with them)."""
+        names = self.class_names
+        return (self.confusion is not None and names is not None
+                and names != [str(i) for i in range(len(names))])
+
+    @property
+    def regression(self) -> bool:
+        return self.test_rmse is not None or self.best_val_rmse is not None
 
     @property
     def tested(self) -> bool:
-        return self.test_accuracy is not None
+        return self.test_accuracy is not None or self.test_rmse is not None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -161,9 +197,14 @@ class FinalMetrics:
             "best_val_epoch": self.best_val_epoch,
             "chance_accuracy": self.chance_accuracy,
         }
+        if self.best_val_rmse is not None:
+            data["best_val_rmse"] = self.best_val_rmse
         if self.tested:
             data["weights_epoch"] = self.weights_epoch
-            data.update((name, getattr(self, name)) for name in TEST_FIELDS)
+            names = REGRESSION_TEST_FIELDS if self.test_rmse is not None else TEST_FIELDS
+            data.update((name, getattr(self, name)) for name in names)
+            if self.names_classes:
+                data["class_names"] = list(self.class_names)
             data["at_chance"] = self.at_chance
         else:
             data.update(at_chance=self.at_chance, weights_epoch=self.weights_epoch)

@@ -27,6 +27,7 @@ from ablab.train.metrics import (
     classification_metrics,
     confusion_matrix,
     is_at_chance,
+    regression_metrics,
 )
 from ablab.train.result import EpochRecord, FinalMetrics, RunResult
 
@@ -78,7 +79,7 @@ def start_run(cfg: RunConfig, device: torch.device) -> RunState:
     init_seed, order_seed = cfg.init_seed_value, cfg.order_seed_value
     torch.manual_seed(init_seed)
     bundle = load_data(cfg.dataset, cfg.seed, device)
-    model = build_model(cfg.model, bundle.input_shape, bundle.num_classes).to(device)
+    model = build_model(cfg.model, bundle.input_shape, bundle.output_dim).to(device)
     if order_seed != init_seed:
         torch.manual_seed(order_seed)
     memory_format = memory_format_for(model, cfg.memory_format)
@@ -105,7 +106,7 @@ def start_run(cfg: RunConfig, device: torch.device) -> RunState:
 
 
 def open_record(
-    run: RunState, epoch: int, lr: float, losses: list[float], train_accuracy: float
+    run: RunState, epoch: int, lr: float, losses: list[float], train_accuracy: float | None
 ) -> EpochRecord:
     """The epoch's record from its batch losses, which join the run's (a non-finite batch
     loss is stored as missing: JSON has no NaN)."""
@@ -146,6 +147,8 @@ def final_metrics(run: RunState, loss_fn: LossFn, **speed: Any) -> FinalMetrics:
     :func:`evaluate` as the training loop used it. A non-finite test loss marks the run
     diverged."""
     history, bundle, result = run.result.history, run.bundle, run.result
+    if bundle.is_regression:
+        return _regression_final(run, loss_fn, **speed)
     val_accs = [(h["val_accuracy"], h["epoch"]) for h in history if h["val_accuracy"] is not None]
     best_val, best_epoch = max(val_accs, key=lambda p: (p[0], -p[1])) if val_accs else (None, None)
     final = FinalMetrics(
@@ -168,8 +171,39 @@ def final_metrics(run: RunState, loss_fn: LossFn, **speed: Any) -> FinalMetrics:
     final.test_accuracy, final.test_precision = scores["accuracy"], scores["precision"]
     final.test_recall, final.test_f1 = scores["recall"], scores["f1"]
     final.confusion = confusion.tolist()
+    final.class_names = list(bundle.class_names)
     final.at_chance = is_at_chance(scores["accuracy"], final.chance_accuracy, len(bundle.test))
     if not math.isfinite(test["loss"]):
+        result.status, result.diverged_epoch = "diverged", len(history)
+    return final
+
+
+def _regression_final(run: RunState, loss_fn: LossFn, **speed: Any) -> FinalMetrics:
+    """A regression run's final figures: test loss (the run's own, in training units) and
+    RMSE, MAE, R², MSE in the target's units; the best validation RMSE and its epoch. No
+    accuracy, chance level or confusion matrix: there are no classes."""
+    history, bundle, result = run.result.history, run.bundle, run.result
+    val = [(h["val_rmse"], h["epoch"]) for h in history if h.get("val_rmse") is not None]
+    best_val, best_epoch = min(val, key=lambda p: (p[0], p[1])) if val else (None, None)
+    final = FinalMetrics(
+        epochs_run=len(history),
+        stopped_early=run.stopped_early,
+        best_val_accuracy=None,
+        best_val_epoch=best_epoch,
+        chance_accuracy=None,
+        best_val_rmse=best_val,
+    )
+    if run.diverged:
+        return final
+    test = evaluate(
+        run.model, bundle.test, bundle, loss_fn, run.cfg.eval_batch_size,
+        memory_format=run.memory_format, **speed,
+    )
+    final.weights_epoch = run.weights_epoch
+    final.test_loss = test["loss"]
+    final.test_rmse, final.test_mae = test["rmse"], test["mae"]
+    final.test_r2, final.test_mse = test["r2"], test["mse"]
+    if not all(math.isfinite(v) for v in (test["loss"], test["rmse"])):
         result.status, result.diverged_epoch = "diverged", len(history)
     return final
 
@@ -187,11 +221,16 @@ def evaluate(
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, Any]:
     """Loss (the run's own), softmax cross-entropy, accuracy and predictions on a split.
-    ``forward`` (default: the model) is what is called, under ``precision``'s autocast."""
+    ``forward`` (default: the model) is what is called, under ``precision``'s autocast.
+    For a regression bundle: the loss (in training units), predictions in the target's
+    units and their RMSE, MAE, R² and MSE (``cross_entropy`` and ``accuracy`` None)."""
     model.eval()
     forward = forward or model
     n = len(split)
     device = split.y.device
+    if bundle.is_regression:
+        return _evaluate_regression(forward, split, bundle, loss_fn, batch_size,
+                                    precision=precision)
     loss_sum = torch.zeros((), device=device)
     ce_sum = torch.zeros((), device=device)
     preds = []
@@ -211,3 +250,24 @@ def evaluate(
     correct = (pred == split.y).sum()
     loss, ce, acc = (t.item() for t in (loss_sum / n, ce_sum / n, correct / n))
     return {"loss": loss, "cross_entropy": ce, "accuracy": acc, "pred": pred}
+
+
+def _evaluate_regression(
+    forward: Forward, split: Split, bundle: DataBundle, loss_fn: LossFn, batch_size: int,
+    *, precision: str = "fp32",
+) -> dict[str, Any]:
+    n = len(split)
+    device = split.y.device
+    loss_sum = torch.zeros((), device=device)
+    preds = []
+    for start in range(0, n, batch_size):
+        x = bundle.normalize(split.x[start : start + batch_size])
+        y = split.y[start : start + batch_size]
+        with autocast(device, precision):
+            output = forward(x)
+        output = output.float()
+        loss_sum += loss_fn(output, bundle.training_target(y)) * y.numel()
+        preds.append(bundle.to_target_units(output))
+    pred = torch.cat(preds)
+    return {"loss": (loss_sum / n).item(), "cross_entropy": None, "accuracy": None,
+            "pred": pred, **regression_metrics(pred, split.y)}
