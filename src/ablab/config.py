@@ -42,6 +42,7 @@ from ablab.registry import (
     PROBES,
     SCHEDULES,
     Registry,
+    domain_message,
 )
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -53,7 +54,11 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+    # Every number is finite (TOML's inf / nan, 1e400) and in its field's declared domain;
+    # see ablab.registry.domain_message for the message.
+    model_config = ConfigDict(
+        extra="forbid", frozen=False, validate_assignment=False, allow_inf_nan=False
+    )
 
 
 class Component(BaseModel):
@@ -63,7 +68,7 @@ class Component(BaseModel):
     the entry's options and stored resolved (defaults filled in), so two configs that mean
     the same thing dump to the same dict and hash to the same run id."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     registry: ClassVar[Registry]
     name: str
 
@@ -524,6 +529,9 @@ def format_validation_error(
         got = None
     elif err["type"] == "missing":
         msg = "required field is missing"
+        got = None
+    elif domain_message(root, {**err, "loc": loc}) is not None:
+        msg = domain_message(root, {**err, "loc": loc})  # names the value itself
         got = None
     else:
         msg = msg.removeprefix("Value error, ")

@@ -32,6 +32,7 @@ from ablab.registry import DATASETS
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 OpenUnit = Annotated[float, Field(gt=0.0, lt=1.0)]
+RandomState = Annotated[int, Field(ge=0, lt=2**32)]  # what scikit-learn's generators take
 
 DOWNLOAD_TIMEOUT_S = 60.0
 
@@ -98,7 +99,7 @@ def _download(name: str, fn) -> str | None:
     size="n_samples",
 )
 def moons(
-    *, n_samples: PositiveInt = 1000, noise: NonNegFloat = 0.3, random_state: int = 0
+    *, n_samples: PositiveInt = 1000, noise: NonNegFloat = 0.3, random_state: RandomState = 0
 ) -> RawData:
     from sklearn.datasets import make_moons
 
@@ -118,7 +119,7 @@ def circles(
     n_samples: PositiveInt = 1000,
     noise: NonNegFloat = 0.2,
     factor: OpenUnit = 0.5,
-    random_state: int = 0,
+    random_state: RandomState = 0,
 ) -> RawData:
     from sklearn.datasets import make_circles
 
