@@ -97,6 +97,7 @@ def _download(name: str, fn) -> str | None:
     official_test=False,
     shape=(2,),
     size="n_samples",
+    classes=2,
 )
 def moons(
     *, n_samples: PositiveInt = 1000, noise: NonNegFloat = 0.3, random_state: RandomState = 0
@@ -113,6 +114,7 @@ def moons(
     official_test=False,
     shape=(2,),
     size="n_samples",
+    classes=2,
 )
 def circles(
     *,
@@ -133,6 +135,7 @@ def circles(
     official_test=False,
     shape=(1, 8, 8),
     size=1797,
+    classes=10,
 )
 def digits() -> RawData:
     from sklearn.datasets import load_digits
@@ -248,6 +251,8 @@ MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
     official_test=True,
     shape=(1, 28, 28),
     size=60000,
+    classes=10,
+    test_size=10000,
     locate=lambda: _mnist_locate("mnist", "MNIST", [], MNIST_URL),
     fetch=lambda: _mnist_fetch("MNIST"),
 )
@@ -272,6 +277,8 @@ def fashion_system_dir() -> Path:
     official_test=True,
     shape=(1, 28, 28),
     size=60000,
+    classes=10,
+    test_size=10000,
     locate=lambda: _mnist_locate(
         "fashion_mnist", "FashionMNIST", [fashion_system_dir()], FASHION_URL
     ),
@@ -359,6 +366,8 @@ def _cifar_fetch() -> None:
     official_test=True,
     shape=(3, 32, 32),
     size=50000,
+    classes=10,
+    test_size=10000,
     locate=_cifar_locate,
     fetch=_cifar_fetch,
 )
