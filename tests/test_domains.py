@@ -293,3 +293,95 @@ def test_the_issues_two_files_are_refused(case, command, tmp_path, capsys,
     assert str(path) in lines[0] and expected in lines[0], lines[0]
     assert "Traceback" not in stdout + stderr
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ non-finite numbers on disk
+
+
+def test_json_files_never_hold_a_non_finite_number(tmp_path):
+    from ablab.store.files import atomic_write_json
+
+    path = tmp_path / "summary.json"
+    atomic_write_json(path, {"loss": math.inf, "history": [1.0, math.nan, -math.inf],
+                             "nested": {"x": (math.nan, 2)}, "ok": 0.5})
+    import json
+
+    text = path.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text) == {"loss": None, "history": [1.0, None, None],
+                                "nested": {"x": [None, 2]}, "ok": 0.5}
+
+
+def test_a_diverging_run_writes_its_summary(tmp_path, capsys):
+    """A learning rate that is finite but absurd: the run diverges, is marked so, and
+    ``summary.json`` is written as JSON (exit 1, no traceback)."""
+    from conftest import cli_in_process
+
+    path = tmp_path / "run.toml"
+    path.write_text('epochs = 3\ndevice = "cpu"\nbatch_size = 32\n'
+                    'dataset = { name = "moons", n_samples = 200 }\n'
+                    'model = { name = "mlp", hidden = [16] }\n'
+                    'optimizer = { name = "sgd", lr = 1e30 }\n')
+    out = tmp_path / "out"
+    code, stdout, stderr = cli_in_process(["train", str(path), "--out", str(out)], capsys)
+    assert "Traceback" not in stdout + stderr
+    assert code == 1 and "diverged" in stderr, stdout + stderr
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+
+
+# ------------------------------------------------------------------ data too small for its split
+
+
+def _run_study(doc: dict, tmp_path: Path, capsys) -> tuple[int, list[str]]:
+    path = tmp_path / "study.toml"
+    write_study(doc, path)
+    out = tmp_path / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    code, stdout, stderr = ablab_cli(["run", str(path), "--out", str(out)], capsys)
+    assert "Traceback" not in stdout + stderr
+    return code, [line for line in stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(("dataset", "expected"), [
+    ({"name": "moons", "n_samples": 3},
+     "with test_fraction = 0.2, val_fraction = 0.2 its train / val / test splits hold "
+     "1 / 1 / 1: the train split cannot hold one of each of the 2 classes"),
+    ({"name": "digits", "subset": 5},
+     "dataset 'digits' has 1797 examples of 10 classes; with test_fraction = 0.2, "
+     "val_fraction = 0.2, subset = 5"),
+    ({"name": "fashion_mnist", "eval_subset": 9},
+     "the val split cannot hold one of each of the 10 classes"),
+    ({"name": "circles", "n_samples": 100, "val_fraction": 0.01},
+     "the val split cannot hold one of each of the 2 classes"),
+])
+def test_built_in_data_too_small_for_its_split_is_refused(dataset, expected, tmp_path, capsys,
+                                                          no_training):  # noqa: F811
+    doc = copy.deepcopy(VALID_STUDY)
+    doc["base"]["dataset"] = dataset
+    code, lines = _run_study(doc, tmp_path, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert "base.dataset" in lines[0] and expected in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_users_table_too_small_for_its_split_is_refused(tmp_path, capsys,
+                                                          no_training):  # noqa: F811
+    """A CSV whose rarest class has two rows cannot give one to each of three splits: the
+    split is computed on its labels, exactly as a run computes it, and refused."""
+    rows = ["x,y,label"] + [f"{i},{i % 7},a" for i in range(30)] + [
+        f"{i},{i % 5},b" for i in range(30)] + ["1,1,c", "2,2,c"]
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    doc = copy.deepcopy(VALID_STUDY)
+    doc["base"]["dataset"] = {"name": "csv", "path": "points.csv", "target": "label"}
+    code, lines = _run_study(doc, tmp_path, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert "dataset 'csv' has 62 examples of 3 classes" in lines[0], lines[0]
+    assert "has no example of class 'c'" in lines[0], lines[0]
+    # with enough of every class, the same file is planned (the stand-in runs nothing)
+    rows += [f"{i},{i},c" for i in range(3, 20)]
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    code, lines = _run_study(doc, tmp_path, capsys)
+    assert code == 1, lines
