@@ -385,3 +385,12 @@ def test_a_users_table_too_small_for_its_split_is_refused(tmp_path, capsys,
     (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
     code, lines = _run_study(doc, tmp_path, capsys)
     assert code == 1, lines
+
+
+@pytest.mark.parametrize("init", ["normal(0, 1e400)", "normal(1e999, 0.1)"])
+def test_an_init_string_must_hold_finite_numbers(init, tmp_path, capsys,
+                                                 no_training):  # noqa: F811
+    doc = copy.deepcopy(VALID_STUDY)
+    doc["base"]["model"]["init"] = init
+    line = refused(doc, "model.init", tmp_path, capsys)
+    assert "needs finite numbers" in line, line

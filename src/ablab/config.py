@@ -15,6 +15,7 @@ Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -210,6 +211,8 @@ def parse_init(spec: str) -> tuple[str, tuple[float, ...]]:
     m = _INIT_RE.match(spec.strip())
     if m:
         mean, std = float(m.group(1)), float(m.group(2))
+        if not (math.isfinite(mean) and math.isfinite(std)):  # 1e400 reads as inf
+            raise ValueError("normal(mean, std) needs finite numbers")
         if std <= 0:
             raise ValueError(f"normal(mean, std) needs std > 0, got {std}")
         return "normal", (mean, std)
