@@ -56,7 +56,7 @@ def test_diverged_run_exits_1(tmp_path):
     "content, sets, fragments",
     [
         (RUN + "colour = 3\n", [], ["run.toml: colour: unknown field"]),
-        (RUN, ["optimizer.lr=-1"], ["optimizer.lr: Input should be greater than 0"]),
+        (RUN, ["optimizer.lr=-1"], ["optimizer.lr: must be a finite number > 0 (got -"]),
         (RUN, ["model.name=mlpp"], ["model.name: unknown model 'mlpp'", "did you mean 'mlp'?"]),
         (RUN, ['model={name="vgg7"}'], ["model.name: 'vgg7' needs"]),
         (RUN, ['dataset={name="cifar10"}'], ["dataset cifar10", "cifar-10-batches-py"]),

@@ -66,7 +66,7 @@ def test_no_factor_gives_one_variant_per_seed():
 @pytest.mark.parametrize("vary, fragment", [
     ([{"model.activaton": ["relu"]}], 'vary[0]."model.activaton": unknown option'),
     ([{"optimizer.lrr": [0.1]}], 'vary[0]."optimizer.lrr": unknown option'),
-    ([{"epochs": [0, 1]}], 'vary[0]."epochs": Input should be greater than 0'),
+    ([{"epochs": [0, 1]}], 'vary[0]."epochs": must be an integer > 0'),
     ([{"model.activation": []}], 'vary[0]."model.activation": empty list'),
     ([{"dataset.name": ["moons", "circles"], "dataset.noise": [0.1]}],
      "vary[0]: keys inside one factor move together"),
@@ -83,7 +83,7 @@ def test_bad_factors_name_the_file_and_key(vary, fragment):
 
 def test_bad_base_names_base_path():
     base = dict(BASE, optimizer={"name": "adam", "lr": -1})
-    assert "s.toml: base.optimizer.lr: Input should be greater than 0" in error_of(
+    assert "s.toml: base.optimizer.lr: must be a finite number > 0 (got -" in error_of(
         [{"model.activation": ["relu"]}], base=base)
 
 

@@ -92,7 +92,7 @@ def test_parse_distribution_kinds_and_errors():
                                                               "unknown option"]),
     ('params = { "optimiser.lr" = "uniform(0.1, 1)" }', ['tune.params."optimiser.lr"',
                                                          "unknown field"]),
-    ("trials = 0", ["tune.trials", "greater than 0"]),
+    ("trials = 0", ["tune.trials", "must be an integer > 0 (got 0)"]),
     ('metric = "test_accuracy"', ["tune.metric", "test metric", "val_accuracy"]),
     ("seeds = [1]", ["tune.seeds", "disjoint"]),
     ('sampler = "grid"', ['sampler = "grid"', "choice"]),

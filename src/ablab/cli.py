@@ -250,6 +250,9 @@ def train(
     from ablab.train import fit
 
     cfg = load_run(run_file, set_ or [], allow_plugins=_consent(allow_plugins))
+    from ablab.data.plan_check import check_run_data
+
+    check_run_data(cfg, str(run_file))  # data too small for its split: refused, not trained
     out = out or Path("runs") / f"{run_file.stem}-{run_id(cfg)}"
     from ablab.execute import Task, plan_workers
     from ablab.execute.base import set_threads

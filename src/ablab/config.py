@@ -15,6 +15,7 @@ Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from ablab.registry import (
     PROBES,
     SCHEDULES,
     Registry,
+    domain_message,
 )
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -53,7 +55,11 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+    # Every number is finite (TOML's inf / nan, 1e400) and in its field's declared domain;
+    # see ablab.registry.domain_message for the message.
+    model_config = ConfigDict(
+        extra="forbid", frozen=False, validate_assignment=False, allow_inf_nan=False
+    )
 
 
 class MetricSpec(Strict):
@@ -83,7 +89,7 @@ class Component(BaseModel):
     the entry's options and stored resolved (defaults filled in), so two configs that mean
     the same thing dump to the same dict and hash to the same run id."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     registry: ClassVar[Registry]
     name: str
 
@@ -244,6 +250,8 @@ def parse_init(spec: str) -> tuple[str, tuple[float, ...]]:
     m = _INIT_RE.match(spec.strip())
     if m:
         mean, std = float(m.group(1)), float(m.group(2))
+        if not (math.isfinite(mean) and math.isfinite(std)):  # 1e400 reads as inf
+            raise ValueError("normal(mean, std) needs finite numbers")
         if std <= 0:
             raise ValueError(f"normal(mean, std) needs std > 0, got {std}")
         return "normal", (mean, std)
@@ -612,6 +620,9 @@ def format_validation_error(
         got = None
     elif err["type"] == "missing":
         msg = "required field is missing"
+        got = None
+    elif domain_message(root, {**err, "loc": loc}) is not None:
+        msg = domain_message(root, {**err, "loc": loc})  # names the value itself
         got = None
     else:
         msg = msg.removeprefix("Value error, ")

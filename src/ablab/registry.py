@@ -18,10 +18,14 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import annotated_types
 import pydantic
 
 from ablab.errors import FieldError
@@ -55,7 +59,7 @@ class Entry:
             elif err["type"] == "missing":
                 msg = f"required option of {self.name!r} is missing"
             else:
-                msg = err["msg"]
+                msg = domain_message(self.options, err) or err["msg"]
             raise FieldError(loc, msg) from None
         check = self.meta.get("check")
         if check is not None:  # cross-option rules, e.g. nesterov needs momentum
@@ -73,9 +77,134 @@ def _options_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel
         fields[p.name] = (annotation, default)
     return pydantic.create_model(
         f"{name}_options",
-        __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        __config__=pydantic.ConfigDict(
+            extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False
+        ),
         **fields,
     )
+
+
+# ---------------------------------------------------------------- numeric domains
+#
+# Every number a run or study file gives is finite (models and options are validated with
+# ``allow_inf_nan=False``: TOML's ``inf``, ``nan`` and an overflowing ``1e400`` are refused)
+# and lies in its own domain, declared once where the field or option is declared:
+# ``Annotated[float, Field(gt=0)]`` on a registered function's keyword-only parameter or
+# on a config model's field. pydantic enforces it and puts it in the JSON Schema
+# (``exclusiveMinimum`` ...), so ``ablab schema`` and ``ablab list`` show the same domain;
+# :func:`domain_message` turns a violation into one message naming the whole domain.
+
+#: pydantic error types that mean "a number outside its domain".
+DOMAIN_ERRORS = frozenset({
+    "finite_number", "greater_than", "greater_than_equal", "less_than", "less_than_equal",
+})
+
+
+def _bounds(annotation: Any, metadata: list[Any]) -> tuple[dict[str, Any], type | None]:
+    """The bounds (``gt``, ``ge``, ``lt``, ``le``) declared on a field and the number type
+    they bound, looking inside ``Optional`` / unions / ``Annotated``."""
+    found: dict[str, Any] = {}
+    for item in metadata:
+        for key in ("gt", "ge", "lt", "le"):
+            if isinstance(item, getattr(annotated_types, key.capitalize())):
+                found[key] = getattr(item, key)
+        for inner in getattr(item, "metadata", ()):  # a FieldInfo inside Annotated
+            found.update(_bounds(Any, [inner])[0])
+    kind = annotation if annotation in (int, float) else None
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extra = typing.get_args(annotation)
+        inner, inner_kind = _bounds(base, list(extra))
+        return {**inner, **found}, inner_kind or kind
+    for arg in typing.get_args(annotation):
+        if arg is type(None):
+            continue
+        inner, inner_kind = _bounds(arg, [])
+        if inner_kind is not None:
+            return {**inner, **found}, inner_kind
+    return found, kind
+
+
+def field_domain(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """The domain of the number at ``loc`` inside ``model`` (``("optimizer", "lr")``,
+    ``("seeds", 2)``) in words: ``a finite number > 0``, ``a finite number in [0, 1)``,
+    ``an integer >= 0``; None when ``loc`` is not a declared numeric field."""
+    annotation: Any = model
+    metadata: list[Any] = []
+    for part in loc:
+        if isinstance(part, int):  # an item of a list
+            args = [a for a in typing.get_args(_strip(annotation)) if a is not type(None)]
+            if not args:
+                return None
+            annotation, metadata = args[0], []
+            continue
+        cls = _model_in(annotation)
+        info = getattr(cls, "model_fields", {}).get(part) if cls is not None else None
+        if info is None:
+            return None
+        annotation, metadata = info.annotation, list(info.metadata)
+    bounds, kind = _bounds(annotation, metadata)
+    if kind is None:
+        return None
+    return interval_text(bounds, kind)
+
+
+def _strip(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` → X; ``X | None`` → X."""
+    while True:
+        if typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
+def _model_in(annotation: Any) -> type[pydantic.BaseModel] | None:
+    annotation = _strip(annotation)
+    candidates = [annotation, *typing.get_args(annotation)]
+    for c in candidates:
+        if isinstance(c, type) and issubclass(c, pydantic.BaseModel):
+            return c
+    return None
+
+
+def interval_text(bounds: dict[str, Any], kind: type = float) -> str:
+    """``{"ge": 0, "lt": 1}`` → ``a finite number in [0, 1)``; ``{"gt": 0}`` →
+    ``a finite number > 0``."""
+    what = "an integer" if kind is int else "a finite number"
+
+    def num(v: Any) -> str:
+        if isinstance(v, int) and v >= 2**16 and v & (v - 1) == 0:
+            return f"2**{v.bit_length() - 1}"  # a seed's bound
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    lo = ("gt", bounds["gt"]) if "gt" in bounds else ("ge", bounds["ge"]) if "ge" in bounds \
+        else None
+    hi = ("lt", bounds["lt"]) if "lt" in bounds else ("le", bounds["le"]) if "le" in bounds \
+        else None
+    if lo and hi:
+        left = "(" if lo[0] == "gt" else "["
+        right = ")" if hi[0] == "lt" else "]"
+        return f"{what} in {left}{num(lo[1])}, {num(hi[1])}{right}"
+    signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    if lo or hi:
+        key, value = lo or hi
+        return f"{what} {signs[key]} {num(value)}"
+    return what
+
+
+def domain_message(model: type[pydantic.BaseModel], err: dict[str, Any]) -> str | None:
+    """For a pydantic error about a number outside its domain (``inf``, ``nan``, ``-0.1``):
+    ``must be a finite number > 0 (got inf)``; None for any other error."""
+    if err.get("type") not in DOMAIN_ERRORS:
+        return None
+    domain = field_domain(model, tuple(err["loc"])) or "a finite number"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, float) or math.isfinite(value) else \
+        str(value)
+    return f"must be {domain} (got {shown})"
 
 
 #: The packages whose import registers the built-in components. They import torch

@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import difflib
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,8 @@ def parse_distribution(text: str) -> Distribution:
         what = "integers" if kind == "int" else "numbers"
         raise ValueError(f"{kind}(LOW, HIGH) takes two {what}")
     low, high = values
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{kind}(LOW, HIGH) takes finite numbers")
     if not low < high:
         raise ValueError(f"{kind}(LOW, HIGH) needs LOW < HIGH")
     if kind == "loguniform" and low <= 0:

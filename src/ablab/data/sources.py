@@ -32,6 +32,7 @@ from ablab.registry import DATASETS
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 OpenUnit = Annotated[float, Field(gt=0.0, lt=1.0)]
+RandomState = Annotated[int, Field(ge=0, lt=2**32)]  # what scikit-learn's generators take
 
 DOWNLOAD_TIMEOUT_S = 60.0
 
@@ -96,9 +97,10 @@ def _download(name: str, fn) -> str | None:
     official_test=False,
     shape=(2,),
     size="n_samples",
+    classes=2,
 )
 def moons(
-    *, n_samples: PositiveInt = 1000, noise: NonNegFloat = 0.3, random_state: int = 0
+    *, n_samples: PositiveInt = 1000, noise: NonNegFloat = 0.3, random_state: RandomState = 0
 ) -> RawData:
     from sklearn.datasets import make_moons
 
@@ -112,13 +114,14 @@ def moons(
     official_test=False,
     shape=(2,),
     size="n_samples",
+    classes=2,
 )
 def circles(
     *,
     n_samples: PositiveInt = 1000,
     noise: NonNegFloat = 0.2,
     factor: OpenUnit = 0.5,
-    random_state: int = 0,
+    random_state: RandomState = 0,
 ) -> RawData:
     from sklearn.datasets import make_circles
 
@@ -132,6 +135,7 @@ def circles(
     official_test=False,
     shape=(1, 8, 8),
     size=1797,
+    classes=10,
 )
 def digits() -> RawData:
     from sklearn.datasets import load_digits
@@ -247,6 +251,8 @@ MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
     official_test=True,
     shape=(1, 28, 28),
     size=60000,
+    classes=10,
+    test_size=10000,
     locate=lambda: _mnist_locate("mnist", "MNIST", [], MNIST_URL),
     fetch=lambda: _mnist_fetch("MNIST"),
 )
@@ -271,6 +277,8 @@ def fashion_system_dir() -> Path:
     official_test=True,
     shape=(1, 28, 28),
     size=60000,
+    classes=10,
+    test_size=10000,
     locate=lambda: _mnist_locate(
         "fashion_mnist", "FashionMNIST", [fashion_system_dir()], FASHION_URL
     ),
@@ -358,6 +366,8 @@ def _cifar_fetch() -> None:
     official_test=True,
     shape=(3, 32, 32),
     size=50000,
+    classes=10,
+    test_size=10000,
     locate=_cifar_locate,
     fetch=_cifar_fetch,
 )

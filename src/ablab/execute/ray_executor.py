@@ -48,6 +48,9 @@ def _remote_fit(
     return run_group(configs, batched=batched)
 
 
+#: How many times a unit whose worker process died is run again (Ray's ``max_retries``).
+WORKER_RETRIES = 2
+
 #: Units in flight per worker slot (see RayExecutor.run).
 UNITS_PER_SLOT = 2
 
@@ -70,7 +73,12 @@ class RayExecutor:
                 ray.init(log_to_driver=False, configure_logging=False, **kwargs)
             except ConnectionError as exc:
                 raise UserError(f"--address {self.address}: cannot reach Ray ({exc})") from None
-        remote = ray.remote(num_cpus=self.threads, max_retries=0)(_remote_fit)
+        # A worker process that dies (kill -9, its node lost) is a system failure: Ray
+        # runs its unit again on another worker, the same pure function of the same
+        # configs, so the numbers are those it would have given. An exception inside a
+        # run is no such failure (run_group records it as the run's); never retried.
+        remote = ray.remote(num_cpus=self.threads, max_retries=WORKER_RETRIES,
+                            retry_exceptions=False)(_remote_fit)
         pending = {}
         try:
             allow = parent_vouches_for_plugins(tasks)

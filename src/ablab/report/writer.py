@@ -372,6 +372,8 @@ def _figure_workers(n_figures: int) -> int:
     forks = "fork" in multiprocessing.get_all_start_methods()
     if not (sys.platform.startswith("linux") and forks):
         return 1
+    if "ray" in sys.modules:  # a fork of a process that ran Ray (gRPC threads) dies at once
+        return 1
     cpus = len(os.sched_getaffinity(0))
     return max(1, min(4, cpus, n_figures))
 

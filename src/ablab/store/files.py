@@ -5,6 +5,7 @@ A process killed at any point leaves either the old file or the new one, never h
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -42,5 +43,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite_json(data: Any) -> Any:
+    """``data`` with every non-finite float (``inf``, ``-inf``, ``nan``: not JSON) replaced
+    by None, i.e. ``null`` in the file, as a diverged run's metrics are stored."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    """Write ``data`` as strict JSON: a non-finite float anywhere in it is written as
+    ``null`` (see :func:`finite_json`), never a crash and never a file other readers
+    reject (Python's ``Infinity`` / ``NaN`` are not JSON)."""
+    atomic_write_text(path, json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n")
