@@ -194,7 +194,8 @@ def test_a_declared_metric_drives_verdicts_with_intervals_in_its_range():
              for s, v in enumerate([0.90, 0.91, 0.93, 0.89, 0.92])]
     a = analyze_runs(info("model.activation", "activation",
                           metric={"name": "roc_auc", "goal": "max", "range": [0, 1]}), rows, {})
-    assert a.primary == "roc_auc" and [c.metric for c in a.comparisons] == ["roc_auc", "seconds"]
+    # no run recorded its time: cost is not judged (no "no finished runs" sentences)
+    assert a.primary == "roc_auc" and [c.metric for c in a.comparisons] == ["roc_auc"]
     (c,) = a.comparisons_on("roc_auc")
     assert c.outcome == "beats" and c.winner == "relu"
     assert a.verdicts[0].startswith("activation=relu beats activation=tanh by 0.070 roc auc")
@@ -423,3 +424,30 @@ def test_a_layers_diagnostic_can_be_judged_on_its_own():
     (c,) = a.comparisons_on("dead_unit_fraction[1]")
     assert c.winner == "leaky_relu" and c.values_a == [0.55, 0.57, 0.56, 0.58]
     assert a.outcome_verdicts[0][1] == "dead-unit fraction of activation layer 1 (last epoch)"
+
+
+def test_the_report_leads_with_headline_table_and_decided_verdicts():
+    """In report.html: the headline, the compact verdict table, the decided verdicts, then
+    the undecided ones, and the study's description only after them."""
+    from ablab.report.writer import render_html, render_markdown, report_context
+
+    rows = []
+    for act, vals in (("relu", [0.90, 0.91, 0.92, 0.905]), ("tanh", [0.80, 0.82, 0.81, 0.815]),
+                      ("gelu", [0.905, 0.90, 0.93, 0.90])):
+        for s, v in enumerate(vals):
+            rows.append(row("model.activation", "activation", act, s, {"test_accuracy": v}))
+    a = analyze_runs(info("model.activation", "activation",
+                          description="How the source was reconstructed. " * 30), rows, {})
+    assert a.headline == "2 decided, 1 undecided (on test accuracy)"
+    html = render_html(report_context(a, []))
+    marks = ['<p class="headline">2 decided, 1 undecided (on test accuracy)</p>',
+             'class="verdict-table"', '<ul class="verdicts decided">',
+             "<h3>Undecided</h3>", 'id="about"', "How the source was reconstructed."]
+    at = [html.index(m) for m in marks]
+    assert at == sorted(at)
+    table = html[at[1]:at[2]]
+    assert table.count("<tr class=\"decided\">") == 2 and table.count('<tr class="open">') == 1
+    assert "relu vs tanh</td><td class=\"text\">relu</td>" in table
+    md = render_markdown(report_context(a, []))
+    assert md.index("**2 decided, 1 undecided") < md.index("| factor | context |") < md.index(
+        "## About the study")

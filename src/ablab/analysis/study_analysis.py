@@ -278,6 +278,9 @@ def analyze_runs(
     variants = build_variants(rows, records)
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
     outcomes = study_outcomes(_regression_default(info, variants), _probes_of(variants))
+    recorded = [o for o in outcomes.others if any(v.values_of(o.name) for v in variants)]
+    if any(v.done for v in variants):  # an outcome no run recorded is not judged at all
+        outcomes = Outcomes(outcomes.primary, tuple(recorded))
     comparisons = compare_all(
         factors, variants, metrics=outcomes.all, margin=margin, design=design
     )

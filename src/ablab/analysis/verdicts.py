@@ -45,8 +45,8 @@ def _num(value: float, metric: str | Outcome, signed: bool) -> str:
     o = outcome_of(metric)
     if o.percent:
         text = f"{value * 100:{'+' if signed else ''}.1f}"
-    elif o.unit == "s" and abs(value) >= 10:
-        text = f"{value:{'+' if signed else ''}.1f}"
+    elif o.unit == "s":  # seconds: hundredths, the same in a value and its interval
+        text = f"{value:{'+' if signed else ''}.2f}"
     else:
         text = f"{value:{'+' if signed else ''}.3f}"
     return text.replace("-", MINUS)

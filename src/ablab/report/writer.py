@@ -279,7 +279,7 @@ def verdict_table(a: StudyAnalysis, metric: str | None = None) -> dict:
         better = c.winner or ("neither" if c.outcome == "equivalent" else "–")
         rows.append({
             "cells": [c.factor, c.stratum or "–", f"{c.level_a} vs {c.level_b}", better,
-                      f"{diff} ({ci})" if ci != "–" else diff, _verdict_word(c), needed],
+                      f"{diff}, {ci}" if ci != "–" else diff, _verdict_word(c), needed],
             "decided": c.decided,
         })
     return {"header": header, "rows": rows}
