@@ -394,3 +394,43 @@ def test_an_init_string_must_hold_finite_numbers(init, tmp_path, capsys,
     doc["base"]["model"]["init"] = init
     line = refused(doc, "model.init", tmp_path, capsys)
     assert "needs finite numbers" in line, line
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(n=st.integers(4, 400), test_fraction=st.floats(0.01, 0.9), val_fraction=st.floats(0, 0.9),
+       subset=st.one_of(st.none(), st.integers(1, 300)),
+       eval_subset=st.one_of(st.none(), st.integers(1, 300)))
+def test_planned_split_sizes_are_those_a_run_gets(n, test_fraction, val_fraction, subset,
+                                                  eval_subset):
+    """The sizes the plan check computes from a dataset's declared size are the sizes of
+    the splits a run makes (computed here by splitting real labels); where the run's split
+    would fail (an empty split), or a split is smaller than the class count, the plan check
+    refuses the dataset."""
+    import numpy as np
+
+    from ablab.config import parse_run
+    from ablab.data.loading import _cap, split_indices
+    from ablab.data.plan_check import check_split_sizes, planned_sizes
+    from ablab.errors import ConfigError
+
+    dataset = {"name": "moons", "n_samples": n, "test_fraction": test_fraction,
+               "val_fraction": val_fraction, "subset": subset, "eval_subset": eval_subset}
+    cfg = parse_run({"epochs": 1, "dataset": dataset, "model": "mlp"}).dataset
+    planned = planned_sizes(cfg, n, has_test=False)
+    y = np.arange(n) % 2
+    try:
+        ids = split_indices(y, has_test=False, val_fraction=val_fraction,
+                            test_fraction=test_fraction, subset=subset, seed=0)
+    except ValueError:  # scikit-learn refuses a split that would be empty
+        real = None
+    else:
+        real = {"train": len(ids["train"])}
+        if ids["val"] is not None:
+            real["val"] = len(_cap(ids["val"], y, eval_subset))
+        real["test"] = len(_cap(ids["test"], y, eval_subset))
+        assert planned == {k: v for k, v in real.items()}
+    if real is None or min(planned.values()) < 2:
+        with pytest.raises(ConfigError, match="examples of 2 classes"):
+            check_split_sizes(cfg, 0, "study.toml: base.dataset")
+    else:
+        check_split_sizes(cfg, 0, "study.toml: base.dataset")

@@ -120,26 +120,29 @@ def _fractions(cfg: Any, has_test: bool) -> str:
     return ", ".join(parts)
 
 
-def planned_sizes(cfg: Any, n: int, n_test: int | None) -> dict[str, int]:
-    """The train / val / test sizes a run of ``cfg`` gets from ``n`` examples (and an
-    official test set of ``n_test``, None when there is none), computed as
-    :func:`ablab.data.loading.split_indices` splits: scikit-learn keeps
-    ``floor(train_size * n)``."""
-    sizes: dict[str, int] = {}
+def planned_sizes(cfg: Any, n: int, has_test: bool, n_test: int | None = None
+                  ) -> dict[str, int]:
+    """The train / val / test sizes a run of ``cfg`` gets from ``n`` examples, computed as
+    :func:`ablab.data.loading.split_indices` splits (scikit-learn keeps
+    ``floor(train_size * n)``). With an official test set (``has_test``) the test size is
+    ``n_test``, left out when not known."""
     pool = n
-    if n_test is None:
+    test: int | None = n_test
+    if not has_test:
         pool = math.floor((1.0 - cfg.test_fraction) * n)
-        n_test = n - pool
-    train = pool
+        test = n - pool
+    train, val = pool, None
     if cfg.validate_on == "holdout" and cfg.val_fraction > 0:
         train = math.floor((1.0 - cfg.val_fraction) * pool)
-        sizes["val"] = pool - train
+        val = pool - train
     if cfg.subset is not None:
         train = min(train, cfg.subset)
-    sizes = {"train": train, **sizes, "test": n_test}
-    if cfg.eval_subset is not None:
-        sizes = {k: v if k == "train" else min(v, cfg.eval_subset) for k, v in sizes.items()}
-    return sizes
+    cap = cfg.eval_subset
+    if cap is not None:
+        val = None if val is None else min(val, cap)
+        test = cap if test is None else min(test, cap)
+    sizes = {"train": train, "val": val, "test": test}
+    return {k: v for k, v in sizes.items() if v is not None}
 
 
 def _too_small(cfg: Any, where: str, n: int, classes: int | None, sizes: dict[str, int],
@@ -168,8 +171,7 @@ def check_split_sizes(cfg: Any, split_seed: int, where: str) -> None:
     if not isinstance(n, int) or not isinstance(classes, int):
         return
     has_test = bool(entry.meta.get("official_test"))
-    sizes = planned_sizes(cfg, n, entry.meta.get("test_size") if has_test else None)
-    sizes = {k: v for k, v in sizes.items() if v is not None}
+    sizes = planned_sizes(cfg, n, has_test, entry.meta.get("test_size"))
     short = [k for k, v in sizes.items() if v < classes]
     if short:
         what = f"the {short[0]} split cannot hold one of each of the {classes} classes"
