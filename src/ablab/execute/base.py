@@ -52,15 +52,17 @@ SMALL_STEP_FLOPS = 50e6
 
 
 def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
-    """The tasks as units of work, each with whether it trains batched: the runs of one
-    variant that differ only in seed, that ``ablab.train.batched.can_batch`` accepts and
-    that are ``worth_batching`` on their device form one group, trained as one batched
-    model; every other task is a unit of its own (batched too when accepted alone, so a
-    run's numbers never depend on its group). Decided here, once, so workers do not
-    repeat the model inspection. Order follows the first task of each unit."""
+    """The tasks as units of work, each with whether it trains batched. Where batching is
+    ``worth_batching`` (a GPU), the runs that share a program
+    (``ablab.train.batched.program_key``: architecture, data, batch size, epochs, optimizer
+    family; seeds, optimizer settings, init, loss, schedule may differ) and that
+    ``can_batch`` accepts form one unit, trained as one batched program; every other task
+    is a unit of its own (batched too when accepted alone, so a run's numbers never depend
+    on its program). On a CPU every task is a unit of its own, trained by ``fit``.
+    Decided here, once, so workers do not repeat the model inspection. Order follows the
+    first task of each unit."""
     from ablab.config import RunConfig
-    from ablab.identity import identity_key
-    from ablab.train.batched import can_batch, worth_batching
+    from ablab.train.batched import can_batch, program_key, worth_batching
 
     def batchable(members: list[Task]) -> bool:
         try:
@@ -69,9 +71,15 @@ def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
         except Exception:  # noqa: BLE001 - an invalid config fails later, alone
             return False
 
+    def key(task: Task) -> str:
+        try:
+            return program_key(task.config)
+        except Exception:  # noqa: BLE001 - an invalid config fails later, alone
+            return task.run_id
+
     by_key: dict[str, list[Task]] = {}
-    for task in tasks:  # one unit per variant: the runs' identity without the seed
-        by_key.setdefault(identity_key(task.config, with_seed=False), []).append(task)
+    for task in tasks:  # one unit per program
+        by_key.setdefault(key(task), []).append(task)
     units: list[tuple[list[Task], bool]] = []
     for members in by_key.values():
         if batchable(members):
@@ -177,14 +185,14 @@ def run_group(
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     batched: bool | None = None,
 ) -> list[tuple[str, Any]]:
-    """Train a unit of work: runs that differ only in seed, as one batched model when
+    """Train a unit of work: runs of one program, as one batched program when
     ``ablab.train.batched.can_batch`` accepts them (a single eligible run too, so its
     numbers do not depend on grouping), else each with ``run_task``. One
     ``(status, payload)`` per config, in order, as ``run_task`` gives. If batched training
     itself fails, each run is retried alone, so one bad run never fails its siblings."""
     from ablab.config import RunConfig
     from ablab.plugins import import_plugins
-    from ablab.train.batched import can_batch, fit_seeds, worth_batching
+    from ablab.train.batched import can_batch, fit_batched, worth_batching
 
     try:
         for c in configs:  # consent: ABLAB_ALLOW_PLUGINS (set by the executor, see below)
@@ -196,8 +204,11 @@ def run_group(
         batched = False
     if batched:
         try:
-            results = fit_seeds(cfgs, on_epoch=on_epoch)
-            return [("done", r.to_dict()) for r in results]
+            results = fit_batched(cfgs, on_epoch=on_epoch)
+            return [
+                ("failed", r.error) if r.status == "failed" else ("done", r.to_dict())
+                for r in results
+            ]
         except Exception:  # noqa: BLE001 - fall back to one run at a time
             pass
     return [
