@@ -103,8 +103,12 @@ def test_fit_seeds_gives_what_main_gave():
     configs = [seeds_config(s) for s in (0, 1)]
     assert can_batch(configs)
     results = fit_seeds(configs)
-    assert [fingerprint(r) for r in results] == ["ba4de8296ab51a9f", "e8d09a93f4fee754"]
-    assert [r.final["test_loss"] for r in results] == [0.4498453140258789, 0.35629236698150635]
+    # The batched program steps its own stacked optimizer (per-run hyper-parameters as
+    # tensors, #33): the same arithmetic as torch.optim's, rounded apart from its foreach
+    # kernels, so the seeds equal ``fit`` (whose numbers are pinned above) within rounding.
+    for result, alone in zip(results, (fit(c) for c in configs), strict=True):
+        assert result.final["test_loss"] == pytest.approx(alone.final["test_loss"], abs=1e-4)
+        assert result.final["test_accuracy"] == alone.final["test_accuracy"]
     assert [r.final["epochs_run"] for r in results] == [10, 10]
     assert [r.final["weights_epoch"] for r in results] == [8, 8]  # restored best weights
 
@@ -194,9 +198,9 @@ def test_early_stopping_callback_stops_where_its_rule_says():
 
 def test_on_epoch_reaches_every_path():
     batched = [seeds_config(s, epochs=2) for s in (0, 1)]
-    plateau = [seeds_config(s, epochs=2, schedule={"name": "reduce_on_plateau"}) for s in (0, 1)]
-    assert can_batch(batched) and not can_batch(plateau)
-    for configs in (batched, plateau):
+    alone = [seeds_config(s, epochs=2, keep="last") for s in (0, 1)]  # kept weights: fit
+    assert can_batch(batched) and not can_batch(alone)
+    for configs in (batched, alone):
         seen: list = []
         results = fit_seeds(configs, on_epoch=lambda i, record, seen=seen: seen.append((i, record)))
         assert sorted((i, r["epoch"]) for i, r in seen) == [(0, 1), (0, 2), (1, 1), (1, 2)]

@@ -63,7 +63,7 @@ from ablab.models.flops import model_shape
 from ablab.train.accel import autocast
 from ablab.train.callbacks import CallbackList, EpochCallback, run_callbacks
 from ablab.train.loop import fit
-from ablab.train.losses import LossFn, build_loss
+from ablab.train.losses import build_loss
 from ablab.train.result import RunResult
 from ablab.train.schedules import build_schedule
 from ablab.train.state import (
