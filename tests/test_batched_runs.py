@@ -234,3 +234,49 @@ def test_out_of_memory_splits_and_retries(monkeypatch):
     monkeypatch.undo()
     from ablab.train.result import RunResult
     assert_same_run(RunResult.from_dict(outcomes[0][1]), fit(configs[0]))
+
+
+def digits_conv(seed: int, **over):
+    data = {
+        "epochs": 2, "seed": seed, "batch_size": 64, "device": "cpu",
+        "dataset": {"name": "digits"},
+        "model": {"name": "keras_conv1", "dropout": 0.0},  # no dropout: other masks than fit
+        "optimizer": {"name": "sgd", "lr": 0.05},
+    }
+    data.update(over)
+    return parse_run(data)
+
+
+def test_a_conv_program_with_mixed_settings_equals_alone():
+    configs = [digits_conv(0), digits_conv(1, optimizer={"name": "sgd", "lr": 0.02,
+                                                          "momentum": 0.9}),
+               digits_conv(0, loss="bce_onehot", memory_format="contiguous")]
+    check_against_fit(configs, tol=1e-4)
+
+
+def test_augmenting_members_use_their_own_loaders():
+    augment = {"name": "digits", "augment": {"flip": True, "translate": 1}}
+    configs = [digits_conv(0, dataset=augment),
+               digits_conv(1, dataset=augment, optimizer={"name": "sgd", "lr": 0.01})]
+    check_against_fit(configs, tol=1e-4)
+
+
+def test_bf16_members_equal_alone_within_bf16_rounding():
+    configs = [tiny(0, precision="bf16"), tiny(1, precision="bf16",
+                                               optimizer={"name": "adam", "lr": 0.003})]
+    together = fit_batched(configs)
+    for a, c in zip(together, configs, strict=True):
+        b = fit(c)
+        assert a.final["test_loss"] == pytest.approx(b.final["test_loss"], abs=0.02)
+        assert a.final["test_accuracy"] == pytest.approx(b.final["test_accuracy"], abs=0.05)
+
+
+def test_members_sharing_a_split_share_its_data():
+    same_split = {"name": "moons", "n_samples": 200, "noise": 0.25, "split_seed": 5}
+    configs = [tiny(k, dataset=same_split, optimizer={"name": "adam", "lr": 0.01 * (k + 1)})
+               for k in range(3)] + [tiny(9)]
+    runs = [start_run(c, torch.device("cpu")) for c in configs]
+    train = batched._StackedSplit(runs, "train")
+    assert train.x.shape[0] == 2  # split seed 5 once, seed 9's own split once
+    assert train.member_data.flatten().tolist() == [0, 0, 0, 1]
+    check_against_fit(configs)

@@ -327,58 +327,90 @@ class _Member:
                     p.copy_(self.frozen[name])
 
 
-def _stack_val(runs: list[RunState], start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Examples ``start:end`` of each member's validation split, as ``evaluate`` prepares
-    them (memory layout, normalization), stacked (leading dimension = member)."""
-    xs = []
-    for run in runs:
-        x = run.bundle.val.x[start:end]
-        if x.dim() == 4 and run.memory_format != torch.contiguous_format:
-            x = x.contiguous(memory_format=run.memory_format)
-        xs.append(run.bundle.normalize(x))
-    return torch.stack(xs), torch.stack([run.bundle.val.y[start:end] for run in runs])
+class _StackedSplit:
+    """One split (``"train"`` or ``"val"``) of every member, each distinct data held once
+    (members with one effective split seed share it), so a batch of all members is one
+    indexing op and one normalization: ``rows(idx)`` with ``idx`` S×B gives S×B×... inputs,
+    normalized as each member's ``bundle.normalize`` does (the same elementwise ops)."""
+
+    def __init__(self, runs: list[RunState], which: str):
+        keys = [  # the effective split seed: members that share it share their data
+            r.cfg.seed if r.cfg.dataset.split_seed is None else r.cfg.dataset.split_seed
+            for r in runs
+        ]
+        distinct = list(dict.fromkeys(keys))
+        member_data = [distinct.index(k) for k in keys]
+        splits = [getattr(runs[keys.index(k)].bundle, which) for k in distinct]
+        device = splits[0].x.device
+        self.x = torch.stack([s.x for s in splits])  # U×N×... as stored (uint8 images)
+        self.y = torch.stack([s.y for s in splits])
+        self.member_data = torch.tensor(member_data, device=device)[:, None]  # S×1
+        bundles = [r.bundle for r in runs]
+        self.scale = bundles[0].scale
+        self.mean = torch.stack([b.mean for b in bundles])  # S×1×C(×1×1)
+        self.std = torch.stack([b.std for b in bundles])
+        self.n = splits[0].x.shape[0]
+
+    def rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.x[self.member_data, idx]
+        return (x.float() * self.scale - self.mean) / self.std, self.y[self.member_data, idx]
 
 
 class _Stacked:
-    """The members' parameters stacked, and a vmapped functional forward over them
-    (compiled with ``torch.compile`` on a CUDA device when the runs ask for ``compile``:
-    ``"reduce-overhead"`` captures the step's launches as CUDA graphs)."""
+    """The members' parameters in ONE flat S×P tensor (leading dimension = member; each
+    layer's parameters a view into it, so the optimizer steps every layer of every member
+    with a handful of kernels), and a vmapped functional forward over them (compiled with
+    ``torch.compile`` on a CUDA device when the runs ask for ``compile``:
+    ``"reduce-overhead"`` captures the forward's launches as CUDA graphs; untested without
+    a GPU)."""
 
     def __init__(self, models: list[nn.Module], precision: str, compile_mode: bool | str):
         params, buffers = stack_module_state(models)
         if buffers:
             raise ValueError("batched runs: models with buffers are not supported")
-        self.params = params  # name -> S×... leaf tensors
+        S = len(models)
+        self.shapes = {name: tuple(t.shape[1:]) for name, t in params.items()}
+        self.slices: dict[str, tuple[int, int]] = {}
+        offset = 0
+        for name, t in params.items():
+            self.slices[name] = (offset, offset + t[0].numel())
+            offset += t[0].numel()
+        self.flat = torch.cat([t.detach().reshape(S, -1) for t in params.values()], dim=1)
+        self.flat.requires_grad_()
         self.base = copy.deepcopy(models[0]).to("meta")
-        # Each member's module now reads and writes its slice of the stacked parameters.
+        # Each member's module now reads and writes its slice of the flat parameters.
         for s, model in enumerate(models):
             for name, p in model.named_parameters():
-                p.data = self.params[name].data[s]
+                p.data = self._slice(self.flat.data[s], name)
         self.named = [list(m.named_parameters()) for m in models]
-        self.device = next(iter(params.values())).device
+        self.device = self.flat.device
         self.precision = precision
 
         def one(p, xb):
             return functional_call(self.base, p, (xb,))
 
-        self._train = vmap(one, randomness="different")
-        self._eval = vmap(one, randomness="different")
+        self._forward = vmap(one, randomness="different")
         if compile_mode is not False and self.device.type == "cuda":
             mode = None if compile_mode in (True, "default") else str(compile_mode)
-            self._train = torch.compile(self._train, mode=mode)
-            self._eval = torch.compile(self._eval, mode=mode)
+            self._forward = torch.compile(self._forward, mode=mode)
+
+    def _slice(self, row: torch.Tensor, name: str) -> torch.Tensor:
+        """Parameter ``name`` inside ``row`` (one member's P values, or S×P)."""
+        a, b = self.slices[name]
+        return row[..., a:b].view(*row.shape[:-1], *self.shapes[name])
 
     def forward(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         self.base.train(training)
+        params = {name: self._slice(self.flat, name) for name in self.slices}
         with autocast(self.device, self.precision):
-            logits = (self._train if training else self._eval)(self.params, x)
+            logits = self._forward(params, x)
         return logits.float()
 
     def share_grads(self, s: int) -> None:
-        """Point member ``s``'s parameters' ``.grad`` at its slice of the stacked gradient."""
+        """Point member ``s``'s parameters' ``.grad`` at its slice of the flat gradient."""
+        g = self.flat.grad
         for name, p in self.named[s]:
-            g = self.params[name].grad
-            p.grad = None if g is None else g[s]
+            p.grad = None if g is None else self._slice(g[s], name)
 
 
 class _Losses:
@@ -405,20 +437,20 @@ class _Losses:
 
 @torch.inference_mode()
 def _evaluate_stacked(
-    stacked: _Stacked, runs: list[RunState], losses: _Losses, batch_size: int
+    stacked: _Stacked, val: _StackedSplit, losses: _Losses, batch_size: int
 ) -> torch.Tensor:
     """S×3 tensor (loss, cross-entropy, accuracy) of each member on its own validation
     split."""
-    n = len(runs[0].bundle.val)
-    S = len(runs)
-    device = runs[0].bundle.val.y.device
+    n, S = val.n, stacked.flat.shape[0]
+    device = stacked.device
     # float32 sums and a long count, as ``evaluate`` (same rounding)
     loss_sum = torch.zeros(S, device=device)
     ce_sum = torch.zeros(S, device=device)
     correct = torch.zeros(S, dtype=torch.long, device=device)
     per_member_ce = vmap(lambda lg, t: nn.functional.cross_entropy(lg, t, reduction="sum"))
     for start in range(0, n, batch_size):
-        x, y = _stack_val(runs, start, start + batch_size)
+        idx = torch.arange(start, min(n, start + batch_size), device=device).expand(S, -1)
+        x, y = val.rows(idx)
         logits = stacked.forward(x, training=False)
         loss_sum += losses(logits, y) * y.shape[1]
         ce_sum += per_member_ce(logits, y)
@@ -438,19 +470,37 @@ def _one_by_one(
     return [fit(c, on_epoch=_progress(on_epoch, i)) for i, c in enumerate(configs)]
 
 
+def _member_batches(members: list[_Member], train: _StackedSplit | None):
+    """The members' training batches, stacked (S×B×...): gathered from the stacked split
+    with each member's own epoch permutation (drawn from its loader's generator exactly as
+    its ``BatchLoader`` draws it), or, where a loader augments, from the members' loaders
+    themselves."""
+    if train is None:
+        for batches in zip(*(m.run.loader for m in members), strict=True):
+            yield torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        return
+    loaders = [m.run.loader for m in members]
+    order = torch.stack([
+        torch.randperm(train.n, generator=loader.generator, device=train.x.device)
+        for loader in loaders
+    ])
+    size = loaders[0].batch_size
+    for start in range(0, train.n, size):
+        yield train.rows(order[:, start : start + size])
+
+
 def _train_epoch_stacked(
-    stacked: _Stacked, members: list[_Member], optimizer: StackedOptimizer, losses: _Losses
+    stacked: _Stacked, members: list[_Member], optimizer: StackedOptimizer, losses: _Losses,
+    train: _StackedSplit | None,
 ) -> tuple[list[list[float]], list[float]]:
-    """One pass over every member's loader at once: each member's batch losses and
+    """One pass over every member's training data at once: each member's batch losses and
     training accuracy (read back to the host once)."""
     S, n_batches = len(members), len(members[0].run.loader)
     wanting = [(k, m) for k, m in enumerate(members) if m.callbacks.wants_gradients]
     batch_losses = torch.zeros(n_batches, S, device=stacked.device)
     correct = torch.zeros(S, dtype=torch.long, device=stacked.device)
     seen = 0
-    for i, batches in enumerate(zip(*(m.run.loader for m in members), strict=True)):
-        x = torch.stack([b[0] for b in batches])
-        y = torch.stack([b[1] for b in batches])
+    for i, (x, y) in enumerate(_member_batches(members, train)):
         logits = stacked.forward(x, training=True)
         per_member = losses(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -529,7 +579,8 @@ def _activation_bytes(run: RunState, batch: int) -> int:
 
 def member_bytes(run: RunState) -> int:
     """Device bytes one member of a program needs, measured on a started run: its data
-    (the split tensors as they sit on the device), its parameters four times over plus the
+    twice (the split tensors as they sit on the device, and the program's stacked copy),
+    its parameters four times over plus the
     optimizer's state (weights, gradient, frozen copy, the schedule's and the probes'
     copies) and its layers' outputs for a training batch, kept for the backward pass and
     matched by their gradients (×3), and for an evaluation batch (×2)."""
@@ -539,7 +590,7 @@ def member_bytes(run: RunState) -> int:
     slots = 3 + _STATE_SLOTS.get(cfg.optimizer.name, 2)
     train_act = _activation_bytes(run, train_batch) * 3
     eval_act = _activation_bytes(run, min(cfg.eval_batch_size, len(run.bundle.test))) * 2
-    return _bundle_bytes(run) + n_params * slots + max(train_act, eval_act)
+    return 2 * _bundle_bytes(run) + n_params * slots + max(train_act, eval_act)
 
 
 def memory_budget(device: torch.device) -> int | None:
@@ -656,9 +707,11 @@ def _fit_program(
     stacked = _Stacked([r.model for r in runs], cfg0.precision, cfg0.compile)
     losses = _Losses(configs)
     optimizer = StackedOptimizer(
-        cfg0.optimizer.name, [c.optimizer.options for c in configs],
-        list(stacked.params.values()),
+        cfg0.optimizer.name, [c.optimizer.options for c in configs], [stacked.flat]
     )
+    augmenting = any(r.loader.augment is not None for r in runs)
+    train_split = None if augmenting else _StackedSplit(runs, "train")
+    val_split = None if runs[0].bundle.val is None else _StackedSplit(runs, "val")
     members = []
     for k, run in enumerate(runs):
         cfg = run.cfg
@@ -678,12 +731,12 @@ def _fit_program(
         epoch_start = time.perf_counter()
         lrs = [m.lr for m in members]
         optimizer.lr = _per_member(lrs, device)
-        train = _train_epoch_stacked(stacked, members, optimizer, losses)
+        train = _train_epoch_stacked(stacked, members, optimizer, losses, train_split)
         for m in members:  # the rate holders "step" (no gradient: nothing changes), so
             m.run.optimizer.step()  # their schedules step after them, as in ``fit``
         val = None
-        if runs[0].bundle.val is not None:
-            val = _evaluate_stacked(stacked, runs, losses, cfg0.eval_batch_size).tolist()
+        if val_split is not None:
+            val = _evaluate_stacked(stacked, val_split, losses, cfg0.eval_batch_size).tolist()
         _close_epochs(members, epoch, lrs, train, val, (time.perf_counter() - epoch_start) / S)
         if not any(m.active for m in members):
             break
