@@ -296,6 +296,10 @@ class RunConfig(Strict):
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: Literal[False, True, "default", "reduce-overhead", "max-autotune"] = False
+    # TF32 tensor-core matmuls and convolutions on a CUDA GPU (10-bit mantissa inputs):
+    # changes the numbers, so part of the run id; off by default (full fp32, as the CPU
+    # computes; PyTorch's own default turns TF32 on for convolutions only).
+    tf32: bool = False
     dataset: DatasetConfig
     model: ModelConfig
     loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))

@@ -28,6 +28,8 @@ class Event:
     task: Task
     record: dict[str, Any] | None = None  # epoch record, or the RunResult as a dict
     error: str | None = None
+    # Where a Ray task ran: {"gpu_ids": [...], "cuda_visible_devices": ...} (Ray only).
+    placement: dict[str, Any] | None = None
 
 
 OnEvent = Callable[[Event], None]
@@ -49,6 +51,49 @@ LARGE_MODEL_FLOPS = 50e6
 #: pay for: 6 runs of moons-circles-activations (39 MFLOP steps, probes on) took 11.1 s on
 #: 2 threads and 6.4 s on 1; a digits MLP at batch 512 (51 MFLOP) still gained 1.37x.
 SMALL_STEP_FLOPS = 50e6
+
+
+#: Worker processes per visible GPU when runs train on CUDA: while one worker's Python
+#: prepares its next launches, another's kernels run (time-sliced; concurrently under
+#: NVIDIA MPS). Each holds its own programs: different architectures side by side.
+WORKERS_PER_GPU = 2
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may hand to workers: the entries of
+    ``CUDA_VISIBLE_DEVICES`` (up to the first invalid one, as CUDA reads it) where it is
+    set, else ``0 .. torch.cuda.device_count() - 1``; empty without CUDA."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        gpus = []
+        for entry in listed.split(","):
+            entry = entry.strip()
+            if not entry or entry.startswith("-"):
+                break
+            gpus.append(entry)
+        return gpus
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no usable CUDA: no GPUs
+        return []
+
+
+def wants_cuda(configs: list[dict[str, Any]], gpus_visible: bool) -> bool:
+    """Whether these runs train on CUDA: one asks for ``device = "cuda"``, or for
+    ``"auto"`` where GPUs are visible."""
+    devices = {c.get("device", "auto") for c in configs}
+    return "cuda" in devices or ("auto" in devices and gpus_visible)
+
+
+def gpu_for_worker(index: int, gpus: list[str]) -> str | None:
+    """The GPU worker ``index`` trains on: round robin over ``gpus`` (None without any).
+
+    >>> [gpu_for_worker(i, ["0", "1"]) for i in range(5)]
+    ['0', '1', '0', '1', '0']
+    """
+    return gpus[index % len(gpus)] if gpus else None
 
 
 def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
@@ -138,6 +183,14 @@ def plan_workers(
         units, flops, step_flops = tasks, 0.0, 0.0
     else:
         units = len(group_tasks(tasks))
+        gpus = visible_gpus()
+        if gpus and wants_cuda([t.config for t in tasks], True):
+            # On GPUs: ``WORKERS_PER_GPU`` workers per GPU (at least one per GPU, else as
+            # many as there are cores), one per unit at most; the cores left are threads.
+            if workers is None:
+                per_gpu = max(len(gpus), min(cores, WORKERS_PER_GPU * len(gpus)))
+                workers = max(1, min(units, per_gpu))
+            return workers, threads or max(1, cores // workers)
         flops, step_flops = _flops(tasks) if workers is None or threads is None else (0.0, 0.0)
     if workers is None:
         workers = max(1, min(cores, units))
