@@ -424,13 +424,16 @@ class RunConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _omit_unset_seeds(self, handler):
-        """Leave ``init_seed`` / ``order_seed`` out while unset (they are ``seed``), so
-        configs written before they existed keep their run ids."""
+        """Leave ``init_seed`` / ``order_seed`` out while unset (they are ``seed``), and
+        ``tf32`` while off, so configs written before they existed keep their run ids and
+        records read as they did."""
         data = handler(self)
         if isinstance(data, dict):
             for key in SOURCE_SEEDS:
                 if data.get(key, 0) is None:
                     data.pop(key)
+            if data.get("tf32") is False:
+                data.pop("tf32")
         return data
 
     @property

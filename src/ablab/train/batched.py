@@ -413,6 +413,64 @@ class _Stacked:
             p.grad = None if g is None else self._slice(g[s], name)
 
 
+def _norm_takers(member: _Member) -> list[Any] | None:
+    """The member's gradient readers when each of them takes precomputed per-parameter
+    gradient norms (``record_norms``: the gradients probe), so the program computes every
+    member's norms at once; None when some callback needs the gradients themselves."""
+    from ablab.train.callbacks import Probes
+
+    takers = []
+    for callback in member.callbacks.callbacks:
+        if not callback.wants_gradients:
+            continue
+        if not isinstance(callback, Probes):
+            return None
+        for probe in callback.probes.gradient_probes:
+            if not hasattr(probe, "record_norms"):
+                return None
+            takers.append(probe)
+    return takers
+
+
+class _GradientReaders:
+    """After each backward pass: the members' gradient readers. Where every reader of a
+    member takes precomputed norms, every such member's per-parameter gradient norms come
+    from one norm per parameter tensor over all members (float32, as the probe computes
+    them alone, up to the reduction's rounding); other members get their slice of the
+    gradient and their callbacks' ``on_backward_end``, as in ``fit``."""
+
+    def __init__(self, stacked: _Stacked, members: list[_Member]):
+        self.stacked, self.members = stacked, members
+        self.norms: list[tuple[int, list[Any]]] = []
+        self.others: list[int] = []
+        for k, m in enumerate(members):
+            if not m.callbacks.wants_gradients:
+                continue
+            takers = _norm_takers(m)
+            if takers:
+                self.norms.append((k, takers))
+            else:
+                self.others.append(k)
+
+    def __call__(self) -> None:
+        if self.norms:
+            grad = self.stacked.flat.grad
+            norms = torch.stack([  # parameter tensors × members
+                torch.linalg.vector_norm(grad[:, a:b], 2.0, dim=1)
+                for a, b in self.stacked.slices.values()
+            ]).float()
+            totals = torch.linalg.vector_norm(norms, 2.0, dim=0)
+            for k, takers in self.norms:
+                if self.members[k].active:
+                    for probe in takers:
+                        probe.record_norms(norms[:, k], totals[k])
+        for k in self.others:
+            m = self.members[k]
+            if m.active:
+                self.stacked.share_grads(k)
+                m.callbacks.on_backward_end(m.run)
+
+
 class _Losses:
     """Each member's loss, vmapped over the members that share a loss function."""
 
@@ -496,7 +554,7 @@ def _train_epoch_stacked(
     """One pass over every member's training data at once: each member's batch losses and
     training accuracy (read back to the host once)."""
     S, n_batches = len(members), len(members[0].run.loader)
-    wanting = [(k, m) for k, m in enumerate(members) if m.callbacks.wants_gradients]
+    read_gradients = _GradientReaders(stacked, members)
     batch_losses = torch.zeros(n_batches, S, device=stacked.device)
     correct = torch.zeros(S, dtype=torch.long, device=stacked.device)
     seen = 0
@@ -505,10 +563,7 @@ def _train_epoch_stacked(
         per_member = losses(logits, y)
         optimizer.zero_grad(set_to_none=True)
         per_member.sum().backward()
-        for k, m in wanting:
-            if m.active:
-                stacked.share_grads(k)
-                m.callbacks.on_backward_end(m.run)
+        read_gradients()
         optimizer.step()
         batch_losses[i] = per_member.detach()
         correct += (logits.detach().argmax(dim=-1) == y).sum(dim=1)
