@@ -280,3 +280,20 @@ def test_members_sharing_a_split_share_its_data():
     assert train.x.shape[0] == 2  # split seed 5 once, seed 9's own split once
     assert train.member_data.flatten().tolist() == [0, 0, 0, 1]
     check_against_fit(configs)
+
+
+def test_memory_budget_is_a_share_of_the_free_memory(monkeypatch):
+    assert batched.memory_budget(torch.device("cpu")) is None  # no bound on a CPU
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10_000, 80_000))
+    cuda = torch.device("cuda")
+    assert batched.memory_budget(cuda) == int(10_000 * batched.MEMORY_SHARE)
+    monkeypatch.setenv("ABLAB_GPU_SHARERS", "4")  # four workers on this GPU
+    assert batched.memory_budget(cuda) == int(10_000 * batched.MEMORY_SHARE / 4)
+
+
+def test_plan_units_for_a_clusters_gpus():
+    """The Ray executor plans for its cluster's GPUs, not the driver's device."""
+    configs = [tiny(0), tiny(1, optimizer={"name": "adam", "lr": 0.1})]
+    tasks = [Task(f"r{i}", f"r{i}", c.resolved()) for i, c in enumerate(configs)]
+    assert plan_units(tasks, on_gpu=True) == [(tasks, True)]
+    assert plan_units(tasks, on_gpu=False) == [([tasks[0]], False), ([tasks[1]], False)]

@@ -30,8 +30,10 @@ def test_workers_get_the_visible_gpus_round_robin():
     gpus = ["0", "1", "2"]
     assert [gpu_for_worker(i, gpus) for i in range(7)] == ["0", "1", "2", "0", "1", "2", "0"]
     assert gpu_for_worker(4, []) is None
-    assert worker_environ(4, gpus, {"PATH": "/bin"}) == {
-        "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1"}
+    assert worker_environ(4, gpus, {"PATH": "/bin"}, workers=6) == {
+        "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1", "ABLAB_GPU_SHARERS": "2"}
+    assert worker_environ(0, gpus, {}, workers=4)["ABLAB_GPU_SHARERS"] == "2"  # 0 and 3
+    assert worker_environ(2, gpus, {}, workers=4)["ABLAB_GPU_SHARERS"] == "1"
     # no GPUs for these runs: the environment as it is (a CUDA_VISIBLE_DEVICES untouched)
     assert worker_environ(4, [], {"CUDA_VISIBLE_DEVICES": "5"}) == {"CUDA_VISIBLE_DEVICES": "5"}
 

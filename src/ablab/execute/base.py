@@ -96,7 +96,9 @@ def gpu_for_worker(index: int, gpus: list[str]) -> str | None:
     return gpus[index % len(gpus)] if gpus else None
 
 
-def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
+def plan_units(
+    tasks: list[Task], on_gpu: bool | None = None
+) -> list[tuple[list[Task], bool]]:
     """The tasks as units of work, each with whether it trains batched. Where batching is
     ``worth_batching`` (a GPU), the runs that share a program
     (``ablab.train.batched.program_key``: architecture, data, batch size, epochs, optimizer
@@ -105,14 +107,16 @@ def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
     is a unit of its own (batched too when accepted alone, so a run's numbers never depend
     on its program). On a CPU every task is a unit of its own, trained by ``fit``.
     Decided here, once, so workers do not repeat the model inspection. Order follows the
-    first task of each unit."""
+    first task of each unit. ``on_gpu`` (the Ray executor's, for a cluster's GPUs) says
+    whether the runs will train on GPUs, instead of this machine's device."""
     from ablab.config import RunConfig
     from ablab.train.batched import can_batch, program_key, worth_batching
 
     def batchable(members: list[Task]) -> bool:
         try:
             configs = [RunConfig.model_validate(t.config) for t in members]
-            return worth_batching(configs) and can_batch(configs)
+            worth = worth_batching(configs) if on_gpu is None else on_gpu
+            return worth and can_batch(configs)
         except Exception:  # noqa: BLE001 - an invalid config fails later, alone
             return False
 

@@ -43,6 +43,9 @@ from ablab.execute.base import (
 )
 from ablab.execute.shipping import install_entries, pack_or_stay_here, run_here
 
+#: The number of workers that share this worker's GPU (set by the local executor).
+GPU_SHARERS_ENV = "ABLAB_GPU_SHARERS"
+
 #: Modules the fork server imports once, before it forks any worker (a worker then starts
 #: with torch and every built-in component loaded: milliseconds instead of seconds).
 #: scikit-learn: every built-in dataset is generated or split with it. torch._dynamo:
@@ -223,19 +226,25 @@ def kept_workers() -> Iterator[None]:
             _CLOSE_AT_END.pop()()
 
 
-def worker_environ(index: int, gpus: list[str], environ: dict[str, str]) -> dict[str, str]:
-    """The environment worker ``index`` starts with: ``environ``, and where runs train on
-    GPUs, ``CUDA_VISIBLE_DEVICES`` set to its one GPU (round robin over ``gpus``), so the
-    programs of a study spread over every visible GPU and each worker's ``cuda`` is its
-    own device.
+def worker_environ(
+    index: int, gpus: list[str], environ: dict[str, str], workers: int = 1
+) -> dict[str, str]:
+    """The environment worker ``index`` of ``workers`` starts with: ``environ``, and where
+    runs train on GPUs, ``CUDA_VISIBLE_DEVICES`` set to its one GPU (round robin over
+    ``gpus``), so the programs of a study spread over every visible GPU and each worker's
+    ``cuda`` is its own device; ``ABLAB_GPU_SHARERS`` says how many workers share that
+    GPU (each sizes its programs to its share of the memory:
+    ``ablab.train.batched.memory_budget``).
 
-    >>> worker_environ(3, ["0", "1", "2"], {"A": "1"})
-    {'A': '1', 'CUDA_VISIBLE_DEVICES': '0'}
+    >>> worker_environ(3, ["0", "1", "2"], {"A": "1"}, workers=4)
+    {'A': '1', 'CUDA_VISIBLE_DEVICES': '0', 'ABLAB_GPU_SHARERS': '2'}
     """
     env = dict(environ)
     gpu = gpu_for_worker(index, gpus)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+        sharers = sum(1 for i in range(max(workers, index + 1)) if gpu_for_worker(i, gpus) == gpu)
+        env[GPU_SHARERS_ENV] = str(sharers)
     return env
 
 
@@ -255,7 +264,7 @@ class LocalExecutor:
 
     def _spawn(self, index: int) -> _Worker:
         parent, child = self._ctx.Pipe()
-        environ = worker_environ(index, self._gpus, dict(os.environ))
+        environ = worker_environ(index, self._gpus, dict(os.environ), self.workers)
         process = self._ctx.Process(
             target=_worker,
             args=(child, self.threads, self._allow_plugins, self._shipped, environ),

@@ -117,14 +117,17 @@ class RayExecutor:
         pending = {}
         try:
             allow = parent_vouches_for_plugins(tasks)
-            queue = deque(plan_units(tasks))
-            # Submitted in batches: enough units in flight to keep every slot busy (two per
-            # slot), more as they finish; results are collected many at a time.
             resources = ray.cluster_resources()
             cluster_gpus = float(resources.get("GPU", 0))
             if self.gpus_per_run is not None and cluster_gpus <= 0:
                 raise UserError(f"--gpus-per-run {self.gpus_per_run}: the Ray cluster has no "
                                 "GPUs; leave the option out to train on CPUs")
+            # Runs bound for the cluster's GPUs train as batched programs, whatever this
+            # (the driver's) machine has.
+            on_gpu = cluster_gpus > 0 and wants_cuda([t.config for t in tasks], True)
+            queue = deque(plan_units(tasks, on_gpu=on_gpu or None))
+            # Submitted in batches: enough units in flight to keep every slot busy (two per
+            # slot), more as they finish; results are collected many at a time.
             slots = self.workers or max(1, int(resources.get("CPU", 1)) // max(1, self.threads))
             in_flight = max(2, UNITS_PER_SLOT * slots)
             while pending or queue:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -650,11 +651,16 @@ def member_bytes(run: RunState) -> int:
 
 def memory_budget(device: torch.device) -> int | None:
     """Bytes a program may plan to use on ``device``: ``MEMORY_SHARE`` of a CUDA device's
-    free memory now; None (no bound) on a CPU."""
+    free memory now, divided among the workers that share the device
+    (``ABLAB_GPU_SHARERS``, set by the local executor); None (no bound) on a CPU."""
     if device.type != "cuda":
         return None
     free, _total = torch.cuda.mem_get_info(device)
-    return int(free * MEMORY_SHARE)
+    try:
+        sharers = max(1, int(os.environ.get("ABLAB_GPU_SHARERS", "1")))
+    except ValueError:
+        sharers = 1
+    return int(free * MEMORY_SHARE / sharers)
 
 
 def split_by_memory(n: int, per_member: int, budget: int | None) -> list[int]:
