@@ -19,10 +19,13 @@ Printed, and written to ``benchmarks/results/gpu_study.json`` (``--json``):
    Fashion-MNIST half of ``fashion-digits-optimizers`` (45 runs, 100 epochs) at full
    settings, through ``ablab.run_study`` (the ``ablab run`` path: plan, workers, store,
    report);
-5. images per second, achieved TFLOP/s (forward + backward = 3 x forward FLOPs per
+5. operations dispatched per training step (about one kernel launch each), the
+   largest program's runs one after another vs. as one program (a count: the same on
+   any machine);
+6. images per second, achieved TFLOP/s (forward + backward = 3 x forward FLOPs per
    training image, forward FLOPs per evaluated image) and its share of the peak of the
    arithmetic the runs use (fp32 unless ``--tf32``);
-6. each study's reference figures beside the CPU path's 95 % CIs in
+7. each study's reference figures beside the CPU path's 95 % CIs in
    ``docs/reproductions.md`` (the same recipe must give the same answers).
 
 Targets (issue #33, one H100): source-002 study <= 60 s and >= 10x the idiomatic loop
@@ -255,6 +258,55 @@ def whole_study(study, out: Path, workers: int | None) -> dict:
             "train_images_per_s": images / wall, "achieved_tflops": flops / wall / 1e12}
 
 
+def ops_per_step(study, subset: int | None) -> dict:
+    """Operations dispatched (aten ops: about one kernel launch each on a GPU) per
+    training step of one epoch, validation and probes included, for the study's largest
+    program: its S runs one after another through ``fit`` vs. together through
+    ``fit_batched``. Counted as the difference between 2 epochs and 1, so setup and the
+    final test are left out; machine-independent (a count, not a time)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ablab.config import RunConfig
+    from ablab.execute import Task
+    from ablab.execute.base import plan_units
+    from ablab.train import fit
+    from ablab.train.batched import fit_batched
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    tasks = [Task(r.run_id, r.label, r.config.resolved()) for r in study.runs]
+    unit = max((u for u, _ in plan_units(tasks, on_gpu=True)), key=len)
+    base = [RunConfig.model_validate(t.config) for t in unit]
+    if subset is not None:
+        base = [c.model_copy(update={"dataset": c.dataset.model_copy(
+            update={"subset": subset, "eval_subset": subset})}) for c in base]
+
+    def count(train, epochs: int) -> int:
+        configs = [c.model_copy(update={"epochs": epochs}) for c in base]
+        with Count() as counter:
+            train(configs)
+        return counter.n
+
+    def one_by_one(configs):
+        return [fit(c) for c in configs]
+
+    steps = len(fit(base[0].model_copy(update={"epochs": 1})).batch_losses)
+    per_run = (count(one_by_one, 2) - count(one_by_one, 1)) / steps
+    together = (count(fit_batched, 2) - count(fit_batched, 1)) / steps
+    torch.manual_seed(0)
+    return {"runs": len(base), "steps_per_epoch": steps, "subset": subset,
+            "per_run_path_ops_per_step": per_run, "batched_ops_per_step": together,
+            "ratio": per_run / together}
+
+
 # ---------------------------------------------------------------- 6. accuracies
 
 
@@ -316,7 +368,9 @@ def parse_args(argv):
     p.add_argument("--loop-steps", type=int, default=200)
     p.add_argument("--loop-workers", type=int, default=2, help="the DataLoader's workers")
     p.add_argument("--skip", nargs="*", default=[],
-                   choices=["peak", "loop", "per_run", "program", "source002", "mlp"])
+                   choices=["peak", "loop", "per_run", "program", "ops", "source002", "mlp"])
+    p.add_argument("--ops-subset", type=int, default=2048,
+                   help="training images for the operation count (default 2048)")
     return p.parse_args(argv)
 
 
@@ -405,6 +459,17 @@ def main(argv: list[str] | None = None) -> int:
             log(f"ablab batched program ({label}): {prog['members']} runs together "
                 f"(batched: {prog['batched']}), {prog['epoch_s']:.2f} s/epoch, "
                 f"{prog['train_images_per_s'] or 0:,.0f} training images/s")
+        save(report, args.json)
+
+    if "ops" not in args.skip:
+        report["ops_per_step"] = {}
+        subset = 64 if args.smoke else args.ops_subset
+        for label, study in (("source002", cnn), ("fashion_mlp", mlp)):
+            ops = ops_per_step(study, subset)
+            report["ops_per_step"][label] = ops
+            log(f"operations per training step ({label}, {ops['runs']} runs): one after "
+                f"another {ops['per_run_path_ops_per_step']:,.0f}, as one program "
+                f"{ops['batched_ops_per_step']:,.0f} ({ops['ratio']:.1f}x fewer)")
         save(report, args.json)
 
     peak_kind = "tf32" if args.tf32 else "fp32"

@@ -40,14 +40,15 @@ def test_smoke_mode_runs_every_section(tmp_path):
                 "--workers", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for line in ("dense matmul peak", "idiomatic loop", "ablab per-run",
-                 "ablab batched program (source002)", "ablab batched study "
+                 "ablab batched program (source002)", "operations per training step (fashion_mlp",
+                 "ablab batched study "
                  "fashion-cnn-losses-optimizers: 18 runs", "ablab batched study "
                  "fashion-digits-optimizers: 9 runs", "CPU path CI", "wrote"):
         assert line in proc.stdout, line
     report = json.loads(out.read_text())
     assert report["device"] == "cpu (smoke)" and report["smoke"] is True
     for key in ("source002_wall_s", "fashion_mlp_wall_s", "share_of_peak", "peak_tflops",
-                "idiomatic_loop", "per_run_path", "batched_program"):
+                "idiomatic_loop", "per_run_path", "batched_program", "ops_per_step"):
         assert report[key] is not None, key
     assert report["source002"]["counts"]["done"] == 18
     assert report["fashion_mlp"]["counts"]["done"] == 9
