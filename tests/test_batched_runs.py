@@ -297,3 +297,48 @@ def test_plan_units_for_a_clusters_gpus():
     tasks = [Task(f"r{i}", f"r{i}", c.resolved()) for i, c in enumerate(configs)]
     assert plan_units(tasks, on_gpu=True) == [(tasks, True)]
     assert plan_units(tasks, on_gpu=False) == [([tasks[0]], False), ([tasks[1]], False)]
+
+
+def test_dropout_rates_share_a_program_where_the_layers_are_the_same():
+    mlp = {"name": "mlp", "hidden": [12, 8]}
+    a, b = tiny(0, model={**mlp, "dropout": 0.2}), tiny(1, model={**mlp, "dropout": 0.6})
+    assert program_key(a) == program_key(b) and can_batch([a, b])
+    assert program_key(a) != program_key(tiny(0, model=mlp))  # no dropout layer at all
+    conv = [digits_conv(0, model={"name": "keras_conv1", "dropout": 0.5}),
+            digits_conv(1, model={"name": "keras_conv1", "dropout": 0.25})]
+    assert program_key(conv[0]) == program_key(conv[1])
+
+
+def test_each_member_drops_at_its_own_rate():
+    """The stacked forward's dropout layers drop each member's share of units."""
+    layer = batched._MemberDropout(channels=False).train()
+    x = torch.ones(2, 20_000)
+    p = torch.tensor([0.2, 0.7])
+    out = torch.func.vmap(lambda pk, xk: torch.func.functional_call(layer, {"p": pk}, (xk,)),
+                          randomness="different")(p, x)
+    dropped = (out == 0).float().mean(dim=1)
+    assert dropped.tolist() == pytest.approx([0.2, 0.7], abs=0.02)
+    assert out.mean(dim=1).tolist() == pytest.approx([1.0, 1.0], abs=0.05)  # rescaled
+    channels = batched._MemberDropout(channels=True).train()
+    y = torch.func.vmap(lambda pk, xk: torch.func.functional_call(channels, {"p": pk}, (xk,)),
+                        randomness="different")(p, torch.ones(2, 64, 32, 3, 3))
+    per_channel = y.flatten(3)  # a whole channel is kept or dropped
+    assert bool(((per_channel == 0).all(-1) | (per_channel != 0).all(-1)).all())
+    assert (per_channel[:, :, :, 0] == 0).float().mean(dim=(1, 2)).tolist() == pytest.approx(
+        [0.2, 0.7], abs=0.05)
+    assert torch.equal(layer.eval()(x[0]), x[0])  # no dropout in evaluation
+
+
+def test_members_with_other_dropout_rates_train_together():
+    mlp = {"name": "mlp", "hidden": [32, 16]}
+    configs = [tiny(k, epochs=4, model={**mlp, "dropout": p})
+               for k, p in enumerate((0.1, 0.5, 0.9))]
+    together = fit_batched(configs)
+    assert all(r.final["batched_seeds"] == 3 and r.status == "done" for r in together)
+    # the masks are not fit's, so only what dropout does is compared: training with more
+    # dropout fits the training data worse, at rates far apart
+    losses = [r.history[-1]["train_loss"] for r in together]
+    assert losses[0] < losses[2]
+    # evaluation has no dropout: the final test metrics are each member's own weights'
+    for r, c in zip(together, configs, strict=True):
+        assert 0.0 <= r.final["test_accuracy"] <= 1.0 and r.config == c.resolved()

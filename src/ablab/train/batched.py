@@ -21,14 +21,17 @@ per-run code; the gradients probe reads each member's slice of the stacked gradi
 
 What must be shared (:func:`program_key`): everything in a run's identity except the
 seeds, the optimizer's settings (not its family: SGD, Adam, ... are separate programs),
-``model.init``, the loss, the schedule, early stopping and probes. A different
-architecture, dropout rate, dataset, batch size or epoch count is a separate program;
-separate programs run side by side (one per worker process, on the same device).
+``model.init``, the dropout rates (each member drops at its own rate:
+:class:`_MemberDropout`), the loss, the schedule, early stopping and probes. A different
+architecture (a rate of 0 has no dropout layer), dataset, batch size or epoch count is a
+separate program; separate programs run side by side (one per worker process, on the same
+device).
 
 Results equal separate ``fit`` runs up to float rounding (batched vs. single matmuls); a
 model with dropout draws its masks from a different random stream than ``fit`` (same
-distribution, not the same masks). A member's numbers do not depend on the other members
-of its program (batched kernels compute each slice alike).
+distribution, not the same masks). Without dropout a member's numbers do not depend on the
+other members of its program (batched kernels compute each slice alike); with dropout its
+masks are drawn with the whole program's.
 
 Why: small models spend most of a step in per-op overhead (Python, dispatch, kernel
 launches, optimizer loop); S runs in one step pay it once, and on a GPU one batched
@@ -46,9 +49,11 @@ fails alone, as it would in ``fit``).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -97,7 +102,10 @@ MEMORY_SHARE = 0.7
 def program_key(cfg: RunConfig | dict[str, Any]) -> str:
     """What runs must share to train as one program: their identity without the fields
     that may differ per member (``MEMBER_FIELDS``, ``MEMBER_SUBFIELDS``, the optimizer's
-    settings but not its name), as canonical JSON."""
+    settings but not its name), as canonical JSON. Dropout rates may differ too where the
+    architectures are otherwise the same (the model's layers with every dropout rate
+    masked: :func:`_structure`); a rate of 0 has no dropout layer, so it is another
+    program."""
     data = identity(cfg, with_seed=False)
     for name in MEMBER_FIELDS:
         data.pop(name, None)
@@ -106,7 +114,35 @@ def program_key(cfg: RunConfig | dict[str, Any]) -> str:
             data[table] = {k: v for k, v in data[table].items() if k not in keys}
     if isinstance(data.get("optimizer"), dict):
         data["optimizer"] = {"name": data["optimizer"]["name"]}
+    structure = _structure_of(cfg)
+    if structure is not None and isinstance(data.get("model"), dict):
+        data["model"] = {k: v for k, v in data["model"].items() if "dropout" not in k}
+        data["model_layers"] = structure
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _structure_of(cfg: RunConfig | dict[str, Any]) -> str | None:
+    """The model's layers (its ``repr``) with every dropout rate masked, or None where the
+    model cannot be built for its data here."""
+    try:
+        if not isinstance(cfg, RunConfig):
+            cfg = RunConfig.model_validate(cfg)
+        model = cfg.model.model_copy(update={"init": "default"})
+        return _structure(model.model_dump_json(), model_shape(cfg))
+    except Exception:  # noqa: BLE001 - then the dropout rates stay in the key
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def _structure(model_json: str, shape: tuple[int, ...]) -> str:
+    from ablab.config import ModelConfig
+
+    with torch.device("meta"):
+        model = build_model(ModelConfig.model_validate_json(model_json), shape, 10)
+    return _DROPOUT_RATE.sub(r"\1(p=*,", repr(model))
+
+
+_DROPOUT_RATE = re.compile(r"(Dropout\w*)\(p=[^,)]+,")
 
 
 def _has_batch_norm(model: nn.Module) -> bool:
@@ -357,6 +393,39 @@ class _StackedSplit:
         return (x.float() * self.scale - self.mean) / self.std, self.y[self.member_data, idx]
 
 
+class _MemberDropout(nn.Module):
+    """Dropout (``nn.Dropout``) or channel dropout (``nn.Dropout2d``) whose rate is a
+    buffer, so under ``functional_call`` + ``vmap`` each member drops at its own rate:
+    zeros with probability ``p``, the rest scaled by ``1 / (1 - p)``, as PyTorch's."""
+
+    def __init__(self, channels: bool):
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("p", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        shape_of = x[..., :1, :1] if self.channels and x.dim() >= 3 else x
+        keep = (torch.rand_like(shape_of) >= self.p).to(x.dtype)
+        return x * keep / (1 - self.p)
+
+
+def _member_dropouts(base: nn.Module, models: list[nn.Module]) -> dict[str, torch.Tensor]:
+    """Replace ``base``'s dropout layers by :class:`_MemberDropout`; their rates, one per
+    member (S), by buffer name."""
+    rates = {}
+    members = [dict(m.named_modules()) for m in models]
+    for name, module in list(base.named_modules()):
+        if type(module) not in (nn.Dropout, nn.Dropout2d):
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = base.get_submodule(parent_name) if parent_name else base
+        setattr(parent, child, _MemberDropout(channels=type(module) is nn.Dropout2d))
+        rates[f"{name}.p"] = torch.tensor([float(m[name].p) for m in members])
+    return rates
+
+
 class _Stacked:
     """The members' parameters in ONE flat S×P tensor (leading dimension = member; each
     layer's parameters a view into it, so the optimizer steps every layer of every member
@@ -379,6 +448,8 @@ class _Stacked:
         self.flat = torch.cat([t.detach().reshape(S, -1) for t in params.values()], dim=1)
         self.flat.requires_grad_()
         self.base = copy.deepcopy(models[0]).to("meta")
+        self.rates = {k: v.to(self.flat.device)
+                      for k, v in _member_dropouts(self.base, models).items()}
         # Each member's module now reads and writes its slice of the flat parameters.
         for s, model in enumerate(models):
             for name, p in model.named_parameters():
@@ -403,6 +474,7 @@ class _Stacked:
     def forward(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         self.base.train(training)
         params = {name: self._slice(self.flat, name) for name in self.slices}
+        params.update(self.rates)
         with autocast(self.device, self.precision):
             logits = self._forward(params, x)
         return logits.float()
