@@ -104,3 +104,15 @@ def test_ray_gives_each_task_its_own_gpus():
                 assert event.placement["cuda_visible_devices"] == ids[0]
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--gpus-per-run", "0.5"], ["--gpus-per-run", "only with --executor ray"]),
+    (["--gpus-per-run", "0", "--executor", "ray"], ["--gpus-per-run", "give a number > 0"]),
+])
+def test_gpus_per_run_refused_where_it_means_nothing(tmp_path, args, fragments):
+    from conftest import assert_one_line_error, run_cli
+
+    proc = run_cli("run", "moons-circles-activations", "--out", tmp_path / "out", *args)
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "out").exists()
