@@ -365,6 +365,9 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=None, help="ablab's workers (default: planned)")
     p.add_argument("--tf32", action="store_true",
                    help="train with tf32 = true (TF32 tensor cores; other run ids)")
+    p.add_argument("--compile", choices=["default", "reduce-overhead", "max-autotune"],
+                   help="ablab's runs with compile = MODE (torch.compile of the batched "
+                        "forward on CUDA; reduce-overhead: CUDA graphs); untested without a GPU")
     p.add_argument("--loop-steps", type=int, default=200)
     p.add_argument("--loop-workers", type=int, default=2, help="the DataLoader's workers")
     p.add_argument("--skip", nargs="*", default=[],
@@ -377,6 +380,8 @@ def parse_args(argv):
 def settings(args) -> tuple[int, list[str], dict]:
     """Seeds, ``--set`` overrides and the sections' sizes for this call."""
     sets = ["tf32=true"] if args.tf32 else []
+    if args.compile:
+        sets.append(f"compile={args.compile}")
     if args.smoke:
         sets += ["device=cpu", "dataset.subset=128", "dataset.eval_subset=128", "epochs=1"]
         return 1, sets, {"matmul_n": 256, "peak_s": 0.2, "loop_steps": 5, "loop_warmup": 2,
@@ -398,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     name = "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(device)
     log(f"gpu_study on {name}; torch {torch.__version__}; seeds {seeds}; sets {sets}")
     report: dict = {
-        "device": name, "smoke": args.smoke, "tf32": args.tf32, "torch": torch.__version__,
+        "device": name, "smoke": args.smoke, "tf32": args.tf32, "compile": args.compile,
+        "torch": torch.__version__,
         "machine": f"{platform.machine()}, {platform.node()}",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "seeds": seeds,
         "sets": sets, "targets": TARGETS,
