@@ -107,6 +107,9 @@ def test_fit_seeds_trains_each_seed_as_fit_does_and_the_same_bits_twice():
     configs = [seeds_config(s) for s in (0, 1)]
     assert can_batch(configs)
     results = fit_seeds(configs)
+    # The batched program steps its own stacked optimizer (per-run hyper-parameters as
+    # tensors, #33): torch.optim's arithmetic, rounded apart from its foreach kernels, so
+    # the seeds equal ``fit`` within rounding (and themselves bit for bit).
     assert all(same_bits(a, b) for a, b in zip(results, fit_seeds(configs), strict=True))
     for together, alone in zip(results, [fit(c) for c in configs], strict=True):
         assert together.run_id == alone.run_id
@@ -203,9 +206,9 @@ def test_early_stopping_callback_stops_where_its_rule_says():
 
 def test_on_epoch_reaches_every_path():
     batched = [seeds_config(s, epochs=2) for s in (0, 1)]
-    plateau = [seeds_config(s, epochs=2, schedule={"name": "reduce_on_plateau"}) for s in (0, 1)]
-    assert can_batch(batched) and not can_batch(plateau)
-    for configs in (batched, plateau):
+    alone = [seeds_config(s, epochs=2, keep="last") for s in (0, 1)]  # kept weights: fit
+    assert can_batch(batched) and not can_batch(alone)
+    for configs in (batched, alone):
         seen: list = []
         results = fit_seeds(configs, on_epoch=lambda i, record, seen=seen: seen.append((i, record)))
         assert sorted((i, r["epoch"]) for i, r in seen) == [(0, 1), (0, 2), (1, 1), (1, 2)]

@@ -109,8 +109,8 @@ def test_can_batch_rules():
     assert can_batch([tiny(0)])  # a group of one
     assert not can_batch([tiny(0), tiny(0)])  # same seed twice
     assert not can_batch([tiny(0), tiny(1, optimizer={"name": "sgd", "lr": 0.1})])
-    plateau = {"name": "reduce_on_plateau"}
-    assert not can_batch([tiny(0, schedule=plateau), tiny(1, schedule=plateau)])
+    plateau = {"name": "reduce_on_plateau"}  # each member steps its own schedule
+    assert can_batch([tiny(0, schedule=plateau), tiny(1, schedule=plateau)])
     bn = {"name": "mlp", "hidden": [8], "batch_norm": True}
     assert not can_batch([tiny(0, model=bn), tiny(1, model=bn)])
 

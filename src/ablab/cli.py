@@ -319,6 +319,11 @@ def run(
     ] = None,
     executor: Annotated[ExecutorKind, typer.Option()] = ExecutorKind.local,
     address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
+    gpus_per_run: Annotated[
+        float | None,
+        typer.Option(help="--executor ray: GPUs each Ray task asks for where runs train on "
+                          "CUDA (default 1; a fraction shares a GPU)"),
+    ] = None,
     seeds: Annotated[int | None, typer.Option(help="Use seeds 0..N-1 instead")] = None,
     set_: SetOption = None,
     retry_failed: Annotated[
@@ -365,15 +370,23 @@ def run(
         from ablab.execute import start_server
 
         start_server()  # the workers' torch import (seconds) overlaps with reading the study
+    if gpus_per_run is not None and not gpus_per_run > 0:
+        raise UserError(f"--gpus-per-run: {gpus_per_run} is not allowed; give a number > 0")
+    if gpus_per_run is not None and executor is not ExecutorKind.ray:
+        raise UserError("--gpus-per-run: only with --executor ray (the local executor "
+                        "gives each worker one of the visible GPUs itself)")
     if until_decided and _has_tune(study, seeds, set_, allow_plugins):
         raise UserError("--until-decided: not available for a study with [tune] yet")
     if until_decided:
         _run_until_decided(study, out, seeds, set_ or [], max_seeds, workers, threads,
-                           executor.value, address, retry_failed, _consent(allow_plugins))
+                           executor.value, address, retry_failed, _consent(allow_plugins),
+                           gpus_per_run)
         _svg_report(out, svg)
         return
     plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=_consent(allow_plugins))
     if plan.config.tune is not None:  # [tune]: tuning first, then the evaluation
+        if gpus_per_run is not None:
+            raise UserError("--gpus-per-run: not available for a study with [tune] yet")
         _run_tuned(plan, out, workers, threads, executor.value, address, retry_failed,
                    force_new_variants)
         _svg_report(out, svg)
@@ -385,6 +398,7 @@ def run(
         threads=threads,
         executor=executor.value,
         address=address,
+        gpus_per_run=gpus_per_run,
         retry_failed=retry_failed,
         force_new_variants=force_new_variants,
         progress=RichStudyProgress(console, title=plan.name,
@@ -533,7 +547,7 @@ def _print_verdicts(out: Path, a=None) -> None:
 
 
 def _run_until_decided(study, out, seeds, sets, max_seeds, workers, threads, executor,
-                       address, retry_failed, allow_plugins) -> None:
+                       address, retry_failed, allow_plugins, gpus_per_run=None) -> None:
     from ablab.adaptive import run_until_decided
     from ablab.ui import RichStudyProgress
 
@@ -546,7 +560,7 @@ def _run_until_decided(study, out, seeds, sets, max_seeds, workers, threads, exe
         study, out, max_seeds=max_seeds, seeds=seeds, sets=sets,
         progress=lambda title: RichStudyProgress(console, title=title), on_round=on_round,
         workers=workers, threads=threads, executor=executor, address=address,
-        retry_failed=retry_failed, allow_plugins=allow_plugins,
+        retry_failed=retry_failed, allow_plugins=allow_plugins, gpus_per_run=gpus_per_run,
     )
     counts = outcome.counts
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)

@@ -344,6 +344,10 @@ class RunConfig(Strict):
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: Literal[False, True, "default", "reduce-overhead", "max-autotune"] = False
+    # TF32 tensor-core matmuls and convolutions on a CUDA GPU (10-bit mantissa inputs):
+    # changes the numbers, so part of the run id; off by default (full fp32, as the CPU
+    # computes; PyTorch's own default turns TF32 on for convolutions only).
+    tf32: bool = False
     dataset: DatasetConfig
     model: ModelConfig
     loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))
@@ -516,13 +520,16 @@ class RunConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _omit_unset_seeds(self, handler):
-        """Leave ``init_seed`` / ``order_seed`` out while unset (they are ``seed``), so
-        configs written before they existed keep their run ids."""
+        """Leave ``init_seed`` / ``order_seed`` out while unset (they are ``seed``), and
+        ``tf32`` while off, so configs written before they existed keep their run ids and
+        records read as they did."""
         data = handler(self)
         if isinstance(data, dict):
             for key in SOURCE_SEEDS:
                 if data.get(key, 0) is None:
                     data.pop(key)
+            if data.get("tf32") is False:
+                data.pop("tf32")
         return data
 
     @property

@@ -28,8 +28,9 @@ NOT_IN_IDENTITY = (
     "name", "device", "eval_batch_size", "keep", "plugins", "memory_format", "compile",
 )
 #: Settings added after run ids were first issued: left out at their default, so existing
-#: study directories keep their ids (bf16 changes the numbers, so it is in the identity).
-IN_IDENTITY_UNLESS_DEFAULT: dict[str, Any] = {"precision": "fp32"}
+#: study directories keep their ids (bf16 and TF32 change the numbers, so they are in the
+#: identity).
+IN_IDENTITY_UNLESS_DEFAULT: dict[str, Any] = {"precision": "fp32", "tf32": False}
 #: Fields inside a table that say where files are, not what is read: a dataset's
 #: ``base_dir`` (the study file's folder, which relative data paths start from; the path as
 #: written stays in the identity, and the files' content is checked by the data

@@ -240,6 +240,7 @@ def run_study(
     threads: int | None = None,
     executor: str = "local",
     address: str | None = None,
+    gpus_per_run: float | None = None,
     retry_failed: bool = False,
     force_new_variants: bool = False,
     progress: bool | Progress | None = None,
@@ -251,8 +252,9 @@ def run_study(
     tables (and the report). Resumable: a second call runs only what is left.
 
     ``progress``: True for a notebook-friendly bar, False / None for none, or an object
-    with ``start`` / ``on_event`` / ``stop`` (:class:`Progress`). Runs that fail do not
-    raise: see the outcome's ``counts`` and ``failures``."""
+    with ``start`` / ``on_event`` / ``stop`` (:class:`Progress`). ``gpus_per_run``
+    (``executor="ray"``): GPUs each Ray task asks for where runs train on CUDA (default
+    one). Runs that fail do not raise: see the outcome's ``counts`` and ``failures``."""
     if not isinstance(study, Study):
         study = load_study(study)
     if study.config.tune is not None and not study.tuned:
@@ -311,7 +313,8 @@ def run_study(
         try:
             if tasks:
                 with sigterm_as_interrupt():
-                    make_executor(executor, n_workers, n_threads, address).run(tasks, recorder)
+                    make_executor(executor, n_workers, n_threads, address, gpus_per_run).run(
+                        tasks, recorder)
         except KeyboardInterrupt as exc:
             raise recorder.interrupted(exc) from None
         finally:

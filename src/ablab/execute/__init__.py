@@ -12,12 +12,18 @@ from ablab.execute.base import (
 from ablab.execute.local import LocalExecutor, kept_workers, start_server, stop_server
 
 
-def make_executor(kind: str, workers: int, threads: int, address: str | None = None):
+def make_executor(
+    kind: str,
+    workers: int,
+    threads: int,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+):
     if kind == "local":
         return LocalExecutor(workers, threads)
     from ablab.execute.ray_executor import RayExecutor
 
-    return RayExecutor(threads, address=address, workers=workers)
+    return RayExecutor(threads, address=address, workers=workers, gpus_per_run=gpus_per_run)
 
 
 __all__ = [

@@ -28,6 +28,8 @@ class Event:
     task: Task
     record: dict[str, Any] | None = None  # epoch record, or the RunResult as a dict
     error: str | None = None
+    # Where a Ray task ran: {"gpu_ids": [...], "cuda_visible_devices": ...} (Ray only).
+    placement: dict[str, Any] | None = None
 
 
 OnEvent = Callable[[Event], None]
@@ -51,27 +53,82 @@ LARGE_MODEL_FLOPS = 50e6
 SMALL_STEP_FLOPS = 50e6
 
 
-def plan_units(tasks: list[Task]) -> list[tuple[list[Task], bool]]:
-    """The tasks as units of work, each with whether it trains batched: the runs of one
-    variant that differ only in seed, that ``ablab.train.batched.can_batch`` accepts and
-    that are ``worth_batching`` on their device form one group, trained as one batched
-    model; every other task is a unit of its own (batched too when accepted alone, so a
-    run's numbers never depend on its group). Decided here, once, so workers do not
-    repeat the model inspection. Order follows the first task of each unit."""
+#: Worker processes per visible GPU when runs train on CUDA: while one worker's Python
+#: prepares its next launches, another's kernels run (time-sliced; concurrently under
+#: NVIDIA MPS). Each holds its own programs: different architectures side by side.
+WORKERS_PER_GPU = 2
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may hand to workers: the entries of
+    ``CUDA_VISIBLE_DEVICES`` (up to the first invalid one, as CUDA reads it) where it is
+    set, else ``0 .. torch.cuda.device_count() - 1``; empty without CUDA."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        gpus = []
+        for entry in listed.split(","):
+            entry = entry.strip()
+            if not entry or entry.startswith("-"):
+                break
+            gpus.append(entry)
+        return gpus
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no usable CUDA: no GPUs
+        return []
+
+
+def wants_cuda(configs: list[dict[str, Any]], gpus_visible: bool) -> bool:
+    """Whether these runs train on CUDA: one asks for ``device = "cuda"``, or for
+    ``"auto"`` where GPUs are visible."""
+    devices = {c.get("device", "auto") for c in configs}
+    return "cuda" in devices or ("auto" in devices and gpus_visible)
+
+
+def gpu_for_worker(index: int, gpus: list[str]) -> str | None:
+    """The GPU worker ``index`` trains on: round robin over ``gpus`` (None without any).
+
+    >>> [gpu_for_worker(i, ["0", "1"]) for i in range(5)]
+    ['0', '1', '0', '1', '0']
+    """
+    return gpus[index % len(gpus)] if gpus else None
+
+
+def plan_units(
+    tasks: list[Task], on_gpu: bool | None = None
+) -> list[tuple[list[Task], bool]]:
+    """The tasks as units of work, each with whether it trains batched. Where batching is
+    ``worth_batching`` (a GPU), the runs that share a program
+    (``ablab.train.batched.program_key``: architecture, data, batch size, epochs, optimizer
+    family; seeds, optimizer settings, init, loss, schedule may differ) and that
+    ``can_batch`` accepts form one unit, trained as one batched program; every other task
+    is a unit of its own (batched too when accepted alone, so a run's numbers never depend
+    on its program). On a CPU every task is a unit of its own, trained by ``fit``.
+    Decided here, once, so workers do not repeat the model inspection. Order follows the
+    first task of each unit. ``on_gpu`` (the Ray executor's, for a cluster's GPUs) says
+    whether the runs will train on GPUs, instead of this machine's device."""
     from ablab.config import RunConfig
-    from ablab.identity import identity_key
-    from ablab.train.batched import can_batch, worth_batching
+    from ablab.train.batched import can_batch, program_key, worth_batching
 
     def batchable(members: list[Task]) -> bool:
         try:
             configs = [RunConfig.model_validate(t.config) for t in members]
-            return worth_batching(configs) and can_batch(configs)
+            worth = worth_batching(configs) if on_gpu is None else on_gpu
+            return worth and can_batch(configs)
         except Exception:  # noqa: BLE001 - an invalid config fails later, alone
             return False
 
+    def key(task: Task) -> str:
+        try:
+            return program_key(task.config)
+        except Exception:  # noqa: BLE001 - an invalid config fails later, alone
+            return task.run_id
+
     by_key: dict[str, list[Task]] = {}
-    for task in tasks:  # one unit per variant: the runs' identity without the seed
-        by_key.setdefault(identity_key(task.config, with_seed=False), []).append(task)
+    for task in tasks:  # one unit per program
+        by_key.setdefault(key(task), []).append(task)
     units: list[tuple[list[Task], bool]] = []
     for members in by_key.values():
         if batchable(members):
@@ -130,6 +187,14 @@ def plan_workers(
         units, flops, step_flops = tasks, 0.0, 0.0
     else:
         units = len(group_tasks(tasks))
+        gpus = visible_gpus()
+        if gpus and wants_cuda([t.config for t in tasks], True):
+            # On GPUs: ``WORKERS_PER_GPU`` workers per GPU (at least one per GPU, else as
+            # many as there are cores), one per unit at most; the cores left are threads.
+            if workers is None:
+                per_gpu = max(len(gpus), min(cores, WORKERS_PER_GPU * len(gpus)))
+                workers = max(1, min(units, per_gpu))
+            return workers, threads or max(1, cores // workers)
         flops, step_flops = _flops(tasks) if workers is None or threads is None else (0.0, 0.0)
     if workers is None:
         workers = max(1, min(cores, units))
@@ -177,14 +242,14 @@ def run_group(
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     batched: bool | None = None,
 ) -> list[tuple[str, Any]]:
-    """Train a unit of work: runs that differ only in seed, as one batched model when
+    """Train a unit of work: runs of one program, as one batched program when
     ``ablab.train.batched.can_batch`` accepts them (a single eligible run too, so its
     numbers do not depend on grouping), else each with ``run_task``. One
     ``(status, payload)`` per config, in order, as ``run_task`` gives. If batched training
     itself fails, each run is retried alone, so one bad run never fails its siblings."""
     from ablab.config import RunConfig
     from ablab.plugins import import_plugins
-    from ablab.train.batched import can_batch, fit_seeds, worth_batching
+    from ablab.train.batched import can_batch, fit_batched, worth_batching
 
     try:
         for c in configs:  # consent: ABLAB_ALLOW_PLUGINS (set by the executor, see below)
@@ -196,8 +261,11 @@ def run_group(
         batched = False
     if batched:
         try:
-            results = fit_seeds(cfgs, on_epoch=on_epoch)
-            return [("done", r.to_dict()) for r in results]
+            results = fit_batched(cfgs, on_epoch=on_epoch)
+            return [
+                ("failed", r.error) if r.status == "failed" else ("done", r.to_dict())
+                for r in results
+            ]
         except Exception:  # noqa: BLE001 - fall back to one run at a time
             pass
     return [

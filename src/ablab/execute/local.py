@@ -33,12 +33,18 @@ from ablab.execute.base import (
     OnEvent,
     Task,
     allow_plugins_in_this_worker,
+    gpu_for_worker,
     parent_vouches_for_plugins,
     plan_units,
     run_group,
     set_threads,
+    visible_gpus,
+    wants_cuda,
 )
 from ablab.execute.shipping import install_entries, pack_or_stay_here, run_here
+
+#: The number of workers that share this worker's GPU (set by the local executor).
+GPU_SHARERS_ENV = "ABLAB_GPU_SHARERS"
 
 #: Modules the fork server imports once, before it forks any worker (a worker then starts
 #: with torch and every built-in component loaded: milliseconds instead of seconds).
@@ -220,8 +226,31 @@ def kept_workers() -> Iterator[None]:
             _CLOSE_AT_END.pop()()
 
 
+def worker_environ(
+    index: int, gpus: list[str], environ: dict[str, str], workers: int = 1
+) -> dict[str, str]:
+    """The environment worker ``index`` of ``workers`` starts with: ``environ``, and where
+    runs train on GPUs, ``CUDA_VISIBLE_DEVICES`` set to its one GPU (round robin over
+    ``gpus``), so the programs of a study spread over every visible GPU and each worker's
+    ``cuda`` is its own device; ``ABLAB_GPU_SHARERS`` says how many workers share that
+    GPU (each sizes its programs to its share of the memory:
+    ``ablab.train.batched.memory_budget``).
+
+    >>> worker_environ(3, ["0", "1", "2"], {"A": "1"}, workers=4)
+    {'A': '1', 'CUDA_VISIBLE_DEVICES': '0', 'ABLAB_GPU_SHARERS': '2'}
+    """
+    env = dict(environ)
+    gpu = gpu_for_worker(index, gpus)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+        sharers = sum(1 for i in range(max(workers, index + 1)) if gpu_for_worker(i, gpus) == gpu)
+        env[GPU_SHARERS_ENV] = str(sharers)
+    return env
+
+
 class LocalExecutor:
-    """Runs tasks in ``workers`` processes with ``threads`` torch threads each."""
+    """Runs tasks in ``workers`` processes with ``threads`` torch threads each; where the
+    runs train on CUDA, worker ``i`` sees only GPU ``i mod n`` of the ``n`` visible."""
 
     def __init__(self, workers: int, threads: int, batch_seeds: bool = True):
         self.workers, self.threads = workers, threads
@@ -231,12 +260,14 @@ class LocalExecutor:
         self._queue: deque = deque()
         self._allow_plugins = False
         self._shipped: bytes | None = None
+        self._gpus: list[str] = []
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, index: int) -> _Worker:
         parent, child = self._ctx.Pipe()
+        environ = worker_environ(index, self._gpus, dict(os.environ), self.workers)
         process = self._ctx.Process(
             target=_worker,
-            args=(child, self.threads, self._allow_plugins, self._shipped, dict(os.environ)),
+            args=(child, self.threads, self._allow_plugins, self._shipped, environ),
             daemon=True,
         )
         # An ignored SIGINT survives exec, so a Ctrl-C while the worker is still importing
@@ -256,10 +287,13 @@ class LocalExecutor:
         units = plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks]
         self._queue = queue = deque(units)
         self._allow_plugins = parent_vouches_for_plugins(tasks)
-        key = (self.workers, self.threads, self._allow_plugins, self._shipped)
+        gpus = visible_gpus()
+        self._gpus = gpus if wants_cuda([t.config for t in tasks], bool(gpus)) else []
+        key = (self.workers, self.threads, self._allow_plugins, self._shipped,
+               tuple(self._gpus))
         kept = [w for w in (_KEPT or {}).pop(key, []) if w.process.is_alive()]
         want = min(self.workers, len(queue))
-        self._pool = kept[:want] + [self._spawn() for _ in range(want - len(kept))]
+        self._pool = kept[:want] + [self._spawn(i) for i in range(len(kept[:want]), want)]
         if kept[want:]:  # more than this call needs: they wait for the next one
             _KEPT.setdefault(key, []).extend(kept[want:])
         try:
@@ -312,7 +346,7 @@ class LocalExecutor:
             worker.units.clear()
             worker.started.clear()
             index = self._pool.index(worker)
-            self._pool[index] = self._spawn()
+            self._pool[index] = self._spawn(index)
             for task in lost:
                 on_event(Event("failed", task, error=f"worker process died ({how})"))
 

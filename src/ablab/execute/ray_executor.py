@@ -1,13 +1,19 @@
 """Ray executor: the same tasks as Ray tasks, on a local Ray or a cluster (``address``).
 
-Each unit of work (a run, or the seeds of a variant trained together: ``group_tasks``)
-is one Ray task; it asks Ray for ``threads`` CPUs and sets the same torch thread count as
-the local executor would, so both give identical results for the same runs.
+Each unit of work (a run, or the runs of one batched program: ``plan_units``) is one Ray
+task; it asks Ray for ``threads`` CPUs and sets the same torch thread count as the local
+executor would, so both give identical results for the same runs. Where the runs train on
+CUDA (``device = "cuda"``, or ``"auto"`` on a cluster with GPUs) a task also asks for
+GPUs: one each, or ``gpus_per_run`` (``--gpus-per-run``; a fraction lets several programs
+share a device). Ray then gives each task its own ``CUDA_VISIBLE_DEVICES``, and the task
+reports the GPUs it got with its runs (``Event.placement``).
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
+from typing import Any
 
 from ablab.errors import UserError
 from ablab.execute.base import (
@@ -19,6 +25,7 @@ from ablab.execute.base import (
     plan_units,
     run_group,
     set_threads,
+    wants_cuda,
 )
 from ablab.execute.local import close_when_kept_workers_end
 from ablab.execute.shipping import install_entries, pack_main_entries
@@ -45,7 +52,34 @@ def _remote_fit(
     set_threads(threads)
     allow_plugins_in_this_worker(allow_plugins)
     install_entries(shipped)  # components defined in the driver's __main__ (a notebook)
-    return run_group(configs, batched=batched)
+    return run_group(configs, batched=batched), _placement()
+
+
+def _placement() -> dict[str, Any]:
+    """The GPUs Ray gave this task, and what the task's process sees of them."""
+    import ray
+
+    return {
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def gpus_per_task(
+    configs: list[dict], cluster_gpus: float, gpus_per_run: float | None
+) -> float:
+    """The GPUs one Ray task (a unit of these runs) asks for: none unless the runs train on
+    CUDA and the cluster has GPUs; then ``gpus_per_run`` (a fraction shares a device among
+    several tasks), by default one.
+
+    >>> gpus_per_task([{"device": "auto"}], 0, None), gpus_per_task([{"device": "auto"}], 2, None)
+    (0.0, 1.0)
+    >>> gpus_per_task([{"device": "cpu"}], 2, 0.5), gpus_per_task([{"device": "auto"}], 2, 0.5)
+    (0.0, 0.5)
+    """
+    if cluster_gpus <= 0 or not wants_cuda(configs, True):
+        return 0.0
+    return 1.0 if gpus_per_run is None else float(gpus_per_run)
 
 
 #: How many times a unit whose worker process died is run again (Ray's ``max_retries``).
@@ -56,9 +90,18 @@ UNITS_PER_SLOT = 2
 
 
 class RayExecutor:
-    def __init__(self, threads: int, address: str | None = None, workers: int | None = None):
+    def __init__(
+        self,
+        threads: int,
+        address: str | None = None,
+        workers: int | None = None,
+        gpus_per_run: float | None = None,
+    ):
+        if gpus_per_run is not None and gpus_per_run <= 0:
+            raise UserError(f"--gpus-per-run: {gpus_per_run} is not allowed; give a number > 0")
         self.ray = _ray()
         self.threads, self.address, self.workers = threads, address, workers
+        self.gpus_per_run = gpus_per_run
 
     def run(self, tasks: list[Task], on_event: OnEvent) -> None:
         ray = self.ray
@@ -82,17 +125,27 @@ class RayExecutor:
         pending = {}
         try:
             allow = parent_vouches_for_plugins(tasks)
-            queue = deque(plan_units(tasks))
+            resources = ray.cluster_resources()
+            cluster_gpus = float(resources.get("GPU", 0))
+            if self.gpus_per_run is not None and cluster_gpus <= 0:
+                raise UserError(f"--gpus-per-run {self.gpus_per_run}: the Ray cluster has no "
+                                "GPUs; leave the option out to train on CPUs")
+            # Runs bound for the cluster's GPUs train as batched programs, whatever this
+            # (the driver's) machine has.
+            on_gpu = cluster_gpus > 0 and wants_cuda([t.config for t in tasks], True)
+            queue = deque(plan_units(tasks, on_gpu=on_gpu or None))
             # Submitted in batches: enough units in flight to keep every slot busy (two per
             # slot), more as they finish; results are collected many at a time.
-            slots = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // max(
-                1, self.threads))
+            slots = self.workers or max(1, int(resources.get("CPU", 1)) // max(1, self.threads))
             in_flight = max(2, UNITS_PER_SLOT * slots)
             while pending or queue:
                 while queue and len(pending) < in_flight:
                     unit, batched = queue.popleft()
                     configs = [t.config for t in unit]
-                    pending[remote.remote(configs, self.threads, batched, allow, shipped)] = unit
+                    gpus = gpus_per_task(configs, cluster_gpus, self.gpus_per_run)
+                    task_remote = remote.options(num_gpus=gpus) if gpus else remote
+                    ref = task_remote.remote(configs, self.threads, batched, allow, shipped)
+                    pending[ref] = unit
                     for task in unit:
                         on_event(Event("started", task))
                 refs = list(pending)
@@ -102,17 +155,18 @@ class RayExecutor:
                     done = [*done, *more]
                 for ref in done:
                     unit = pending.pop(ref)
+                    placement = None
                     try:
-                        outcomes = ray.get(ref)
+                        outcomes, placement = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - a lost worker fails its runs
                         outcomes = [("failed", f"Ray task failed: {type(exc).__name__}")] * len(
                             unit
                         )
                     for task, (status, payload) in zip(unit, outcomes, strict=True):
                         if status == "done":
-                            on_event(Event("done", task, record=payload))
+                            on_event(Event("done", task, record=payload, placement=placement))
                         else:
-                            on_event(Event("failed", task, error=payload))
+                            on_event(Event("failed", task, error=payload, placement=placement))
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -85,6 +85,11 @@ class ProbeSet:
         self._after_backward = [p for p in probes.values() if hasattr(p, "after_backward")]
         self.wants_gradients = bool(self._after_backward)
 
+    @property
+    def gradient_probes(self) -> list[Any]:
+        """The probes that read gradients after each backward pass."""
+        return list(self._after_backward)
+
     def after_backward(self) -> None:
         for probe in self._after_backward:
             probe.after_backward()

@@ -68,7 +68,13 @@ class GradientFlow:
             norms = torch.zeros(len(grads), device=self.device)
             if present:
                 norms[present] = tensor_norms([grads[k] for k in present])
-        self._steps.append((norms, torch.linalg.vector_norm(norms, 2.0)))
+        self.record_norms(norms, torch.linalg.vector_norm(norms, 2.0))
+
+    def record_norms(self, norms: torch.Tensor, total: torch.Tensor) -> None:
+        """One step's gradient norms, one per parameter tensor (in ``model.parameters()``
+        order, float32) and their global norm, computed by the caller: runs trained as one
+        batched program compute every run's norms at once (``ablab.train.batched``)."""
+        self._steps.append((norms, total))
         self._batches += 1
 
     def on_epoch_end(self, epoch: int) -> None:

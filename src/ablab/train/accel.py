@@ -11,6 +11,10 @@ These settings change how fast a run goes, not what it learns: ``memory_format``
 - ``precision = "bf16"``: forward and loss under ``torch.autocast(dtype=bfloat16)``;
   weights, gradients, optimizer state and probes stay fp32, and bf16 needs no loss
   scaling, so the gradient probe reads true (unscaled) gradients.
+- ``tf32``: TF32 tensor cores for fp32 matmuls and convolutions on a CUDA GPU, set for
+  the whole process when a run starts (``use_tf32``): off unless the run asks for it, so a
+  run computes in full fp32 on a GPU as on a CPU, and TF32's numbers carry their own run id.
+  (PyTorch's own default is on for convolutions, off for matmuls.)
 - ``compile``: the training and evaluation forward go through ``torch.compile``
   (``"reduce-overhead"`` captures CUDA graphs on a GPU). Probes run the eager module, so
   their hooks never enter a compiled graph.
@@ -43,6 +47,12 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def use_tf32(enabled: bool) -> None:
+    """TF32 on or off for CUDA matmuls and cuDNN convolutions (a no-op without CUDA)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def compiled_forward(model: nn.Module, setting: bool | str) -> Forward:

@@ -19,7 +19,7 @@ from ablab.config import RunConfig, run_id
 from ablab.data import BatchLoader, DataBundle, Split, load_data
 from ablab.errors import ConfigError
 from ablab.models import build_model
-from ablab.train.accel import Forward, autocast, memory_format_for
+from ablab.train.accel import Forward, autocast, memory_format_for, use_tf32
 from ablab.train.callbacks import CallbackList
 from ablab.train.losses import LossFn
 from ablab.train.metrics import (
@@ -77,6 +77,7 @@ def start_run(cfg: RunConfig, device: torch.device) -> RunState:
     # dropout continues the initialisation's stream, as every run did before these seeds
     # existed; otherwise that stream restarts from ``order_seed``.
     init_seed, order_seed = cfg.init_seed_value, cfg.order_seed_value
+    use_tf32(cfg.tf32)
     torch.manual_seed(init_seed)
     bundle = load_data(cfg.dataset, cfg.seed, device)
     model = build_model(cfg.model, bundle.input_shape, bundle.output_dim).to(device)
