@@ -1,0 +1,105 @@
+"""Figures of the results: final metrics per variant with their intervals, and the
+interactions between two factors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ablab.analysis.runs import METRIC_INFO
+from ablab.report.figures.style import (
+    PALETTE,
+    new_figure,
+    short_label,
+    styled,
+    variant_colors,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ablab.analysis import StudyAnalysis
+
+
+@styled
+def fig_final_metrics(a: StudyAnalysis) -> Figure | None:
+    """Dot plot of the final metrics: mean with 95 % CI per variant, each seed a dot."""
+    colors = variant_colors(a)
+    metrics = ["test_accuracy", "test_cross_entropy"]
+    if not any(v.values_of("test_accuracy") for v in a.variants):
+        return None
+    n = len(a.variants)
+    fig = new_figure(figsize=(13, 1.8 + 0.55 * n))
+    axes = fig.subplots(1, len(metrics), sharey=True)
+    ys = np.arange(n)[::-1]
+    for ax, metric in zip(axes, metrics, strict=True):
+        scale = 100.0 if metric.endswith("accuracy") else 1.0
+        for y, v in zip(ys, a.variants, strict=True):
+            values = np.asarray(v.values_of(metric)) * scale
+            row = a.summary.loc[a.summary["variant"] == v.label].iloc[0]
+            if len(values):
+                ax.scatter(values, np.full(len(values), y) + 0.18, s=22, facecolors="none",
+                           edgecolors=colors[v.label], lw=1.2, zorder=3)
+                mean = row[f"{metric}_mean"] * scale
+                low = row[f"{metric}_ci_low"] * scale
+                high = row[f"{metric}_ci_high"] * scale
+                if np.isfinite(low):
+                    # the interval is made on the metric's scale (logit / log), so the
+                    # arithmetic mean may sit just outside it: never a negative bar
+                    ax.errorbar(mean, y, xerr=[[max(mean - low, 0)], [max(high - mean, 0)]],
+                                fmt="o",
+                                color=colors[v.label], ms=8, capsize=5, lw=2, zorder=4)
+                else:
+                    ax.plot(mean, y, "o", color=colors[v.label], ms=8, zorder=4)
+            else:
+                ax.text(0.02, y, "no finished runs", transform=ax.get_yaxis_transform(),
+                        va="center", color="#888")
+        name = METRIC_INFO[metric][0]
+        better = "higher is better" if METRIC_INFO[metric][1] else "lower is better"
+        ax.set_xlabel(f"{name}{' (%)' if scale == 100 else ''} — {better}")
+        ax.set_title(name)
+    axes[0].set_yticks(ys, [short_label(a, v) for v in a.variants])
+    axes[0].set_ylim(-0.7, n - 0.3)
+    fig.suptitle("Final metrics: mean and 95 % CI (t, on the metric's scale); "
+                 "circles = single seeds")
+    fig.tight_layout()
+    return fig
+
+@styled
+def fig_interactions(a: StudyAnalysis) -> Figure | None:
+    """Interaction plots: the primary metric against one factor's levels, one line per
+    level of the other factor, mean with its 95 % CI (on the metric's scale); one panel
+    per pair of factors, found interactions first. None for a study with < 2 factors."""
+    items = sorted(a.interactions, key=lambda i: (not i.found, i.p_holm))[:4]
+    items = [i for i in items if any(i.cells.values())]
+    if not items:
+        return None
+    fig = new_figure(figsize=(6.5 * len(items), 5.2))
+    axes = np.atleast_1d(fig.subplots(1, len(items)))
+    for ax, item in zip(axes, items, strict=True):
+        seen = {r[0] for rows in item.cells.values() for r in rows}
+        levels = [lv for lv in item.levels if lv in seen]
+        xs = np.arange(len(levels))
+        scale = 100.0 if item.metric.endswith("accuracy") else 1.0
+        for k, (moderator_level, rows) in enumerate(item.cells.items()):
+            by_level = {r[0]: r for r in rows}
+            mean = np.array([by_level[lv][1] if lv in by_level else np.nan for lv in levels])
+            low = np.array([by_level[lv][2] if lv in by_level else np.nan for lv in levels])
+            high = np.array([by_level[lv][3] if lv in by_level else np.nan for lv in levels])
+            shift = (k - (len(item.cells) - 1) / 2) * 0.06
+            err = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
+            err = np.where(np.isfinite(err), err, 0.0) * scale
+            ax.errorbar(xs + shift, mean * scale, yerr=err, fmt="o-", capsize=4, lw=2,
+                        color=PALETTE[k % len(PALETTE)],
+                        label=f"{item.moderator}={moderator_level}")
+        ax.set_xticks(xs, levels)
+        ax.set_xlabel(item.factor)
+        name = METRIC_INFO[item.metric][0]
+        ax.set_ylabel(f"{name}{' (%)' if scale == 100 else ''}")
+        verdict = "interaction" if item.found else "no interaction found"
+        p = f"p = {item.p_holm:.2g}" if np.isfinite(item.p_holm) else "p n/a"
+        ax.set_title(f"{item.factor} × {item.moderator}: {verdict} ({p})")
+        ax.legend(fontsize=10)
+    fig.tight_layout()
+    return fig
