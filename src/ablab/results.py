@@ -458,9 +458,11 @@ def run_result_png(result: Any) -> bytes | None:
 
 
 def register_ipython_displays(shell: Any = None) -> bool:
-    """Teach a running IPython how to show a ``Study`` (HTML, one-line text) and a
-    ``RunResult`` (its learning curves, one-line text). Called when ablab is imported in
-    IPython; True when registered. ``StudyResults`` carries its own ``_repr_html_``."""
+    """Teach a running IPython (``shell``, or the current one) how to show a ``Study``
+    (HTML, one-line text) and a ``RunResult`` (its learning curves, one-line text); True
+    when registered. Called by the ``ablab`` package the first time its API is used in
+    IPython, never by importing this module. ``StudyResults`` carries its own
+    ``_repr_html_``."""
     if shell is None:
         import sys
 
@@ -479,6 +481,3 @@ def register_ipython_displays(shell: Any = None) -> bool:
         RunResult, lambda obj, p, cycle: p.text(run_result_line(obj))
     )
     return True
-
-
-register_ipython_displays()
