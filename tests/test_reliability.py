@@ -182,11 +182,6 @@ def test_a_booby_trapped_cifar_pickle_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------ shared study
 
-def write_study(tmp_path: Path, name="rel", seeds=(0, 1, 2, 3), epochs=30,
-                activations=("relu", "tanh", "elu"), description="", extra="") -> Path:
-    return moons_study(tmp_path, name, seeds, epochs, activations, description, extra)
-
-
 def spawn_run(study: Path, out: Path, *extra: str) -> subprocess.Popen:
     return spawn_study_run(study, out, *extra, env=_env(out.parent))
 
@@ -241,7 +236,7 @@ def gated_tanh() -> nn.Module:
 
 def _gated_study(tmp_path: Path) -> Path:
     (tmp_path / "gate.py").write_text(GATE_PLUGIN)
-    path = write_study(tmp_path, seeds=(0, 1), activations=("relu", "gated_tanh"), epochs=3)
+    path = moons_study(tmp_path, "rel", seeds=(0, 1), activations=("relu", "gated_tanh"), epochs=3)
     path.write_text('plugins = ["gate.py"]\n' + path.read_text())
     return path
 
@@ -323,7 +318,7 @@ def test_a_second_run_on_a_busy_directory_touches_nothing(tmp_path, capsys):
     """While one `ablab run` holds the directory, a second one is refused with one line
     and writes nothing there first: it does not rebuild a damaged index (or heal records),
     which is the lock holder's work (before, it did so to size its progress display)."""
-    path = write_study(tmp_path, seeds=(0,), activations=("relu", "tanh"), epochs=1)
+    path = moons_study(tmp_path, "rel", seeds=(0,), activations=("relu", "tanh"), epochs=1)
     out = tmp_path / "out"
     with StudyStore(out) as store, store.locked():
         store.sync_plan(load_study(path))
@@ -341,7 +336,7 @@ def test_an_interrupt_that_cuts_a_transaction_short_still_resets_running_runs(tm
     """A signal can land between BEGIN IMMEDIATE and the `with` block that would end the
     transaction; stopping must still put the running runs back to pending (before, its
     write failed: "cannot start a transaction within a transaction")."""
-    study = load_study(write_study(tmp_path, seeds=(0,), activations=("relu", "tanh"),
+    study = load_study(moons_study(tmp_path, "rel", seeds=(0,), activations=("relu", "tanh"),
                                    epochs=1))
     out = tmp_path / "out"
     with StudyStore(out) as store, store.locked():
@@ -377,7 +372,8 @@ def test_sigkill_of_the_whole_study_at_random_points_loses_nothing(tmp_path):
     (after k run records exist, while another run trains), resume each time; the end
     result equals an uninterrupted run's, each run recorded once. The kill points do not
     depend on how fast the machine is."""
-    path = write_study(tmp_path)  # 3 variants × 4 seeds, mlp [32, 32], 30 epochs
+    path = moons_study(tmp_path, "rel", seeds=(0, 1, 2, 3), epochs=30,
+                       activations=("relu", "tanh", "elu"))  # mlp [32, 32]
     reference = tmp_path / "reference"
     run_study(load_study(path), reference, workers=2, threads=1, report=False)
     out = tmp_path / "out"
@@ -462,7 +458,7 @@ _labels = ["fine", "huge", "diverges"]
 def test_out_below_a_regular_file_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    path = write_study(tmp_path, seeds=(0,), epochs=1, activations=("relu",))
+    path = moons_study(tmp_path, "rel", seeds=(0,), epochs=1, activations=("relu",))
     code, out, err = cli_in_process(["run", str(path), "--out", str(blocker / "out")], capsys)
     assert_one_line(code, out, err, [f"{blocker / 'out'}: cannot write here (Not a directory)"])
     run = BAD / "run_ok_for_set.toml"
@@ -477,7 +473,7 @@ def test_out_below_a_regular_file_is_one_line(tmp_path, capsys):
 def test_disk_full_while_recording_keeps_what_was_done(tmp_path, monkeypatch, capsys):
     """ENOSPC on the third run record: one line, exit 2; the index and the records
     written before stay readable; freeing space and running again finishes the study."""
-    path = write_study(tmp_path, seeds=(0, 1), activations=("relu", "tanh"), epochs=3)
+    path = moons_study(tmp_path, "rel", seeds=(0, 1), activations=("relu", "tanh"), epochs=3)
     out = tmp_path / "out"
     real = store_files.atomic_write_bytes
     written = []
@@ -531,7 +527,7 @@ def test_a_really_full_disk(tmp_path):
     mnt.mkdir()
     if not _can_mount_tmpfs(mnt):
         pytest.skip("cannot mount a tmpfs in a user namespace here")
-    path = write_study(tmp_path, seeds=(0, 1), activations=("relu", "tanh"), epochs=3)
+    path = moons_study(tmp_path, "rel", seeds=(0, 1), activations=("relu", "tanh"), epochs=3)
     out = mnt / "out"
     py = " ".join(ABLAB)
     run = f"{py} run {path} --out {out} --workers 2 --threads 1"

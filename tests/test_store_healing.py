@@ -1,8 +1,8 @@
 """Self-healing study directories: damaged run records are quarantined and re-trained,
 a missing or damaged index is rebuilt from the records, by `ablab check` (which says what
 it found) and at the start of `ablab run`; commands that only read count damaged runs as
-pending and say so, changing nothing. Each test uses a tiny moons study (4 runs of 3
-epochs)."""
+pending and say so, changing nothing. Each test uses the tiny moons study (4 runs
+of 3 epochs)."""
 
 from __future__ import annotations
 
@@ -13,27 +13,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import cli_in_process
+from conftest import cli_in_process, moons_study
 
 from ablab.results import study_status
 from ablab.runner import run_study
 from ablab.study import load_study
-
-STUDY = """
-name = "heal"
-seeds = [0, 1]
-
-[base]
-epochs = 3
-batch_size = 64
-device = "cpu"
-dataset = { name = "moons", n_samples = 200, noise = 0.2 }
-model = { name = "mlp", hidden = [8] }
-
-[[vary]]
-"model.activation" = ["relu", "tanh"]
-"""
-
 
 cli = cli_in_process  # ablab ARGS in this process: (exit status, stdout, stderr)
 
@@ -52,8 +36,7 @@ def attempts(out: Path) -> dict[str, int]:
 def trained(tmp_path_factory):
     """The study trained once for the module; each test gets its own copy."""
     tmp = tmp_path_factory.mktemp("heal")
-    path = tmp / "heal.toml"
-    path.write_text(STUDY)
+    path = moons_study(tmp, "heal")
     outcome = run_study(load_study(path), tmp / "out", workers=1, threads=1, report=False)
     assert outcome.exit_code == 0
     return path, tmp / "out"

@@ -1,4 +1,4 @@
-"""Issue #20: a factor that changes nothing, an ignored override, stale artefacts, stale
+"""A factor that changes nothing, an ignored override, stale artefacts, stale
 data or missing data never passes silently."""
 
 import json

@@ -1,7 +1,7 @@
-"""The report at scale (#17, #22): records are folded into per-variant summaries one at a
-time and not kept; curves are summaries (median + quantile band, block means), drawn at a
-bounded resolution; figures render the same in parallel as one after another. No
-training: hand-built rows and records."""
+"""The report's shortcuts keep its results: records are folded into per-variant
+summaries one at a time and not kept; curves are summaries (median + quantile band, block
+means), drawn at a bounded resolution; figures render the same in parallel as one after
+another. No training: hand-built rows and records."""
 
 from __future__ import annotations
 

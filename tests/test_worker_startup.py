@@ -1,4 +1,4 @@
-"""Start-up of `ablab run` (#17): workers that arrive with everything a run imports, a
+"""Start-up of `ablab run`: workers that arrive with everything a run imports, a
 fork server started before the study file is read and stopped when the file is bad."""
 
 import os
