@@ -5,14 +5,22 @@ a missing or damaged one, in memory when a command that only reads finds it so."
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablab.store.index import insert_run, set_meta, store_row
-from ablab.store.records import DamagedRecord, read_record
+from ablab.store.index import (
+    StudyDirError,
+    Transaction,
+    insert_run,
+    open_index,
+    set_meta,
+    store_row,
+)
+from ablab.store.records import DamagedRecord, read_record, warn
 
 
 @dataclass
@@ -69,6 +77,31 @@ def fill_index(db: sqlite3.Connection, root: Path,
         db.execute("UPDATE runs SET attempts=1 WHERE run_id=?", (rid,))
         filled.records += 1
     return filled
+
+
+def rebuild_index(root: Path, why: str, on_damaged: Callable[[Path, str], None]
+                  ) -> tuple[sqlite3.Connection, Filled]:
+    """The writer's new index in place of a missing or damaged one (``why``), filled from
+    study.json and the records (one warning line). The damaged file is kept beside it as
+    index.sqlite.damaged."""
+    db_path = root / "index.sqlite"
+    kept = ""
+    if db_path.exists():
+        damaged = db_path.with_name("index.sqlite.damaged")
+        os.replace(db_path, damaged)
+        kept = f"; the old one is kept as {damaged.name}"
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    try:
+        db = open_index(db_path)
+    except sqlite3.Error as exc:
+        raise StudyDirError(f"{db_path}: cannot create the index ({exc})") from None
+    with Transaction(db) as tx:
+        filled = fill_index(tx, root, on_damaged=on_damaged)
+    note = f", {len(filled.damaged)} damaged ones quarantined" if filled.damaged else ""
+    warn(f"{db_path}: {why}; rebuilt it from {filled.source()}{note} "
+         f"(nothing finished is lost){kept}")
+    return db, filled
 
 
 def _read_plan(root: Path) -> tuple[list[dict[str, Any]], str | None, dict[str, Any]]:

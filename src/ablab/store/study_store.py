@@ -8,10 +8,8 @@
     DIR/runs/ID.json      each finished run's whole record (history, batch losses, probes)
     DIR/.lock             held by the one process writing in DIR
 
-Only the process holding DIR/.lock writes (``ablab run``, ``ablab check``, tuning: see
-:mod:`ablab.store.lock`). Every other store only reads: it reads an in-memory copy of the
-index (:mod:`ablab.store.index`), and where the index or a record is damaged it computes
-from the records in memory and says the directory needs healing, writing nothing.
+Only the process holding DIR/.lock writes (``ablab run``, ``ablab check``, tuning). Every
+other store only reads, writing nothing, damage included (:mod:`ablab.store.reading`).
 
 Crash safety: a run's record file is written atomically before its index row says
 ``done``; the index is SQLite in WAL mode with synchronous=FULL. A process killed at any
@@ -28,7 +26,6 @@ an index that is missing or damaged is rebuilt from ``study.json`` and ``runs/*.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -43,16 +40,15 @@ from ablab.store.index import (
     Transaction,
     decoded,
     insert_run,
-    memory_index,
     open_index,
     peek_statuses,
-    read_index,
     set_meta,
     set_pending,
     store_row,
 )
 from ablab.store.lock import hold_lock
-from ablab.store.rebuild import can_rebuild, compact_study, fill_index, run_config
+from ablab.store.reading import emptied, read_study_index, warn_once
+from ablab.store.rebuild import can_rebuild, compact_study, rebuild_index, run_config
 from ablab.store.records import DamagedRecord, quarantine_file, read_record, record_text, warn
 from ablab.study import Study
 
@@ -110,7 +106,7 @@ class StudyStore:
             self.close()  # another process wrote since this copy was read: read it again
         if self._db is None:
             self._read_at = None if self.holds_lock else self._stamp()
-            self._db = self._open_writing() if self.holds_lock else self._open_reading()
+            self._db = self._open_writing() if self.holds_lock else read_study_index(self.root)
             self._db_writes = self.holds_lock
         return self._db
 
@@ -134,83 +130,18 @@ class StudyStore:
             if not can_rebuild(self.root):
                 raise StudyDirError(f"{self.db_path}: cannot open the index ({exc})") from None
             return self._rebuild(f"index.sqlite is damaged ({exc})")
-        if self._emptied(db):
+        if emptied(db, self.root):
             db.close()
             return self._rebuild("index.sqlite holds no runs")
         return db
 
-    def _emptied(self, db: sqlite3.Connection) -> bool:
-        """No runs in the index, but a plan beside it: emptied, not just created."""
-        empty = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
-        return empty and (self.root / "study.json").is_file()
-
     def _rebuild(self, why: str) -> sqlite3.Connection:
-        """A new index from study.json (the plan) and runs/*.json (what finished). The
-        damaged file is kept beside it as index.sqlite.damaged."""
-        kept = ""
-        if self.db_path.exists():
-            damaged = self.db_path.with_name("index.sqlite.damaged")
-            os.replace(self.db_path, damaged)
-            kept = f"; the old one is kept as {damaged.name}"
-        for suffix in ("-wal", "-shm", "-journal"):
-            Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
-        try:
-            db = open_index(self.db_path)
-        except sqlite3.Error as exc:
-            raise StudyDirError(f"{self.db_path}: cannot create the index ({exc})") from None
-        with Transaction(db) as tx:
-            filled = fill_index(tx, self.root, on_damaged=self._quarantine_file)
-        note = f", {len(filled.damaged)} damaged ones quarantined" if filled.damaged else ""
+        """A new index in place of a missing or damaged one (:func:`rebuild_index`);
+        damaged records found on the way are quarantined."""
+        db, filled = rebuild_index(self.root, why, on_damaged=self._quarantine_file)
         self.rebuilt = why
         self._rebuilt_quarantined = [path.stem for path, _ in filled.damaged]
-        warn(f"{self.db_path}: {why}; rebuilt it from {filled.source()}{note} "
-             f"(nothing finished is lost){kept}")
         return db
-
-    def _open_reading(self) -> sqlite3.Connection:
-        """The index copied into memory; where it is missing or damaged, one computed in
-        memory from study.json and the records (one warning line). Damaged or missing
-        records count as pending in it. Nothing is written in DIR."""
-        why = None
-        try:
-            db = read_index(self.db_path)
-            if self._emptied(db):
-                db.close()
-                why = "index.sqlite holds no runs"
-        except FileNotFoundError:
-            if not can_rebuild(self.root):
-                return memory_index()  # nothing planned or run here yet
-            why = "index.sqlite is missing"
-        except sqlite3.Error as exc:
-            if not can_rebuild(self.root):
-                raise StudyDirError(f"{self.db_path}: cannot open the index ({exc})") from None
-            why = f"index.sqlite is damaged ({exc})"
-        if why is not None:
-            db = memory_index()
-            with Transaction(db) as tx:
-                filled = fill_index(tx, self.root)
-            _warn_once(f"{self.db_path}: {why}; read the runs from {filled.source()} instead "
-                 f"(nothing written here; `ablab check {self.root}` or the next "
-                 "`ablab run` rebuilds it)")
-        self._count_damaged_as_pending(db)
-        return db
-
-    def _count_damaged_as_pending(self, db: sqlite3.Connection) -> None:
-        """A reader's healing: what :meth:`heal` would do, done in the in-memory index
-        only, each damaged or missing record said in one line."""
-        found = inspect_records(db, self.root)
-        for rid, row in found.missing:
-            _warn_once(f"{self.root / 'runs' / f'{rid}.json'}: the record of a finished run "
-                       f"({label(row)}) is missing; counted as pending (`ablab check` or the "
-                       "next `ablab run` sets it pending to re-train it)")
-        for _, path, reason, row in found.damaged:
-            what = f" ({label(row)})" if row is not None else ""
-            _warn_once(f"{path}: damaged run record{what}: {reason}; counted as pending, left "
-                       "where it is (`ablab check` or the next `ablab run` moves it to "
-                       "runs/quarantine/ and re-trains the run)")
-        with Transaction(db) as tx:
-            for rid in found.pending_again():
-                set_pending(tx, rid)
 
     def close(self) -> None:
         if self._db is not None:
@@ -457,8 +388,8 @@ class StudyStore:
                 with self._tx() as db:
                     set_pending(db, run_id)
             else:
-                _warn_once(f"{path}: damaged run record: {exc}; left out (`ablab check` moves it "
-                     "to runs/quarantine/)")
+                warn_once(f"{path}: damaged run record: {exc}; left out (`ablab check` "
+                          "moves it to runs/quarantine/)")
             return None
 
     # ------------------------------------------------------------------ healing
@@ -516,13 +447,3 @@ class StudyStore:
             "`ablab run` re-trains it"
         )
 
-
-#: What readers said this process: a command opens a few stores of one directory, and a
-#: damaged index or record it only reads (and so leaves damaged) is said once.
-_SAID: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _SAID:
-        _SAID.add(message)
-        warn(message)
