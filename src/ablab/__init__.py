@@ -22,7 +22,7 @@ _API = {
     "StudyResults": "ablab.results",
     "load_model": "ablab.results",
     "open_results": "ablab.results",
-    "register_ipython_displays": "ablab.results",
+    "register_ipython_displays": "ablab.displays",
     "run_study": "ablab.runner",
     "train_run": "ablab.runner",
     "run_tuned": "ablab.tune",
@@ -52,7 +52,7 @@ def __getattr__(name: str):
 
 def _register_ipython_displays() -> None:
     """In IPython, once, when the API is first used: how to show a Study and a RunResult
-    (``ablab.results.register_ipython_displays``). Outside IPython nothing is imported."""
+    (``ablab.displays.register_ipython_displays``). Outside IPython nothing is imported."""
     global _displays_registered
     ipython = sys.modules.get("IPython")
     if _displays_registered or ipython is None or ipython.get_ipython() is None:
