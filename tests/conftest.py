@@ -71,7 +71,7 @@ device = "cpu"
 dataset = {{ name = "moons", n_samples = 400, noise = 0.25 }}
 model = {{ name = "mlp", hidden = [32, 32] }}
 optimizer = {{ name = "adam", lr = 0.01 }}
-
+{base}
 [[vary]]
 "model.activation" = {activations}
 """
@@ -79,12 +79,14 @@ optimizer = {{ name = "adam", lr = 0.01 }}
 
 def moons_study(tmp_path: Path, name: str = "tiny", seeds=(0, 1), epochs: int = 3,
                 activations=("relu", "tanh"), description: str = "a tiny study for tests",
-                extra: str = "") -> Path:
-    """Write the tiny moons study (activations x seeds) to ``tmp_path/NAME.toml``."""
+                extra: str = "", base: str = "") -> Path:
+    """Write the tiny moons study (activations x seeds) to ``tmp_path/NAME.toml``: the one
+    study file the tests share. ``base``: more ``[base]`` lines (e.g. ``probes = [...]``);
+    ``extra``: more tables after the ``[[vary]]`` of activations."""
     path = tmp_path / f"{name}.toml"
     path.write_text(MOONS_STUDY.format(
         name=name, seeds=list(seeds), epochs=epochs, description=description,
-        activations=json.dumps(list(activations))) + extra)
+        activations=json.dumps(list(activations)), base=base) + extra)
     return path
 
 

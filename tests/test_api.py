@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import moons_study
 from matplotlib.figure import Figure
 
 import ablab
@@ -20,28 +21,11 @@ from ablab.train import RunResult
 #: The file whose ```python blocks make the notebook example (moves to README.md).
 EXAMPLE_DOC = Path(__file__).resolve().parents[1] / "README.md"
 
-STUDY = """
-name = "api-study"
-description = "a <b>tiny</b> study"
-seeds = [0, 1]
-[base]
-epochs = 3
-batch_size = 64
-device = "cpu"
-dataset = { name = "moons", n_samples = 300, noise = 0.2 }
-model = { name = "mlp", hidden = [16] }
-optimizer = { name = "adam", lr = 0.01 }
-[[vary]]
-"model.activation" = ["relu", "tanh"]
-"""
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """A finished study (trained in this process: no workers, to stay quick), opened."""
     root = tmp_path_factory.mktemp("api")
-    (root / "study.toml").write_text(STUDY)
-    study = ablab.load_study(root / "study.toml")
+    study = ablab.load_study(moons_study(root, "api-study", description="a <b>tiny</b> study"))
     with StudyStore(root / "out") as store, store.locked():
         store.sync_plan(study)
         for planned in study.runs:
@@ -129,8 +113,7 @@ def test_progress_object_receives_events(tmp_path):
         def stop(self):
             self.events.append("stop")
 
-    (tmp_path / "study.toml").write_text(STUDY.replace("seeds = [0, 1]", "seeds = [0]"))
-    study = ablab.load_study(tmp_path / "study.toml", sets=["epochs=1"])
+    study = ablab.load_study(moons_study(tmp_path, "api-study", seeds=(0,)), sets=["epochs=1"])
     recorder = Recorder()
     results = study.run(tmp_path / "out", workers=1, progress=recorder, report=False)
     assert results.outcome.exit_code == 0 and results.counts["done"] == 2

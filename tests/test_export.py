@@ -4,6 +4,7 @@ reader (MlflowClient, TensorBoard's EventAccumulator)."""
 import sys
 
 import pytest
+from conftest import moons_study
 
 from ablab.errors import UserError
 from ablab.report import write_tables
@@ -11,29 +12,13 @@ from ablab.store import StudyStore, atomic_write_text
 from ablab.study import load_study
 from ablab.train import fit
 
-STUDY = """
-name = "export-study"
-seeds = [0]
-[base]
-epochs = 3
-batch_size = 64
-device = "cpu"
-dataset = { name = "moons", n_samples = 300, noise = 0.2 }
-model = { name = "mlp", hidden = [16] }
-optimizer = { name = "adam", lr = 0.01 }
-probes = ["activations"]
-[[vary]]
-"model.activation" = ["relu", "tanh"]
-"""
-
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory):
     """A finished two-run study, trained in this process (no workers) to stay quick."""
     root = tmp_path_factory.mktemp("export")
-    path = root / "study.toml"
-    path.write_text(STUDY)
-    study = load_study(path)
+    study = load_study(moons_study(root, "export-study", seeds=(0,),
+                                   base='probes = ["activations"]\n'))
     store = StudyStore(root / "out")
     with store.locked():
         store.sync_plan(study)
@@ -78,7 +63,7 @@ def test_mlflow_export_reads_back_through_mlflow(study_dir, tmp_path, monkeypatc
     params = child.data.params
     assert params["model.activation.name"] == "tanh"
     assert params["optimizer.lr"] == "0.01"
-    assert params["model.hidden"] == "[16]"
+    assert params["model.hidden"] == "[32, 32]"
     assert params["probes.0.name"] == "activations"
     history = client.get_metric_history(child.info.run_id, "val_accuracy")
     assert sorted(m.step for m in history) == [1, 2, 3]

@@ -54,7 +54,7 @@ def build(name, shape, classes=10, **kw):
 
 
 def _built_in(registry) -> set[str]:
-    # other test modules register their own models (test_trust, test_user_data): only
+    # other test modules register their own models (test_no_silent_mistakes, test_user_data): only
     # ablab's own entries must be covered here, whatever order the tests run in
     return {n for n in registry.names() if registry.get(n).fn.__module__.startswith("ablab.")}
 

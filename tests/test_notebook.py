@@ -246,7 +246,7 @@ def test_run_result_and_study_displays(tmp_path):
     from IPython.core.interactiveshell import InteractiveShell
 
     import ablab
-    from ablab.results import register_ipython_displays
+    from ablab.displays import register_ipython_displays
 
     shell = InteractiveShell.instance()
     try:
@@ -317,3 +317,23 @@ def test_an_edited_cell_registers_its_model_again():
         assert MODELS.get("edited_net").option_defaults() == {"width": 9}
     finally:
         MODELS._entries.pop("edited_net", None)
+
+
+def test_displays_are_registered_by_first_use_of_the_api_not_by_an_import():
+    """Importing ablab.displays registers nothing; the first use of ``ablab``'s API in a
+    running IPython teaches it how to show a Study, once."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import ablab
+    import ablab.displays  # noqa: F401 - imported, registers nothing
+    from ablab.study import Study
+
+    shell = InteractiveShell.instance()
+    try:
+        html = shell.display_formatter.formatters["text/html"]
+        assert Study not in html.type_printers
+        ablab._displays_registered = False
+        ablab.__getattr__("load_study")
+        assert Study in html.type_printers and ablab._displays_registered
+    finally:
+        InteractiveShell.clear_instance()

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import moons_study
 
 from ablab.report import FIGURES, write_report
 from ablab.runner import run_study
@@ -19,30 +20,15 @@ from ablab.study import load_study
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
                                          else None)
 
-STUDY = """
-name = "tiny-report"
-description = "A tiny study <script>alert('x')</script> & friends"
-seeds = [0, 1]
-
-[base]
-epochs = 3
-batch_size = 64
-device = "cpu"
-dataset = { name = "moons", n_samples = 200, noise = 0.2 }
-model = { name = "mlp", hidden = [8] }
-optimizer = { name = "adam", lr = 0.02 }
-probes = ["dead_units", "activations", "gradients", "weights", { name = "boundary", grid = 40 }]
-
-[[vary]]
-"model.activation" = ["relu", "tanh"]
-"""
+PROBES = ('probes = ["dead_units", "activations", "gradients", "weights", '
+          '{ name = "boundary", grid = 40 }]\n')
 
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
-    path = root / "tiny.toml"
-    path.write_text(STUDY)
+    path = moons_study(root, "tiny-report", base=PROBES,
+                       description="A tiny study <script>alert('x')</script> & friends")
     out = root / "out"
     run_study(load_study(path), out, workers=1, report=False)
     return out

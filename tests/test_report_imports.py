@@ -1,4 +1,4 @@
-"""What the report's parts import (#17): the runner writes results.csv and summary.csv at
+"""What the report's parts import: the runner writes results.csv and summary.csv at
 the start of a study and while it runs, and ``ablab report`` of an unchanged study reuses
 its figures; neither should pay for libraries it does not use (statsmodels, matplotlib,
 and before any run has finished scipy.stats). Each check runs in a fresh process, where
@@ -84,7 +84,7 @@ def report_of(root: Path) -> dict:
     import hashlib
     import sqlite3
 
-    from test_report_speed import INFO, make_record, make_rows
+    from test_report_shortcuts import INFO, make_record, make_rows
 
     from ablab.analysis import analyze_runs
     from ablab.report import writer

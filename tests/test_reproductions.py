@@ -1,4 +1,4 @@
-"""Faithful reproductions (issue 13): the data options the sources used (per-feature
+"""Faithful reproductions: the data options the sources used (per-feature
 standardization fitted where the source fitted it, no validation hold-out, a fixed split),
 source 001's dead-ReLU scalar, and study files' reference figures and claims in the report
 ("Against the source")."""

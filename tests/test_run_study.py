@@ -18,13 +18,9 @@ from ablab.store.records import read_record
 from ablab.study import load_study
 
 
-def write_study(tmp_path: Path, epochs: int = 3, extra: str = "") -> Path:
-    return moons_study(tmp_path, epochs=epochs, extra=extra)
-
-
 def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
     out = tmp_path / "out"
-    study = load_study(write_study(tmp_path))
+    study = load_study(moons_study(tmp_path))
     outcome = run_study(study, out, workers=2, threads=1, report=False)
     assert outcome.exit_code == 0 and outcome.ran == 4
     assert outcome.counts["done"] == 4
@@ -39,15 +35,15 @@ def test_study_runs_every_variant_and_seed_and_resumes(tmp_path):
     record = read_record(out / "runs" / f"{study.runs[0].run_id}.json")  # packed on disk
     assert record["status"] == "done" and len(record["history"]) == 3
     # Resume: nothing left to do, nothing re-run.
-    again = run_study(load_study(write_study(tmp_path)), out, workers=2, threads=1, report=False)
+    again = run_study(load_study(moons_study(tmp_path)), out, workers=2, threads=1, report=False)
     assert again.ran == 0 and csv_metrics(out) == results
 
 
 @pytest.mark.slow
 def test_changed_study_is_refused_unless_forced(tmp_path):
     out = tmp_path / "out"
-    run_study(load_study(write_study(tmp_path, epochs=2)), out, workers=1, threads=1, report=False)
-    bigger = write_study(tmp_path, epochs=2).read_text().replace('"tanh"]', '"tanh", "elu"]')
+    run_study(load_study(moons_study(tmp_path, epochs=2)), out, workers=1, threads=1, report=False)
+    bigger = moons_study(tmp_path, epochs=2).read_text().replace('"tanh"]', '"tanh", "elu"]')
     path = tmp_path / "bigger.toml"
     path.write_text(bigger)
     with pytest.raises(UserError, match="different runs .2 new in this file"):
@@ -61,7 +57,7 @@ def test_changed_study_is_refused_unless_forced(tmp_path):
 
 
 def test_a_diverging_variant_does_not_stop_the_study(tmp_path):
-    path = write_study(tmp_path, epochs=3, extra='\n[[vary]]\n"optimizer.lr" = [0.01, 1e12]\n')
+    path = moons_study(tmp_path, epochs=3, extra='\n[[vary]]\n"optimizer.lr" = [0.01, 1e12]\n')
     path.write_text(path.read_text().replace('optimizer = { name = "adam", lr = 0.01 }',
                                              'optimizer = { name = "sgd", lr = 0.01 }'))
     out = tmp_path / "out"
@@ -79,13 +75,13 @@ def test_a_diverging_variant_does_not_stop_the_study(tmp_path):
 def test_a_failing_run_is_recorded_and_retried_on_request(tmp_path, monkeypatch):
     out = tmp_path / "out"
     # A dataset whose files are missing fails its runs; the other variant completes.
-    path = write_study(tmp_path, epochs=2)
+    path = moons_study(tmp_path, epochs=2)
     path.write_text(path.read_text().replace(
         '"model.activation" = ["relu", "tanh"]',
         '"dataset" = [{ name = "moons", n_samples = 400 }, { name = "mnist" }]'))
     monkeypatch.setenv("ABLAB_DATA", str(tmp_path / "no-data"))
-    # (missing data now stops the study before it starts, see test_trust.py; here the files
-    # vanish after that check, so the runs fail inside the workers)
+    # (missing data stops the study before it starts, see test_no_silent_mistakes.py;
+    # here the files vanish after that check, so the runs fail inside the workers)
     monkeypatch.setattr("ablab.data.fingerprint.unavailable", lambda datasets: [])
     outcome = run_study(load_study(path), out, workers=2, threads=1, report=False)
     assert outcome.exit_code == 1
@@ -104,7 +100,7 @@ def test_second_process_on_the_same_directory_is_refused(tmp_path):
     out = tmp_path / "out"
     with StudyStore(out) as store, store.locked():
         with pytest.raises(UserError, match="another `ablab run` is working on this directory"):
-            run_study(load_study(write_study(tmp_path)), out, workers=1, report=False)
+            run_study(load_study(moons_study(tmp_path)), out, workers=1, report=False)
 
 
 # ----------------------------------------------------------------- kills (real processes)
@@ -119,7 +115,7 @@ def _children(pid: int) -> list[int]:
 def reference(tmp_path_factory):
     """The same study run without interruption, for comparison."""
     tmp = tmp_path_factory.mktemp("ref")
-    path = write_study(tmp, epochs=40)
+    path = moons_study(tmp, epochs=40)
     proc = spawn_run(path, tmp / "out")
     proc.communicate(timeout=300)
     assert proc.returncode == 0
@@ -128,7 +124,7 @@ def reference(tmp_path_factory):
 
 @pytest.mark.slow
 def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, reference):
-    path = write_study(tmp_path, epochs=40)
+    path = moons_study(tmp_path, epochs=40)
     out = tmp_path / "out"
     proc = spawn_run(path, out)
     # Both workers busy: each holds the run it trains (and one sent ahead, not started,
@@ -157,7 +153,7 @@ def test_kill_9_of_a_worker_fails_only_its_run_and_retry_completes(tmp_path, ref
 @pytest.mark.slow
 def test_ray_executor_gives_the_same_results(tmp_path):
     pytest.importorskip("ray")
-    path = write_study(tmp_path, epochs=3)
+    path = moons_study(tmp_path, epochs=3)
     local = run_study(load_study(path), tmp_path / "local", workers=2, threads=1, report=False)
     ray = run_study(load_study(path), tmp_path / "ray", workers=2, threads=1, executor="ray",
                     report=False)

@@ -1,4 +1,4 @@
-"""Issues #14 and #18: intervals inside their scale (and their coverage), intervals that
+"""Intervals inside their scale (and their coverage), intervals that
 agree with the decisions, equivalence, power, P(A > B), interactions, and the
 group-sequential procedure behind --until-decided (simulated, no training)."""
 

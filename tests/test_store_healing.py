@@ -1,6 +1,8 @@
 """Self-healing study directories: damaged run records are quarantined and re-trained,
-a missing or damaged index is rebuilt from the records, and `ablab check` says what it
-found. Each test uses a tiny moons study (4 runs of 3 epochs)."""
+a missing or damaged index is rebuilt from the records, by `ablab check` (which says what
+it found) and at the start of `ablab run`; commands that only read count damaged runs as
+pending and say so, changing nothing. Each test uses the tiny moons study (4 runs
+of 3 epochs)."""
 
 from __future__ import annotations
 
@@ -11,27 +13,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import cli_in_process
+from conftest import cli_in_process, moons_study
 
 from ablab.results import study_status
 from ablab.runner import run_study
 from ablab.study import load_study
-
-STUDY = """
-name = "heal"
-seeds = [0, 1]
-
-[base]
-epochs = 3
-batch_size = 64
-device = "cpu"
-dataset = { name = "moons", n_samples = 200, noise = 0.2 }
-model = { name = "mlp", hidden = [8] }
-
-[[vary]]
-"model.activation" = ["relu", "tanh"]
-"""
-
 
 cli = cli_in_process  # ablab ARGS in this process: (exit status, stdout, stderr)
 
@@ -50,8 +36,7 @@ def attempts(out: Path) -> dict[str, int]:
 def trained(tmp_path_factory):
     """The study trained once for the module; each test gets its own copy."""
     tmp = tmp_path_factory.mktemp("heal")
-    path = tmp / "heal.toml"
-    path.write_text(STUDY)
+    path = moons_study(tmp, "heal")
     outcome = run_study(load_study(path), tmp / "out", workers=1, threads=1, report=False)
     assert outcome.exit_code == 0
     return path, tmp / "out"
@@ -65,7 +50,7 @@ def finished(trained, tmp_path):
     return path, tmp_path / "out"
 
 
-def test_truncated_record_is_quarantined_reported_partial_and_retrained(finished, capsys):
+def test_truncated_record_is_reported_partial_then_quarantined_and_retrained(finished, capsys):
     path, out = finished
     before = results(out)
     victim = sorted((out / "runs").glob("*.json"))[1]
@@ -76,15 +61,17 @@ def test_truncated_record_is_quarantined_reported_partial_and_retrained(finished
     assert code == 0, stderr
     warnings = [line for line in stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and warnings[0].startswith("warning: ")
-    assert victim.name in warnings[0] and "quarantine" in warnings[0]
+    assert victim.name in warnings[0] and "counted as pending" in warnings[0]
     assert "Traceback" not in stderr
-    assert (out / "runs" / "quarantine" / victim.name).read_text() == text[: len(text) // 2]
+    assert victim.read_text() == text[: len(text) // 2]  # the report only reads: left there
     assert f"partial: 1 run not done: {victim.stem}" in stdout
     assert "3 of 4 runs done" in (out / "report.md").read_text()
     assert study_status(out)["counts"]["pending"] == 1
 
     code, stdout, stderr = cli(["run", str(path), "--out", str(out), "--workers", "1"], capsys)
     assert code == 0, stderr
+    assert "moved to runs/quarantine" in stderr  # the run heals the directory first
+    assert (out / "runs" / "quarantine" / victim.name).read_text() == text[: len(text) // 2]
     assert results(out) == before  # re-trained with the same seed: identical results
     assert attempts(out)[victim.stem] == 2
     assert json.loads(victim.read_text())["run_id"] == victim.stem
@@ -131,11 +118,19 @@ def test_damaged_index_is_rebuilt_and_nothing_is_retrained(finished, capsys, dam
         db.write_bytes(b"")
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    damaged = db.read_bytes() if db.exists() else None
     code, stdout, stderr = cli(["status", str(out)], capsys)
     assert code == 0, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "rebuilt it from study.json and 4 run records" in lines[0]
+    assert len(lines) == 1 and "from study.json and 4 run records" in lines[0]
+    assert "nothing written here" in lines[0]
     assert "nothing left to run" in stdout
+    assert (db.read_bytes() if db.exists() else None) == damaged  # status only reads
+
+    code, stdout, stderr = cli(["check", str(out)], capsys)
+    assert code == 0, stderr
+    assert "rebuilt it from study.json and 4 run records" in stderr
+    assert "index rebuilt" in stdout
 
     code, stdout, stderr = cli(["run", str(path), "--out", str(out), "--workers", "1"], capsys)
     assert code == 0, stderr
@@ -198,5 +193,6 @@ def test_rows_read_again_see_every_change_to_the_index(finished):
             other.execute("UPDATE runs SET status='pending' WHERE run_id=?",
                           (first[0]["run_id"],))
         assert store.rows()[0]["status"] == "pending"
-        store._set_pending(first[1]["run_id"])  # a write through this store's connection
-        assert store.rows()[1]["status"] == "pending"
+        with store.locked():  # a write through this store's own connection
+            store.set_metrics({first[1]["run_id"]: {"x": 1.0}})
+            assert store.rows()[1]["metrics"] == {"x": 1.0}

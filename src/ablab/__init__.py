@@ -1,6 +1,7 @@
 """ablab: controlled deep-learning comparisons, from one TOML study to a report."""
 
 import os
+import sys
 
 # Idle OpenMP threads sleep instead of spinning: when a study's workers, a test runner or
 # anything else share the cores, spinning threads slowed training ~50x here (measured:
@@ -21,6 +22,7 @@ _API = {
     "StudyResults": "ablab.results",
     "load_model": "ablab.results",
     "open_results": "ablab.results",
+    "register_ipython_displays": "ablab.displays",
     "run_study": "ablab.runner",
     "train_run": "ablab.runner",
     "run_tuned": "ablab.tune",
@@ -45,7 +47,22 @@ def __getattr__(name: str):
         importlib.import_module("ablab.runner")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
+    _register_ipython_displays()
     return value
+
+
+def _register_ipython_displays() -> None:
+    """In IPython, once, when the API is first used: how to show a Study and a RunResult
+    (``ablab.displays.register_ipython_displays``). Outside IPython nothing is imported."""
+    global _displays_registered
+    ipython = sys.modules.get("IPython")
+    if _displays_registered or ipython is None or ipython.get_ipython() is None:
+        return
+    _displays_registered = True  # before the call: it looks its own name up here
+    _displays_registered = __getattr__("register_ipython_displays")()
+
+
+_displays_registered = False
 
 
 def __dir__() -> list[str]:
@@ -62,6 +79,7 @@ __all__ = [
     "open_results",
     "register_activation",
     "register_dataset",
+    "register_ipython_displays",
     "register_loss",
     "register_model",
     "register_optimizer",

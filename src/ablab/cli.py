@@ -438,7 +438,7 @@ def _stored_statuses(out: Path) -> dict[str, str]:
     """Run id → status of what OUT holds ({} for a new directory)."""
     from ablab.store import StudyStore
 
-    if not (out / "index.sqlite").exists():
+    if not (out / "index.sqlite").exists() and not (out / "study.json").exists():
         return {}
     with StudyStore.existing(out) as store:
         return {row["run_id"]: row["status"] for row in store.rows(True)}

@@ -15,12 +15,13 @@ interquartile band per epoch, the per-batch loss as a mean over seeds (at most
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ablab.stored_grid import decode_grid
 
 if TYPE_CHECKING:
     from ablab.analysis.runs import Variant
@@ -310,14 +311,6 @@ def boundary_of(v: Variant) -> dict[str, Any] | None:
     """The decision-boundary probe of the variant's first done run that has one, with
     that run's seed and test accuracy."""
     return v.curves.boundary
-
-
-def decode_grid(data: str, grid: int, scale: float = 255.0) -> np.ndarray:
-    """A stored boundary grid (base64 of ``grid × grid`` uint8, row-major, row = y,
-    column = x; see the ``boundary`` probe) as floats: probabilities with ``scale=255``,
-    class indices with ``scale=1``."""
-    raw = np.frombuffer(base64.b64decode(data), dtype=np.uint8).reshape(grid, grid)
-    return raw.astype(np.float64) / scale
 
 
 def display_grid(

@@ -304,10 +304,6 @@ def _is_number(v: Any) -> bool:
         return False
 
 
-def _csv_files(options: dict[str, Any]) -> list[Path]:
-    return files_of("csv", options)
-
-
 @DATASETS.register(
     "csv",
     "a table of yours (.csv, .tsv, .parquet): numeric feature columns and a label column",

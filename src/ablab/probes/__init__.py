@@ -8,6 +8,6 @@ from ablab.probes import boundary as _boundary  # noqa: F401  (registers "bounda
 from ablab.probes import gradients as _gradients  # noqa: F401  (registers gradients, weights)
 from ablab.probes import units as _units  # noqa: F401  (registers dead_units, activations)
 from ablab.probes.base import ProbeContext, ProbeSet, attach_probes
-from ablab.probes.boundary import decode_grid
+from ablab.stored_grid import decode_grid
 
 __all__ = ["ProbeContext", "ProbeSet", "attach_probes", "decode_grid"]

@@ -286,8 +286,8 @@ class ActivationPass:
 
     def _in_batch_order(self, rows: torch.Tensor) -> torch.Tensor:
         """The step's ``rows`` put in the probe batch's order: a copy of the same values.
-        ``index_select`` rather than ``rows[index]``: the same gather, ~8x faster on the
-        CPU for a [700, 256] float32 batch (measured for #17: 39 vs 335 us)."""
+        ``index_select`` rather than ``rows[index]``: the same gather, several times faster
+        on the CPU (benchmarks/results/probe_kernels.md)."""
         return torch.index_select(rows, 0, self._rows)
 
     def take(self, client: Any) -> None:
@@ -311,9 +311,9 @@ class ActivationPass:
 
 class Scratch:
     """Work buffers reused from one hook call to the next. On the CPU a fresh tensor of
-    tens of MB costs more in page faults than the arithmetic done in it (measured: 16 ms
-    to allocate-and-multiply 8 M floats, 1 ms in place), so per-value statistics write
-    into these instead. One set per run: hooks run one after another, never at once."""
+    tens of MB costs more in page faults than the arithmetic done in it, so per-value
+    statistics write into these instead. One set per run: hooks run one after another,
+    never at once."""
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
@@ -351,9 +351,8 @@ def flat_values(t: torch.Tensor) -> torch.Tensor:
 
 def count_true(mask: torch.Tensor) -> torch.Tensor:
     """The number of True values in a 1-D bool tensor, as a float64 scalar on its device
-    (exact: counted as int64). ``count_nonzero`` on the CPU is 1.4-2.2x faster than the
-    float32 copy-and-sum this used before (measured for #17 on 90 k to 2 M values), and
-    several times faster than summing the bool tensor."""
+    (exact: counted as int64). ``count_nonzero``: faster on the CPU than a float32
+    copy-and-sum or summing the bool tensor."""
     return torch.count_nonzero(mask).double()
 
 
@@ -369,16 +368,15 @@ def _host_view(values: torch.Tensor) -> np.ndarray | None:
 
 
 def _exact_count(count: int, device: torch.device) -> torch.Tensor:
-    # scalar_tensor: ~5x cheaper than torch.tensor(..., device=) per call (measured)
+    # scalar_tensor: cheaper per call than torch.tensor(..., device=)
     return torch.scalar_tensor(count, dtype=torch.float64, device=device)
 
 
 def count_at_most(values: torch.Tensor, bound: float, scratch: Scratch) -> torch.Tensor:
     """The number of ``values`` (1-D) that are <= ``bound`` (NaN is not), as
-    :func:`count_true` gives it. On the CPU numpy compares and counts: the same exact count
-    ~7x faster than torch's ``le`` into a bool tensor and ``count_nonzero`` (measured for
-    #17 on a [700, 256] float32 batch: 22 vs 169 us). The comparison is in ``values``'
-    dtype either way (``bound`` rounded to it, as torch and numpy >= 2 both do)."""
+    :func:`count_true` gives it. On the CPU numpy compares and counts: the same exact count,
+    without torch's ``le`` into a bool tensor and ``count_nonzero``. The comparison is in
+    ``values``' dtype either way (``bound`` rounded to it, as torch and numpy >= 2 both do)."""
     host = _host_view(values)
     if host is not None:
         mask = scratch.host_mask(host.size)

@@ -1,4 +1,4 @@
-"""One directory per study.
+"""One directory per study, and :class:`StudyStore`, the one face of it.
 
     DIR/study.toml        the study file as given (frozen copy)
     DIR/study.json        the resolved study, compact: each variant's config once, each
@@ -6,79 +6,68 @@
                           its seed; written once per plan)
     DIR/index.sqlite      the index: one row per run with its status and final metrics
     DIR/runs/ID.json      each finished run's whole record (history, batch losses, probes)
-    DIR/.lock             held by the one `ablab run` working on DIR
+    DIR/.lock             held by the one process writing in DIR
+
+Only the process holding DIR/.lock writes (``ablab run``, ``ablab check``, tuning). Every
+other store only reads, writing nothing, damage included (:mod:`ablab.store.reading`).
 
 Crash safety: a run's record file is written atomically before its index row says
 ``done``; the index is SQLite in WAL mode with synchronous=FULL. A process killed at any
 point leaves runs either done (record complete) or not done (re-run on resume): rows left
 ``running`` by a dead process are put back to ``pending`` by the next ``ablab run``.
 
-Self-healing: the records are the results, the index is derived data. A record that does
-not parse or is not about its run is moved to ``runs/quarantine/`` (one warning line) and
-its run goes back to ``pending``; an index that is missing or damaged is rebuilt from
-``study.json`` and ``runs/*.json`` (one warning line), so nothing finished is lost.
+Healing (``ablab check`` and the start of ``ablab run``): the records are the results,
+the index is derived data. A record that does not parse or is not about its run is moved
+to ``runs/quarantine/`` and its run goes back to ``pending`` (:mod:`ablab.store.healing`);
+an index that is missing or damaged is rebuilt from ``study.json`` and ``runs/*.json``
+(:mod:`ablab.store.rebuild`), so nothing finished is lost.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 import time
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ablab.errors import UserError
 from ablab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ablab.store.records import (
-    DamagedRecord,
-    check_record,
-    quarantine_file,
-    read_record,
-    record_text,
-    warn,
+from ablab.store.healing import Findings, inspect_records, label
+from ablab.store.index import (
+    BUSY_TIMEOUT_S,
+    StudyDirError,
+    Transaction,
+    decoded,
+    insert_run,
+    open_index,
+    peek_statuses,
+    set_meta,
+    set_pending,
+    store_row,
 )
+from ablab.store.lock import hold_lock
+from ablab.store.reading import emptied, read_study_index, warn_once
+from ablab.store.rebuild import can_rebuild, compact_study, rebuild_index, run_config
+from ablab.store.records import DamagedRecord, quarantine_file, read_record, record_text, warn
 from ablab.study import Study
 
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 
-#: Seconds a connection waits for another's write lock on the index before it gives up
-#: ("database is locked"); every connection ablab opens sets it.
-BUSY_TIMEOUT_S = 30.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    position INTEGER NOT NULL,
-    variant_id TEXT NOT NULL,
-    variant_label TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    in_study INTEGER NOT NULL DEFAULT 1,
-    started REAL,
-    finished REAL,
-    final TEXT,
-    sizes TEXT,
-    diverged_epoch INTEGER,
-    seconds REAL,
-    metrics TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-class StudyDirError(UserError):
-    pass
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "STATUSES",
+    "StudyDirError",
+    "StudyStore",
+    "compact_study",
+    "peek_statuses",
+    "run_config",
+]
 
 
 class StudyStore:
-    """The on-disk state of one study. Only the process holding the lock writes.
+    """The on-disk state of one study. Only the process holding the lock writes; a store
+    that does not hold it reads and never writes (see the module's docstring).
 
     A context manager: ``with StudyStore.existing(path) as store:`` closes the index
     connection on the way out, whatever happens inside."""
@@ -88,8 +77,11 @@ class StudyStore:
         self.db_path = self.root / "index.sqlite"
         self._lock_handle = None
         self._db: sqlite3.Connection | None = None
+        self._db_writes = False  # whether _db is the writer's connection to the file
+        self._read_at: tuple | None = None  # the index file's stamp when a reader copied it
         self._healed = False
         self.rebuilt: str | None = None  # why the index was rebuilt by this store, if it was
+        self._rebuilt_quarantined: list[str] = []  # records the rebuild moved aside
         self._info: dict[str, Any] | None = None  # study.json, read once (see study_info)
         #: the decoded rows of the last ``rows()`` call and the index state they were read
         #: at: ``ablab report`` asks for them three times (tables, analysis, pending runs),
@@ -108,126 +100,54 @@ class StudyStore:
 
     @property
     def db(self) -> sqlite3.Connection:
+        """The index: the file itself for the lock's holder (rebuilt first if missing or
+        damaged), an in-memory copy for every other store."""
+        if self._db is not None and not self._db_writes and self._read_at != self._stamp():
+            self.close()  # another process wrote since this copy was read: read it again
         if self._db is None:
-            missing = not self.db_path.exists()
-            if missing and self._has_results():
-                self._db = self._rebuild("index.sqlite is missing")
-                return self._db
-            try:
-                self._db = self._open()
-            except sqlite3.Error as exc:
-                if not self._has_results():
-                    raise StudyDirError(
-                        f"{self.db_path}: cannot open the index ({exc})"
-                    ) from None
-                self._db = self._rebuild(f"index.sqlite is damaged ({exc})")
-                return self._db
-            empty = self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
-            if empty and (self.root / "study.json").is_file():  # emptied, not just created
-                self._db.close()
-                self._db = self._rebuild("index.sqlite holds no runs")
+            self._read_at = None if self.holds_lock else self._stamp()
+            self._db = self._open_writing() if self.holds_lock else read_study_index(self.root)
+            self._db_writes = self.holds_lock
         return self._db
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    def _stamp(self) -> tuple:
+        """The index file and its -wal as they stand (size, modification time)."""
+        stamps = []
+        for path in (self.db_path, Path(f"{self.db_path}-wal")):
+            try:
+                st = path.stat()
+                stamps.append((st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def _open_writing(self) -> sqlite3.Connection:
+        if not self.db_path.exists() and can_rebuild(self.root):
+            return self._rebuild("index.sqlite is missing")
         try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"integrity check: {check}")
-            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-            if not {"run_id", "status", "in_study", "final"} <= columns:
-                raise sqlite3.DatabaseError("the runs table lacks columns")
-            if "metrics" not in columns:  # an index written before per-run metrics
-                db.execute("ALTER TABLE runs ADD COLUMN metrics TEXT")
-        except BaseException:
+            db = open_index(self.db_path)
+        except sqlite3.Error as exc:
+            if not can_rebuild(self.root):
+                raise StudyDirError(f"{self.db_path}: cannot open the index ({exc})") from None
+            return self._rebuild(f"index.sqlite is damaged ({exc})")
+        if emptied(db, self.root):
             db.close()
-            raise
+            return self._rebuild("index.sqlite holds no runs")
         return db
 
-    def _has_results(self) -> bool:
-        """Whether the index can be rebuilt: the study file or run records are here."""
-        runs = self.root / "runs"
-        return (self.root / "study.json").is_file() or (
-            runs.is_dir() and any(runs.glob("*.json"))
-        )
-
     def _rebuild(self, why: str) -> sqlite3.Connection:
-        """A new index from study.json (the plan) and runs/*.json (what finished). The
-        damaged file is kept beside it as index.sqlite.damaged."""
-        kept = ""
-        if self.db_path.exists():
-            damaged = self.db_path.with_name("index.sqlite.damaged")
-            os.replace(self.db_path, damaged)
-            kept = f"; the old one is kept as {damaged.name}"
-        for suffix in ("-wal", "-shm", "-journal"):
-            Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
-        try:
-            db = self._open()
-        except sqlite3.Error as exc:
-            raise StudyDirError(f"{self.db_path}: cannot create the index ({exc})") from None
-        self._db = db
-        try:
-            info = json.loads((self.root / "study.json").read_text(encoding="utf-8"))
-            planned = info["runs"] if isinstance(info, dict) else []
-            name = info.get("name") if isinstance(info, dict) else None
-            configs = info.get("configs") or {} if isinstance(info, dict) else {}
-        except (OSError, ValueError, KeyError):
-            planned, name, configs = [], None, {}
-        records, damaged = 0, 0
-        with self._tx() as tx:
-            known: set[str] = set()
-            for position, run in enumerate(planned):
-                try:
-                    tx.execute(
-                        "INSERT INTO runs (run_id, position, variant_id, variant_label, "
-                        "variant, seed, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (run["run_id"], position, run["variant_id"], run["variant_label"],
-                         json.dumps(run["variant"]), int(run["seed"]),
-                         json.dumps(run_config(run, configs))),
-                    )
-                    known.add(run["run_id"])
-                except (KeyError, TypeError, ValueError, sqlite3.IntegrityError):
-                    continue  # a damaged study.json entry: its record (if any) still counts
-            if name:
-                self._set_meta(tx, "name", str(name))
-            for path in sorted((self.root / "runs").glob("*.json")):
-                try:
-                    record = read_record(path)
-                except DamagedRecord as exc:
-                    self._quarantine_file(path, str(exc))
-                    damaged += 1
-                    continue
-                rid = record["run_id"]
-                if rid not in known:  # a run the study file no longer names: set aside
-                    config = record["config"]
-                    tx.execute(
-                        "INSERT INTO runs (run_id, position, variant_id, variant_label, "
-                        "variant, seed, config, in_study) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (rid, len(known) + 1_000_000, "", "", "{}",
-                         int(config.get("seed", 0) or 0), json.dumps(config),
-                         0 if planned else 1),
-                    )
-                    known.add(rid)
-                self._store_row(tx, record, finished=path.stat().st_mtime)
-                tx.execute("UPDATE runs SET attempts=1 WHERE run_id=?", (rid,))
-                records += 1
-        source = "study.json and " if planned else ""
-        note = f", {damaged} damaged ones quarantined" if damaged else ""
+        """A new index in place of a missing or damaged one (:func:`rebuild_index`);
+        damaged records found on the way are quarantined."""
+        db, filled = rebuild_index(self.root, why, on_damaged=self._quarantine_file)
         self.rebuilt = why
-        warn(
-            f"{self.db_path}: {why}; rebuilt it from {source}{records} run records"
-            f"{note} (nothing finished is lost){kept}"
-        )
+        self._rebuilt_quarantined = [path.stem for path, _ in filled.damaged]
         return db
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+            self._rows_memo = None
 
     def __enter__(self) -> StudyStore:
         return self
@@ -237,39 +157,25 @@ class StudyStore:
 
     @contextmanager
     def locked(self):
-        """Hold DIR/.lock for as long as this process works on the study."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            handle = open(self.root / ".lock", "a+")  # noqa: SIM115 - held for the whole run
-        except OSError as exc:
-            raise StudyDirError(f"{self.root}: cannot write here ({exc.strerror})") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise StudyDirError(
-                f"{self.root}: another `ablab run` is working on this directory; "
-                "wait for it to finish or stop it first"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._lock_handle = handle
-        try:
-            yield self
-        finally:
-            self._lock_handle = None
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+        """Hold DIR/.lock for as long as this process works on the study: this store
+        writes (and heals) only while it holds it."""
+        with hold_lock(self.root) as handle:
+            if self._db is not None and not self._db_writes:
+                self.close()  # a reader's copy: the writer opens the file itself
+                self._healed = False
+            self._lock_handle = handle
+            try:
+                yield self
+            finally:
+                self._lock_handle = None
 
     @property
     def holds_lock(self) -> bool:
         """Whether this store holds DIR/.lock (it is the one process writing)."""
         return self._lock_handle is not None
 
-    def _tx(self):
-        return _Transaction(self.db)
+    def _tx(self) -> Transaction:
+        return Transaction(self.db)
 
     # ------------------------------------------------------------------ the plan
 
@@ -300,22 +206,12 @@ class StudyStore:
                          run.run_id),
                     )
                 else:
-                    db.execute(
-                        "INSERT INTO runs (run_id, position, variant_id, variant_label, variant,"
-                        " seed, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            run.run_id,
-                            position,
-                            run.variant_id,
-                            run.variant_label,
-                            json.dumps(run.variant),
-                            run.seed,
-                            json.dumps(run.config.resolved()),
-                        ),
-                    )
+                    insert_run(db, {"run_id": run.run_id, "variant_id": run.variant_id,
+                                    "variant_label": run.variant_label, "variant": run.variant,
+                                    "seed": run.seed, "config": run.config.resolved()}, position)
             for rid in gone:
                 db.execute("UPDATE runs SET in_study=0 WHERE run_id=?", (rid,))
-            self._set_meta(db, "name", study.name)
+            set_meta(db, "name", study.name)
         atomic_write_text(self.root / "study.toml", study.text)
         info = compact_study(study.resolved())
         path = self.root / "study.json"
@@ -330,11 +226,7 @@ class StudyStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
-            self._set_meta(db, key, value)
-
-    @staticmethod
-    def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            set_meta(db, key, value)
 
     def study_info(self) -> dict[str, Any]:
         """study.json (name, factors, columns, plan), read once per store and kept: the
@@ -400,7 +292,7 @@ class StudyStore:
         ``BEGIN IMMEDIATE`` and the ``with`` block that would end it, and then the
         interrupt's own write (running runs back to pending) could not begin."""
         if self._db is not None and self._db.in_transaction:
-            _Transaction(self._db)._rollback()
+            Transaction(self._db).rollback()
 
     def running_ids(self) -> list[str]:
         """Runs the index marks as running."""
@@ -432,29 +324,7 @@ class StudyStore:
             atomic_write_bytes(self.weights_path(run_id), weights)
         atomic_write_text(self.root / "runs" / f"{run_id}.json", record_text(result))
         with self._tx() as db:
-            self._store_row(db, result, finished=time.time(), metrics=metrics)
-
-    @staticmethod
-    def _store_row(
-        db: sqlite3.Connection,
-        result: dict[str, Any],
-        finished: float,
-        metrics: dict[str, Any] | None = None,
-    ) -> None:
-        db.execute(
-            "UPDATE runs SET status=?, error=NULL, finished=?, final=?, sizes=?, "
-            "diverged_epoch=?, seconds=?, metrics=? WHERE run_id=?",
-            (
-                result["status"],
-                finished,
-                json.dumps(result["final"]),
-                json.dumps(result["sizes"]),
-                result.get("diverged_epoch"),
-                result["final"].get("seconds"),
-                json.dumps(metrics) if metrics is not None else None,
-                result["run_id"],
-            ),
-        )
+            store_row(db, result, finished=time.time(), metrics=metrics)
 
     def set_metrics(self, metrics: dict[str, dict[str, Any]]) -> None:
         """Keep derived per-run metrics (run id → metrics) in the index, one transaction."""
@@ -476,8 +346,7 @@ class StudyStore:
     # ------------------------------------------------------------------ reading
 
     def rows(self, include_set_aside: bool = False) -> list[dict[str, Any]]:
-        """Index rows in plan order, JSON fields decoded."""
-        self.heal()
+        """Index rows in plan order, JSON fields decoded. Reads only."""
         # The same index state gives the same rows: data_version changes when another
         # connection commits, total_changes when this one writes.
         db = self.db
@@ -485,18 +354,13 @@ class StudyStore:
                  db.total_changes)
         if self._rows_memo is None or self._rows_memo[0] != state:
             where = "" if include_set_aside else "WHERE in_study=1"
-            out = []
-            for row in db.execute(f"SELECT * FROM runs {where} ORDER BY position"):
-                item = dict(row)
-                for key in ("variant", "config", "final", "sizes", "metrics"):
-                    item[key] = json.loads(item[key]) if item[key] else None
-                out.append(item)
-            self._rows_memo = (state, out)
+            rows = db.execute(f"SELECT * FROM runs {where} ORDER BY position")
+            self._rows_memo = (state, [decoded(row) for row in rows])
         # each caller gets its own row dicts (callers add keys, e.g. table_rows' metrics)
         return [dict(item) for item in self._rows_memo[1]]
 
     def counts(self) -> dict[str, int]:
-        self.heal()
+        """Runs in the study per status. Reads only."""
         counts = dict.fromkeys(STATUSES, 0)
         for row in self.db.execute(
             "SELECT status, COUNT(*) AS n FROM runs WHERE in_study=1 GROUP BY status"
@@ -509,81 +373,63 @@ class StudyStore:
         return self.root / "runs" / f"{run_id}.safetensors"
 
     def load_record(self, run_id: str, arrays: bool = False) -> dict[str, Any] | None:
-        """The run's record, checked; None when there is none. A damaged one is moved to
-        runs/quarantine/ and its run set back to pending (one warning line). ``arrays``:
-        its packed arrays as numpy arrays, not lists (``read_record``)."""
+        """The run's record, checked; None when there is none or it is damaged (the lock's
+        holder moves a damaged one to runs/quarantine/ and sets its run pending, one
+        warning line). ``arrays``: its packed arrays as numpy arrays, not lists
+        (``read_record``)."""
         path = self.root / "runs" / f"{run_id}.json"
         if not path.exists():
             return None
         try:
             return read_record(path, run_id, arrays=arrays)
         except DamagedRecord as exc:
-            self._quarantine_file(path, str(exc))
-            self._set_pending(run_id)
+            if self.holds_lock:
+                self._quarantine_file(path, str(exc))
+                with self._tx() as db:
+                    set_pending(db, run_id)
+            else:
+                warn_once(f"{path}: damaged run record: {exc}; left out (`ablab check` "
+                          "moves it to runs/quarantine/)")
             return None
 
     # ------------------------------------------------------------------ healing
 
     def heal(self, trust_checked: bool = True) -> dict[str, list[str]]:
-        """Check every finished run's record (once per store): a damaged one is
-        quarantined, a missing one noted; either way the run is pending again and the
-        next ``ablab run`` trains it. Returns what was found: ``ok``, ``quarantined``,
-        ``missing`` (run ids). With ``trust_checked``, a record this process found whole
-        before (another store of the same directory: ``ablab report`` opens a few) and
-        whose file is unchanged since (same inode, size and modification time) is not
-        checked again."""
+        """Check every finished run's record (once per store) and act, holding the lock
+        (taken for the call if this store does not hold it): a damaged record is
+        quarantined, a missing one noted; either way the run is pending again and the next
+        ``ablab run`` trains it. Returns what was found: ``ok``, ``quarantined``,
+        ``missing`` (run ids). ``trust_checked``: see :func:`inspect_records`."""
+        if not self.holds_lock:
+            with self.locked():
+                return self.heal(trust_checked)
         if self._healed:
             return {"ok": [], "quarantined": [], "missing": []}
         self._healed = True
-        found: dict[str, list[str]] = {"ok": [], "quarantined": [], "missing": []}
-        rows = self.db.execute(
-            "SELECT run_id, status, variant_label, seed FROM runs ORDER BY position"
-        ).fetchall()
-        finished = {row["run_id"]: row for row in rows if row["status"] in ("done", "diverged")}
-        checked = _CHECKED.setdefault(str(self.root.resolve()), {})
-        if not trust_checked:
-            checked.clear()
-        for rid, row in finished.items():
-            path = self.root / "runs" / f"{rid}.json"
-            stamp = _stamp(path)
-            if stamp is None:
-                warn(
-                    f"{path}: the record of a finished run ({_label(row)}) is missing; "
-                    "the run is pending again and the next `ablab run` re-trains it"
-                )
-                self._set_pending(rid)
-                found["missing"].append(rid)
-                continue
-            if checked.get(rid) == stamp:
-                found["ok"].append(rid)
-                continue
-            try:
-                check_record(path, rid)  # every check read_record makes, nothing built
-                found["ok"].append(rid)
-                checked[rid] = stamp
-            except DamagedRecord as exc:
-                self._quarantine_file(path, str(exc), row)
-                self._set_pending(rid)
-                found["quarantined"].append(rid)
-        for path in sorted((self.root / "runs").glob("*.json")):
-            if path.stem in finished:
-                continue
-            stamp = _stamp(path)
-            if stamp is not None and checked.get(path.stem) == stamp:
-                continue
-            try:  # a record the index does not count as finished (killed in between)
-                check_record(path)
-                checked[path.stem] = stamp
-            except DamagedRecord as exc:
-                self._quarantine_file(path, str(exc))
-                found["quarantined"].append(path.stem)
-        return found
+        found: Findings = inspect_records(self.db, self.root, trust_checked)
+        for rid, row in found.missing:
+            warn(
+                f"{self.root / 'runs' / f'{rid}.json'}: the record of a finished run "
+                f"({label(row)}) is missing; the run is pending again and the next "
+                "`ablab run` re-trains it"
+            )
+        for _, path, reason, row in found.damaged:
+            self._quarantine_file(path, reason, row)
+        with self._tx() as db:
+            for rid in found.pending_again():
+                set_pending(db, rid)
+        return {"ok": found.ok, "quarantined": [rid for rid, *_ in found.damaged],
+                "missing": [rid for rid, _ in found.missing]}
 
     def check(self) -> dict[str, Any]:
-        """Verify every record and the index (``ablab check``): what :meth:`heal` found,
-        plus ``rebuilt`` (why the index was rebuilt, or None)."""
+        """Verify every record and the index (``ablab check``), holding the lock: what
+        :meth:`heal` found, plus ``rebuilt`` (why the index was rebuilt, or None)."""
+        if not self.holds_lock:
+            with self.locked():
+                return self.check()
         self._healed = False
         found = self.heal(trust_checked=False)
+        found["quarantined"] = self._rebuilt_quarantined + found["quarantined"]
         return {**found, "rebuilt": self.rebuilt}
 
     def _quarantine_file(self, path: Path, reason: str, row: Any = None) -> None:
@@ -594,112 +440,10 @@ class StudyStore:
                 f"{path}: damaged run record ({reason}) and cannot move it aside "
                 f"({exc.strerror})"
             ) from None
-        what = f" ({_label(row)})" if row is not None else ""
+        what = f" ({label(row)})" if row is not None else ""
         warn(
             f"{path}: damaged run record{what}: {reason}; moved to "
             f"{dest.relative_to(self.root)}, the run is pending again and the next "
             "`ablab run` re-trains it"
         )
 
-    def _set_pending(self, run_id: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET status='pending', final=NULL, sizes=NULL, finished=NULL, "
-                "diverged_epoch=NULL, seconds=NULL, metrics=NULL WHERE run_id=? "
-                "AND status IN ('done', 'diverged')",
-                (run_id,),
-            )
-
-
-def peek_statuses(root: str | Path) -> dict[str, str]:
-    """Run id → status as DIR's index says now, read without taking part: a read-only
-    connection, no healing, no rebuilding, nothing written. For a process that does not
-    hold the directory's lock (and may not get it: another `ablab run` may be working
-    there), e.g. sizing a progress display before asking for the lock. {} when there is
-    no readable index."""
-    path = Path(root).absolute() / "index.sqlite"
-    if not path.is_file():
-        return {}
-    try:
-        uri = f"{path.as_uri()}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as db:
-            return dict(db.execute("SELECT run_id, status FROM runs").fetchall())
-    except sqlite3.Error:
-        return {}
-
-
-#: Per study directory (resolved path), the records this process found whole: run id →
-#: the file's (inode, size, modification time) then (``StudyStore.heal``).
-_CHECKED: dict[str, dict[str, tuple[int, int, int]]] = {}
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def compact_study(resolved: dict[str, Any]) -> dict[str, Any]:
-    """What study.json holds: ``Study.resolved()`` with each variant's config once
-    (``configs``, by variant id, without the seed) instead of every run's; a run keeps its
-    own ``config`` only where it is not its variant's with its seed."""
-    info = {k: v for k, v in resolved.items() if k != "runs"}
-    configs: dict[str, Any] = {}
-    runs = []
-    for run in resolved.get("runs", []):
-        entry = {k: v for k, v in run.items() if k != "config"}
-        config = run["config"]
-        configs.setdefault(run["variant_id"], {k: v for k, v in config.items() if k != "seed"})
-        if run_config(entry, configs) != config:
-            entry["config"] = config
-        runs.append(entry)
-    info["configs"] = configs
-    info["runs"] = runs
-    return info
-
-
-def run_config(run: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:
-    """A run's full config from a study.json entry (compact or not)."""
-    if "config" in run:
-        return run["config"]
-    base = configs[run["variant_id"]]
-    return {**base, "seed": run["seed"]} if "seed" not in base else dict(base)
-
-
-def _label(row: Any) -> str:
-    label = row["variant_label"]
-    return f"{label}, seed={row['seed']}" if label else f"seed={row['seed']}"
-
-
-class _Transaction:
-    """``with`` block = one SQLite transaction (BEGIN IMMEDIATE … COMMIT/ROLLBACK)."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StudyDirError(f"study index: {exc}") from None
-        return self.db
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                self.db.execute("COMMIT")
-            except sqlite3.Error as error:
-                self._rollback()
-                raise StudyDirError(f"study index: cannot write ({error})") from None
-        else:
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):  # e.g. "database or disk is full"
-                raise StudyDirError(f"study index: cannot write ({exc})") from None
-
-    def _rollback(self) -> None:
-        try:
-            self.db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # nothing begun, or SQLite already rolled back (it does on a full disk)

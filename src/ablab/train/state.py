@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -20,7 +20,6 @@ from ablab.data import BatchLoader, DataBundle, Split, load_data
 from ablab.errors import ConfigError
 from ablab.models import build_model
 from ablab.train.accel import Forward, autocast, memory_format_for, use_tf32
-from ablab.train.callbacks import CallbackList
 from ablab.train.losses import LossFn
 from ablab.train.metrics import (
     chance_accuracy,
@@ -64,6 +63,16 @@ class RunState:
     @property
     def diverged(self) -> bool:
         return self.result.status == "diverged"
+
+
+class RunHooks(Protocol):
+    """What the shared steps call on a run's callbacks (``ablab.train.callbacks``'
+    ``CallbackList`` is one): the callbacks act on a ``RunState``, so they sit above this
+    module and it names only the two moments it calls."""
+
+    def on_epoch_end(self, run: RunState, record: EpochRecord) -> None: ...
+
+    def on_train_end(self, run: RunState) -> None: ...
 
 
 def start_run(cfg: RunConfig, device: torch.device) -> RunState:
@@ -117,7 +126,7 @@ def open_record(
     )
 
 
-def close_epoch(run: RunState, record: EpochRecord, callbacks: CallbackList) -> None:
+def close_epoch(run: RunState, record: EpochRecord, callbacks: RunHooks) -> None:
     """A trained and validated epoch: marks divergence (a non-finite loss ends the run,
     stored as missing), hands the record to the callbacks, and stores it."""
     if not record.is_finite():
@@ -129,7 +138,7 @@ def close_epoch(run: RunState, record: EpochRecord, callbacks: CallbackList) -> 
 
 
 def finish_run(
-    run: RunState, callbacks: CallbackList, loss_fn: LossFn, **speed: Any
+    run: RunState, callbacks: RunHooks, loss_fn: LossFn, **speed: Any
 ) -> FinalMetrics:
     """After the last epoch: the callbacks' end (best weights restored, weights kept,
     probes summarised), then the test evaluation. Weights are never kept from a run
