@@ -70,13 +70,16 @@ class MetricSpec(Strict):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
     goal: Literal["max", "min"] | None = None
-    range: list[float] | None = None
+    # ``inf`` / ``-inf`` say "no bound" here (the one place a config takes them); nan never
+    range: list[Annotated[float, Field(allow_inf_nan=True)]] | None = None
 
     @field_validator("range")
     @classmethod
     def _range(cls, value: list[float] | None) -> list[float] | None:
         if value is None:
             return value
+        if any(math.isnan(v) for v in value):
+            raise ValueError("range bounds must be numbers or inf / -inf, not nan")
         if len(value) != 2 or not value[0] < value[1]:
             raise ValueError("range must be [low, high] with low < high (inf for no bound)")
         return [float(v) for v in value]
