@@ -28,7 +28,8 @@ _API = {
     **{
         f"register_{kind}": "ablab.plugins"
         for kind in (
-            "activation", "dataset", "loss", "model", "optimizer", "probe", "schedule"
+            "activation", "dataset", "loss", "model", "optimizer", "probe", "schedule",
+            "trainer",
         )
     },
 }
@@ -65,6 +66,7 @@ __all__ = [
     "register_optimizer",
     "register_probe",
     "register_schedule",
+    "register_trainer",
     "run_study",
     "run_tuned",
     "train_run",

@@ -60,6 +60,7 @@ class Catalogue(StrEnum):
     optimizers = "optimizers"
     schedules = "schedules"
     probes = "probes"
+    trainers = "trainers"
     run = "run"
     study = "study"
 
@@ -70,7 +71,7 @@ def list_(
         str | None,
         typer.Argument(metavar="WHAT", show_default=False,
                        help="studies, models, datasets, activations, losses, optimizers, "
-                            "schedules, probes, run or study; none: an index of them all"),
+                            "schedules, probes, trainers, run or study; none: an index of them all"),
     ] = None,
     name: Annotated[
         str | None, typer.Argument(metavar="NAME", help="One entry, e.g. simple_cnn")
@@ -220,7 +221,10 @@ def _result_table(result, title: str) -> Table:
     table = Table(title=f"{title} — {result.status}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in TRAIN_TABLE_KEYS:
+    keys = [k for k in TRAIN_TABLE_KEYS if k in result.final] if result.config.get(
+        "trainer") else list(TRAIN_TABLE_KEYS)  # another trainer: what it returned
+    keys += [k for k in result.final if k not in TRAIN_TABLE_KEYS]
+    for key in keys:
         table.add_row(key, _fmt(result.final.get(key)))
     table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
     return table
@@ -239,7 +243,7 @@ def train(
     """Train one fully specified run and report its metrics."""
     from ablab.config import load_run, run_id
     from ablab.store import atomic_write_json
-    from ablab.train import fit
+    from ablab.train.trainers import RunFailed, time_limit, train_one
 
     cfg = load_run(run_file, set_ or [], allow_plugins=_consent(allow_plugins))
     out = out or Path("runs") / f"{run_file.stem}-{run_id(cfg)}"
@@ -263,22 +267,31 @@ def train(
         task = progress.add_task(cfg.name or run_file.stem, total=cfg.epochs, metrics="")
 
         def on_epoch(record: dict) -> None:
-            text = f"loss {_fmt(record['train_loss'])} acc {_fmt(record['train_accuracy'])}"
-            if record["val_accuracy"] is not None:
-                text += f" val_acc {_fmt(record['val_accuracy'])}"
+            text = " ".join(  # the built-in loop's loss and accuracies, or what run.log got
+                f"{short} {_fmt(record[key])}"
+                for key, short in (("train_loss", "loss"), ("train_accuracy", "acc"),
+                                   ("val_accuracy", "val_acc"))
+                if record.get(key) is not None
+            ) or " ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k != "epoch")
             progress.update(task, advance=1, metrics=text)
 
         try:
-            result = fit(cfg, on_epoch=on_epoch)
+            # the run's trainer (the built-in loop by default), its files in --out
+            with time_limit(cfg.timeout):
+                result = train_one(cfg, on_epoch=on_epoch, artefacts=out)
         except UserError:
             raise
+        except RunFailed as exc:
+            err_console.print(f"run failed: {exc}")
+            raise typer.Exit(1) from None
         except Exception as exc:  # a failure inside the run: report it, exit 1
             err_console.print(f"run failed: {type(exc).__name__}: {exc}".splitlines()[0])
             raise typer.Exit(1) from None
 
     console.print(_result_table(result, f"{cfg.name or run_file.stem} ({result.run_id})"))
     if result.status == "diverged":
-        err_console.print(f"diverged: the loss became non-finite at epoch {result.diverged_epoch}")
+        err_console.print(f"diverged: {result.error}" if result.error else
+                          f"diverged: the loss became non-finite at epoch {result.diverged_epoch}")
     elif result.final.get("at_chance"):
         err_console.print("did not learn: test accuracy is no better than chance")
     atomic_write_json(out / "summary.json", result.to_dict())

@@ -31,6 +31,7 @@ from ablab.config import (
     ProbeConfig,
     RunConfig,
     ScheduleConfig,
+    TrainerConfig,
 )
 from ablab.registry import Entry, Registry
 from ablab.study import StudyConfig
@@ -44,6 +45,7 @@ COMPONENTS: dict[str, type[Component]] = {
     "optimizers": OptimizerConfig,
     "schedules": ScheduleConfig,
     "probes": ProbeConfig,
+    "trainers": TrainerConfig,
 }
 
 #: Catalogues of plain fields (no registry): the top level of a run file and a study file.

@@ -35,10 +35,12 @@ from pydantic import Field, field_validator
 
 from ablab import identity
 from ablab.config import (
+    MetricSpec,
     RunConfig,
     Seed,
     Strict,
     anchor_dataset,
+    anchor_trainer,
     apply_overrides,
     format_validation_error,
     load_toml,
@@ -182,6 +184,11 @@ class StudyConfig(Strict):
     # the data split, the initialisation and the training order (see ``variance_design``);
     # the report then shows each source's share of the seed-to-seed variance.
     variance: Literal["sources"] | None = None
+    # The outcome the verdicts are about: { name, goal = "max" | "min", range = [LOW, HIGH] }
+    # (see ablab.config.MetricSpec); None: the built-in loop's test accuracy. Each run's
+    # config gets it as ``metric`` (not part of its identity); a trainer other than the
+    # built-in loop needs it.
+    metric: MetricSpec | None = None
 
     @field_validator("seeds")
     @classmethod
@@ -469,8 +476,11 @@ def _run_config(
             why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
             raise ConfigError(f"{source}: {locate(key)}: {why}") from None
     data["seed"] = seed
+    if cfg.metric is not None and "metric" not in data:
+        data["metric"] = cfg.metric.model_dump()
     if base_dir is not None:  # the user's data files: relative to the study file
         anchor_dataset(data, base_dir)
+        anchor_trainer(data, base_dir)  # a command runs in the study file's folder
     try:
         return RunConfig.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -41,11 +41,13 @@ def _remote_fit(
     batched: bool | None = None,
     allow_plugins: bool = False,
     shipped: bytes | None = None,
+    artefacts: list[str | None] | None = None,
 ):
     set_threads(threads)
     allow_plugins_in_this_worker(allow_plugins)
     install_entries(shipped)  # components defined in the driver's __main__ (a notebook)
-    return run_group(configs, batched=batched)
+    # ``timeout`` is enforced inside the task (no parent watches a Ray worker's run)
+    return run_group(configs, batched=batched, artefacts=artefacts, limit_here=True)
 
 
 #: Units in flight per worker slot (see RayExecutor.run).
@@ -84,7 +86,10 @@ class RayExecutor:
                 while queue and len(pending) < in_flight:
                     unit, batched = queue.popleft()
                     configs = [t.config for t in unit]
-                    pending[remote.remote(configs, self.threads, batched, allow, shipped)] = unit
+                    folders = [t.artefacts for t in unit]
+                    pending[
+                        remote.remote(configs, self.threads, batched, allow, shipped, folders)
+                    ] = unit
                     for task in unit:
                         on_event(Event("started", task))
                 refs = list(pending)
