@@ -71,7 +71,8 @@ def list_(
         str | None,
         typer.Argument(metavar="WHAT", show_default=False,
                        help="studies, models, datasets, activations, losses, optimizers, "
-                            "schedules, probes, trainers, run or study; none: an index of them all"),
+                            "schedules, probes, trainers, run or study; none: an index of "
+                            "them all"),
     ] = None,
     name: Annotated[
         str | None, typer.Argument(metavar="NAME", help="One entry, e.g. simple_cnn")

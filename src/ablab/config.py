@@ -15,7 +15,6 @@ Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -56,6 +55,26 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+
+
+class MetricSpec(Strict):
+    """A study's declared outcome: ``metric = { name = "roc_auc", goal = "max", range =
+    [0, 1] }``. ``goal``: "max" (higher is better) or "min"; ``range``: [low, high] where
+    the metric has bounds (``inf`` / ``-inf`` for an open end), so that its intervals stay
+    inside them. A built-in metric's name alone keeps its own goal and range."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+    goal: Literal["max", "min"] | None = None
+    range: list[float] | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return value
+        if len(value) != 2 or not value[0] < value[1]:
+            raise ValueError("range must be [low, high] with low < high (inf for no bound)")
+        return [float(v) for v in value]
 
 
 class Component(BaseModel):
@@ -291,33 +310,6 @@ BUILTIN_TRAINER = "builtin"
 BUILTIN_METRIC = "test_accuracy"
 
 
-def _finite(v: float | None) -> float | None:
-    if v is not None and not math.isfinite(v):
-        raise ValueError(f"must be a finite number, got {v}")
-    return v
-
-
-class MetricSpec(Strict):
-    """A study's declared outcome: ``metric = { name = "roc_auc", goal = "max", range =
-    [0, 1] }``. ``name`` is a key of the final metrics a run returns; ``goal`` says whether
-    higher ("max") or lower ("min") is better; ``range`` bounds it where it has bounds (a
-    value outside fails the run). Not part of a run's identity: it says how runs are read."""
-
-    name: Annotated[str, Field(min_length=1)]
-    goal: Literal["max", "min"] = "max"
-    range: tuple[float | None, float | None] | None = None
-
-    @field_validator("range")
-    @classmethod
-    def _ordered(cls, v: tuple[float | None, float | None] | None):
-        if v is None:
-            return v
-        lo, hi = _finite(v[0]), _finite(v[1])
-        if lo is not None and hi is not None and not lo < hi:
-            raise ValueError(f"needs LOW < HIGH, got [{lo}, {hi}]")
-        return v
-
-
 #: Fields the built-in loop needs and other trainers may leave out.
 BUILTIN_NEEDS = ("epochs", "dataset", "model")
 
@@ -532,7 +524,7 @@ class RunConfig(Strict):
         built-in loop's test accuracy (higher is better, in [0, 1])."""
         if self.metric is not None:
             return self.metric
-        return MetricSpec(name=BUILTIN_METRIC, goal="max", range=(0.0, 1.0))
+        return MetricSpec(name=BUILTIN_METRIC, goal="max", range=[0.0, 1.0])
 
     @property
     def init_seed_value(self) -> int:

@@ -22,6 +22,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from ablab.config import (
+    BUILTIN_NEEDS,
+    BUILTIN_TRAINER,
     ActivationConfig,
     Component,
     DatasetConfig,
@@ -247,6 +249,12 @@ def run_schema() -> dict[str, Any]:
     """JSON Schema of a run file (``ablab train``)."""
     schema = _with_components(RunConfig.model_json_schema())
     schema["title"] = "ablab run file"
+    # the built-in trainer (no ``trainer``, or "builtin") needs epochs, dataset and model
+    builtin = {"anyOf": [{"const": BUILTIN_TRAINER},
+                         {"type": "object", "properties": {"name": {"const": BUILTIN_TRAINER}}}]}
+    schema["if"] = {"anyOf": [{"not": {"required": ["trainer"]}},
+                              {"properties": {"trainer": builtin}}]}
+    schema["then"] = {"required": list(BUILTIN_NEEDS)}
     return schema
 
 
@@ -259,7 +267,8 @@ def study_schema() -> dict[str, Any]:
     defs.update(run.pop("$defs", {}))
     base = copy.deepcopy(run)
     base.pop("required", None)
-    base.pop("title", None)
+    for key in ("title", "if", "then"):
+        base.pop(key, None)
     base["properties"].pop("seed", None)
     base["description"] = "The recipe every run starts from: any run-file field but seed."
     schema["properties"]["base"] = base

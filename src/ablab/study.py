@@ -180,15 +180,12 @@ class StudyConfig(Strict):
     reference_claim: list[ReferenceClaim] = []
     # Tune every variant (same budget, validation data) before the evaluation: ablab.tune.
     tune: TuneConfig | None = None
+    # The outcome the verdicts are about (name, goal, range); test accuracy when not given.
+    metric: MetricSpec | None = None
     # "sources": also run, for every variant, the nested design that separates the noise of
     # the data split, the initialisation and the training order (see ``variance_design``);
     # the report then shows each source's share of the seed-to-seed variance.
     variance: Literal["sources"] | None = None
-    # The outcome the verdicts are about: { name, goal = "max" | "min", range = [LOW, HIGH] }
-    # (see ablab.config.MetricSpec); None: the built-in loop's test accuracy. Each run's
-    # config gets it as ``metric`` (not part of its identity); a trainer other than the
-    # built-in loop needs it.
-    metric: MetricSpec | None = None
 
     @field_validator("seeds")
     @classmethod
@@ -476,8 +473,8 @@ def _run_config(
             why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
             raise ConfigError(f"{source}: {locate(key)}: {why}") from None
     data["seed"] = seed
-    if cfg.metric is not None and "metric" not in data:
-        data["metric"] = cfg.metric.model_dump()
+    if cfg.metric is not None and "metric" not in data:  # how the trainer's result is
+        data["metric"] = cfg.metric.model_dump()  # checked (not part of the run's identity)
     if base_dir is not None:  # the user's data files: relative to the study file
         anchor_dataset(data, base_dir)
         anchor_trainer(data, base_dir)  # a command runs in the study file's folder
