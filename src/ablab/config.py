@@ -736,4 +736,11 @@ def load_run(
         except PluginError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     source = str(path) + (" (with --set)" if sets else "")
-    return parse_run(data, source)
+    cfg = parse_run(data, source)
+    from ablab.plugins import PluginError, require_consent_to_run
+
+    try:  # a command trainer runs a program: consent, as for plugins
+        require_consent_to_run([cfg], allow_plugins)
+    except PluginError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return cfg

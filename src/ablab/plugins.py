@@ -357,6 +357,24 @@ def import_plugins(specs: Iterable[Any], allow: bool | None = None) -> None:
         _IMPORTED.add(spec)
 
 
+def require_consent_to_run(configs: Iterable[Any], allow: bool | None = None) -> None:
+    """A trainer that runs a program (registry meta ``runs_program``: the ``command``
+    trainer) makes a study or run file a program as much as a plugin does: it is refused
+    without consent (``allow``; None: ``ABLAB_ALLOW_PLUGINS``), with one line naming the
+    program. ``configs``: validated run configs."""
+    if consent_from_env() if allow is None else allow:
+        return
+    for cfg in configs:
+        entry = TRAINERS.get(cfg.trainer.name)
+        if entry.meta.get("runs_program"):
+            program = (cfg.trainer.options.get("argv") or ["?"])[0]
+            raise PluginConsentError(
+                f"trainer {entry.name!r} runs {program!r}, a program, only with consent; pass "
+                f"--allow-plugins (or set {CONSENT_ENV}=1, or allow_plugins=True in Python) "
+                "if you trust it"
+            )
+
+
 def unloaded_plugins(specs: Iterable[Any]) -> list[str]:
     """The plugin specs among ``specs`` that this process has not imported."""
     return [s for s in specs if not is_loaded(s)]

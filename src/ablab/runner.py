@@ -508,5 +508,11 @@ def train_run(
     if overrides or sets:
         source += " (with overrides)"
     cfg = parse_run(data, source)
+    from ablab.plugins import PluginError, require_consent_to_run
+
+    try:  # a command trainer runs a program: consent, as for plugins
+        require_consent_to_run([cfg], allow_plugins)
+    except PluginError as exc:
+        raise UserError(f"{source}: {exc}") from None
     with time_limit(cfg.timeout):
         return train_one(cfg, on_epoch=on_epoch, artefacts=artefacts)

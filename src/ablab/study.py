@@ -766,4 +766,11 @@ def load_study(
         apply_overrides(cfg.base, base_sets)
         source += " (with --set)"
     base_dir = None if path.parent.resolve() == BUILTIN_DIR.resolve() else path.parent
-    return expand(cfg, source, text, list(sets), forced, base_dir=base_dir)
+    study = expand(cfg, source, text, list(sets), forced, base_dir=base_dir)
+    from ablab.plugins import PluginError, require_consent_to_run
+
+    try:  # a command trainer runs a program: consent, as for plugins
+        require_consent_to_run((r.config for r in study.runs), allow_plugins)
+    except PluginError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return study

@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -307,7 +308,7 @@ def builtin(run: Run) -> RunResult:
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 #: Run fields a command line may name besides the config's dotted paths.
 RUN_FIELDS = ("seed", "split_seed", "init_seed", "order_seed", "config_json",
-              "metrics_json", "artefacts", "run_id")
+              "metrics_json", "artefacts", "run_id", "python")
 #: How many lines of a failed command's stderr its record keeps.
 STDERR_TAIL_LINES = 8
 
@@ -403,6 +404,7 @@ def _metrics_from(metrics_json: Path, stdout: Path) -> dict[str, Any] | None:
     "metrics from {metrics_json} or its last JSON line on stdout",
     check_run=_check_command,
     cwd_option="cwd",
+    runs_program=True,  # a study naming it runs only with consent (ablab.plugins)
 )
 def command(
     run: Run,
@@ -413,7 +415,8 @@ def command(
     cwd: str | None = None,
 ) -> dict:
     """``argv``: the command line; each argument may hold ``{seed}``, ``{split_seed}``,
-    ``{init_seed}``, ``{order_seed}``, ``{run_id}``, ``{config_json}`` (the resolved config
+    ``{init_seed}``, ``{order_seed}``, ``{run_id}``, ``{python}`` (the Python running
+    ablab), ``{config_json}`` (the resolved config
     as a JSON file), ``{metrics_json}`` (where the command may write its metrics),
     ``{artefacts}`` (the run's folder), ``{params.NAME}`` (this trainer's ``params``, free
     fields a study may vary as ``trainer.params.NAME``) or any dotted config path.
@@ -429,6 +432,7 @@ def command(
         "order_seed": run.order_seed, "config_json": str(config_json),
         "metrics_json": str(metrics_json), "artefacts": str(folder),
         "run_id": run_id(run.config),
+        "python": sys.executable,  # the interpreter running ablab (its virtual environment)
     }
     args = [render(a, fields, resolved) for a in argv]
     environ = {
