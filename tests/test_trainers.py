@@ -472,7 +472,7 @@ class Hang(nn.Module):
         self.linear = nn.Linear(n_in, n_out)
 
     def forward(self, x):
-        while x.device.type != "meta":  # training hangs (ablab's FLOP count does not)
+        while self.training:  # training hangs (the FLOP count at planning runs in eval mode)
             time.sleep(1)
         return self.linear(x)
 
@@ -541,3 +541,35 @@ def test_a_trainer_that_ignores_a_varied_option_is_flagged_not_judged(tmp_path, 
         analysis = analyze(store)
     assert list(analysis.inert) == ["trainer"]
     assert "never reached the computation" in analysis.inert["trainer"]
+
+
+# ---------------------------------------------------------------- a notebook cell
+
+
+def test_a_trainer_defined_in_a_notebook_cell_reaches_the_worker_processes(tmp_path):
+    """A trainer registered in ``__main__`` (a notebook cell) is sent to the workers by
+    value, as cell-defined models are, and trains there."""
+    from ablab.registry import TRAINERS
+
+    def cell_trainer(run, *, bias: float = 0.25) -> dict:
+        import os
+
+        return {"score": bias, "pid": os.getpid()}
+
+    cell_trainer.__module__ = "__main__"
+    ablab.register_trainer("cell_trainer")(cell_trainer)
+    try:
+        path = tmp_path / "cell.toml"
+        path.write_text(textwrap.dedent("""
+            name = "cell"
+            seeds = [0, 1]
+            metric = { name = "score", goal = "max", range = [0, 1] }
+            [base]
+            trainer = { name = "cell_trainer" }
+        """))
+        outcome = run_study(load_study(path), tmp_path / "out", workers=1, report=False)
+        assert outcome.counts["done"] == 2 and not outcome.failures
+        pids = {row["final"]["pid"] for row in StudyStore(tmp_path / "out").rows()}
+        assert os.getpid() not in pids
+    finally:
+        TRAINERS._entries.pop("cell_trainer", None)
