@@ -527,6 +527,7 @@ def test_a_run_past_its_timeout_in_this_process_fails(sk_plugin):
 # ---------------------------------------------------------------- a trainer that ignores an option
 
 
+@pytest.mark.slow  # two studies' worker processes: over 20 s on 2 cores
 def test_a_trainer_that_ignores_a_varied_option_is_flagged_not_judged(tmp_path, sk_plugin):
     """``sk_ignores`` never reads ``width``: its levels train bit-identical runs, which the
     analysis flags (as for a model builder ignoring a varied option) and does not judge."""
