@@ -222,12 +222,14 @@ def _result_table(result, title: str) -> Table:
     table = Table(title=f"{title} — {result.status}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    keys = [k for k in TRAIN_TABLE_KEYS if k in result.final] if result.config.get(
-        "trainer") else list(TRAIN_TABLE_KEYS)  # another trainer: what it returned
-    keys += [k for k in result.final if k not in TRAIN_TABLE_KEYS]
+    if result.config.get("trainer"):  # another trainer: what it returned, then its time
+        keys = [k for k in result.final if k != "seconds"] + ["seconds"]
+    else:
+        keys = list(TRAIN_TABLE_KEYS)
     for key in keys:
         table.add_row(key, _fmt(result.final.get(key)))
-    table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
+    if result.sizes:
+        table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
     return table
 
 
@@ -259,7 +261,9 @@ def train(
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
+        # epochs of the built-in loop; another trainer's steps (run.log) have no known end
+        TextColumn("epoch {task.completed}/{task.total}" if cfg.epochs
+                   else "step {task.completed}"),
         TextColumn("{task.fields[metrics]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),

@@ -367,7 +367,8 @@ def require_consent_to_run(configs: Iterable[Any], allow: bool | None = None) ->
     for cfg in configs:
         entry = TRAINERS.get(cfg.trainer.name)
         if entry.meta.get("runs_program"):
-            program = (cfg.trainer.options.get("argv") or ["?"])[0]
+            program = str((cfg.trainer.options.get("argv") or ["?"])[0])
+            program = program.replace("{python}", sys.executable)
             raise PluginConsentError(
                 f"trainer {entry.name!r} runs {program!r}, a program, only with consent; pass "
                 f"--allow-plugins (or set {CONSENT_ENV}=1, or allow_plugins=True in Python) "
