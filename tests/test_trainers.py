@@ -220,7 +220,9 @@ from sklearn.metrics import roc_auc_score
 
 
 @ablab.register_trainer("sk_logreg", "scikit-learn logistic regression")
-def sk_logreg(run, *, C: float = 1.0) -> dict:
+def sk_logreg(run, *, C: float = 1.0, pause: float = 0.0) -> dict:
+    import time
+    time.sleep(pause)  # a run that takes a while, for kill tests
     train, test = run.data("train"), run.data("test")
     model = LogisticRegression(C=C, max_iter=1000, random_state=run.seed)
     model.fit(train.x, train.y)
@@ -340,11 +342,13 @@ def test_a_scikit_learn_study_runs_with_ray_as_with_the_local_executor(tmp_path,
 
 @pytest.mark.slow
 def test_a_scikit_learn_study_resumes_after_kill_9(tmp_path, sk_plugin):
-    path = cancer_study(tmp_path, sk_plugin, seeds=6)
+    path = cancer_study(tmp_path, sk_plugin, seeds=6,
+                        levels='[{ name = "sk_logreg", C = 1.0, pause = 1.0 }, '
+                               '{ name = "sk_logreg", C = 0.01, pause = 1.0 }]')
     out = tmp_path / "out"
     proc = spawn_run(path, out, "--allow-plugins")
     try:
-        wait_for(out, lambda s: list(s.values()).count("done") >= 2, proc, timeout=300)
+        wait_for(out, lambda states: states.count("done") >= 2, proc, timeout=300)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
