@@ -244,6 +244,8 @@ def sk_forest(run, *, max_depth: int = 4, val: bool = False) -> dict:
 
 @ablab.register_trainer("sk_ignores", "a trainer that never reads its option")
 def sk_ignores(run, *, width: int = 1) -> dict:
+    for step in (1, 2, 3):  # curves for the report's learning-curve figures
+        run.log(step, val_accuracy=0.5 + 0.1 * step, train_loss=1.0 / step)
     return {"roc_auc": 0.5 + 0.01 * run.seed}
 
 
@@ -488,8 +490,13 @@ def hang(spec):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "ray"])
 def test_a_run_that_hangs_is_timed_out_its_worker_replaced_and_the_study_goes_on(
-        tmp_path, capsys):
+        tmp_path, capsys, executor):
+    """The local executor kills the hung run's worker process and starts another; a Ray
+    task keeps the time limit itself."""
+    if executor == "ray":
+        pytest.importorskip("ray")
     (tmp_path / "hang_model.py").write_text(HANG_MODEL)
     path = tmp_path / "hang.toml"
     path.write_text(textwrap.dedent("""
@@ -507,7 +514,8 @@ def test_a_run_that_hangs_is_timed_out_its_worker_replaced_and_the_study_goes_on
         _name = "model"
     """))
     code, out, err = cli_in_process(["run", str(path), "--out", str(tmp_path / "out"),
-                                     "--allow-plugins", "--workers", "1"], capsys)
+                                     "--allow-plugins", "--workers", "1",
+                                     "--executor", executor], capsys)
     assert code == 1, err
     rows = StudyStore(tmp_path / "out").rows()
     by = {(r["variant_label"], r["seed"]): r for r in rows}
@@ -540,9 +548,11 @@ def test_a_trainer_that_ignores_a_varied_option_is_flagged_not_judged(tmp_path, 
     path = cancer_study(tmp_path, sk_plugin, seeds=2,
                         levels='[{ name = "sk_ignores", width = 1 }, '
                                '{ name = "sk_ignores", width = 2 }]')
-    run_study(load_study(path, allow_plugins=True), tmp_path / "out", workers=1, threads=1,
-              report=False)
+    run_study(load_study(path, allow_plugins=True), tmp_path / "out", workers=1, threads=1)
+    assert (tmp_path / "out" / "report.html").is_file()  # with the logged curves
     with StudyStore(tmp_path / "out") as store:
+        record = store.load_record(store.rows()[0]["run_id"])
+        assert [h["val_accuracy"] for h in record["history"]] == pytest.approx([0.6, 0.7, 0.8])
         analysis = analyze(store)
     assert list(analysis.inert) == ["trainer"]
     assert "never reached the computation" in analysis.inert["trainer"]
