@@ -492,24 +492,25 @@ def hang(spec):
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_a_run_that_hangs_is_timed_out_its_worker_replaced_and_the_study_goes_on(
-        tmp_path, capsys, executor):
+        tmp_path, tmp_path_factory, capsys, executor):
     """The local executor kills the hung run's worker process and starts another; a Ray
     task keeps the time limit itself."""
     if executor == "ray":
         pytest.importorskip("ray")
-    (tmp_path / "hang_model.py").write_text(HANG_MODEL)
+    plugin = tmp_path_factory.getbasetemp() / "hang_model.py"  # one per process: a model
+    plugin.write_text(HANG_MODEL)  # name is registered once
     path = tmp_path / "hang.toml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(textwrap.dedent(f"""
         name = "hang"
-        plugins = ["hang_model"]
+        plugins = ["{plugin}"]
         seeds = [0, 1]
         [base]
         epochs = 2
         timeout = 5
-        dataset = { name = "moons", n_samples = 200 }
-        model = { name = "mlp", hidden = [8] }
+        dataset = {{ name = "moons", n_samples = 200 }}
+        model = {{ name = "mlp", hidden = [8] }}
         [[vary]]
-        "model" = [{ name = "mlp", hidden = [8] }, { name = "hang" }]
+        "model" = [{{ name = "mlp", hidden = [8] }}, {{ name = "hang" }}]
         _labels = ["mlp", "hang"]
         _name = "model"
     """))
