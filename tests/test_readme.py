@@ -1,7 +1,8 @@
 """The README's Python code blocks run, in order, as one script: they cannot go stale.
 
 A block whose first line is ``# NAME.py`` (a plugin file the text describes) is written to
-that file instead of run. A block preceded by the line ``<!-- readme-test: skip -->`` is
+that file instead of run; so is a TOML block whose first line is ``# NAME.toml`` (a study
+file the next blocks load). A block preceded by the line ``<!-- readme-test: skip -->`` is
 left out (for code that would take long; none does today)."""
 
 import re
@@ -62,6 +63,9 @@ def test_readme_python_blocks_run(tmp_path):
             (tmp_path / m.group(1)).write_text(code)
         elif not skipped:
             script.append(code)
+    for m in re.finditer(r"^```toml\n#\s*(\w[\w.-]*\.toml)\n(.*?)^```", README.read_text(),
+                         flags=re.S | re.M):
+        (tmp_path / m.group(1)).write_text(m.group(2))
     main = tmp_path / "readme_blocks.py"
     main.write_text(  # runs spawn worker processes: the code goes under a main guard
         "CODE = " + repr("\n".join(script)) + "\n"

@@ -31,7 +31,8 @@ _API = {
     **{
         f"register_{kind}": "ablab.plugins"
         for kind in (
-            "activation", "dataset", "loss", "model", "optimizer", "probe", "schedule"
+            "activation", "dataset", "loss", "model", "optimizer", "probe", "schedule",
+            "trainer",
         )
     },
 }
@@ -85,6 +86,7 @@ __all__ = [
     "register_optimizer",
     "register_probe",
     "register_schedule",
+    "register_trainer",
     "run_study",
     "run_tuned",
     "train_run",

@@ -60,6 +60,7 @@ class Catalogue(StrEnum):
     optimizers = "optimizers"
     schedules = "schedules"
     probes = "probes"
+    trainers = "trainers"
     run = "run"
     study = "study"
 
@@ -70,7 +71,8 @@ def list_(
         str | None,
         typer.Argument(metavar="WHAT", show_default=False,
                        help="studies, models, datasets, activations, losses, optimizers, "
-                            "schedules, probes, run or study; none: an index of them all"),
+                            "schedules, probes, trainers, run or study; none: an index of "
+                            "them all"),
     ] = None,
     name: Annotated[
         str | None, typer.Argument(metavar="NAME", help="One entry, e.g. simple_cnn")
@@ -228,9 +230,14 @@ def _result_table(result, title: str) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     regression = "test_rmse" in result.final or "best_val_rmse" in result.final
-    for key in TRAIN_TABLE_KEYS_REGRESSION if regression else TRAIN_TABLE_KEYS:
+    if result.config.get("trainer"):  # another trainer: what it returned, then its time
+        keys = [k for k in result.final if k != "seconds"] + ["seconds"]
+    else:
+        keys = list(TRAIN_TABLE_KEYS_REGRESSION if regression else TRAIN_TABLE_KEYS)
+    for key in keys:
         table.add_row(key, _fmt(result.final.get(key)))
-    table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
+    if result.sizes:
+        table.add_row("train / val / test", " / ".join(str(v) for v in result.sizes.values()))
     return table
 
 
@@ -247,7 +254,7 @@ def train(
     """Train one fully specified run and report its metrics."""
     from ablab.config import load_run, run_id
     from ablab.store import atomic_write_json
-    from ablab.train import fit
+    from ablab.train.trainers import RunFailed, time_limit, train_one
 
     cfg = load_run(run_file, set_ or [], allow_plugins=_consent(allow_plugins))
     from ablab.data.plan_check import check_run_data
@@ -265,7 +272,9 @@ def train(
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
+        # epochs of the built-in loop; another trainer's steps (run.log) have no known end
+        TextColumn("epoch {task.completed}/{task.total}" if cfg.epochs
+                   else "step {task.completed}"),
         TextColumn("{task.fields[metrics]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
@@ -274,26 +283,32 @@ def train(
         task = progress.add_task(cfg.name or run_file.stem, total=cfg.epochs, metrics="")
 
         def on_epoch(record: dict) -> None:
-            text = f"loss {_fmt(record['train_loss'])}"
-            if record["train_accuracy"] is not None:
-                text += f" acc {_fmt(record['train_accuracy'])}"
-            if record["val_accuracy"] is not None:
-                text += f" val_acc {_fmt(record['val_accuracy'])}"
-            if record.get("val_rmse") is not None:  # a regression run
-                text += f" val_rmse {_fmt(record['val_rmse'])} val_r2 {_fmt(record['val_r2'])}"
+            text = " ".join(  # the built-in loop's loss and accuracies, or what run.log got
+                f"{short} {_fmt(record[key])}"
+                for key, short in (("train_loss", "loss"), ("train_accuracy", "acc"),
+                                   ("val_accuracy", "val_acc"), ("val_rmse", "val_rmse"),
+                                   ("val_r2", "val_r2"))
+                if record.get(key) is not None
+            ) or " ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k != "epoch")
             progress.update(task, advance=1, metrics=text)
 
         try:
-            result = fit(cfg, on_epoch=on_epoch)
+            # the run's trainer (the built-in loop by default), its files in --out
+            with time_limit(cfg.timeout):
+                result = train_one(cfg, on_epoch=on_epoch, artefacts=out)
         except UserError:
             raise
+        except RunFailed as exc:
+            err_console.print(f"run failed: {exc}")
+            raise typer.Exit(1) from None
         except Exception as exc:  # a failure inside the run: report it, exit 1
             err_console.print(f"run failed: {type(exc).__name__}: {exc}".splitlines()[0])
             raise typer.Exit(1) from None
 
     console.print(_result_table(result, f"{cfg.name or run_file.stem} ({result.run_id})"))
     if result.status == "diverged":
-        err_console.print(f"diverged: the loss became non-finite at epoch {result.diverged_epoch}")
+        err_console.print(f"diverged: {result.error}" if result.error else
+                          f"diverged: the loss became non-finite at epoch {result.diverged_epoch}")
     elif result.final.get("at_chance"):
         err_console.print("did not learn: test accuracy is no better than chance")
     atomic_write_json(out / "summary.json", result.to_dict())

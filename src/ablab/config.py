@@ -42,6 +42,7 @@ from ablab.registry import (
     OPTIMIZERS,
     PROBES,
     SCHEDULES,
+    TRAINERS,
     Registry,
     domain_message,
 )
@@ -326,12 +327,31 @@ class ProbeConfig(Component):
     registry: ClassVar[Registry] = PROBES
 
 
+class TrainerConfig(Component):
+    """What trains the run: a registered trainer by name, with its options
+    (``trainer = { name = "command", argv = [...] }``). The default, ``"builtin"``, is
+    ablab's own loop, configured by the rest of the run config."""
+
+    registry: ClassVar[Registry] = TRAINERS
+
+
+#: The trainer a run gets when its config names none: ablab's own training loop.
+BUILTIN_TRAINER = "builtin"
+#: The metric the built-in loop's verdicts are about when a study declares none.
+BUILTIN_METRIC = "test_accuracy"
+
+
+#: Fields the built-in loop needs and other trainers may leave out.
+BUILTIN_NEEDS = ("epochs", "dataset", "model")
+
+
 class RunConfig(Strict):
     """One fully specified training run."""
 
     name: str | None = None  # a label only; not part of the run id
     seed: Seed = 0
-    epochs: PositiveInt
+    # Required by the built-in trainer (``trainer`` unset); other trainers may omit it.
+    epochs: PositiveInt | None = None
     batch_size: Annotated[
         int | str,
         pydantic.BeforeValidator(_batch_size),
@@ -351,8 +371,8 @@ class RunConfig(Strict):
     # changes the numbers, so part of the run id; off by default (full fp32, as the CPU
     # computes; PyTorch's own default turns TF32 on for convolutions only).
     tf32: bool = False
-    dataset: DatasetConfig
-    model: ModelConfig
+    dataset: DatasetConfig | None = None  # required by the built-in trainer
+    model: ModelConfig | None = None  # required by the built-in trainer
     loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam"))
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="none"))
@@ -377,6 +397,37 @@ class RunConfig(Strict):
     # the augmentation and dropout (see ``ablab.train.state.start_run``).
     init_seed: Seed | None = None
     order_seed: Seed | None = None
+    # What trains the run (see ablab.train.trainers); left out of a resolved config at its
+    # default, the built-in loop, so run ids issued before trainers existed stay the same.
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(name=BUILTIN_TRAINER))
+    # Seconds a run may take; past it the run is failed ("timed out after N s") and its
+    # worker process replaced. None: no limit. Not part of a run's identity.
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    # The study's declared outcome (a study's top-level ``metric``); not part of a run's
+    # identity. None: the built-in loop's test accuracy.
+    metric: MetricSpec | None = None
+
+    @model_validator(mode="after")
+    def _trainer_has_what_it_needs(self):
+        """The built-in loop needs epochs, a dataset and a model; any other trainer needs a
+        declared ``metric`` (ablab cannot guess which of its numbers the study is about),
+        and may check the whole run (``check_run`` in its registry meta)."""
+        if self.trainer.name == BUILTIN_TRAINER:
+            for name in BUILTIN_NEEDS:
+                if getattr(self, name) is None:
+                    raise FieldError(name, "required field is missing")
+            return self
+        if self.metric is None:
+            raise FieldError(
+                "metric",
+                f"trainer {self.trainer.name!r} returns its own metrics, so the study must "
+                'declare which one it is about: metric = { name = "...", goal = "max" | '
+                '"min", range = [LOW, HIGH] }',
+            )
+        check = TRAINERS.get(self.trainer.name).meta.get("check_run")
+        if check is not None:
+            check(self)
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -432,15 +483,20 @@ class RunConfig(Strict):
         processes import them even when the file did not list them."""
         from ablab.plugins import plugins_used
 
-        used = [(DATASETS, self.dataset.name), (MODELS, self.model.name),
-                (ACTIVATIONS, self.model.activation.name), (LOSSES, self.loss.name),
-                (OPTIMIZERS, self.optimizer.name), (SCHEDULES, self.schedule.name)]
+        used = [(LOSSES, self.loss.name), (OPTIMIZERS, self.optimizer.name),
+                (SCHEDULES, self.schedule.name), (TRAINERS, self.trainer.name)]
+        if self.dataset is not None:
+            used.append((DATASETS, self.dataset.name))
+        if self.model is not None:
+            used += [(MODELS, self.model.name), (ACTIVATIONS, self.model.activation.name)]
         used += [(PROBES, p.name) for p in self.probes]
         self.plugins += [m for m in plugins_used(used) if m not in self.plugins]
         return self
 
     @model_validator(mode="after")
     def _needs_validation_data(self):
+        if self.dataset is None:
+            return self
         has_val = self.dataset.val_fraction > 0 or self.dataset.validate_on == "test"
         monitors = []
         if self.early_stopping is not None:
@@ -502,6 +558,8 @@ class RunConfig(Strict):
         on 2-feature moons, vgg7 on 8x8 digits) and augmentation of tabular data. Uses only
         registry metadata (datasets' ``shape``, models' ``min_hw``); ``build_model``
         checks the same again on the real tensors."""
+        if self.dataset is None or self.model is None:
+            return self
         shape = DATASETS.get(self.dataset.name).meta.get("shape")
         if shape is None:
             return self
@@ -523,23 +581,35 @@ class RunConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _omit_unset_seeds(self, handler):
-        """Leave ``init_seed`` / ``order_seed`` out while unset (they are ``seed``), and
-        ``tf32`` while off, so configs written before they existed keep their run ids and
-        records read as they did."""
+        """Leave ``init_seed`` / ``order_seed`` out while unset (they are ``seed``), the
+        fields added with trainers (``trainer`` at the built-in loop, ``timeout``,
+        ``metric``, and the built-in loop's ``epochs`` / ``dataset`` / ``model`` where
+        another trainer leaves them out) while unset, and ``tf32`` while off, so configs
+        written before they existed keep their run ids and records read as they did."""
         data = handler(self)
         if isinstance(data, dict):
-            for key in SOURCE_SEEDS:
+            for key in (*SOURCE_SEEDS, "timeout", "metric", *BUILTIN_NEEDS):
                 if data.get(key, 0) is None:
                     data.pop(key)
             if data.get("tf32") is False:
                 data.pop("tf32")
+            if data.get("trainer") == {"name": BUILTIN_TRAINER}:
+                data.pop("trainer")
         return data
 
     @property
     def split_seed(self) -> int:
         """The seed of the data split (and subset): ``dataset.split_seed``, else ``seed``."""
-        given = self.dataset.split_seed
+        given = None if self.dataset is None else self.dataset.split_seed
         return self.seed if given is None else given
+
+    @property
+    def metric_spec(self) -> MetricSpec:
+        """The outcome the run's verdicts are about: the declared ``metric``, else the
+        built-in loop's test accuracy (higher is better, in [0, 1])."""
+        if self.metric is not None:
+            return self.metric
+        return MetricSpec(name=BUILTIN_METRIC, goal="max", range=[0.0, 1.0])
 
     @property
     def init_seed_value(self) -> int:
@@ -721,6 +791,22 @@ def anchor_dataset(data: dict[str, Any], base_dir: str | Path) -> None:
         data["dataset"] = dataset
 
 
+def anchor_trainer(data: dict[str, Any], base_dir: str | Path) -> None:
+    """Give ``data``'s trainer (plain data, before validation) ``base_dir`` (the study or run
+    file's folder) as the folder it runs in, when the trainer takes one (registry meta
+    ``cwd_option``: the ``command`` trainer's ``cwd``) and the table does not name one."""
+    trainer = data.get("trainer")
+    if isinstance(trainer, str):
+        trainer = {"name": trainer}
+    if not isinstance(trainer, dict) or not isinstance(trainer.get("name"), str):
+        return
+    option = (TRAINERS.get(trainer["name"]).meta.get("cwd_option")
+              if trainer["name"] in TRAINERS else None)
+    if option:
+        trainer.setdefault(option, str(Path(base_dir).resolve()))
+        data["trainer"] = trainer
+
+
 def load_run(
     path: str | Path, sets: list[str] | tuple[str, ...] = (), allow_plugins: bool | None = None
 ) -> RunConfig:
@@ -728,6 +814,7 @@ def load_run(
     imported only with ``allow_plugins`` (None: ``ABLAB_ALLOW_PLUGINS``)."""
     data = apply_overrides(load_toml(path), sets)
     anchor_dataset(data, Path(path).parent)  # the user's data files: relative to the file
+    anchor_trainer(data, Path(path).parent)  # a command runs in the file's folder
     if isinstance(data.get("plugins"), list):  # relative paths are relative to the file
         from ablab.plugins import PluginError, import_plugins, resolve_plugins
 
@@ -737,4 +824,11 @@ def load_run(
         except PluginError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     source = str(path) + (" (with --set)" if sets else "")
-    return parse_run(data, source)
+    cfg = parse_run(data, source)
+    from ablab.plugins import PluginError, require_consent_to_run
+
+    try:  # a command trainer runs a program: consent, as for plugins
+        require_consent_to_run([cfg], allow_plugins)
+    except PluginError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return cfg

@@ -23,9 +23,12 @@ from typing import Any
 
 #: Top-level settings that label a run (``name``), choose hardware (``device``), what is
 #: saved or where code is found (``keep``, ``plugins``), or how fast it goes
-#: (``eval_batch_size``, ``memory_format``, ``compile``): not part of what a run means.
+#: (``eval_batch_size``, ``memory_format``, ``compile``), how long it may take
+#: (``timeout``) or how its results are read (``metric``, the study's declared outcome):
+#: not part of what a run means.
 NOT_IN_IDENTITY = (
     "name", "device", "eval_batch_size", "keep", "plugins", "memory_format", "compile",
+    "timeout", "metric",
 )
 #: Settings added after run ids were first issued: left out at their default, so existing
 #: study directories keep their ids (bf16 and TF32 change the numbers, so they are in the
@@ -35,7 +38,10 @@ IN_IDENTITY_UNLESS_DEFAULT: dict[str, Any] = {"precision": "fp32", "tf32": False
 #: ``base_dir`` (the study file's folder, which relative data paths start from; the path as
 #: written stays in the identity, and the files' content is checked by the data
 #: fingerprints), so a project moved to another folder keeps its run ids.
-NESTED_NOT_IN_IDENTITY: dict[str, tuple[str, ...]] = {"dataset": ("base_dir",)}
+#: Likewise a trainer's ``cwd`` (the ``command`` trainer runs in the study file's folder).
+NESTED_NOT_IN_IDENTITY: dict[str, tuple[str, ...]] = {
+    "dataset": ("base_dir",), "trainer": ("cwd",),
+}
 _MISSING = object()
 
 

@@ -57,6 +57,7 @@ from ablab.registry import (
     OPTIMIZERS,
     PROBES,
     SCHEDULES,
+    TRAINERS,
     Registry,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "register_optimizer",
     "register_probe",
     "register_schedule",
+    "register_trainer",
     "resolve_plugins",
 ]
 
@@ -190,6 +192,22 @@ def register_optimizer(name: str, summary: str = "", **meta: Any):
 def register_schedule(name: str, summary: str = "", **meta: Any):
     """Register a learning-rate schedule (as in :mod:`ablab.train.schedules`)."""
     return _register(SCHEDULES, name, summary, meta)
+
+
+def register_trainer(name: str, summary: str = "", **meta: Any):
+    """Register a trainer: ``fn(run: ablab.train.trainers.Run, *, options...) -> dict``.
+
+    The function trains one run its own way and returns its final metrics (numbers by
+    name); ``run`` carries the seeds, device, thread budget, an artefacts folder,
+    ``run.data("train" | "val" | "test")`` (the study's dataset as ablab splits it) and
+    ``run.log(step, **metrics)`` for curves. Keyword-only parameters are its options, set
+    and varied in a study as ``trainer.NAME``.
+
+    >>> @register_trainer("doc_constant")
+    ... def doc_constant(run, *, value: float = 0.5) -> dict:
+    ...     return {"score": value}
+    """
+    return _register(TRAINERS, name, summary, meta)
 
 
 def plugins_used(components: Iterable[tuple[Registry, str]]) -> list[str]:
@@ -337,6 +355,25 @@ def import_plugins(specs: Iterable[Any], allow: bool | None = None) -> None:
                 f"plugins: cannot import {spec!r} ({type(exc).__name__}: {detail})"
             ) from None
         _IMPORTED.add(spec)
+
+
+def require_consent_to_run(configs: Iterable[Any], allow: bool | None = None) -> None:
+    """A trainer that runs a program (registry meta ``runs_program``: the ``command``
+    trainer) makes a study or run file a program as much as a plugin does: it is refused
+    without consent (``allow``; None: ``ABLAB_ALLOW_PLUGINS``), with one line naming the
+    program. ``configs``: validated run configs."""
+    if consent_from_env() if allow is None else allow:
+        return
+    for cfg in configs:
+        entry = TRAINERS.get(cfg.trainer.name)
+        if entry.meta.get("runs_program"):
+            program = str((cfg.trainer.options.get("argv") or ["?"])[0])
+            program = program.replace("{python}", sys.executable)
+            raise PluginConsentError(
+                f"trainer {entry.name!r} runs {program!r}, a program, only with consent; pass "
+                f"--allow-plugins (or set {CONSENT_ENV}=1, or allow_plugins=True in Python) "
+                "if you trust it"
+            )
 
 
 def unloaded_plugins(specs: Iterable[Any]) -> list[str]:

@@ -1,5 +1,5 @@
 """Registries of named components (datasets, models, activations, losses, optimizers,
-schedules, probes).
+schedules, probes, trainers).
 
 A component is one decorated function. Its keyword-only parameters (after ``*``), with
 their annotations and defaults, are the options a study file may give it; the registry
@@ -305,3 +305,4 @@ LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer")
 SCHEDULES = Registry("schedule")
 PROBES = Registry("probe")
+TRAINERS = Registry("trainer")

@@ -271,7 +271,7 @@ def run_study(
 
     display = _progress(progress, study.name)
     notes: list[str] = []
-    datasets = [r.config.resolved()["dataset"] for r in study.runs]
+    datasets = [d for r in study.runs if (d := r.config.resolved().get("dataset")) is not None]
     missing = unavailable(datasets)  # before any worker, directory or cache folder
     if missing:
         raise DataUnavailableError(missing)
@@ -296,7 +296,10 @@ def run_study(
             print(note, flush=True)
         todo = store.prepare(retry_failed=retry_failed)
         runs = {r.run_id: r for r in study.runs}
-        tasks = [Task(rid, runs[rid].label, runs[rid].config.resolved()) for rid in todo]
+        tasks = [
+            Task(rid, runs[rid].label, runs[rid].config.resolved(), artefacts_folder(store, rid))
+            for rid in todo
+        ]
         if tasks and executor == "local":
             start_server()  # workers' torch import overlaps with the planning below
         n_workers, n_threads = plan_workers(tasks, workers, threads)
@@ -304,7 +307,8 @@ def run_study(
         recorder.data_files = {  # each record says which data files it read
             r.run_id: data_files[key]
             for r in study.runs
-            if (key := dataset_key(r.config.resolved()["dataset"])) in data_files
+            if r.config.dataset is not None
+            and (key := dataset_key(r.config.resolved()["dataset"])) in data_files
         }
         recorder.write_tables()
         if display is not None:
@@ -337,6 +341,13 @@ def run_study(
     )
 
 
+def artefacts_folder(store: StudyStore, run_id: str) -> str | None:
+    """Where a run's trainer keeps its own files: DIR/runs/ID/ (made when it writes), for
+    the trainers that write any; the built-in loop writes none (its weights are the
+    store's)."""
+    return str(store.root / "runs" / run_id)
+
+
 def _data_identity(
     store: StudyStore, study: Study, datasets: list[dict[str, Any]], rerun_changed: bool
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -359,7 +370,8 @@ def _data_identity(
     planned = {r.run_id: r for r in study.runs}
     stale = [
         r for r in store.rows()
-        if r["status"] in ("done", "diverged") and dataset_key(r["config"]["dataset"]) in changed
+        if r["status"] in ("done", "diverged") and r["config"].get("dataset") is not None
+        and dataset_key(r["config"]["dataset"]) in changed
     ]
     if stale and not rerun_changed:
         key = next(dataset_key(r["config"]["dataset"]) for r in stale)
@@ -465,6 +477,7 @@ def train_run(
     sets: list[str] | tuple[str, ...] = (),
     on_epoch=None,
     allow_plugins: bool | None = None,
+    artefacts: str | Path | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Train one run and return its :class:`~ablab.train.RunResult` (history, final
@@ -478,9 +491,11 @@ def train_run(
     ('done', 2)
 
     ``allow_plugins``: consent to import the plugin code the config names (None: the
-    ``ABLAB_ALLOW_PLUGINS`` environment variable decides).
+    ``ABLAB_ALLOW_PLUGINS`` environment variable decides). ``artefacts``: the folder the
+    run's trainer writes its own files to (None: a temporary folder, removed after).
+    The run's trainer trains it (the built-in loop by default), within its ``timeout``.
     """
-    from ablab.train import fit
+    from ablab.train.trainers import time_limit, train_one
 
     data, source = _run_data(config)
     for key, value in overrides.items():
@@ -495,4 +510,12 @@ def train_run(
             raise UserError(f"{source}: {exc}") from None
     if overrides or sets:
         source += " (with overrides)"
-    return fit(parse_run(data, source), on_epoch=on_epoch)
+    cfg = parse_run(data, source)
+    from ablab.plugins import PluginError, require_consent_to_run
+
+    try:  # a command trainer runs a program: consent, as for plugins
+        require_consent_to_run([cfg], allow_plugins)
+    except PluginError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    with time_limit(cfg.timeout):
+        return train_one(cfg, on_epoch=on_epoch, artefacts=artefacts)

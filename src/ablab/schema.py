@@ -22,6 +22,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from ablab.config import (
+    BUILTIN_NEEDS,
+    BUILTIN_TRAINER,
     ActivationConfig,
     Component,
     DatasetConfig,
@@ -31,6 +33,7 @@ from ablab.config import (
     ProbeConfig,
     RunConfig,
     ScheduleConfig,
+    TrainerConfig,
 )
 from ablab.registry import Entry, Registry
 from ablab.study import StudyConfig
@@ -44,6 +47,7 @@ COMPONENTS: dict[str, type[Component]] = {
     "optimizers": OptimizerConfig,
     "schedules": ScheduleConfig,
     "probes": ProbeConfig,
+    "trainers": TrainerConfig,
 }
 
 #: Catalogues of plain fields (no registry): the top level of a run file and a study file.
@@ -245,6 +249,12 @@ def run_schema() -> dict[str, Any]:
     """JSON Schema of a run file (``ablab train``)."""
     schema = _with_components(RunConfig.model_json_schema())
     schema["title"] = "ablab run file"
+    # the built-in trainer (no ``trainer``, or "builtin") needs epochs, dataset and model
+    builtin = {"anyOf": [{"const": BUILTIN_TRAINER},
+                         {"type": "object", "properties": {"name": {"const": BUILTIN_TRAINER}}}]}
+    schema["if"] = {"anyOf": [{"not": {"required": ["trainer"]}},
+                              {"properties": {"trainer": builtin}}]}
+    schema["then"] = {"required": list(BUILTIN_NEEDS)}
     return schema
 
 
@@ -257,7 +267,8 @@ def study_schema() -> dict[str, Any]:
     defs.update(run.pop("$defs", {}))
     base = copy.deepcopy(run)
     base.pop("required", None)
-    base.pop("title", None)
+    for key in ("title", "if", "then"):
+        base.pop(key, None)
     base["properties"].pop("seed", None)
     base["description"] = "The recipe every run starts from: any run-file field but seed."
     schema["properties"]["base"] = base

@@ -42,6 +42,7 @@ from ablab.config import (
     Seed,
     Strict,
     anchor_dataset,
+    anchor_trainer,
     apply_overrides,
     format_validation_error,
     load_toml,
@@ -563,8 +564,11 @@ def _run_config(
             why = str(exc).partition(": ")[2]  # "'epochs' is a value, not a table"
             raise ConfigError(f"{source}: {locate(key)}: {why}") from None
     data["seed"] = seed
+    if cfg.metric is not None and "metric" not in data:  # how the trainer's result is
+        data["metric"] = cfg.metric.model_dump()  # checked (not part of the run's identity)
     if base_dir is not None:  # the user's data files: relative to the study file
         anchor_dataset(data, base_dir)
+        anchor_trainer(data, base_dir)  # a command runs in the study file's folder
     try:
         return RunConfig.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -856,4 +860,11 @@ def load_study(
         apply_overrides(cfg.base, base_sets)
         source += " (with --set)"
     base_dir = None if path.parent.resolve() == BUILTIN_DIR.resolve() else path.parent
-    return expand(cfg, source, text, list(sets), forced, base_dir=base_dir)
+    study = expand(cfg, source, text, list(sets), forced, base_dir=base_dir)
+    from ablab.plugins import PluginError, require_consent_to_run
+
+    try:  # a command trainer runs a program: consent, as for plugins
+        require_consent_to_run((r.config for r in study.runs), allow_plugins)
+    except PluginError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return study

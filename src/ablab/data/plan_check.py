@@ -77,10 +77,11 @@ def _check_files(study: Any) -> None:
     seen: set[str] = set()
     for run in study.runs:
         cfg = run.config.dataset
-        if not path_options(cfg.name):
+        if cfg is None or not path_options(cfg.name):  # a trainer may read no dataset
             continue
         options = dataset_options(cfg)
-        key = repr((cfg.name, sorted(options.items()), run.config.model.name))
+        model = run.config.model  # None: a trainer that builds its own model
+        key = repr((cfg.name, sorted(options.items()), model and model.name))
         if key in seen:
             continue
         seen.add(key)
@@ -90,7 +91,7 @@ def _check_files(study: Any) -> None:
             raise ConfigError(f"{study.source}: {_where(study, exc.option)}: {exc.message}") \
                 from None
         shape = tuple(int(d) for d in raw.x.shape[1:])
-        min_hw = MODELS.get(run.config.model.name).meta.get("min_hw")
+        min_hw = None if model is None else MODELS.get(model.name).meta.get("min_hw")
         if min_hw is not None and (len(shape) != 3 or min(shape[1:]) < min_hw):
             raise ConfigError(
                 f"{study.source}: model.name: {run.config.model.name!r} needs image input "

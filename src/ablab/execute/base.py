@@ -16,10 +16,20 @@ class Task:
     run_id: str
     label: str
     config: dict[str, Any]  # a resolved RunConfig as plain data (crosses process borders)
+    # the run's own folder for what its trainer writes (DIR/runs/ID/); None: a temporary one
+    artefacts: str | None = None
 
     @property
-    def epochs(self) -> int:
-        return int(self.config["epochs"])
+    def epochs(self) -> int | None:
+        """The built-in loop's epochs; None for a trainer that has none."""
+        epochs = self.config.get("epochs")
+        return None if epochs is None else int(epochs)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds this run may take (``timeout``); None: no limit."""
+        limit = self.config.get("timeout")
+        return None if limit is None else float(limit)
 
 
 @dataclass
@@ -116,7 +126,7 @@ def plan_units(
         try:
             configs = [RunConfig.model_validate(t.config) for t in members]
             worth = worth_batching(configs) if on_gpu is None else on_gpu
-            return worth and can_batch(configs)
+            return builtin_only(configs) and worth and can_batch(configs)
         except Exception:  # noqa: BLE001 - an invalid config fails later, alone
             return False
 
@@ -212,22 +222,43 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_task(config: dict[str, Any], on_epoch: Callable[[dict[str, Any]], None] | None = None):
-    """Train one task in this process; returns ("done", result dict) or ("failed", reason).
+def builtin_only(configs: list[Any]) -> bool:
+    """Whether every run is trained by the built-in loop (the only trainer whose seeds can
+    train together as one batched model)."""
+    from ablab.config import BUILTIN_TRAINER
+
+    return all(c.trainer.name == BUILTIN_TRAINER for c in configs)
+
+
+def run_task(
+    config: dict[str, Any],
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    artefacts: str | None = None,
+    limit_here: bool = False,
+):
+    """Train one task in this process with its trainer; returns ("done", result dict) or
+    ("failed", reason). ``artefacts``: the run's folder (None: a temporary one).
+    ``limit_here``: enforce the run's ``timeout`` in this process (where no parent process
+    watches the run and kills it: a Ray task, a run trained in the calling process).
 
     A user error (missing data, an architecture that cannot take the data) and any failure
-    inside training (out of memory, a bug) become a one-line reason: the study goes on."""
+    inside training (out of memory, a bug, a trainer that raises) become a one-line reason:
+    the study goes on."""
     from ablab.config import RunConfig
     from ablab.plugins import import_plugins
-    from ablab.train import fit
+    from ablab.train.trainers import RunFailed, time_limit, train_one
 
     try:
         import_plugins(config.get("plugins") or [])  # consent: ABLAB_ALLOW_PLUGINS
-        result = fit(RunConfig.model_validate(config), on_epoch=on_epoch)
+        cfg = RunConfig.model_validate(config)
+        with time_limit(cfg.timeout if limit_here else None):
+            result = train_one(cfg, on_epoch=on_epoch, artefacts=artefacts)
         payload = result.to_dict()
         if result.weights is not None:  # keep = best | last: safetensors bytes for the store
             payload["weights"] = result.weights_bytes()
         return "done", payload
+    except RunFailed as exc:  # worded for the record already
+        return "failed", str(exc)
     except MemoryError:
         return "failed", "out of memory (MemoryError)"
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, not raised
@@ -241,35 +272,55 @@ def run_group(
     configs: list[dict[str, Any]],
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     batched: bool | None = None,
+    artefacts: list[str | None] | None = None,
+    limit_here: bool = False,
 ) -> list[tuple[str, Any]]:
     """Train a unit of work: runs of one program, as one batched program when
     ``ablab.train.batched.can_batch`` accepts them (a single eligible run too, so its
     numbers do not depend on grouping), else each with ``run_task``. One
     ``(status, payload)`` per config, in order, as ``run_task`` gives. If batched training
-    itself fails, each run is retried alone, so one bad run never fails its siblings."""
+    itself fails, each run is retried alone, so one bad run never fails its siblings.
+    ``artefacts`` and ``limit_here``: as for ``run_task`` (one folder per config); batched
+    seeds share one time limit, ``timeout`` × their number."""
     from ablab.config import RunConfig
     from ablab.plugins import import_plugins
     from ablab.train.batched import can_batch, fit_batched, worth_batching
+    from ablab.train.trainers import RunFailed, RunTimedOut, check_outcome, time_limit
 
+    artefacts = artefacts or [None] * len(configs)
     try:
         for c in configs:  # consent: ABLAB_ALLOW_PLUGINS (set by the executor, see below)
             import_plugins(c.get("plugins") or [])
         cfgs = [RunConfig.model_validate(c) for c in configs]
         if batched is None:  # not decided by the caller (``plan_units``)
-            batched = worth_batching(cfgs) and can_batch(cfgs)
+            batched = builtin_only(cfgs) and worth_batching(cfgs) and can_batch(cfgs)
+        batched = batched and builtin_only(cfgs)
     except Exception:  # noqa: BLE001 - run_task reports a bad config with its reason
         batched = False
-    if batched:
+    if batched:  # the built-in trainer's seeds, as one model
+        limit = cfgs[0].timeout * len(cfgs) if limit_here and cfgs[0].timeout else None
         try:
-            results = fit_batched(cfgs, on_epoch=on_epoch)
-            return [
-                ("failed", r.error) if r.status == "failed" else ("done", r.to_dict())
-                for r in results
-            ]
+            with time_limit(limit):
+                results = fit_batched(cfgs, on_epoch=on_epoch)
+            outcomes: list[tuple[str, Any]] = []
+            for cfg, result in zip(cfgs, results, strict=True):
+                if result.status == "failed":  # this member alone (its program went on)
+                    outcomes.append(("failed", result.error))
+                    continue
+                try:
+                    outcomes.append(("done", check_outcome(result, cfg).to_dict()))
+                except RunFailed as exc:
+                    outcomes.append(("failed", str(exc)))
+            return outcomes
+        except RunTimedOut as exc:
+            return [("failed", str(exc))] * len(cfgs)
         except Exception:  # noqa: BLE001 - fall back to one run at a time
             pass
     return [
-        run_task(config, None if on_epoch is None else (lambda r, i=i: on_epoch(i, r)))
+        run_task(
+            config, None if on_epoch is None else (lambda r, i=i: on_epoch(i, r)),
+            artefacts[i], limit_here,
+        )
         for i, config in enumerate(configs)
     ]
 

@@ -25,6 +25,12 @@ SECONDS_PER_STEP = 1.5e-3
 STARTUP_SECONDS = 1.0
 
 
+def _countable(cfg: RunConfig) -> bool:
+    """Whether the run's cost can be counted: the built-in loop, which trains the model of
+    its config (another trainer's cost is unknown: its startup cost is all that counts)."""
+    return cfg.model is not None and cfg.dataset is not None and cfg.epochs is not None
+
+
 def _split_sizes(cfg: RunConfig) -> tuple[int, int]:
     """(training examples, evaluated examples per epoch + at the end)."""
     entry = DATASETS.get(cfg.dataset.name)
@@ -54,6 +60,8 @@ def step_examples(cfg: RunConfig) -> int:
 
 
 def estimate_run_seconds(cfg: RunConfig, threads: int = 1, flops: float | None = None) -> float:
+    if not _countable(cfg):
+        return STARTUP_SECONDS
     flops = forward_flops(cfg) if flops is None else flops
     train, evaluated = _split_sizes(cfg)
     batch = train if cfg.batch_size == "full" else int(cfg.batch_size)
@@ -67,6 +75,9 @@ def estimate_study_seconds(runs: list[RunConfig], cores: int) -> float:
     cache: dict[str, float] = {}
     total = 0.0
     for cfg in runs:
+        if not _countable(cfg):
+            total += STARTUP_SECONDS
+            continue
         key = cfg.model.model_dump_json() + cfg.dataset.name
         if key not in cache:
             cache[key] = forward_flops(cfg)
@@ -83,6 +94,8 @@ CALIBRATION_STEPS = 5
 def _calibration_key(cfg: RunConfig) -> str:
     """One calibration per model (with its own options), dataset and batch size: the
     activation and the optimizer barely change a step's time."""
+    if not _countable(cfg):
+        return f"trainer {cfg.trainer.name}"
     return f"{cfg.model.name}{sorted(cfg.model.options.items())}{cfg.dataset.name}" + str(
         cfg.batch_size
     )
@@ -101,6 +114,8 @@ def time_training_step(cfg: RunConfig, steps: int = CALIBRATION_STEPS) -> float 
     from ablab.train.losses import build_loss
     from ablab.train.optimizers import build_optimizer
 
+    if not _countable(cfg):
+        return None
     meta = DATASETS.get(cfg.dataset.name).meta
     if meta.get("shape") is None:
         return None
@@ -174,6 +189,9 @@ def run_estimates(runs: list[RunConfig]) -> list[float]:
     cache: dict[str, float] = {}
     out = []
     for cfg in runs:
+        if not _countable(cfg):
+            out.append(STARTUP_SECONDS)
+            continue
         key = cfg.model.model_dump_json() + cfg.dataset.name
         if key not in cache:
             try:

@@ -123,11 +123,12 @@ def _worker(
             conn.close()
             os._exit(0)
         batched, task = unit
-        run_ids = [rid for rid, _ in task]
+        run_ids = [rid for rid, _, _ in task]
         for rid in run_ids:
             conn.send(("started", rid, None))
         outcomes = run_group(
-            [config for _, config in task], _ProgressSender(conn, run_ids), batched
+            [config for _, config, _ in task], _ProgressSender(conn, run_ids), batched,
+            [folder for _, _, folder in task],
         )
         for rid, (status, payload) in zip(run_ids, outcomes, strict=True):
             conn.send((status, rid, payload))
@@ -152,6 +153,12 @@ class _ProgressSender:
             self.conn.send(("epoch", self.run_ids[i], record))
 
 
+#: Seconds a run may go past its ``timeout`` before its worker is killed: a trainer that
+#: enforces the limit itself (the ``command`` trainer stops its process at ``timeout``, and
+#: records its stderr) gets to.
+KILL_GRACE_S = 2.0
+
+
 #: Units of work sent ahead to each worker: while it trains one, the next waits in its
 #: pipe, so a worker never idles for a round trip through the parent between tiny runs.
 UNITS_AHEAD = 2
@@ -165,15 +172,37 @@ class _Worker:
     # each unit sent, oldest first: (run ids not finished yet, its tasks, batched)
     units: deque = field(default_factory=deque)
     started: set = field(default_factory=set)  # run ids the worker said it started
+    # run id -> (monotonic time past which the worker is killed, the reason it then fails)
+    deadlines: dict = field(default_factory=dict)
+    timed_out: str | None = None  # why the worker was killed, for the runs it held
 
     @property
     def task(self) -> dict[str, Task] | None:
         return self.tasks or None
 
+    def start(self, run_id: str) -> None:
+        """The worker began ``run_id``: its time limit (``timeout``; seeds trained together
+        share ``timeout`` × their number) starts now."""
+        from ablab.train.trainers import timed_out_message
+
+        self.started.add(run_id)
+        limit = self.tasks[run_id].timeout
+        if limit is None:
+            return
+        size = next((len(unit) for _, unit, _ in self.units
+                     if any(t.run_id == run_id for t in unit)), 1)
+        deadline = time.monotonic() + limit * size + KILL_GRACE_S
+        self.deadlines[run_id] = (deadline, timed_out_message(limit * size))
+
+    def expired(self, now: float) -> str | None:
+        """The reason to kill this worker now: a run it holds is past its time limit."""
+        return next((why for deadline, why in self.deadlines.values() if now >= deadline), None)
+
     def settle(self, run_id: str) -> None:
         """A run is finished: drop its unit once all of that unit's runs are."""
         del self.tasks[run_id]
         self.started.discard(run_id)
+        self.deadlines.pop(run_id, None)
         for left, _, _ in self.units:
             left.discard(run_id)
         while self.units and not self.units[0][0]:
@@ -303,18 +332,37 @@ class LocalExecutor:
                         unit, batched = queue.popleft()
                         worker.tasks = {**(worker.tasks or {}), **{t.run_id: t for t in unit}}
                         worker.units.append(({t.run_id for t in unit}, unit, batched))
-                        worker.conn.send((batched, [(t.run_id, t.config) for t in unit]))
+                        worker.conn.send(
+                            (batched, [(t.run_id, t.config, t.artefacts) for t in unit])
+                        )
                 busy = [w for w in self._pool if w.task]
-                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+                ready = wait(
+                    [w.conn for w in busy] + [w.process.sentinel for w in busy],
+                    timeout=_until_next_deadline(busy),
+                )
                 for worker in busy:
                     if worker.conn in ready or worker.process.sentinel in ready:
                         self._drain(worker, on_event)
+                self._kill_timed_out(on_event)
         finally:
             if _KEPT is not None and not any(w.task for w in self._pool):
                 _KEPT.setdefault(key, []).extend(self._pool)  # for the next run call
                 self._pool = []
             else:
                 self.shutdown()
+
+    def _kill_timed_out(self, on_event: OnEvent) -> None:
+        """Kill each worker holding a run past its time limit: its run fails with "timed out
+        after N s", the worker is replaced (``_drain``), and the study goes on."""
+        now = time.monotonic()
+        for worker in list(self._pool):
+            why = worker.expired(now) if worker.task else None
+            if why is None:
+                continue
+            worker.timed_out = why
+            worker.process.kill()
+            worker.process.join()
+            self._drain(worker, on_event)
 
     def _drain(self, worker: _Worker, on_event: OnEvent) -> None:
         """Handle what a worker sent; if it died, fail its run and replace it."""
@@ -325,7 +373,7 @@ class LocalExecutor:
                 if kind == "epoch":
                     on_event(Event("epoch", task, record=payload))
                 elif kind == "started":
-                    worker.started.add(run_id)
+                    worker.start(run_id)
                     on_event(Event("started", task))
                 elif kind == "done":
                     worker.settle(run_id)
@@ -342,17 +390,27 @@ class LocalExecutor:
             lost = [t for rid, t in worker.tasks.items() if rid not in again]
             code = worker.process.exitcode
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+            reason = worker.timed_out or f"worker process died ({how})"
             worker.tasks = None
             worker.units.clear()
             worker.started.clear()
+            worker.deadlines.clear()
             index = self._pool.index(worker)
             self._pool[index] = self._spawn(index)
             for task in lost:
-                on_event(Event("failed", task, error=f"worker process died ({how})"))
+                on_event(Event("failed", task, error=reason))
 
     def shutdown(self) -> None:
         _stop(self._pool)
         self._pool = []
+
+
+def _until_next_deadline(workers: list[_Worker]) -> float | None:
+    """Seconds until the first time limit among ``workers`` runs out (None: no limit)."""
+    deadlines = [d for w in workers for d, _ in w.deadlines.values()]
+    if not deadlines:
+        return None
+    return max(0.0, min(deadlines) - time.monotonic())
 
 
 def _stop(pool: list[_Worker]) -> None:

@@ -48,11 +48,14 @@ def _remote_fit(
     batched: bool | None = None,
     allow_plugins: bool = False,
     shipped: bytes | None = None,
+    artefacts: list[str | None] | None = None,
 ):
     set_threads(threads)
     allow_plugins_in_this_worker(allow_plugins)
     install_entries(shipped)  # components defined in the driver's __main__ (a notebook)
-    return run_group(configs, batched=batched), _placement()
+    # ``timeout`` is enforced inside the task (no parent watches a Ray worker's run)
+    outcomes = run_group(configs, batched=batched, artefacts=artefacts, limit_here=True)
+    return outcomes, _placement()
 
 
 def _placement() -> dict[str, Any]:
@@ -142,9 +145,12 @@ class RayExecutor:
                 while queue and len(pending) < in_flight:
                     unit, batched = queue.popleft()
                     configs = [t.config for t in unit]
+                    folders = [t.artefacts for t in unit]
                     gpus = gpus_per_task(configs, cluster_gpus, self.gpus_per_run)
                     task_remote = remote.options(num_gpus=gpus) if gpus else remote
-                    ref = task_remote.remote(configs, self.threads, batched, allow, shipped)
+                    ref = task_remote.remote(
+                        configs, self.threads, batched, allow, shipped, folders
+                    )
                     pending[ref] = unit
                     for task in unit:
                         on_event(Event("started", task))

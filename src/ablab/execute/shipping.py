@@ -24,6 +24,7 @@ from ablab.registry import (
     OPTIMIZERS,
     PROBES,
     SCHEDULES,
+    TRAINERS,
     Registry,
 )
 
@@ -37,7 +38,9 @@ __all__ = [
 ]
 
 REGISTRIES: dict[str, Registry] = {
-    r.kind: r for r in (DATASETS, MODELS, ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES, PROBES)
+    r.kind: r for r in (
+        DATASETS, MODELS, ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES, PROBES, TRAINERS
+    )
 }
 
 MAIN_MODULES = ("__main__", "__mp_main__")
@@ -121,6 +124,8 @@ def run_here(tasks: list[Any], on_event: Any) -> None:
             [t.config for t in unit],
             lambda i, record, unit=unit: on_event(Event("epoch", unit[i], record=record)),
             batched,
+            [t.artefacts for t in unit],
+            limit_here=True,  # no worker process to kill: the time limit is kept here
         )
         for task, (status, payload) in zip(unit, outcomes, strict=True):
             if status == "done":
