@@ -520,6 +520,8 @@ class RunConfig(Strict):
         """A regression dataset takes a regression loss (mse, mae, huber), monitors its
         regression figures and no classification-only probe; a classification dataset the
         other way round."""
+        if self.dataset is None:  # another trainer without a dataset: nothing to fit
+            return self
         task = self.dataset.task
         loss_task = LOSSES.get(self.loss.name).meta.get("task", "classification")
         if loss_task != task:

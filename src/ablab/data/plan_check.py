@@ -55,6 +55,8 @@ def check_study_data(study: Any) -> None:
     seen: set[str] = set()
     for run in study.runs:
         cfg = run.config.dataset
+        if cfg is None:  # a trainer that takes no dataset of ablab's
+            continue
         key = repr((cfg.model_dump(mode="json"), run.config.split_seed))
         if key not in seen:
             seen.add(key)
@@ -65,6 +67,8 @@ def check_study_data(study: Any) -> None:
 def check_run_data(config: Any, source: str) -> None:
     """The same checks for one run (``ablab train``): its data files and its split."""
     cfg = config.dataset
+    if cfg is None:  # a trainer that takes no dataset of ablab's
+        return
     if path_options(cfg.name):
         try:
             load_raw(cfg.name, dataset_options(cfg))
