@@ -221,7 +221,8 @@ def test_the_schema_declares_domains_for_the_numbers_that_need_one():
     # numbers without a domain: only those where any finite value means something
     free = sorted(label(steps) for steps, prop in FIELDS if not has_domain(prop))
     # a declared metric's range takes inf / -inf for "no bound" (nan is refused)
-    assert free == ["metric.range[]", "outcomes[].range[]", "reference[].value"], free
+    assert free == ["base.metric.range[]", "metric.range[]", "outcomes[].range[]",
+                    "reference[].value"], free
 
 
 def test_the_valid_study_is_accepted(tmp_path, capsys, no_training):  # noqa: F811
