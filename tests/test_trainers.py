@@ -236,9 +236,10 @@ def sk_forest(run, *, max_depth: int = 4, val: bool = False) -> dict:
                                    random_state=run.seed, n_jobs=run.threads)
     model.fit(train.x, train.y)
     out = {"roc_auc": roc_auc_score(test.y, model.predict_proba(test.x)[:, 1])}
-    if val:
+    if val:  # a validation figure for [tune]: logged, as a curve (of one step)
         v = run.data("val")
         out["val_roc_auc"] = roc_auc_score(v.y, model.predict_proba(v.x)[:, 1])
+        run.log(1, val_roc_auc=out["val_roc_auc"])
     return out
 
 

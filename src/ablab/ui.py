@@ -242,7 +242,8 @@ class NotebookStudyProgress:
         elif event.kind == "epoch":
             rec = event.record or {}
             acc = rec.get("val_accuracy")
-            info = f"{label}: epoch {rec.get('epoch')} / {event.task.epochs}"
+            of = f" / {event.task.epochs}" if event.task.epochs else ""  # a trainer's steps
+            info = f"{label}: epoch {rec.get('epoch')}{of}"
             self.current[rid] = info + (f", val_acc {acc:.3f}" if isinstance(acc, float) else "")
         elif event.kind in ("done", "failed"):
             self.current.pop(rid, None)
