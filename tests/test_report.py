@@ -188,3 +188,57 @@ def test_summary_csv_is_the_reports_summary_table(study_dir):
     pd.testing.assert_frame_equal(csv, a.summary, check_dtype=False)
     assert list(csv["variant"]) == [v.label for v in a.variants]
     assert len(pd.read_csv(paths["results"])) == len(a.runs) == 4
+
+
+#: Reports each box's page position once the page has laid out (run on a copy of the
+#: report without its no-script policy; the report itself carries no script).
+_MEASURE = """<script>
+window.addEventListener("load", () => {
+  const box = (sel) => { const e = document.querySelector(sel);
+    return e ? Math.round(e.getBoundingClientRect().bottom) : -1; };
+  document.body.setAttribute("data-bottoms", JSON.stringify({
+    headline: box(".headline"), table: box("table.verdict-table"),
+    decided: box("ul.verdicts.decided li"), undecided: box("ul.verdicts li.tie"),
+    height: window.innerHeight}));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_the_first_screen_shows_the_headline_and_the_decided_verdicts(tmp_path):
+    """Opened at 1300 x 900 in Chromium, the report's first screen holds the headline, the
+    verdict table and the first decided verdict; undecided ones come later."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    import ablab
+
+    rng = np.random.default_rng(0)
+    rows = [{"width": w, "optimizer": o, "seed": s,
+             "score": 0.7 + (0.05 if w == 64 else 0.0) + rng.normal(0, 0.01)}
+            for w in (8, 64) for o in ("sgd", "adam") for s in range(8)]
+    out = tmp_path / "out"
+    ablab.analyze(pd.DataFrame(rows), factors=["width", "optimizer"], metric="score",
+                  seed="seed", out=out)
+    html = (out / "report.html").read_text()
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    page = tmp_path / "measured.html"
+    page.write_text(html.replace("</body>", _MEASURE + "</body>"))
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,900",
+         "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'data-bottoms="([^"]*)"', dom.stdout)
+    assert found, dom.stdout[:2000]
+    bottoms = json.loads(found.group(1).replace("&quot;", '"'))
+    # 900 px: the height of Chromium's 1300 x 900 screenshot (--dump-dom's own window
+    # may report a smaller innerHeight; the boxes' positions do not depend on it)
+    for box in ("headline", "table", "decided"):
+        assert 0 < bottoms[box] <= 900, (box, bottoms)
+    assert bottoms["undecided"] == -1 or bottoms["undecided"] > bottoms["decided"], bottoms
