@@ -308,7 +308,7 @@ def test_vectorised_procedure_agrees_with_the_report_path():
         r = compare_samples(a, b, True, scale="difference")
         c = Comparison("f", "test_accuracy", "", "a", "b", "A", "B", r,
                        seeds=list(range(10)), values_a=list(a), values_b=list(b))
-        apply_design([c], design, 0.01)
+        (c,) = apply_design([c], design, 0.01)
         assert c.outcome == expected[0]
         if c.decided:
             assert c.look is not None and "look" in verdict(c)

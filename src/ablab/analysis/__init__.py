@@ -16,8 +16,9 @@ from ablab.lazy import lazy_package
 _EXPORTS = {
     "checks": ("methodology_warnings", "warn_confounds", "warn_few_seeds",
                "warn_loss_differs", "warn_noise", "warn_test_selection"),
-    "compare": ("DEFAULT_MARGIN", "Comparison", "Ranking", "compare_all", "compare_factor",
-                "decide_family", "rank_factor"),
+    "comparison": ("Comparison", "Ranking", "decide_family"),
+    "compare": ("DEFAULT_MARGIN", "compare_all", "compare_factor",
+                "rank_factor"),
     "interactions": ("Interaction", "find_interactions", "interaction_sentence"),
     "methods": ("methods_used",),
     "power": ("detectable_difference", "seeds_needed"),

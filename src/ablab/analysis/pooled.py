@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ablab.analysis.compare import Comparison
+from ablab.analysis.comparison import Comparison
 from ablab.analysis.outcomes import Outcome, difference_scale_of
 from ablab.analysis.stats import ALPHA, decision_levels, holm
 

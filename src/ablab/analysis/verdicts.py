@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ablab.analysis.compare import Comparison, Ranking
+from ablab.analysis.comparison import Comparison, Ranking
 from ablab.analysis.outcomes import DEFAULT_PRIMARY, Outcome, outcome_of
 from ablab.analysis.runs import Variant
 from ablab.analysis.stats import ALPHA
