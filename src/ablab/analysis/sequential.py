@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from ablab.analysis.comparison import Comparison, add_power, decide_family
 from ablab.analysis.stats import ALPHA, CONSTANT_TOL, difference_scale, sign_test_floor
@@ -48,6 +47,8 @@ METHOD = (
 
 def obrien_fleming(t: float, alpha: float) -> float:
     """Lan–DeMets O'Brien–Fleming-type spending: α(t) = 2 − 2Φ(z_{1−α/2}/√t)."""
+    from scipy import stats  # here: scipy.stats takes a second to import (see stats.py)
+
     if t <= 0:
         return 0.0
     return float(2 - 2 * stats.norm.cdf(stats.norm.ppf(1 - alpha / 2) / math.sqrt(min(t, 1.0))))
@@ -186,6 +187,8 @@ def sequential_outcomes(
     ("equivalent" when inside ±margin). The same intervals as :class:`ScaledT` (the tests
     check that it agrees with :func:`apply_design`), vectorised for simulations.
     Returns (outcomes: array of "beats" / "equivalent" / "undecided", seeds used)."""
+    from scipy import stats
+
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
     scale = difference_scale(metric)
     rows = a.shape[0]

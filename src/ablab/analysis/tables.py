@@ -29,3 +29,10 @@ def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n))
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def finite_values(values) -> np.ndarray:
+    """The finite numbers of ``values`` (None, NaN and ±inf dropped) as a float array."""
+    return np.asarray(
+        [float(v) for v in values if v is not None and math.isfinite(float(v))], dtype=float
+    )
