@@ -22,6 +22,7 @@ from ablab.analysis.stats import (
     decision_levels,
     holm,
     probability_of_improvement,
+    seeds_to_resolve,
 )
 
 
@@ -99,6 +100,14 @@ class Comparison:
             self.paired and len(self.values_a) >= 2
             and all(a == b for a, b in zip(self.values_a, self.values_b, strict=True))
         )
+
+    @property
+    def zero_spread(self) -> bool:
+        """Tested, but without spread to measure: every shared seed gives the same
+        difference (paired), or each side the same value in every run (Welch), up to
+        rounding. No t-interval or effect size then; an exact test's smallest p decides."""
+        scaled = self.result.scaled
+        return self.testable and scaled is not None and scaled.se == 0
 
     @property
     def testable(self) -> bool:
@@ -239,8 +248,14 @@ def decide_family(
 
 def add_power(c: Comparison) -> None:
     """For an undecided comparison: the smallest difference its seeds detect at 80 %
-    power and the seeds needed for the observed difference, at its decision level."""
+    power and the seeds needed for the observed difference, at its decision level. With
+    zero spread there is no power to speak of: the seeds needed are those at which the
+    exact test (sign test when paired) could decide, were every seed to agree again."""
     if c.outcome != "undecided":
+        return
+    if c.zero_spread:  # no noise to power a t-test with: the exact test's seeds decide
+        c.detectable = math.nan
+        c.seeds_needed = seeds_to_resolve(c.level, c.paired) if c.result.diff != 0 else None
         return
     n = min(c.result.n_a, c.result.n_b)
     c.detectable = detectable_difference(c.result.diff_std, n, c.level, c.paired)

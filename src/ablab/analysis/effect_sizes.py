@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from ablab.analysis.tables import finite_values
+from ablab.analysis.tables import constant, finite_values
 
 
 def cohens_d(a, b) -> float:
@@ -22,12 +22,15 @@ def cohens_d(a, b) -> float:
     if len(a) < 2 or len(b) < 2:
         return math.nan
     diff = a.mean() - b.mean()
+    if constant(a) and constant(b):  # rounding noise is no spread to measure d in
+        return signed_ratio(diff, 0.0)
     pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
     return signed_ratio(diff, math.sqrt(pooled))
 
 
 def cohens_dz(differences) -> float:
-    """Cohen's d_z for paired samples: mean of the differences / their std.
+    """Cohen's d_z for paired samples: mean of the differences / their std; ±inf when the
+    differences have zero spread (equal up to rounding) and are not 0.
 
     >>> round(cohens_dz([1.0, 2.0, 3.0]), 3)
     2.0
@@ -35,6 +38,8 @@ def cohens_dz(differences) -> float:
     d = finite_values(differences)
     if len(d) < 2:
         return math.nan
+    if constant(d):  # every seed the same difference, up to rounding: zero spread
+        return signed_ratio(d.mean(), 0.0)
     return signed_ratio(d.mean(), d.std(ddof=1))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ablab.analysis.effect_sizes import cohens_d, cohens_dz, signed_ratio
 from ablab.analysis.scales import SCALES, Scale
-from ablab.analysis.tables import finite_values
+from ablab.analysis.tables import CONSTANT_TOL, finite_values
 
 ALPHA = 0.05
 
@@ -79,6 +79,8 @@ def compare_samples(
         scaled, _ = welch_t(a, b, scale)
         effect, effect_name = cohens_d(a, b), "d"
         diff_std = float(math.sqrt(a.var(ddof=1) + b.var(ddof=1)))
+    if scaled.se == 0:  # zero spread (within CONSTANT_TOL): no noise to measure an effect in
+        effect, diff_std = signed_ratio(diff, 0.0), 0.0
     statistic = scaled.estimate / scaled.se if scaled.se > 0 else signed_ratio(diff, 0.0)
     low, high = scaled.interval(confidence)
     if scaled.se == 0 and low == high:
@@ -108,7 +110,7 @@ class ScaledT:
     #: t-test says p = 0, which with 3 seeds of a small test set is overconfident. Then a
     #: distribution-free test decides instead: the smallest two-sided p it can give
     #: (sign test, paired: 2·0.5^n; exact rank test, two constant samples: 2/C(n_a+n_b,
-    #: n_a)); the interval is the point only at levels above it, else the whole scale.
+    #: n_a)); the interval is the point only at levels above it, else there is none (NaN).
     floor_p: float = 0.0
 
     @property
@@ -121,8 +123,8 @@ class ScaledT:
             return (math.nan, math.nan)
         if self.se == 0:
             low = high = self.estimate
-            if 1 - confidence <= self.floor_p:  # the exact test cannot resolve this level
-                low, high = -math.inf, math.inf
+            if 1 - confidence <= self.floor_p:  # the exact test cannot resolve this level:
+                return (math.nan, math.nan)  # no interval (not the whole scale)
         else:
             from scipy import stats
 
@@ -166,9 +168,6 @@ class ScaledT:
         return self.estimate
 
 
-#: Per-seed values closer than this are the same value (accuracies are multiples of
-#: 1/n_test; 0.90 − 0.70 and 0.91 − 0.71 differ only by rounding): a constant sample.
-CONSTANT_TOL = 1e-12
 
 
 def sign_test_floor(n: int) -> float:
@@ -182,6 +181,37 @@ def sign_test_floor(n: int) -> float:
     from scipy import stats
 
     return float(stats.binomtest(n, n, 0.5).pvalue) if n > 0 else 1.0
+
+
+def rank_test_floor(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p of the exact rank test on two constant samples that
+    differ: 2 / C(n_a + n_b, n_a).
+
+    >>> rank_test_floor(3, 3)
+    0.1
+    """
+    return min(1.0, 2 / math.comb(n_a + n_b, n_a))
+
+
+#: seeds_to_resolve looks no further than this
+MAX_EXACT_SEEDS = 64
+
+
+def seeds_to_resolve(alpha: float, paired: bool) -> int | None:
+    """Seeds per variant at which constant per-seed values (zero spread) decide at
+    ``alpha``: the sign test's (paired) or the exact rank test's smallest p falls below
+    it. None when ``alpha`` is not a level in (0, 1).
+
+    >>> seeds_to_resolve(0.05, paired=True), seeds_to_resolve(0.05, paired=False)
+    (6, 4)
+    """
+    if not (math.isfinite(alpha) and 0 < alpha < 1):
+        return None
+    for n in range(2, MAX_EXACT_SEEDS + 1):
+        floor = sign_test_floor(n) if paired else rank_test_floor(n, n)
+        if floor < alpha:
+            return n
+    return None
 
 
 def paired_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
@@ -211,7 +241,7 @@ def welch_t(a, b, scale: Scale | str = "real") -> tuple[ScaledT, Any]:
     diff = float(a.mean() - b.mean())
     se = float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
     if se == 0 or (np.ptp(a) <= CONSTANT_TOL and np.ptp(b) <= CONSTANT_TOL):  # rank test
-        floor = min(1.0, 2 / math.comb(len(a) + len(b), len(a)))
+        floor = rank_test_floor(len(a), len(b))
         return ScaledT(
             float(scale.to_z([diff])[0]), 0.0, len(a) + len(b) - 2, scale.name, floor_p=floor
         ), None

@@ -44,6 +44,8 @@ from ablab.analysis.significance import (
     decision_levels,
     holm,
     paired_t,
+    rank_test_floor,
+    seeds_to_resolve,
     sign_test_floor,
     welch_t,
 )
@@ -58,6 +60,6 @@ __all__ = [
     "SCALES", "SKEW_LIMIT", "Scale", "ScaledT", "TwoSample", "bootstrap_ci", "cohens_d",
     "cohens_dz", "compact_letters", "compare_samples", "decision_levels", "describe",
     "difference_scale", "difference_scale_for", "holm", "mean_ci", "mean_ci_in_scale",
-    "metric_scale", "paired_t", "probability_of_improvement", "scale_for_range",
-    "sign_test_floor", "welch_t",
+    "metric_scale", "paired_t", "probability_of_improvement", "rank_test_floor", "scale_for_range",
+    "seeds_to_resolve", "sign_test_floor", "welch_t",
 ]

@@ -36,3 +36,13 @@ def finite_values(values) -> np.ndarray:
     return np.asarray(
         [float(v) for v in values if v is not None and math.isfinite(float(v))], dtype=float
     )
+
+
+#: Per-seed values closer than this are the same value (accuracies are multiples of
+#: 1/n_test; 0.90 − 0.70 and 0.91 − 0.71 differ only by rounding): a constant sample.
+CONSTANT_TOL = 1e-12
+
+
+def constant(values: np.ndarray) -> bool:
+    """The values are one value, up to rounding (their range ≤ CONSTANT_TOL)."""
+    return len(values) > 0 and float(np.ptp(values)) <= CONSTANT_TOL

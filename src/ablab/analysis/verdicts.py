@@ -75,8 +75,8 @@ def format_ci(low: float, high: float, metric: str, signed: bool = True) -> str:
 def format_effect(value: float, name: str) -> str:
     if math.isnan(value):
         return f"{name} n/a"
-    if math.isinf(value):
-        return f"|{name}| = ∞ (no seed-to-seed variation)"
+    if math.isinf(value):  # zero spread: the ratio is not a size
+        return f"{name} undefined (zero spread)"
     return f"{name} = {value:.1f}".replace("-", MINUS)
 
 
@@ -144,6 +144,29 @@ def _power(c: Comparison) -> str:
     return "; ".join(parts)
 
 
+def _zero_spread_sentence(c: Comparison, a: str, b: str, test: str) -> str:
+    """An undecided comparison whose per-seed differences (or values) do not vary: the
+    difference is stated as the seeds gave it; no interval and no effect size, which have
+    no spread to be measured in; what the exact test would need."""
+    r = c.result
+    diff, what = format_diff(r.diff, c.spec), c.spec.label
+    if c.paired:
+        same = f"the same difference in each of the {len(c.values_a)} seeds"
+        exact = "sign test"
+    else:
+        same = "each level the same value in every run"
+        exact = "exact rank test"
+    needs = (
+        f"; {c.seeds_needed} seeds per variant would decide it if every seed agreed again"
+        if c.seeds_needed is not None else ""
+    )
+    return (
+        f"{a} vs {b}: {diff} {what}, {same} — zero spread, so no confidence interval or "
+        f"effect size ({exact} {_p(c)}, {format_poi(c)}{_n(c)}, {test}): "
+        f"undecided{needs}."
+    )
+
+
 def verdict(c: Comparison) -> str:
     """One sentence for one comparison; the numbers say exactly what the words say, and
     the interval printed is the one that decided."""
@@ -205,6 +228,8 @@ def verdict(c: Comparison) -> str:
             f"{format_poi(c)}{_n(c)}, {test})."
         )
         return where + sentence  # starts with a factor's name: never capitalised
+    if c.zero_spread:
+        return where + _zero_spread_sentence(c, a, b, test)
     power = _power(c)
     return (
         f"{where}{a} vs {b}: {format_diff(r.diff, c.spec)} {what} "

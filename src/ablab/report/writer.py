@@ -427,13 +427,11 @@ def figures_key(store, svg: bool) -> str:
     import numpy as np
     import scipy
 
-    import ablab
-
     h = hashlib.sha256()
     h.update(json.dumps([svg, _version("matplotlib"), np.__version__, scipy.__version__,
                          _version()]).encode())
     h.update(_matplotlib_settings())
-    package = Path(ablab.__file__).parent
+    package = _PACKAGE_DIR
     for sub in ("analysis", "report", "store"):
         for path in sorted((package / sub).rglob("*.py")):
             h.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -535,6 +533,11 @@ def render_figures(
     if fresh:
         _remember(folder, key, drawn)
     return out
+
+
+#: src/ablab: the code whose change invalidates drawn figures is read from here (this
+#: file's grandparent, not ``ablab.__file__``: the package root sits above the report).
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def _version(package: str = "ablab") -> str:
