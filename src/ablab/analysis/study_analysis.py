@@ -16,8 +16,8 @@ import pandas as pd
 from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
-from ablab.analysis.methods import REFERENCES, methods_used
-from ablab.analysis.outcomes import Outcomes, scale_of, study_outcomes
+from ablab.analysis.methods import methods_used
+from ablab.analysis.outcomes import Outcome, Outcomes, scale_of, study_outcomes
 from ablab.analysis.pooled import (
     Pooled,
     TradeOff,
@@ -28,7 +28,6 @@ from ablab.analysis.pooled import (
 )
 from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
 from ablab.analysis.stats import describe, metric_scale
-from ablab.analysis.variance import METHOD as VARIANCE_METHOD
 from ablab.analysis.variance import (
     Decomposition,
     decompose_study,
@@ -257,6 +256,75 @@ def extra_outcomes(info: dict[str, Any], variants: list[Variant]) -> tuple:
     return tuple(extra)
 
 
+def _run_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Runs by status, every status named (a variance design's runs too)."""
+    counts = dict.fromkeys(STATUS_ORDER, 0)
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
+
+
+def _judged_outcomes(info: dict[str, Any], variants: list[Variant]) -> Outcomes:
+    """The study's outcomes; once a run finished, an outcome no run recorded is not
+    judged at all."""
+    outcomes = study_outcomes(_regression_default(info, variants), _probes_of(variants))
+    if not any(v.done for v in variants):
+        return outcomes
+    recorded = [o for o in outcomes.others if any(v.values_of(o.name) for v in variants)]
+    return Outcomes(outcomes.primary, tuple(recorded))
+
+
+def _judged_comparisons(
+    factors: list[Factor], variants: list[Variant], outcomes: Outcomes, margin: float,
+    design: Any,
+) -> tuple[list[Comparison], dict[str, str]]:
+    """Every comparison on every outcome, and the inert factors (levels that trained
+    identical runs: no verdict on them) with the warning that says so."""
+    comparisons = compare_all(
+        factors, variants, metrics=outcomes.all, margin=margin, design=design
+    )
+    inert = inert_factors(variants, factors)
+    return [c for c in comparisons if c.factor not in inert], inert
+
+
+def _rankings(
+    factors: list[Factor], variants: list[Variant], comparisons: list[Comparison],
+    inert: Mapping[str, str], primary: Outcome,
+) -> list[Ranking]:
+    return [
+        r
+        for f in factors
+        if not f.is_context and f.name not in inert
+        for r in rank_factor(f, factors, variants, comparisons, primary)
+    ]
+
+
+def _sentences(
+    comparisons: list[Comparison], rankings: list[Ranking], variants: list[Variant],
+    interactions: list[Interaction], pooled: list[Pooled], found_tradeoffs: list[TradeOff],
+    sources: list, outcomes: Outcomes, judged_others: list[Outcome],
+) -> dict[str, Any]:
+    """The analysis' sentences, by the StudyAnalysis field that holds them."""
+    accuracy = [c for c in comparisons if c.metric == outcomes.primary.name]
+    estimated = [d for d in sources if isinstance(d, Decomposition)]
+    return {
+        "verdicts": [verdict(c) for c in accuracy],
+        "ranking_sentences": [ranking_sentence(r) for r in rankings],
+        "status_sentences": [s for v in variants for s in variant_status_sentences(v)],
+        "interaction_sentences": [
+            interaction_sentence(i, comparisons) for i in interactions if i.found
+        ],
+        "variance_sentences": meaning_sentences(estimated, accuracy),
+        "outcome_verdicts": [
+            (o.name, o.label, o.family,
+             [verdict(c) for c in comparisons if c.metric == o.name])
+            for o in judged_others
+        ],
+        "pooled_sentences": [pooled_sentence(p) for p in pooled],
+        "tradeoff_sentences": [tradeoff_sentence(t) for t in found_tradeoffs],
+    }
+
+
 def analyze_runs(
     info: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -268,39 +336,19 @@ def analyze_runs(
     """The whole analysis from plain data: ``info`` as in ``study.json`` (name,
     description, factors, columns), index rows, and run records by run id; ``tuning``
     the tuning summary of a study with [tune]."""
-    counts = dict.fromkeys(STATUS_ORDER, 0)
-    for row in rows:  # every run, a variance design's too
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    counts = _run_counts(rows)
     sources = decompose_study(info, rows)
     rows = without_design_runs(info, rows)  # the verdicts use the study's own runs
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
-    outcomes = study_outcomes(_regression_default(info, variants), _probes_of(variants))
-    recorded = [o for o in outcomes.others if any(v.values_of(o.name) for v in variants)]
-    if any(v.done for v in variants):  # an outcome no run recorded is not judged at all
-        outcomes = Outcomes(outcomes.primary, tuple(recorded))
-    comparisons = compare_all(
-        factors, variants, metrics=outcomes.all, margin=margin, design=design
-    )
-    inert = inert_factors(variants, factors)  # levels that trained identical runs:
-    comparisons = [c for c in comparisons if c.factor not in inert]  # no verdict on them
+    outcomes = _judged_outcomes(info, variants)
     primary = outcomes.primary
+    comparisons, inert = _judged_comparisons(factors, variants, outcomes, margin, design)
     interactions = find_interactions(factors, variants, primary)
-    rankings = [
-        r
-        for f in factors
-        if not f.is_context and f.name not in inert
-        for r in rank_factor(f, factors, variants, comparisons, primary)
-    ]
-    accuracy = [c for c in comparisons if c.metric == primary.name]
+    rankings = _rankings(factors, variants, comparisons, inert, primary)
     judged_others = [o for o in outcomes.others if o.family != "performance"]
-    outcome_verdicts = [
-        (o.name, o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
-        for o in judged_others
-    ]
-    estimated = [d for d in sources if isinstance(d, Decomposition)]
     pooled = [p for p in pool_all(comparisons) if p.metric in
               {primary.name, *(o.name for o in judged_others)}]
     found_tradeoffs = tradeoffs(comparisons, primary.name)
@@ -310,29 +358,12 @@ def analyze_runs(
         any(c.result.test == "Welch t" for c in comparisons),
         bool(interactions),
         design.looks if design is not None else None,
+        primary_label=primary.label,
+        other_outcomes=tuple(o.label for o in judged_others),
+        pooled=bool(pooled),
+        variance_sources=bool(sources),
     )
-    if judged_others:
-        methods.append(
-            "Outcomes beyond " + primary.label + " ("
-            + ", ".join(o.label for o in judged_others)
-            + ") are judged by the same tests, each outcome its own Holm family per factor "
-            "(its p-values are corrected among its own comparisons, not with the "
-            f"{primary.label} ones); a comparison where one level records no value of a "
-            "diagnostic (no ReLU-like layer for dead units) is not applicable, not zero."
-        )
-    if pooled:
-        methods.append(
-            "A treatment compared within two or more contexts also gets its effect pooled "
-            "over them: a random-effects meta-analysis (Paule–Mandel τ², statsmodels' "
-            "combine_effects) of the per-context differences on each outcome's difference "
-            "scale, with τ² and I² (I² ≥ 50 %: the effect depends on the context); the "
-            "pooled p-values of one factor and outcome are Holm-corrected together "
-            f"[{REFERENCES['meta']}]."
-        )
-    if sources:
-        methods.append(f"{VARIANCE_METHOD} [{REFERENCES['variance']}].")
-    sentences = [s for v in variants for s in variant_status_sentences(v)]
-    at_chance = sum(len(v.at_chance) for v in variants)
+    extra = extra_outcomes(info, variants)
     return StudyAnalysis(
         name=info.get("name", ""),
         description=(info.get("description") or "").strip(),
@@ -341,35 +372,26 @@ def analyze_runs(
         columns=columns,
         variants=variants,
         counts=counts,
-        summary=summary_table(variants, columns, extra_outcomes(info, variants)),
-        runs=runs_table(variants, columns,
-                        tuple(o.name for o in extra_outcomes(info, variants))),
+        summary=summary_table(variants, columns, extra),
+        runs=runs_table(variants, columns, tuple(o.name for o in extra)),
         comparisons=comparisons,
         rankings=rankings,
-        verdicts=[verdict(c) for c in accuracy],
-        ranking_sentences=[ranking_sentence(r) for r in rankings],
-        status_sentences=sentences,
         warnings=[*inert.values(),
                   *methodology_warnings(variants, factors, comparisons, tuning, primary.name)],
-        status=status_line(counts, at_chance),
+        status=status_line(counts, sum(len(v.at_chance) for v in variants)),
         overrides=list(info.get("overrides") or []),
         interactions=interactions,
-        interaction_sentences=[
-            interaction_sentence(i, comparisons) for i in interactions if i.found
-        ],
         methods=methods,
         equivalence_margin=margin,
         design=design,
         tuning=tuning,
         inert=inert,
         variance_sources=sources,
-        variance_sentences=meaning_sentences(estimated, accuracy),
         outcomes=outcomes,
-        outcome_verdicts=outcome_verdicts,
         pooled=pooled,
-        pooled_sentences=[pooled_sentence(p) for p in pooled],
         tradeoffs=found_tradeoffs,
-        tradeoff_sentences=[tradeoff_sentence(t) for t in found_tradeoffs],
+        **_sentences(comparisons, rankings, variants, interactions, pooled, found_tradeoffs,
+                     sources, outcomes, judged_others),
     )
 
 
