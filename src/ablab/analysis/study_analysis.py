@@ -325,6 +325,25 @@ def _sentences(
     }
 
 
+def _methods(
+    margin: float, comparisons: list[Comparison], interactions: list[Interaction],
+    design: Any, primary: Outcome, judged_others: list[Outcome], pooled: list[Pooled],
+    sources: list,
+) -> list[str]:
+    """The methods section for what this analysis computed."""
+    return methods_used(
+        margin,
+        any(c.result.test == "paired t" for c in comparisons),
+        any(c.result.test == "Welch t" for c in comparisons),
+        bool(interactions),
+        design.looks if design is not None else None,
+        primary_label=primary.label,
+        other_outcomes=tuple(o.label for o in judged_others),
+        pooled=bool(pooled),
+        variance_sources=bool(sources),
+    )
+
+
 def analyze_runs(
     info: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -352,17 +371,8 @@ def analyze_runs(
     pooled = [p for p in pool_all(comparisons) if p.metric in
               {primary.name, *(o.name for o in judged_others)}]
     found_tradeoffs = tradeoffs(comparisons, primary.name)
-    methods = methods_used(
-        margin,
-        any(c.result.test == "paired t" for c in comparisons),
-        any(c.result.test == "Welch t" for c in comparisons),
-        bool(interactions),
-        design.looks if design is not None else None,
-        primary_label=primary.label,
-        other_outcomes=tuple(o.label for o in judged_others),
-        pooled=bool(pooled),
-        variance_sources=bool(sources),
-    )
+    methods = _methods(margin, comparisons, interactions, design, primary, judged_others,
+                       pooled, sources)
     extra = extra_outcomes(info, variants)
     return StudyAnalysis(
         name=info.get("name", ""),

@@ -144,11 +144,81 @@ def _power(c: Comparison) -> str:
     return "; ".join(parts)
 
 
-def _zero_spread_sentence(c: Comparison, a: str, b: str, test: str) -> str:
+def _where(c: Comparison) -> str:
+    """The sentence's opening: the stratum, and whether the levels saw different data."""
+    where = f"On {c.stratum}, " if c.stratum else ""
+    if c.different_data:
+        where = f"{where}tested on different data, " if where else "Tested on different data, "
+    return where
+
+
+def _test(c: Comparison) -> str:
+    return "paired by seed" if c.result.test == "paired t" else "Welch"
+
+
+def _levels(c: Comparison) -> tuple[str, str]:
+    return factor_level(c, c.level_a), factor_level(c, c.level_b)
+
+
+def _not_applicable_sentence(c: Comparison) -> str:
+    a, b = _levels(c)
+    lacking = " and ".join(factor_level(c, lv) for lv in c.not_applicable)
+    return (
+        f"{a} vs {b}: not applicable — {lacking} records no {c.spec.label} "
+        "(it has no layer the figure is defined for), which is not a value of 0."
+    )
+
+
+def _untestable_sentence(c: Comparison) -> str:
+    r, (a, b) = c.result, _levels(c)
+    shown = "no finished runs" if min(r.n_a, r.n_b) == 0 else "fewer than 2 finished runs"
+    diff = f"{format_diff(r.diff, c.spec)} {c.spec.label}, " if math.isfinite(r.diff) else ""
+    return f"{a} vs {b}: {diff}{shown} on a side ({_n(c)}): no test possible, undecided."
+
+
+def _beats_sentence(c: Comparison) -> str:
+    r, (a, b) = c.result, _levels(c)
+    winner_is_a = c.winner == c.level_a
+    win, lose = (a, b) if winner_is_a else (b, a)
+    sign = 1.0 if r.diff > 0 else -1.0  # the CI of |difference|
+    low, high = sorted((sign * c.decision_low, sign * c.decision_high))
+    by = format_diff(abs(r.diff), c.spec, signed=False)
+    lower = "" if c.higher_is_better else "lower "
+    return (
+        f"{win} beats {lose} by {by} {lower}{c.spec.label} "
+        f"({_decision_ci(c, low, high, signed=False)}, {_p(c)}, "
+        f"{format_effect(abs(r.effect), r.effect_name)}, "
+        f"{format_poi(c, winner_is_a)}{_n(c)}, {_test(c)})."
+    )
+
+
+def _equivalent_sentence(c: Comparison) -> str:
+    a, b = _levels(c)
+    if c.identical:
+        return (
+            f"{a} and {b} gave identical results in every seed ({_n(c)}): "
+            f"{c.spec.label} the same in each of the {len(c.values_a)} seeds, judged "
+            "equivalent."
+        )
+    margin = format_diff(c.margin, c.spec, signed=False)
+    ci = _level_ci(c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.spec)
+    p = format_p(c.p_equivalence_holm)
+    p = f"TOST p {p}" if p.startswith("<") else f"TOST p = {p}"
+    if c.family_size > 1:
+        p += " after Holm"
+    look = f", look {c.look} of {c.looks}" if c.look is not None else ""
+    return (
+        f"{a} and {b} are equivalent within ±{margin} {c.spec.label}: "
+        f"{format_diff(c.result.diff, c.spec)} ({ci} inside ±{margin}{look}, {p}, "
+        f"{format_poi(c)}{_n(c)}, {_test(c)})."
+    )
+
+
+def _zero_spread_sentence(c: Comparison) -> str:
     """An undecided comparison whose per-seed differences (or values) do not vary: the
     difference is stated as the seeds gave it; no interval and no effect size, which have
     no spread to be measured in; what the exact test would need."""
-    r = c.result
+    r, (a, b) = c.result, _levels(c)
     diff, what = format_diff(r.diff, c.spec), c.spec.label
     if c.paired:
         same = f"the same difference in each of the {len(c.values_a)} seeds"
@@ -162,81 +232,39 @@ def _zero_spread_sentence(c: Comparison, a: str, b: str, test: str) -> str:
     )
     return (
         f"{a} vs {b}: {diff} {what}, {same} — zero spread, so no confidence interval or "
-        f"effect size ({exact} {_p(c)}, {format_poi(c)}{_n(c)}, {test}): "
+        f"effect size ({exact} {_p(c)}, {format_poi(c)}{_n(c)}, {_test(c)}): "
         f"undecided{needs}."
     )
 
 
-def verdict(c: Comparison) -> str:
-    """One sentence for one comparison; the numbers say exactly what the words say, and
-    the interval printed is the one that decided."""
-    r = c.result
-    where = f"On {c.stratum}, " if c.stratum else ""
-    what = c.spec.label
-    test = "paired by seed" if r.test == "paired t" else "Welch"
-    a, b = factor_level(c, c.level_a), factor_level(c, c.level_b)
-    if c.different_data:
-        where = f"{where}tested on different data, " if where else "Tested on different data, "
-    if c.not_applicable:
-        lacking = " and ".join(factor_level(c, lv) for lv in c.not_applicable)
-        return (
-            f"{where}{a} vs {b}: not applicable — {lacking} records no {what} "
-            "(it has no layer the figure is defined for), which is not a value of 0."
-        )
-    if c.identical:
-        return (
-            f"{where}{a} and {b} gave identical results in every seed ({_n(c)}): "
-            f"{what} the same in each of the {len(c.values_a)} seeds, judged equivalent."
-        )
-    if not c.testable:
-        shown = "no finished runs" if min(r.n_a, r.n_b) == 0 else "fewer than 2 finished runs"
-        diff = (
-            f"{format_diff(r.diff, c.spec)} {what}, "
-            if math.isfinite(r.diff) else ""
-        )
-        return (
-            f"{where}{a} vs {b}: {diff}{shown} on a side ({_n(c)}): "
-            "no test possible, undecided."
-        )
-    if c.significant:
-        winner_is_a = c.winner == c.level_a
-        win, lose = (a, b) if winner_is_a else (b, a)
-        sign = 1.0 if r.diff > 0 else -1.0  # the CI of |difference|
-        low, high = sorted((sign * c.decision_low, sign * c.decision_high))
-        by = format_diff(abs(r.diff), c.spec, signed=False)
-        lower = "" if c.higher_is_better else "lower "
-        sentence = (
-            f"{win} beats {lose} by {by} {lower}{what} "
-            f"({_decision_ci(c, low, high, signed=False)}, {_p(c)}, "
-            f"{format_effect(abs(r.effect), r.effect_name)}, "
-            f"{format_poi(c, winner_is_a)}{_n(c)}, {test})."
-        )
-        return where + sentence  # starts with a factor's name: never capitalised
-    if c.equivalent:
-        margin = format_diff(c.margin, c.spec, signed=False)
-        ci = _level_ci(
-            c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.spec
-        )
-        p = format_p(c.p_equivalence_holm)
-        p = f"TOST p {p}" if p.startswith("<") else f"TOST p = {p}"
-        if c.family_size > 1:
-            p += " after Holm"
-        look = f", look {c.look} of {c.looks}" if c.look is not None else ""
-        sentence = (
-            f"{a} and {b} are equivalent within ±{margin} {what}: "
-            f"{format_diff(r.diff, c.spec)} ({ci} inside ±{margin}{look}, {p}, "
-            f"{format_poi(c)}{_n(c)}, {test})."
-        )
-        return where + sentence  # starts with a factor's name: never capitalised
+def _undecided_sentence(c: Comparison) -> str:
     if c.zero_spread:
-        return where + _zero_spread_sentence(c, a, b, test)
+        return _zero_spread_sentence(c)
+    r, (a, b) = c.result, _levels(c)
     power = _power(c)
     return (
-        f"{where}{a} vs {b}: {format_diff(r.diff, c.spec)} {what} "
+        f"{a} vs {b}: {format_diff(r.diff, c.spec)} {c.spec.label} "
         f"({_decision_ci(c, c.decision_low, c.decision_high)}, {_p(c)}, "
-        f"{format_effect(r.effect, r.effect_name)}, {format_poi(c)}{_n(c)}, {test}): "
+        f"{format_effect(r.effect, r.effect_name)}, {format_poi(c)}{_n(c)}, {_test(c)}): "
         f"undecided{' — ' + power if power else ''}."
     )
+
+
+#: One sentence builder per :attr:`Comparison.outcome`.
+SENTENCES = {
+    "not applicable": _not_applicable_sentence,
+    "untestable": _untestable_sentence,
+    "beats": _beats_sentence,
+    "equivalent": _equivalent_sentence,  # identical results too
+    "undecided": _undecided_sentence,
+}
+
+
+def verdict(c: Comparison) -> str:
+    """One sentence for one comparison; the numbers say exactly what the words say, and
+    the interval printed is the one that decided. A sentence that starts with a factor's
+    name is never capitalised."""
+    return _where(c) + SENTENCES[c.outcome](c)
 
 
 def terminal_lines(comparisons: list[Comparison], metric: str = DEFAULT_PRIMARY) -> list[str]:
