@@ -27,8 +27,8 @@ _EXPORTS = {
     "stats": ("TwoSample", "bootstrap_ci", "cohens_d", "cohens_dz", "compact_letters",
               "compare_samples", "decision_levels", "describe", "holm", "mean_ci_in_scale",
               "metric_scale", "probability_of_improvement"),
-    "study_analysis": ("StudyAnalysis", "analyze", "analyze_runs", "load_runs",
-                       "study_tables"),
+    "study_analysis": ("StudyAnalysis", "analyze", "analyze_runs", "load_runs"),
+    "summaries": ("study_tables",),
     "tables": ("mean_ci",),
     "verdicts": ("format_p", "ranking_sentence", "status_line", "terminal_lines", "verdict"),
 }

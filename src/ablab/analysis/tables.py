@@ -1,7 +1,7 @@
 """The t interval of a mean (:func:`mean_ci`), which ``describe`` builds on.
 
 ``results.csv`` and ``summary.csv`` are the analysis' own tables
-(:func:`ablab.analysis.study_analysis.study_tables`), the same the report shows.
+(:func:`ablab.analysis.summaries.study_tables`), the same the report shows.
 """
 
 from __future__ import annotations
