@@ -27,6 +27,7 @@ from ablab.analysis.pooled import (
     tradeoffs,
 )
 from ablab.analysis.runs import Factor, Variant, build_factors, build_variants
+from ablab.analysis.sequential import load_design
 from ablab.analysis.summaries import (
     extra_outcomes,
     regression_default,
@@ -352,8 +353,6 @@ class StoredRecords(Mapping):
 def analyze(store) -> StudyAnalysis:
     """Analyze a study directory (a ``StudyStore``): reads the index, and every record
     once (folded into the figures' summaries, not kept)."""
-    from ablab.analysis.sequential import load_design
-
     rows = store.rows()
     return analyze_runs(
         store.study_info(), rows, StoredRecords(store, rows), store.study_text(),

@@ -91,7 +91,7 @@ def _p(c: Comparison) -> str:
     return text + (" after Holm" if c.family_size > 1 else "")
 
 
-def _level_ci(low: float, high: float, confidence: float, metric: str, signed=True) -> str:
+def format_level_ci(low: float, high: float, confidence: float, metric: str, signed=True) -> str:
     """``95 % CI +1.0 to +5.0``; another level is printed as it is (``98.3 % CI``)."""
     text = format_ci(low, high, metric, signed)
     digits = 1 if confidence < 0.995 else 2  # 99.87 %, not a rounded 99.9 %
@@ -100,7 +100,7 @@ def _level_ci(low: float, high: float, confidence: float, metric: str, signed=Tr
 
 
 def _decision_ci(c: Comparison, low: float, high: float, signed: bool = True) -> str:
-    text = _level_ci(low, high, 1 - c.level, c.spec, signed)
+    text = format_level_ci(low, high, 1 - c.level, c.spec, signed)
     if c.look is not None:
         return f"{text}, look {c.look} of {c.looks}"
     if c.family_size > 1:
@@ -201,7 +201,7 @@ def _equivalent_sentence(c: Comparison) -> str:
             "equivalent."
         )
     margin = format_diff(c.margin, c.spec, signed=False)
-    ci = _level_ci(c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.spec)
+    ci = format_level_ci(c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.spec)
     p = format_p(c.p_equivalence_holm)
     p = f"TOST p {p}" if p.startswith("<") else f"TOST p = {p}"
     if c.family_size > 1:
