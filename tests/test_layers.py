@@ -21,7 +21,8 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
 def test_layers_contract_is_kept():
     proc = lint_imports(ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "3 kept, 0 broken" in proc.stdout  # ablab, ablab.store, ablab.report.figures
+    # ablab, ablab.store, ablab.report.figures, ablab.analysis, ablab.report
+    assert "5 kept, 0 broken" in proc.stdout
 
 
 def test_the_contract_catches_an_upward_import(tmp_path):
@@ -33,3 +34,17 @@ def test_the_contract_catches_an_upward_import(tmp_path):
     (tmp_path / "pyproject.toml").write_text(swapped)
     proc = lint_imports(tmp_path)
     assert proc.returncode != 0 and "ablab.runner -> ablab.results" in proc.stdout, proc.stdout
+
+
+def test_the_analysis_contract_catches_a_comparison_importing_the_sequential_design(tmp_path):
+    """Inside ablab.analysis the order is one-way too: compare applies the group-sequential
+    design (sequential), which decides comparisons (comparison); put compare below
+    sequential and the contract breaks."""
+    text = (ROOT / "pyproject.toml").read_text()
+    layers = '    "compare",\n    "sequential",'
+    swapped = text.replace(layers, '    "sequential",\n    "compare",')
+    assert swapped != text
+    (tmp_path / "pyproject.toml").write_text(swapped)
+    proc = lint_imports(tmp_path)
+    assert proc.returncode != 0, proc.stdout
+    assert "ablab.analysis.compare -> ablab.analysis.sequential" in proc.stdout, proc.stdout

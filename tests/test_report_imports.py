@@ -87,7 +87,7 @@ def report_of(root: Path) -> dict:
     from test_report_shortcuts import INFO, make_record, make_rows
 
     from ablab.analysis import analyze_runs
-    from ablab.report import writer
+    from ablab.report import drawing, writer
 
     class Store:
         db = sqlite3.connect(root / "index.sqlite")
@@ -99,8 +99,8 @@ def report_of(root: Path) -> dict:
                for r in rows if r["status"] == "done"}
     a = analyze_runs(INFO, rows, records)
     cheap = ("learning_rate", "interactions")
-    writer.FIGURES = [f for f in writer.FIGURES if f.name in cheap]
-    figures = writer.render_figures(a, root / "figures", key=writer.figures_key(Store, False))
+    drawing.FIGURES = [f for f in drawing.FIGURES if f.name in cheap]
+    figures = drawing.render_figures(a, root / "figures", key=drawing.figures_key(Store, False))
     html = writer.render_html(writer.report_context(a, figures))
     return {"matplotlib": "matplotlib" in sys.modules,
             "figures": [f["data_uri"] for f in figures],
@@ -113,11 +113,11 @@ def test_a_report_whose_figures_are_kept_imports_no_matplotlib(tmp_path, monkeyp
     matplotlib and writes the same HTML with the same figures."""
     import matplotlib
 
-    from ablab.report import writer
+    from ablab.report import drawing
 
     (tmp_path / "study.json").write_text("{}")
-    monkeypatch.setattr(writer, "FIGURES", writer.FIGURES)  # report_of narrows them
-    monkeypatch.setattr(writer, "_figure_workers", lambda n: 1)
+    monkeypatch.setattr(drawing, "FIGURES", drawing.FIGURES)  # report_of narrows them
+    monkeypatch.setattr(drawing, "_figure_workers", lambda n: 1)
     with matplotlib.rc_context():
         matplotlib.rc_file_defaults()
         first = report_of(tmp_path)

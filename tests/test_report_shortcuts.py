@@ -167,17 +167,17 @@ def test_long_batch_curves_and_big_grids_are_drawn_downsampled():
 
 
 def test_parallel_figures_equal_serial_ones(tmp_path, monkeypatch):
-    from ablab.report import writer
+    from ablab.report import drawing
 
     rows = make_rows(seeds=2)
     records = {r["run_id"]: make_record(r["seed"], r["variant"]["activation"])
                for r in rows if r["status"] == "done"}
     a = analyze_runs(INFO, rows, records)
     names = ["final_metrics", "decision_boundaries", "dead_units"]
-    monkeypatch.setattr(writer, "_figure_workers", lambda n: 1)
-    serial = writer._draw_all(a, names, svg=False)
-    monkeypatch.setattr(writer, "_figure_workers", lambda n: 2)
-    parallel = writer._draw_all(a, names, svg=False)
+    monkeypatch.setattr(drawing, "_figure_workers", lambda n: 1)
+    serial = drawing._draw_all(a, names, svg=False)
+    monkeypatch.setattr(drawing, "_figure_workers", lambda n: 2)
+    parallel = drawing._draw_all(a, names, svg=False)
     assert all(serial[n] is not None and serial[n][0][:4] == b"\x89PNG" for n in names)
     assert parallel == serial
 
@@ -252,7 +252,7 @@ def test_figures_drawn_from_the_same_inputs_are_reused(tmp_path, monkeypatch):
     import os
     import sqlite3
 
-    from ablab.report import writer
+    from ablab.report import drawing
 
     class Store:
         root = tmp_path
@@ -268,20 +268,20 @@ def test_figures_drawn_from_the_same_inputs_are_reused(tmp_path, monkeypatch):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "relu0.json").write_text("{}")
     (tmp_path / "study.json").write_text("{}")
-    store, folder = Store(), tmp_path / writer.FIGURE_DIR
+    store, folder = Store(), tmp_path / drawing.FIGURE_DIR
     drawn = []
-    real = writer._draw_all
-    monkeypatch.setattr(writer, "_figure_workers", lambda n: 1)
-    monkeypatch.setattr(writer, "_draw_all", lambda *args: drawn.append(1) or real(*args))
+    real = drawing._draw_all
+    monkeypatch.setattr(drawing, "_figure_workers", lambda n: 1)
+    monkeypatch.setattr(drawing, "_draw_all", lambda *args: drawn.append(1) or real(*args))
     cheap = ("learning_rate", "interactions")  # one drawn, one the study has no data for
-    monkeypatch.setattr(writer, "FIGURES", [f for f in writer.FIGURES if f.name in cheap])
+    monkeypatch.setattr(drawing, "FIGURES", [f for f in drawing.FIGURES if f.name in cheap])
 
     def report():
-        figures = writer.render_figures(a, folder, key=writer.figures_key(store, False))
+        figures = drawing.render_figures(a, folder, key=drawing.figures_key(store, False))
         return {f["name"]: f["data_uri"] for f in figures}
 
     first = report()
-    assert drawn == [1] and (folder / writer.FIGURE_CACHE).is_file()
+    assert drawn == [1] and (folder / drawing.FIGURE_CACHE).is_file()
     assert report() == first and drawn == [1]  # reused, the same figures
     (folder / "learning_rate.png").write_bytes(b"not a png")
     assert report() == first and drawn == [1, 1]  # a damaged file: drawn again
@@ -294,7 +294,7 @@ def test_figures_drawn_from_the_same_inputs_are_reused(tmp_path, monkeypatch):
     (tmp_path / "study.json").write_text('{"a": 1}')
     assert report() == first and drawn == [1, 1, 1, 1, 1]  # a changed study file
     assert report() == first and drawn == [1, 1, 1, 1, 1]
-    assert writer.render_figures(a, folder) and drawn == [1] * 6  # no key: always drawn
+    assert drawing.render_figures(a, folder) and drawn == [1] * 6  # no key: always drawn
 
 
 def test_probability_of_improvement_interval_equals_the_ranks_one():

@@ -308,7 +308,7 @@ def test_vectorised_procedure_agrees_with_the_report_path():
         r = compare_samples(a, b, True, scale="difference")
         c = Comparison("f", "test_accuracy", "", "a", "b", "A", "B", r,
                        seeds=list(range(10)), values_a=list(a), values_b=list(b))
-        apply_design([c], design, 0.01)
+        (c,) = apply_design([c], design, 0.01)
         assert c.outcome == expected[0]
         if c.decided:
             assert c.look is not None and "look" in verdict(c)
@@ -347,3 +347,32 @@ def test_summary_csv_report_tables_and_verdicts_share_the_bounded_interval():
     assert csv_table["test_accuracy_ci_high"].iloc[0] == pytest.approx(
         report["test_accuracy_ci_high"].iloc[0]
     )
+
+
+# ---------------------------------------------------------------- zero spread of the differences
+
+
+@pytest.mark.parametrize("a, b", [
+    ((0.70, 0.71), (0.56, 0.57)),  # 0.70 − 0.56 and 0.71 − 0.57 differ only by rounding
+    ((0.93, 0.87), (0.81, 0.75)),  # exactly the same difference in both seeds
+])
+def test_the_same_nonzero_difference_in_every_seed_reads_plainly(a, b):
+    """Two seeds, both +14 / +12 pp: no d_z of 10^15, no interval of ±100 pp, no "2 seeds
+    detect 0.0 pp" — the verdict says the spread is zero, gives the difference, and what
+    the sign test would need."""
+    from tests.test_analysis import ACT, study_rows
+
+    diff = round((a[0] - b[0]) * 100, 1)
+    analysis = analyze_runs(ACT, study_rows(a=a, b=b), {})
+    (c,) = analysis.comparisons_on("test_accuracy")
+    text = verdict(c)
+    assert c.zero_spread and c.outcome == "undecided"
+    assert f"+{diff:.1f} pp" in text and "zero spread" in text, text
+    assert "100.0" not in text and "d_z =" not in text and "detect" not in text, text
+    assert c.result.effect == math.inf and c.result.diff_std == 0
+    assert math.isnan(c.result.ci_low) and math.isnan(c.decision_low)  # no interval
+    assert math.isnan(c.detectable)
+    # the sign test's smallest p, 2·0.5^n, first falls below 0.05 at n = 6
+    assert c.seeds_needed == 6 and "6 seeds per variant" in text
+    six = analyze_runs(ACT, study_rows(a=a * 3, b=b * 3), {})  # and so they do
+    assert six.comparisons_on("test_accuracy")[0].outcome == "beats"

@@ -16,8 +16,9 @@ from ablab.lazy import lazy_package
 _EXPORTS = {
     "checks": ("methodology_warnings", "warn_confounds", "warn_few_seeds",
                "warn_loss_differs", "warn_noise", "warn_test_selection"),
-    "compare": ("DEFAULT_MARGIN", "Comparison", "Ranking", "compare_all", "compare_factor",
-                "decide_family", "rank_factor"),
+    "comparison": ("Comparison", "Ranking", "decide_family"),
+    "compare": ("DEFAULT_MARGIN", "compare_all", "compare_factor",
+                "rank_factor"),
     "interactions": ("Interaction", "find_interactions", "interaction_sentence"),
     "methods": ("methods_used",),
     "power": ("detectable_difference", "seeds_needed"),
@@ -26,8 +27,8 @@ _EXPORTS = {
     "stats": ("TwoSample", "bootstrap_ci", "cohens_d", "cohens_dz", "compact_letters",
               "compare_samples", "decision_levels", "describe", "holm", "mean_ci_in_scale",
               "metric_scale", "probability_of_improvement"),
-    "study_analysis": ("StudyAnalysis", "analyze", "analyze_runs", "load_runs",
-                       "study_tables"),
+    "study_analysis": ("StudyAnalysis", "analyze", "analyze_runs", "load_runs"),
+    "summaries": ("study_tables",),
     "tables": ("mean_ci",),
     "verdicts": ("format_p", "ranking_sentence", "status_line", "terminal_lines", "verdict"),
 }

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ablab.stored_grid import decode_grid
-
-if TYPE_CHECKING:
-    from ablab.analysis.runs import Variant
 
 #: Per-batch curves are drawn with at most this many points (means of consecutive steps).
 MAX_CURVE_POINTS = 1000
@@ -211,7 +208,14 @@ class VariantCurves:
                     total[: len(counts), e] += counts
 
 
-def history_curve(v: Variant, key: str) -> dict[str, np.ndarray]:
+class HasCurves(Protocol):
+    """What the functions below read of a variant (:class:`ablab.analysis.runs.Variant`,
+    which imports this module): its runs folded into one :class:`VariantCurves`."""
+
+    curves: VariantCurves
+
+
+def history_curve(v: HasCurves, key: str) -> dict[str, np.ndarray]:
     """``key`` (train_loss, val_accuracy, lr, ...) per epoch over the variant's done runs:
     epochs (1-based), ``median`` with the interquartile band ``low`` – ``high``, ``mean``
     and ``n`` (finite values at each epoch)."""
@@ -239,7 +243,7 @@ def history_curve(v: Variant, key: str) -> dict[str, np.ndarray]:
     return out
 
 
-def batch_curve(v: Variant, max_points: int = MAX_CURVE_POINTS) -> dict[str, np.ndarray]:
+def batch_curve(v: HasCurves, max_points: int = MAX_CURVE_POINTS) -> dict[str, np.ndarray]:
     """Training loss of every batch, mean over seeds (with its t band): ``steps`` (1-based)
     and ``mean`` / ``low`` / ``high``; longer than ``max_points`` steps, the means of
     consecutive blocks of steps (``steps`` their centres), so the figure stays light
@@ -265,11 +269,11 @@ def _block_mean(x: np.ndarray, size: int) -> np.ndarray:
                         np.nan)
 
 
-def has_history(v: Variant, key: str) -> bool:
+def has_history(v: HasCurves, key: str) -> bool:
     return any(np.isfinite(s).any() for s in v.curves.history.get(key, []))
 
 
-def probe_matrix(v: Variant, probe: str, key: str) -> dict[str, Any] | None:
+def probe_matrix(v: HasCurves, probe: str, key: str) -> dict[str, Any] | None:
     """A probe field (one of :data:`PROBE_FIELDS`, epoch-major ``values[e][l]``) averaged
     over seeds: ``{"layers", "kinds", "epochs", "values": array (layers × epochs),
     "defined": bool}``; NaN where no seed has a value. None when no run recorded it."""
@@ -288,7 +292,7 @@ def probe_matrix(v: Variant, probe: str, key: str) -> dict[str, Any] | None:
     }
 
 
-def activation_hist(v: Variant, layer: int) -> dict[str, Any] | None:
+def activation_hist(v: HasCurves, layer: int) -> dict[str, Any] | None:
     """Activation histograms of one layer summed over seeds and normalized per epoch:
     ``{"layer", "kind", "epochs", "edges", "density": array (bins × epochs)}``."""
     acc = v.curves.activations
@@ -307,7 +311,7 @@ def activation_hist(v: Variant, layer: int) -> dict[str, Any] | None:
     }
 
 
-def boundary_of(v: Variant) -> dict[str, Any] | None:
+def boundary_of(v: HasCurves) -> dict[str, Any] | None:
     """The decision-boundary probe of the variant's first done run that has one, with
     that run's seed and test accuracy."""
     return v.curves.boundary

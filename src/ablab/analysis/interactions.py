@@ -23,6 +23,7 @@ import pandas as pd
 from ablab.analysis.outcomes import DEFAULT_PRIMARY, Outcome, outcome_of, scale_of
 from ablab.analysis.runs import Factor, Variant
 from ablab.analysis.stats import ALPHA, holm, mean_ci_in_scale
+from ablab.analysis.verdicts import format_p
 
 METHOD = (
     "Interactions: two-way ANOVA on the per-run values, OLS with the pair's interaction "
@@ -153,8 +154,6 @@ def interaction_sentence(i: Interaction, comparisons=None) -> str:
     """``The effect of optimizer depends on lr (two-way ANOVA F(4, 18) = 9.1, p < 0.001
     after Holm): at lr=0.1 momentum is best (90.1 %, adam 72.0 %), ...; compare them tuned
     (see [tune]) or per lr.``"""
-    from ablab.analysis.verdicts import format_p
-
     p = format_p(i.p_holm)
     p = f"p {p}" if p.startswith("<") else f"p = {p}"
     parts = []

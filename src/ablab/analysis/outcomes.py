@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ablab.analysis.stats import Scale, difference_scale_for, scale_for_range
+from ablab.analysis.scales import Scale, difference_scale_for, scale_for_range
 from ablab.outcome_catalogue import (
     CATALOGUE,
     DEFAULT_COST,
@@ -240,3 +240,14 @@ def run_outcome_values(
                     if v is not None})
     out.update({k: v for k, v in cost_values(row, record).items() if v is not None})
     return out
+
+
+def metric_scale(metric) -> Scale:
+    """The scale of ``metric``'s values (a name from :mod:`ablab.analysis.outcomes` or an
+    ``Outcome``): ``metric_scale("test_accuracy").name == "unit"``."""
+    return scale_of(outcome_of(metric))
+
+
+def difference_scale(metric) -> Scale:
+    """The scale of a difference of two ``metric`` values (accuracies: [−1, 1])."""
+    return difference_scale_of(outcome_of(metric))

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ablab.analysis.compare import Comparison
+from ablab.analysis.comparison import Comparison
 from ablab.analysis.outcomes import Outcome, difference_scale_of
 from ablab.analysis.stats import ALPHA, decision_levels, holm
+from ablab.analysis.verdicts import MINUS, format_diff, format_level_ci, format_p
 
 #: I² (truncated at 0, as Higgins et al. 2003 define it) at or above this: the effect
 #: depends on the context (50 % is "substantial" heterogeneity there).
@@ -140,8 +141,6 @@ def pooled_sentence(p: Pooled) -> str:
     """``Across dataset=moons and dataset=circles, activation=relu beats
     activation=sigmoid by 12.0 pp test accuracy (random effects, 98.3 % CI ...; τ² = ...,
     I² = 12 %): relu beats sigmoid across both datasets.``"""
-    from ablab.analysis.verdicts import MINUS, _level_ci, format_diff, format_p
-
     k = len(p.contexts)
     name = _context_name(p.contexts)
     where = f"Across {' and '.join(p.contexts)}" if k == 2 else (
@@ -150,7 +149,7 @@ def pooled_sentence(p: Pooled) -> str:
     plural = {"dataset": "datasets"}.get(name, f"{name}s" if name != "context" else "contexts")
     both = f"both {plural}" if k == 2 else f"all {k} {plural}"
     a, b = f"{p.factor}={p.level_a}", f"{p.factor}={p.level_b}"
-    ci = _level_ci(p.low, p.high, 1 - p.level, p.spec) if math.isfinite(p.level) else "CI n/a"
+    ci = format_level_ci(p.low, p.high, 1 - p.level, p.spec) if math.isfinite(p.level) else "CI n/a"
     holm_note = ", Holm-adjusted" if p.family_size > 1 else ""
     pv = format_p(p.p_holm)
     pv = f"p {pv}" if pv.startswith("<") else f"p = {pv}"
@@ -163,7 +162,7 @@ def pooled_sentence(p: Pooled) -> str:
         win, lose = (p.level_a, p.level_b) if p.winner == p.level_a else (p.level_b, p.level_a)
         sign = 1.0 if p.estimate > 0 else -1.0  # the interval of |difference|
         low, high = sorted((sign * p.low, sign * p.high))
-        ci = _level_ci(low, high, 1 - p.level, p.spec, signed=False)
+        ci = format_level_ci(low, high, 1 - p.level, p.spec, signed=False)
         stats_text = (
             f"random-effects estimate over {k} {plural}, {ci}{holm_note}, {pv}; "
             f"τ² = {tau2}, I² = {p.i2 * 100:.0f} %"
@@ -229,8 +228,6 @@ def tradeoffs(comparisons: list[Comparison], primary: str) -> list[TradeOff]:
 def tradeoff_sentence(t: TradeOff) -> str:
     """``precision=bf16 is equivalent in test accuracy within ±0.5 pp and 1.6× faster per
     run than precision=fp32 (...)``."""
-    from ablab.analysis.verdicts import format_diff
-
     p, c = t.primary, t.cost
     where = f"On {p.stratum}, " if p.stratum else ""
     better, worse = _COST_WORDS.get(c.metric, (f"better in {c.spec.label}",

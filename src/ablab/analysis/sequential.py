@@ -32,15 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
-from ablab.analysis.stats import (
-    ALPHA,
-    CONSTANT_TOL,
-    compare_samples,
-    difference_scale,
-    sign_test_floor,
-)
+from ablab.analysis.comparison import Comparison, add_power, decide_family
+from ablab.analysis.stats import ALPHA, CONSTANT_TOL, difference_scale, sign_test_floor
 
 DESIGN_FILE = "sequential.json"
 METHOD = (
@@ -53,6 +47,8 @@ METHOD = (
 
 def obrien_fleming(t: float, alpha: float) -> float:
     """Lan–DeMets O'Brien–Fleming-type spending: α(t) = 2 − 2Φ(z_{1−α/2}/√t)."""
+    from scipy import stats  # here: scipy.stats takes a second to import (see stats.py)
+
     if t <= 0:
         return 0.0
     return float(2 - 2 * stats.norm.cdf(stats.norm.ppf(1 - alpha / 2) / math.sqrt(min(t, 1.0))))
@@ -125,57 +121,60 @@ def load_design(root: str | Path) -> Design | None:
     return Design.from_dict(json.loads(path.read_text()))
 
 
-def _n(c) -> int:
+def _n(c: Comparison) -> int:
     return min(c.result.n_a, c.result.n_b)
 
 
-def _at_look(c, n: int):
-    """A copy of comparison ``c`` on its first ``n`` values (seed order)."""
-    from ablab.analysis.compare import Comparison  # noqa: F401  (type only)
-    from ablab.analysis.outcomes import difference_scale_of
-    from ablab.analysis.stats import probability_of_improvement
+def _decide_look_by_look(
+    members: list[Comparison], design: Design, margin: float | None
+) -> dict[int, Comparison]:
+    """One family's comparisons as the looks decided them: index → the comparison on the
+    seeds of the first look that decided it, or of the last look it reached (those below
+    the first look are absent). Each look Holm-corrects, at its spent alpha, the family's
+    comparisons still open that have the look's seeds."""
+    final: dict[int, Comparison] = {}
+    open_ = [i for i, c in enumerate(members) if c.testable]
+    for k, (n_k, level) in enumerate(zip(design.looks, design.increments(), strict=True)):
+        here = [i for i in open_ if _n(members[i]) >= n_k]
+        if not here:
+            continue
+        at_look = [members[i].on_first_seeds(n_k) for i in here]
+        decide_family(at_look, level, margin, power=False)
+        for i, seen in zip(here, at_look, strict=True):
+            seen.look, seen.looks = k + 1, len(design.looks)
+            final[i] = seen
+            if seen.decided:
+                open_.remove(i)
+    return final
 
-    xa, xb = c.values_a[:n], c.values_b[:n]
-    result = compare_samples(xa, xb, paired=c.paired, scale=difference_scale_of(c.spec))
-    poi = probability_of_improvement(xa, xb, higher_is_better=c.higher_is_better)
-    return dataclasses.replace(
-        c, result=result, seeds=c.seeds[:n], values_a=list(xa), values_b=list(xb),
-        poi=poi[0], poi_low=poi[1], poi_high=poi[2],
-    )
 
-
-def apply_design(comparisons: list, design: Design, margin: float | None) -> None:
-    """Re-decide ``comparisons`` (in place) look by look under ``design``: each family
-    (factor × metric) is Holm-corrected at each look's spent alpha over its comparisons
-    still undecided that have that look's seeds; a comparison keeps the first look that
-    decided it, or the last look it reached."""
-    from ablab.analysis.compare import add_power, decide_family
-
-    families: dict[tuple[str, str], list] = {}
-    for c in comparisons:
-        families.setdefault((c.factor, c.metric), []).append(c)
-    levels = design.increments()
-    for members in families.values():
-        final: dict[int, object] = {}
-        open_ = [i for i, c in enumerate(members) if c.testable]
-        for k, (n_k, level) in enumerate(zip(design.looks, levels, strict=True)):
-            here = [i for i in open_ if _n(members[i]) >= n_k]
-            if not here:
-                continue
-            copies = [_at_look(members[i], n_k) for i in here]
-            decide_family(copies, level, margin, power=False)
-            for i, copy in zip(here, copies, strict=True):
-                copy.look, copy.looks = k + 1, len(design.looks)
-                final[i] = copy
-                if copy.decided:
-                    open_.remove(i)
-        for i, copy in final.items():
-            add_power(copy)  # undecided: what the last look reached would take
-            members[i].__dict__.update(copy.__dict__)
-        for i, c in enumerate(members):  # below the first look: nothing decided
-            if i not in final and c.testable:
-                decide_family([c], levels[0], margin)
-                c.look, c.looks = None, len(design.looks)
+def apply_design(
+    comparisons: list[Comparison], design: Design, margin: float | None
+) -> list[Comparison]:
+    """``comparisons`` re-decided look by look under ``design`` (a new list, same order):
+    each family (factor × metric) is Holm-corrected at each look's spent alpha over its
+    comparisons still undecided that have that look's seeds; a comparison keeps the first
+    look that decided it, or the last look it reached. Below the first look nothing is
+    decided: such a comparison is decided alone at the first look's level."""
+    families: dict[tuple[str, str], list[int]] = {}
+    for i, c in enumerate(comparisons):
+        families.setdefault((c.factor, c.metric), []).append(i)
+    out = list(comparisons)
+    first_level = design.increments()[0]
+    for indices in families.values():
+        members = [comparisons[i] for i in indices]
+        final = _decide_look_by_look(members, design, margin)
+        for j, (i, c) in enumerate(zip(indices, members, strict=True)):
+            if j in final:
+                decided = final[j]
+                add_power(decided)  # undecided: what the last look reached would take
+            else:
+                decided = dataclasses.replace(c)
+                if c.testable:  # below the first look: nothing decided
+                    decide_family([decided], first_level, margin)
+                    decided.look, decided.looks = None, len(design.looks)
+            out[i] = decided
+    return out
 
 
 def sequential_outcomes(
@@ -188,6 +187,8 @@ def sequential_outcomes(
     ("equivalent" when inside ±margin). The same intervals as :class:`ScaledT` (the tests
     check that it agrees with :func:`apply_design`), vectorised for simulations.
     Returns (outcomes: array of "beats" / "equivalent" / "undecided", seeds used)."""
+    from scipy import stats
+
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
     scale = difference_scale(metric)
     rows = a.shape[0]

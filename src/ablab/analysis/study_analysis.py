@@ -16,8 +16,8 @@ import pandas as pd
 from ablab.analysis.checks import inert_factors, methodology_warnings
 from ablab.analysis.compare import DEFAULT_MARGIN, Comparison, Ranking, compare_all, rank_factor
 from ablab.analysis.interactions import Interaction, find_interactions, interaction_sentence
-from ablab.analysis.methods import REFERENCES, methods_used
-from ablab.analysis.outcomes import Outcomes, scale_of, study_outcomes
+from ablab.analysis.methods import methods_used
+from ablab.analysis.outcomes import Outcome, Outcomes, study_outcomes
 from ablab.analysis.pooled import (
     Pooled,
     TradeOff,
@@ -26,9 +26,14 @@ from ablab.analysis.pooled import (
     tradeoff_sentence,
     tradeoffs,
 )
-from ablab.analysis.runs import METRICS, Factor, Variant, build_factors, build_variants
-from ablab.analysis.stats import describe, metric_scale
-from ablab.analysis.variance import METHOD as VARIANCE_METHOD
+from ablab.analysis.runs import Factor, Variant, build_factors, build_variants
+from ablab.analysis.sequential import load_design
+from ablab.analysis.summaries import (
+    extra_outcomes,
+    regression_default,
+    runs_table,
+    summary_table,
+)
 from ablab.analysis.variance import (
     Decomposition,
     decompose_study,
@@ -133,128 +138,92 @@ class StudyAnalysis:
         return [c for c in self.comparisons if c.metric == metric]
 
 
-#: Per-run figures summarized per variant beside the metrics: what a run cost.
-COST_FIELDS = ("epochs_run", "seconds")
-#: A regression run's final figures (``task = "regression"``): in results.csv and
-#: summary.csv when a study's runs record them (absent from a classification study's).
-REGRESSION_FIELDS = ("test_rmse", "test_mae", "test_r2", "test_mse", "best_val_rmse")
+def _run_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Runs by status, every status named (a variance design's runs too)."""
+    counts = dict.fromkeys(STATUS_ORDER, 0)
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
 
 
-def _regression_fields(variants: list[Variant]) -> tuple[str, ...]:
-    recorded = any("test_rmse" in (r.get("final") or {}) for v in variants for r in v.done)
-    return REGRESSION_FIELDS if recorded else ()
+def _judged_outcomes(info: dict[str, Any], variants: list[Variant]) -> Outcomes:
+    """The study's outcomes; once a run finished, an outcome no run recorded is not
+    judged at all."""
+    outcomes = study_outcomes(regression_default(info, variants), _probes_of(variants))
+    if not any(v.done for v in variants):
+        return outcomes
+    recorded = [o for o in outcomes.others if any(v.values_of(o.name) for v in variants)]
+    return Outcomes(outcomes.primary, tuple(recorded))
 
 
-def _cost(v: Variant, name: str) -> list[float]:
-    out = []
-    for row in v.done:
-        value = (row.get("final") or {}).get(name)
-        if value is None and name == "seconds":
-            value = row.get("seconds")
-        if value is not None:
-            out.append(float(value))
-    return out
+def _judged_comparisons(
+    factors: list[Factor], variants: list[Variant], outcomes: Outcomes, margin: float,
+    design: Any,
+) -> tuple[list[Comparison], dict[str, str]]:
+    """Every comparison on every outcome, and the inert factors (levels that trained
+    identical runs: no verdict on them) with the warning that says so."""
+    comparisons = compare_all(
+        factors, variants, metrics=outcomes.all, margin=margin, design=design
+    )
+    inert = inert_factors(variants, factors)
+    return [c for c in comparisons if c.factor not in inert], inert
 
 
-def summary_table(
-    variants: list[Variant], columns: list[str], extra: tuple = ()
-) -> pd.DataFrame:
-    """Per variant: counts by status, then for each metric (and each cost field) n, mean,
-    std, t CI and (for small or skewed samples) a bootstrap CI, over ``done`` runs only;
-    ``extra``: outcomes beyond the built-in metrics (a declared primary one), first.
-    ``summary.csv`` is this table."""
-    records = []
-    for v in variants:
-        row: dict[str, Any] = {"variant": v.label, **{c: v.values.get(c) for c in columns}}
-        row.update(
-            runs=len(v.runs),
-            done=len(v.done),
-            diverged=len(v.with_status("diverged")),
-            failed=len(v.with_status("failed")),
-            pending=len(v.with_status("pending", "running")),
-            at_chance=len(v.at_chance),
-        )
-        samples = {o.name: v.values_of(o.name) for o in extra}
-        samples |= {m: v.values_of(m) for m in METRICS} | {c: _cost(v, c) for c in COST_FIELDS}
-        scales = {o.name: scale_of(o) for o in extra}
-        for metric, values in samples.items():
-            d = describe(values, scale=scales.get(metric) or metric_scale(metric))
-            for key in ("n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high"):
-                row[f"{metric}_{key}"] = d[key]
-            row[f"{metric}_ci_method"] = d["ci_method"]
-        records.append(row)
-    return pd.DataFrame.from_records(records)
+def _rankings(
+    factors: list[Factor], variants: list[Variant], comparisons: list[Comparison],
+    inert: Mapping[str, str], primary: Outcome,
+) -> list[Ranking]:
+    return [
+        r
+        for f in factors
+        if not f.is_context and f.name not in inert
+        for r in rank_factor(f, factors, variants, comparisons, primary)
+    ]
 
 
-def runs_table(variants: list[Variant], columns: list[str],
-               extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One row per run, plan order within variants: factors, seed, status, metrics, cost
-    (``extra``: further final figures, see :func:`extra_fields`). ``results.csv`` is this
-    table."""
-    records = []
-    for v in variants:
-        for row in v.runs:
-            final = row.get("final") or {}
-            record = {"run_id": row["run_id"], **{c: v.values.get(c) for c in columns}}
-            record.update(seed=row["seed"], status=row["status"])
-            record.update(v.run_metrics.get(row["run_id"], {}))
-            record.update((k, final.get(k)) for k in extra)
-            record.update(
-                test_f1=final.get("test_f1"),
-                best_val_epoch=final.get("best_val_epoch"),
-                at_chance=final.get("at_chance"),
-                epochs_run=final.get("epochs_run"),
-                seconds=final.get("seconds") or row.get("seconds"),
-                diverged_epoch=row.get("diverged_epoch"),
-                error=(row.get("error") or "").strip().splitlines()[-1][:200]
-                if row.get("error") else None,
-                variant=v.label,
-            )
-            records.append(record)
-    return pd.DataFrame.from_records(records)
+def _sentences(
+    comparisons: list[Comparison], rankings: list[Ranking], variants: list[Variant],
+    interactions: list[Interaction], pooled: list[Pooled], found_tradeoffs: list[TradeOff],
+    sources: list, outcomes: Outcomes, judged_others: list[Outcome],
+) -> dict[str, Any]:
+    """The analysis' sentences, by the StudyAnalysis field that holds them."""
+    accuracy = [c for c in comparisons if c.metric == outcomes.primary.name]
+    estimated = [d for d in sources if isinstance(d, Decomposition)]
+    return {
+        "verdicts": [verdict(c) for c in accuracy],
+        "ranking_sentences": [ranking_sentence(r) for r in rankings],
+        "status_sentences": [s for v in variants for s in variant_status_sentences(v)],
+        "interaction_sentences": [
+            interaction_sentence(i, comparisons) for i in interactions if i.found
+        ],
+        "variance_sentences": meaning_sentences(estimated, accuracy),
+        "outcome_verdicts": [
+            (o.name, o.label, o.family,
+             [verdict(c) for c in comparisons if c.metric == o.name])
+            for o in judged_others
+        ],
+        "pooled_sentences": [pooled_sentence(p) for p in pooled],
+        "tradeoff_sentences": [tradeoff_sentence(t) for t in found_tradeoffs],
+    }
 
 
-def study_tables(
-    info: dict[str, Any],
-    rows: list[dict[str, Any]],
-    records: dict[str, dict[str, Any]] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs table, summary table) exactly as :func:`analyze_runs` builds them, without
-    the comparisons (what ``results.csv`` and ``summary.csv`` hold)."""
-    rows = without_design_runs(info, rows)  # a variance design's extra runs: their own table
-    factors = build_factors(info, rows)
-    columns = [c for f in factors for c in f.columns]
-    variants = build_variants(rows, records)
-    extra = extra_outcomes(info, variants)
-    return (runs_table(variants, columns, tuple(o.name for o in extra)),
-            summary_table(variants, columns, extra))
-
-
-def _regression_default(info: dict[str, Any], variants: list[Variant]) -> dict[str, Any]:
-    """A regression study that declares no ``metric`` is judged on test R² (with test
-    RMSE beside it): it has no accuracy."""
-    if info.get("metric") or not _regression_fields(variants):
-        return info
-    return {**info, "metric": {"name": "test_r2"},
-            "outcomes": info.get("outcomes") or ["test_rmse"]}
-
-
-def _extra(info: dict[str, Any]) -> tuple:
-    """A declared primary outcome that is not a built-in metric: summarised first."""
-    primary = study_outcomes(info).primary
-    return () if primary.name in METRICS or primary.name in COST_FIELDS else (primary,)
-
-
-def extra_outcomes(info: dict[str, Any], variants: list[Variant]) -> tuple:
-    """The outcomes results.csv and summary.csv carry beyond the built-in loop's
-    classification metrics: the declared primary one (first), then a regression study's
-    RMSE, MAE, R², MSE and best validation RMSE."""
-    from ablab.analysis.outcomes import outcome_of
-
-    extra = list(_extra(_regression_default(info, variants)))
-    names = {o.name for o in extra}
-    extra += [outcome_of(n) for n in _regression_fields(variants) if n not in names]
-    return tuple(extra)
+def _methods(
+    margin: float, comparisons: list[Comparison], interactions: list[Interaction],
+    design: Any, primary: Outcome, judged_others: list[Outcome], pooled: list[Pooled],
+    sources: list,
+) -> list[str]:
+    """The methods section for what this analysis computed."""
+    return methods_used(
+        margin,
+        any(c.result.test == "paired t" for c in comparisons),
+        any(c.result.test == "Welch t" for c in comparisons),
+        bool(interactions),
+        design.looks if design is not None else None,
+        primary_label=primary.label,
+        other_outcomes=tuple(o.label for o in judged_others),
+        pooled=bool(pooled),
+        variance_sources=bool(sources),
+    )
 
 
 def analyze_runs(
@@ -268,71 +237,25 @@ def analyze_runs(
     """The whole analysis from plain data: ``info`` as in ``study.json`` (name,
     description, factors, columns), index rows, and run records by run id; ``tuning``
     the tuning summary of a study with [tune]."""
-    counts = dict.fromkeys(STATUS_ORDER, 0)
-    for row in rows:  # every run, a variance design's too
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    counts = _run_counts(rows)
     sources = decompose_study(info, rows)
     rows = without_design_runs(info, rows)  # the verdicts use the study's own runs
     factors = build_factors(info, rows)
     columns = [c for f in factors for c in f.columns]
     variants = build_variants(rows, records)
     margin = float(info.get("equivalence_margin") or DEFAULT_MARGIN)
-    outcomes = study_outcomes(_regression_default(info, variants), _probes_of(variants))
-    recorded = [o for o in outcomes.others if any(v.values_of(o.name) for v in variants)]
-    if any(v.done for v in variants):  # an outcome no run recorded is not judged at all
-        outcomes = Outcomes(outcomes.primary, tuple(recorded))
-    comparisons = compare_all(
-        factors, variants, metrics=outcomes.all, margin=margin, design=design
-    )
-    inert = inert_factors(variants, factors)  # levels that trained identical runs:
-    comparisons = [c for c in comparisons if c.factor not in inert]  # no verdict on them
+    outcomes = _judged_outcomes(info, variants)
     primary = outcomes.primary
+    comparisons, inert = _judged_comparisons(factors, variants, outcomes, margin, design)
     interactions = find_interactions(factors, variants, primary)
-    rankings = [
-        r
-        for f in factors
-        if not f.is_context and f.name not in inert
-        for r in rank_factor(f, factors, variants, comparisons, primary)
-    ]
-    accuracy = [c for c in comparisons if c.metric == primary.name]
+    rankings = _rankings(factors, variants, comparisons, inert, primary)
     judged_others = [o for o in outcomes.others if o.family != "performance"]
-    outcome_verdicts = [
-        (o.name, o.label, o.family, [verdict(c) for c in comparisons if c.metric == o.name])
-        for o in judged_others
-    ]
-    estimated = [d for d in sources if isinstance(d, Decomposition)]
     pooled = [p for p in pool_all(comparisons) if p.metric in
               {primary.name, *(o.name for o in judged_others)}]
     found_tradeoffs = tradeoffs(comparisons, primary.name)
-    methods = methods_used(
-        margin,
-        any(c.result.test == "paired t" for c in comparisons),
-        any(c.result.test == "Welch t" for c in comparisons),
-        bool(interactions),
-        design.looks if design is not None else None,
-    )
-    if judged_others:
-        methods.append(
-            "Outcomes beyond " + primary.label + " ("
-            + ", ".join(o.label for o in judged_others)
-            + ") are judged by the same tests, each outcome its own Holm family per factor "
-            "(its p-values are corrected among its own comparisons, not with the "
-            f"{primary.label} ones); a comparison where one level records no value of a "
-            "diagnostic (no ReLU-like layer for dead units) is not applicable, not zero."
-        )
-    if pooled:
-        methods.append(
-            "A treatment compared within two or more contexts also gets its effect pooled "
-            "over them: a random-effects meta-analysis (Paule–Mandel τ², statsmodels' "
-            "combine_effects) of the per-context differences on each outcome's difference "
-            "scale, with τ² and I² (I² ≥ 50 %: the effect depends on the context); the "
-            "pooled p-values of one factor and outcome are Holm-corrected together "
-            f"[{REFERENCES['meta']}]."
-        )
-    if sources:
-        methods.append(f"{VARIANCE_METHOD} [{REFERENCES['variance']}].")
-    sentences = [s for v in variants for s in variant_status_sentences(v)]
-    at_chance = sum(len(v.at_chance) for v in variants)
+    methods = _methods(margin, comparisons, interactions, design, primary, judged_others,
+                       pooled, sources)
+    extra = extra_outcomes(info, variants)
     return StudyAnalysis(
         name=info.get("name", ""),
         description=(info.get("description") or "").strip(),
@@ -341,35 +264,26 @@ def analyze_runs(
         columns=columns,
         variants=variants,
         counts=counts,
-        summary=summary_table(variants, columns, extra_outcomes(info, variants)),
-        runs=runs_table(variants, columns,
-                        tuple(o.name for o in extra_outcomes(info, variants))),
+        summary=summary_table(variants, columns, extra),
+        runs=runs_table(variants, columns, tuple(o.name for o in extra)),
         comparisons=comparisons,
         rankings=rankings,
-        verdicts=[verdict(c) for c in accuracy],
-        ranking_sentences=[ranking_sentence(r) for r in rankings],
-        status_sentences=sentences,
         warnings=[*inert.values(),
                   *methodology_warnings(variants, factors, comparisons, tuning, primary.name)],
-        status=status_line(counts, at_chance),
+        status=status_line(counts, sum(len(v.at_chance) for v in variants)),
         overrides=list(info.get("overrides") or []),
         interactions=interactions,
-        interaction_sentences=[
-            interaction_sentence(i, comparisons) for i in interactions if i.found
-        ],
         methods=methods,
         equivalence_margin=margin,
         design=design,
         tuning=tuning,
         inert=inert,
         variance_sources=sources,
-        variance_sentences=meaning_sentences(estimated, accuracy),
         outcomes=outcomes,
-        outcome_verdicts=outcome_verdicts,
         pooled=pooled,
-        pooled_sentences=[pooled_sentence(p) for p in pooled],
         tradeoffs=found_tradeoffs,
-        tradeoff_sentences=[tradeoff_sentence(t) for t in found_tradeoffs],
+        **_sentences(comparisons, rankings, variants, interactions, pooled, found_tradeoffs,
+                     sources, outcomes, judged_others),
     )
 
 
@@ -439,8 +353,6 @@ class StoredRecords(Mapping):
 def analyze(store) -> StudyAnalysis:
     """Analyze a study directory (a ``StudyStore``): reads the index, and every record
     once (folded into the figures' summaries, not kept)."""
-    from ablab.analysis.sequential import load_design
-
     rows = store.rows()
     return analyze_runs(
         store.study_info(), rows, StoredRecords(store, rows), store.study_text(),

@@ -1,7 +1,7 @@
 """The t interval of a mean (:func:`mean_ci`), which ``describe`` builds on.
 
 ``results.csv`` and ``summary.csv`` are the analysis' own tables
-(:func:`ablab.analysis.study_analysis.study_tables`), the same the report shows.
+(:func:`ablab.analysis.summaries.study_tables`), the same the report shows.
 """
 
 from __future__ import annotations
@@ -29,3 +29,20 @@ def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n))
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def finite_values(values) -> np.ndarray:
+    """The finite numbers of ``values`` (None, NaN and ±inf dropped) as a float array."""
+    return np.asarray(
+        [float(v) for v in values if v is not None and math.isfinite(float(v))], dtype=float
+    )
+
+
+#: Per-seed values closer than this are the same value (accuracies are multiples of
+#: 1/n_test; 0.90 − 0.70 and 0.91 − 0.71 differ only by rounding): a constant sample.
+CONSTANT_TOL = 1e-12
+
+
+def constant(values: np.ndarray) -> bool:
+    """The values are one value, up to rounding (their range ≤ CONSTANT_TOL)."""
+    return len(values) > 0 and float(np.ptp(values)) <= CONSTANT_TOL

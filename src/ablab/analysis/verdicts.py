@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ablab.analysis.compare import Comparison, Ranking
+from ablab.analysis.comparison import Comparison, Ranking
 from ablab.analysis.outcomes import DEFAULT_PRIMARY, Outcome, outcome_of
 from ablab.analysis.runs import Variant
 from ablab.analysis.stats import ALPHA
@@ -75,8 +75,8 @@ def format_ci(low: float, high: float, metric: str, signed: bool = True) -> str:
 def format_effect(value: float, name: str) -> str:
     if math.isnan(value):
         return f"{name} n/a"
-    if math.isinf(value):
-        return f"|{name}| = ∞ (no seed-to-seed variation)"
+    if math.isinf(value):  # zero spread: the ratio is not a size
+        return f"{name} undefined (zero spread)"
     return f"{name} = {value:.1f}".replace("-", MINUS)
 
 
@@ -91,7 +91,7 @@ def _p(c: Comparison) -> str:
     return text + (" after Holm" if c.family_size > 1 else "")
 
 
-def _level_ci(low: float, high: float, confidence: float, metric: str, signed=True) -> str:
+def format_level_ci(low: float, high: float, confidence: float, metric: str, signed=True) -> str:
     """``95 % CI +1.0 to +5.0``; another level is printed as it is (``98.3 % CI``)."""
     text = format_ci(low, high, metric, signed)
     digits = 1 if confidence < 0.995 else 2  # 99.87 %, not a rounded 99.9 %
@@ -100,7 +100,7 @@ def _level_ci(low: float, high: float, confidence: float, metric: str, signed=Tr
 
 
 def _decision_ci(c: Comparison, low: float, high: float, signed: bool = True) -> str:
-    text = _level_ci(low, high, 1 - c.level, c.spec, signed)
+    text = format_level_ci(low, high, 1 - c.level, c.spec, signed)
     if c.look is not None:
         return f"{text}, look {c.look} of {c.looks}"
     if c.family_size > 1:
@@ -144,74 +144,127 @@ def _power(c: Comparison) -> str:
     return "; ".join(parts)
 
 
-def verdict(c: Comparison) -> str:
-    """One sentence for one comparison; the numbers say exactly what the words say, and
-    the interval printed is the one that decided."""
-    r = c.result
+def _where(c: Comparison) -> str:
+    """The sentence's opening: the stratum, and whether the levels saw different data."""
     where = f"On {c.stratum}, " if c.stratum else ""
-    what = c.spec.label
-    test = "paired by seed" if r.test == "paired t" else "Welch"
-    a, b = factor_level(c, c.level_a), factor_level(c, c.level_b)
     if c.different_data:
         where = f"{where}tested on different data, " if where else "Tested on different data, "
-    if c.not_applicable:
-        lacking = " and ".join(factor_level(c, lv) for lv in c.not_applicable)
-        return (
-            f"{where}{a} vs {b}: not applicable — {lacking} records no {what} "
-            "(it has no layer the figure is defined for), which is not a value of 0."
-        )
+    return where
+
+
+def _test(c: Comparison) -> str:
+    return "paired by seed" if c.result.test == "paired t" else "Welch"
+
+
+def _levels(c: Comparison) -> tuple[str, str]:
+    return factor_level(c, c.level_a), factor_level(c, c.level_b)
+
+
+def _not_applicable_sentence(c: Comparison) -> str:
+    a, b = _levels(c)
+    lacking = " and ".join(factor_level(c, lv) for lv in c.not_applicable)
+    return (
+        f"{a} vs {b}: not applicable — {lacking} records no {c.spec.label} "
+        "(it has no layer the figure is defined for), which is not a value of 0."
+    )
+
+
+def _untestable_sentence(c: Comparison) -> str:
+    r, (a, b) = c.result, _levels(c)
+    shown = "no finished runs" if min(r.n_a, r.n_b) == 0 else "fewer than 2 finished runs"
+    diff = f"{format_diff(r.diff, c.spec)} {c.spec.label}, " if math.isfinite(r.diff) else ""
+    return f"{a} vs {b}: {diff}{shown} on a side ({_n(c)}): no test possible, undecided."
+
+
+def _beats_sentence(c: Comparison) -> str:
+    r, (a, b) = c.result, _levels(c)
+    winner_is_a = c.winner == c.level_a
+    win, lose = (a, b) if winner_is_a else (b, a)
+    sign = 1.0 if r.diff > 0 else -1.0  # the CI of |difference|
+    low, high = sorted((sign * c.decision_low, sign * c.decision_high))
+    by = format_diff(abs(r.diff), c.spec, signed=False)
+    lower = "" if c.higher_is_better else "lower "
+    return (
+        f"{win} beats {lose} by {by} {lower}{c.spec.label} "
+        f"({_decision_ci(c, low, high, signed=False)}, {_p(c)}, "
+        f"{format_effect(abs(r.effect), r.effect_name)}, "
+        f"{format_poi(c, winner_is_a)}{_n(c)}, {_test(c)})."
+    )
+
+
+def _equivalent_sentence(c: Comparison) -> str:
+    a, b = _levels(c)
     if c.identical:
         return (
-            f"{where}{a} and {b} gave identical results in every seed ({_n(c)}): "
-            f"{what} the same in each of the {len(c.values_a)} seeds, judged equivalent."
+            f"{a} and {b} gave identical results in every seed ({_n(c)}): "
+            f"{c.spec.label} the same in each of the {len(c.values_a)} seeds, judged "
+            "equivalent."
         )
-    if not c.testable:
-        shown = "no finished runs" if min(r.n_a, r.n_b) == 0 else "fewer than 2 finished runs"
-        diff = (
-            f"{format_diff(r.diff, c.spec)} {what}, "
-            if math.isfinite(r.diff) else ""
-        )
-        return (
-            f"{where}{a} vs {b}: {diff}{shown} on a side ({_n(c)}): "
-            "no test possible, undecided."
-        )
-    if c.significant:
-        winner_is_a = c.winner == c.level_a
-        win, lose = (a, b) if winner_is_a else (b, a)
-        sign = 1.0 if r.diff > 0 else -1.0  # the CI of |difference|
-        low, high = sorted((sign * c.decision_low, sign * c.decision_high))
-        by = format_diff(abs(r.diff), c.spec, signed=False)
-        lower = "" if c.higher_is_better else "lower "
-        sentence = (
-            f"{win} beats {lose} by {by} {lower}{what} "
-            f"({_decision_ci(c, low, high, signed=False)}, {_p(c)}, "
-            f"{format_effect(abs(r.effect), r.effect_name)}, "
-            f"{format_poi(c, winner_is_a)}{_n(c)}, {test})."
-        )
-        return where + sentence  # starts with a factor's name: never capitalised
-    if c.equivalent:
-        margin = format_diff(c.margin, c.spec, signed=False)
-        ci = _level_ci(
-            c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.spec
-        )
-        p = format_p(c.p_equivalence_holm)
-        p = f"TOST p {p}" if p.startswith("<") else f"TOST p = {p}"
-        if c.family_size > 1:
-            p += " after Holm"
-        look = f", look {c.look} of {c.looks}" if c.look is not None else ""
-        sentence = (
-            f"{a} and {b} are equivalent within ±{margin} {what}: "
-            f"{format_diff(r.diff, c.spec)} ({ci} inside ±{margin}{look}, {p}, "
-            f"{format_poi(c)}{_n(c)}, {test})."
-        )
-        return where + sentence  # starts with a factor's name: never capitalised
+    margin = format_diff(c.margin, c.spec, signed=False)
+    ci = format_level_ci(c.equivalence_low, c.equivalence_high, 1 - 2 * c.equivalence_level, c.spec)
+    p = format_p(c.p_equivalence_holm)
+    p = f"TOST p {p}" if p.startswith("<") else f"TOST p = {p}"
+    if c.family_size > 1:
+        p += " after Holm"
+    look = f", look {c.look} of {c.looks}" if c.look is not None else ""
+    return (
+        f"{a} and {b} are equivalent within ±{margin} {c.spec.label}: "
+        f"{format_diff(c.result.diff, c.spec)} ({ci} inside ±{margin}{look}, {p}, "
+        f"{format_poi(c)}{_n(c)}, {_test(c)})."
+    )
+
+
+def _zero_spread_sentence(c: Comparison) -> str:
+    """An undecided comparison whose per-seed differences (or values) do not vary: the
+    difference is stated as the seeds gave it; no interval and no effect size, which have
+    no spread to be measured in; what the exact test would need."""
+    r, (a, b) = c.result, _levels(c)
+    diff, what = format_diff(r.diff, c.spec), c.spec.label
+    if c.paired:
+        same = f"the same difference in each of the {len(c.values_a)} seeds"
+        exact = "sign test"
+    else:
+        same = "each level the same value in every run"
+        exact = "exact rank test"
+    needs = (
+        f"; {c.seeds_needed} seeds per variant would decide it if every seed agreed again"
+        if c.seeds_needed is not None else ""
+    )
+    return (
+        f"{a} vs {b}: {diff} {what}, {same} — zero spread, so no confidence interval or "
+        f"effect size ({exact} {_p(c)}, {format_poi(c)}{_n(c)}, {_test(c)}): "
+        f"undecided{needs}."
+    )
+
+
+def _undecided_sentence(c: Comparison) -> str:
+    if c.zero_spread:
+        return _zero_spread_sentence(c)
+    r, (a, b) = c.result, _levels(c)
     power = _power(c)
     return (
-        f"{where}{a} vs {b}: {format_diff(r.diff, c.spec)} {what} "
+        f"{a} vs {b}: {format_diff(r.diff, c.spec)} {c.spec.label} "
         f"({_decision_ci(c, c.decision_low, c.decision_high)}, {_p(c)}, "
-        f"{format_effect(r.effect, r.effect_name)}, {format_poi(c)}{_n(c)}, {test}): "
+        f"{format_effect(r.effect, r.effect_name)}, {format_poi(c)}{_n(c)}, {_test(c)}): "
         f"undecided{' — ' + power if power else ''}."
     )
+
+
+#: One sentence builder per :attr:`Comparison.outcome`.
+SENTENCES = {
+    "not applicable": _not_applicable_sentence,
+    "untestable": _untestable_sentence,
+    "beats": _beats_sentence,
+    "equivalent": _equivalent_sentence,  # identical results too
+    "undecided": _undecided_sentence,
+}
+
+
+def verdict(c: Comparison) -> str:
+    """One sentence for one comparison; the numbers say exactly what the words say, and
+    the interval printed is the one that decided. A sentence that starts with a factor's
+    name is never capitalised."""
+    return _where(c) + SENTENCES[c.outcome](c)
 
 
 def terminal_lines(comparisons: list[Comparison], metric: str = DEFAULT_PRIMARY) -> list[str]:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from ablab.analysis import StudyAnalysis, Variant
-from ablab.analysis.stats import compare_samples, describe
+from ablab.analysis.stats import TwoSample, compare_samples, describe
 from ablab.analysis.verdicts import MINUS, format_p
 from ablab.references import (
     REFERENCE_METRICS,
@@ -166,6 +166,44 @@ def compare_reference(ref: Reference, variants: list[Variant]) -> dict[str, Any]
     return out
 
 
+def _test_by_seed(better: Variant, worse: Variant, metric: str) -> TwoSample:
+    """A paired t-test by seed where both variants ran the same seeds (≥ 2) on the same
+    data, else Welch's."""
+    a, b = metric_by_seed(better, metric), metric_by_seed(worse, metric)
+    paired = (
+        set(a) == set(b)
+        and len(a) >= 2
+        and better.config.get("dataset") == worse.config.get("dataset")
+    )
+    if paired:
+        seeds = sorted(a)
+        return compare_samples([a[s] for s in seeds], [b[s] for s in seeds], paired=True)
+    return compare_samples(list(a.values()), list(b.values()), paired=False)
+
+
+def _claim_word(r: TwoSample, higher_is_better: bool) -> str:
+    """"holds" / "is reversed" need p < 0.05 and a 95 % CI that excludes 0."""
+    excludes = math.isfinite(r.ci_low) and (r.ci_low > 0 or r.ci_high < 0)
+    if not (r.p < 0.05 and excludes):
+        return "is not distinguishable"
+    sign = 1.0 if higher_is_better else -1.0
+    return "holds" if sign * r.diff > 0 else "is reversed"
+
+
+def _difference_text(r: TwoSample, metric: str) -> tuple[str, str]:
+    """The difference and its 95 % CI as the claim's sentence prints them."""
+    scale = 100.0 if REFERENCE_METRICS[metric][1] == "fraction" else 1.0
+    unit = " pp" if scale == 100.0 else ""
+    diff = f"{r.diff * scale:+.2f}{unit}".replace("-", MINUS)
+    if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
+        ci = f"95 % CI [{r.ci_low * scale:.2f}, {r.ci_high * scale:.2f}]".replace("-", MINUS)
+    else:
+        # constant per-seed differences: the exact test that decides then cannot give a
+        # 95 % interval from this few seeds (ScaledT.floor_p); say that, no interval
+        ci = "the same difference in every seed, too few seeds for an exact 95 % interval"
+    return diff, ci
+
+
 def judge_claim(
     claim: ReferenceClaim, variants: list[Variant], comparisons: list | None = None
 ) -> dict[str, Any]:
@@ -176,7 +214,6 @@ def judge_claim(
     where both variants ran the same seeds on the same data, or Welch's: "holds" /
     "reversed" need p < 0.05 and a 95 % CI of the difference that excludes 0 (one claim at
     a time, not adjusted for multiplicity)."""
-    higher = REFERENCE_METRICS[claim.metric][2]
     better, worse = find_variants(claim.better, variants), find_variants(claim.worse, variants)
     out: dict[str, Any] = {"claim": claim.claim, "source": claim.source, "metric": claim.metric}
     head = f"The source's \u201c{claim.claim}\u201d (one run each; {claim.source})"
@@ -189,41 +226,14 @@ def judge_claim(
                   and {c.variant_a, c.variant_b} == pair), None)
     if found is not None:
         return _judged_by_verdict(found, better[0].label, head, out)
-    a, b = metric_by_seed(better[0], claim.metric), metric_by_seed(worse[0], claim.metric)
-    paired = (
-        set(a) == set(b)
-        and len(a) >= 2
-        and better[0].config.get("dataset") == worse[0].config.get("dataset")
-    )
-    seeds = sorted(a)
-    r = (
-        compare_samples([a[s] for s in seeds], [b[s] for s in seeds], paired=True)
-        if paired
-        else compare_samples(list(a.values()), list(b.values()), paired=False)
-    )
+    r = _test_by_seed(better[0], worse[0], claim.metric)
     n = f"{r.n_a} / {r.n_b} seeds"
     if not math.isfinite(r.p):
         out["judgement"] = "untestable"
         out["text"] = f"{head} cannot be judged here: too few finished runs ({n})."
         return out
-    sign = 1.0 if higher else -1.0
-    excludes = math.isfinite(r.ci_low) and (r.ci_low > 0 or r.ci_high < 0)
-    significant = r.p < 0.05 and excludes
-    if significant and sign * r.diff > 0:
-        word = "holds"
-    elif significant:
-        word = "is reversed"
-    else:
-        word = "is not distinguishable"
-    scale = 100.0 if REFERENCE_METRICS[claim.metric][1] == "fraction" else 1.0
-    unit = " pp" if scale == 100.0 else ""
-    diff = f"{r.diff * scale:+.2f}{unit}".replace("-", MINUS)
-    if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
-        ci = f"95 % CI [{r.ci_low * scale:.2f}, {r.ci_high * scale:.2f}]".replace("-", MINUS)
-    else:
-        # constant per-seed differences: the exact test that decides then cannot give a
-        # 95 % interval from this few seeds (ScaledT.floor_p); say that, not [-inf, inf]
-        ci = "the same difference in every seed, too few seeds for an exact 95 % interval"
+    word = _claim_word(r, higher_is_better=REFERENCE_METRICS[claim.metric][2])
+    diff, ci = _difference_text(r, claim.metric)
     out["judgement"] = word.removeprefix("is ")
     out["text"] = (
         f"{head} {word} over {n} here: {REFERENCE_METRICS[claim.metric][0]} "
