@@ -353,23 +353,16 @@ def check_model(
     entry = MODELS.get(name)
     options = dict(options or {})
     model, shape = _build_on_some_shape(entry, name, options, input_shape, num_classes)
-    declared = entry.meta.get("honours")
-    status: dict[str, str] = {}
-    why: dict[str, str] = {}
-    for option, (low, high) in _CHECKED_SETTINGS.items():
-        status[option], why[option] = _judge_option(
-            entry, options, option, (low, high), shape, num_classes, declared
-        )
-    status["init"], why["init"] = _judge_init(entry, options, model, shape, num_classes)
-    return ModelCheck(name, tuple(shape), status, why)
+    found = {option: _judge_option(entry, options, option, settings, shape, num_classes)
+             for option, settings in _CHECKED_SETTINGS.items()}
+    found["init"] = _judge_init(entry, options, model, shape, num_classes)
+    status = {option: verdict for option, (verdict, _) in found.items()}
+    return ModelCheck(name, tuple(shape), status, {k: why for k, (_, why) in found.items()})
 
 
-def _build_on_some_shape(
-    entry: Entry, name: str, options: dict[str, Any], input_shape: tuple[int, ...] | None,
-    num_classes: int,
-) -> tuple[nn.Module, tuple[int, ...]]:
-    """The model built with ``options`` and run on a first input shape it takes (the given
-    one; else (3, 32, 32) — larger for a model with a minimum size — then (20,));
+def _build_on_some_shape(entry: Entry, name: str, options: dict[str, Any],
+                         input_shape: tuple[int, ...] | None, num_classes: int):
+    """(model, shape): built and run on the first input shape it takes (see check_model);
     ConfigError saying which shape to give when none works."""
     shapes = [tuple(input_shape)] if input_shape else [(3, 32, 32), (20,)]
     if input_shape is None and entry.meta.get("min_hw"):
@@ -391,13 +384,12 @@ def _build_on_some_shape(
     )
 
 
-def _judge_option(
-    entry: Entry, options: dict[str, Any], option: str, settings: tuple[dict, dict],
-    shape: tuple[int, ...], num_classes: int, declared: tuple[str, ...] | None,
-) -> tuple[str, str]:
+def _judge_option(entry: Entry, options: dict[str, Any], option: str,
+                  settings: tuple[dict, dict], shape: tuple[int, ...], num_classes: int):
     """("honoured" | "ignored", why) for one generic option: built at two settings, did the
     builder ask the spec for it, do the networks differ, does a declared ``honours`` agree."""
     low, high = settings
+    declared = entry.meta.get("honours")
     a, spec_a = _build_with(entry, options, low, shape, num_classes)
     b, spec_b = _build_with(entry, options, high, shape, num_classes)
     read = option in (spec_a.reads | spec_b.reads)
@@ -425,10 +417,8 @@ def _judge_option(
     return status, why
 
 
-def _judge_init(
-    entry: Entry, options: dict[str, Any], model: nn.Module, shape: tuple[int, ...],
-    num_classes: int,
-) -> tuple[str, str]:
+def _judge_init(entry: Entry, options: dict[str, Any], model: nn.Module,
+                shape: tuple[int, ...], num_classes: int) -> tuple[str, str]:
     """("honoured" | "ignored", why) for ``model.init``: it re-initialises conv / linear
     layers, so a model needs some, and ``apply_init`` must work on a freshly built one."""
     layers = [m for m in model.modules()
