@@ -12,7 +12,7 @@ a string is shorthand for ``{name = "..."}``::
 Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``. The component
 tables (``DatasetConfig``, ``ModelConfig``, ...) live in :mod:`ablab.component_config` and
 are importable from here too, as are the plain-table helpers of :mod:`ablab.config_tables`
-(TOML reading, ``--set`` overrides).
+(TOML reading, ``--set`` overrides); the messages come from :mod:`ablab.validation_messages`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from ablab.component_config import (  # the component tables, also importable fr
     Seed,
     Strict,
     TrainerConfig,
-    closest,
+    closest,  # noqa: F401 - re-exported
     parse_init,  # noqa: F401 - re-exported
 )
 from ablab.config_tables import (  # the plain-table helpers, also importable from here
@@ -71,8 +71,8 @@ from ablab.registry import (
     PROBES,
     SCHEDULES,
     TRAINERS,
-    domain_message,
 )
+from ablab.validation_messages import validation_message
 
 
 def _switch(v: Any) -> Any:
@@ -388,37 +388,6 @@ def run_id(cfg: RunConfig) -> str:
 # ---------------------------------------------------------------- loading and errors
 
 
-def _allowed_fields(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """Names accepted at ``loc`` inside ``model_cls`` (for 'unknown key' messages)."""
-    cls: Any = model_cls
-    for part in loc:
-        field = getattr(cls, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        nxt = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if nxt is None:
-            return None
-        cls = nxt
-    return list(getattr(cls, "model_fields", {}))
-
-
-def dotted(loc: tuple[Any, ...]) -> str:
-    """``("probes", 0, "name")`` → ``probes[0].name``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def format_validation_error(
     exc: pydantic.ValidationError,
     source: str,
@@ -426,43 +395,7 @@ def format_validation_error(
     path_map: Callable[[str], str] | None = None,
 ) -> str:
     """One line for the first error: ``SOURCE: field.path: message (got VALUE)``."""
-    errors = exc.errors()
-    # An unknown key explains a missing one (``epoch = 20`` leaves ``epochs`` missing):
-    # name the unknown key first.
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    # pydantic tags union branches in the location; they mean nothing to a user.
-    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "str"))))
-    msg = err["msg"]
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, FieldError):
-        parts = cause.path.split(".") if cause.path else []
-        loc = loc + tuple(int(p) if p.isdigit() else p for p in parts)  # hidden[1], not .1
-        msg = cause.message
-        got = None
-    elif err["type"] == "extra_forbidden":
-        allowed = _allowed_fields(root, loc[:-1])
-        msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        close = closest(str(loc[-1]), allowed or []) if loc else None
-        if close:
-            msg += f" (did you mean {close!r}?)"
-        got = None
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-        got = None
-    elif domain_message(root, {**err, "loc": loc}) is not None:
-        msg = domain_message(root, {**err, "loc": loc})  # names the value itself
-        got = None
-    else:
-        msg = msg.removeprefix("Value error, ")
-        got = None if msg.startswith("unknown ") else err.get("input")
-    path = dotted(loc) or "(top level)"
-    if path_map is not None:
-        path = path_map(path)
-    line = f"{source}: {path}: {msg}"
-    if got is not None and not isinstance(got, dict):
-        line += f" (got {_short(got)})"
-    return line
+    return validation_message(exc, source, root, path_map)
 
 
 def parse_run(data: dict[str, Any], source: str = "<config>") -> RunConfig:
