@@ -1,4 +1,4 @@
-"""Run configuration: pydantic models, TOML loading, ``--set`` overrides, run ids.
+"""Run configuration: the pydantic model of a run, its validation messages, run ids.
 
 Every field is validated and unknown keys are rejected. Named components (dataset, model,
 loss, optimizer, schedule) take a ``name`` plus the options their registry entry declares;
@@ -9,30 +9,58 @@ a string is shorthand for ``{name = "..."}``::
     >>> cfg.model.options["hidden"]
     [8]
 
-Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``.
+Errors come out as one line, ``FILE: field.path: what is wrong (got VALUE)``. The component
+tables (``DatasetConfig``, ``ModelConfig``, ...) live in :mod:`ablab.component_config` and
+are importable from here too, as are the plain-table helpers of :mod:`ablab.config_tables`
+(TOML reading, ``--set`` overrides); the messages come from :mod:`ablab.validation_messages`.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-import re
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    field_validator,
     model_serializer,
     model_validator,
 )
 
 from ablab import identity
+from ablab.component_config import (  # the component tables, also importable from here
+    BUILTIN_METRIC,
+    BUILTIN_NEEDS,
+    BUILTIN_TRAINER,
+    ActivationConfig,  # noqa: F401 - re-exported
+    AugmentConfig,  # noqa: F401 - re-exported
+    Component,  # noqa: F401 - re-exported
+    DatasetConfig,
+    EarlyStoppingConfig,
+    Fraction,  # noqa: F401 - re-exported
+    LossConfig,
+    MetricSpec,
+    ModelConfig,
+    OptimizerConfig,
+    PositiveInt,
+    ProbeConfig,
+    ScheduleConfig,
+    Seed,
+    Strict,
+    TrainerConfig,
+    closest,  # noqa: F401 - re-exported
+    parse_init,  # noqa: F401 - re-exported
+)
+from ablab.config_tables import (  # the plain-table helpers, also importable from here
+    anchor_dataset,
+    anchor_trainer,
+    apply_overrides,
+    load_toml,
+    parse_value,  # noqa: F401 - re-exported
+    set_path,  # noqa: F401 - re-exported
+)
 from ablab.errors import ConfigError, FieldError
 from ablab.registry import (
     ACTIVATIONS,
@@ -43,265 +71,8 @@ from ablab.registry import (
     PROBES,
     SCHEDULES,
     TRAINERS,
-    Registry,
-    domain_message,
 )
-
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
-# A seed: what numpy's and torch's generators and the index (SQLite INTEGER) all take.
-Seed = Annotated[int, Field(ge=0, lt=2**63)]
-OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveInt = Annotated[int, Field(gt=0)]
-
-
-class Strict(BaseModel):
-    # Every number is finite (TOML's inf / nan, 1e400) and in its field's declared domain;
-    # see ablab.registry.domain_message for the message.
-    model_config = ConfigDict(
-        extra="forbid", frozen=False, validate_assignment=False, allow_inf_nan=False
-    )
-
-
-class MetricSpec(Strict):
-    """A study's declared outcome: ``metric = { name = "roc_auc", goal = "max", range =
-    [0, 1] }``. ``goal``: "max" (higher is better) or "min"; ``range``: [low, high] where
-    the metric has bounds (``inf`` / ``-inf`` for an open end), so that its intervals stay
-    inside them. A built-in metric's name alone keeps its own goal and range."""
-
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
-    goal: Literal["max", "min"] | None = None
-    # ``inf`` / ``-inf`` say "no bound" here (the one place a config takes them); nan never
-    range: list[Annotated[float, Field(allow_inf_nan=True)]] | None = None
-
-    @field_validator("range")
-    @classmethod
-    def _range(cls, value: list[float] | None) -> list[float] | None:
-        if value is None:
-            return value
-        if any(math.isnan(v) for v in value):
-            raise ValueError("range bounds must be numbers or inf / -inf, not nan")
-        if len(value) != 2 or not value[0] < value[1]:
-            raise ValueError("range must be [low, high] with low < high (inf for no bound)")
-        return [float(v) for v in value]
-
-
-class Component(BaseModel):
-    """A registry entry chosen by ``name`` plus that entry's own options (the extras).
-
-    Subclasses declare the fields every entry shares; anything else is validated against
-    the entry's options and stored resolved (defaults filled in), so two configs that mean
-    the same thing dump to the same dict and hash to the same run id."""
-
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-    registry: ClassVar[Registry]
-    name: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        return {"name": data} if isinstance(data, str) else data
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        return cls.registry.check_name(name)
-
-    @model_validator(mode="after")
-    def _resolve_options(self):
-        extras = dict(self.__pydantic_extra__ or {})
-        entry = self.registry.get(self.name)
-        for key in extras:
-            if key not in entry.options.model_fields:
-                raise FieldError(key, self.unknown_option_message(key))
-        resolved = self.registry.get(self.name).validate_options(extras)
-        self.__pydantic_extra__.clear()
-        self.__pydantic_extra__.update(resolved)
-        return self
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.__pydantic_extra__ or {})
-
-    @classmethod
-    def generic_fields(cls) -> list[str]:
-        """The fields every entry of this registry takes (``dropout`` for every model)."""
-        return [k for k in cls.model_fields if k != "name"]
-
-    def unknown_option_message(self, key: str) -> str:
-        """``key`` is neither this entry's option nor a generic field: say so, with what
-        is allowed and the closest of *all* of them (generic fields included)."""
-        own = list(self.registry.get(self.name).options.model_fields)
-        generic = self.generic_fields()
-        msg = f"unknown option for {self.name!r}; its options are: {', '.join(own) or 'none'}"
-        if generic:
-            msg += f"; and every {self.registry.kind}'s: {', '.join(generic)}"
-        close = closest(key, own + generic)
-        return msg + (f" (did you mean {close!r}?)" if close else "")
-
-
-def closest(name: str, allowed: list[str]) -> str | None:
-    """The allowed name closest to ``name``, ignoring case (``Dropuot`` → ``dropout``)."""
-    lowered = {a.lower(): a for a in allowed}
-    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1)
-    return lowered[close[0]] if close else None
-
-
-class AugmentConfig(Strict):
-    """Per-sample augmentation, applied on each training batch tensor."""
-
-    flip: bool = False
-    crop_padding: NonNegativeInt = 0  # random crop back to size after zero-padding
-    translate: NonNegativeInt = 0  # random shift of up to this many pixels
-    cutout: NonNegativeInt = 0  # side of a zeroed square at a random place
-
-    @property
-    def enabled(self) -> bool:
-        return self.flip or self.crop_padding > 0 or self.translate > 0 or self.cutout > 0
-
-
-class DatasetConfig(Component):
-    registry: ClassVar[Registry] = DATASETS
-    subset: PositiveInt | None = None  # cap on the training-split size, for quick runs
-    # Cap on the validation and test split sizes (stratified, fixed), for smoke tests only:
-    # figures from a reduced test set are noisier than the study's.
-    eval_subset: PositiveInt | None = None
-    val_fraction: Fraction = 0.2  # of the training data, stratified
-    test_fraction: OpenFraction = 0.2  # held out when the dataset has no official test set
-    # None: the dataset's own. "standard": one mean / std per channel (images) or feature
-    # (tabular). "per_feature": one mean / std per input value (each pixel of each channel),
-    # scikit-learn StandardScaler's semantics (population std; a constant feature keeps
-    # scale 1) -- what source report 001 did to Digits.
-    normalize: Literal["unit", "half", "standard", "per_feature", "none"] | None = None
-    # What the "standard" / "per_feature" moments are fitted on: "train" (the training
-    # split, the sound choice) or "all" (every example the dataset holds, test included,
-    # before any split -- what source report 001 did: StandardScaler.fit_transform on all
-    # of Digits / moons / circles, then train_test_split).
-    normalize_fit_on: Literal["train", "all"] = "train"
-    augment: AugmentConfig = AugmentConfig()
-    # "test" evaluates each epoch on the test set instead of a validation split (source
-    # report 003's set-up). Allowed so such a study can be reproduced; the report flags it.
-    validate_on: Literal["holdout", "test"] = "holdout"
-    # Seed of the train/validation/test split and of the subset; None: the run's seed, so
-    # runs that share a seed share their split (what a paired comparison needs).
-    split_seed: Seed | None = None
-    # The folder that relative paths in a dataset's path options (csv, npz, image_folder:
-    # ``path``) are read from: set by the study loader to the study file's folder, else the
-    # current directory when the config is validated. Where files are, not what a run
-    # computes: left out of a run's identity (see ablab.identity).
-    base_dir: str | None = None
-
-    @model_validator(mode="after")
-    def _anchor_paths(self):
-        if self.base_dir is None and DATASETS.get(self.name).meta.get("paths"):
-            self.base_dir = str(Path.cwd())
-        return self
-
-    @model_validator(mode="after")
-    def _fit_on_needs_fitted_mode(self):
-        if self.normalize_fit_on == "all" and self.normalize in ("unit", "half", "none"):
-            raise FieldError(
-                "normalize_fit_on",
-                f'"all" fits normalization moments, but normalize = "{self.normalize}" has '
-                'none; use normalize = "standard" or "per_feature", or leave it "train"',
-            )
-        return self
-
-    @model_serializer(mode="wrap")
-    def _omit_default_fit_on(self, handler):
-        """Leave ``normalize_fit_on`` out at its default, so configs written before it
-        existed keep their run ids."""
-        data = handler(self)
-        if isinstance(data, dict) and data.get("normalize_fit_on") == "train":
-            data.pop("normalize_fit_on")
-        if isinstance(data, dict) and self.name in TASK_DATASETS:
-            # added after run ids were issued: left out at their defaults (csv, npz)
-            for key, default in TASK_OPTION_DEFAULTS.items():
-                if key in data and data[key] == default:
-                    data.pop(key)
-        if isinstance(data, dict) and data.get("base_dir", 0) is None:
-            data.pop("base_dir")  # only datasets that read the user's files have one
-        return data
-
-
-    @property
-    def task(self) -> str:
-        """"regression" when the dataset says ``task = "regression"`` (csv, npz), else
-        "classification" (what every other dataset is; a csv / npz target that looks
-        continuous without ``task`` is refused when the data are read)."""
-        return "regression" if self.options.get("task") == "regression" else "classification"
-
-
-#: Datasets with a ``task`` option, and the options that came with it: left out of the
-#: resolved config at these defaults, so the run ids of earlier csv / npz studies hold.
-TASK_DATASETS = ("csv", "npz")
-TASK_OPTION_DEFAULTS = {"task": None, "standardize_target": True}
-
-
-_INIT_RE = re.compile(r"^normal\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)$")
-INIT_NAMES = ("default", "glorot_uniform", "glorot_normal", "kaiming_normal", "kaiming_uniform")
-#: What ``model.init`` accepts, for the JSON Schema and ``ablab list models``.
-INIT_SCHEMA = {
-    "pattern": r"^(" + "|".join(INIT_NAMES) + r"|normal\(\s*[-+0-9.eE]+\s*,\s*[-+0-9.eE]+\s*\))$",
-    "x-allowed": " | ".join(f'"{n}"' for n in INIT_NAMES) + ' | "normal(MEAN, STD)"',
-}
-
-
-def parse_init(spec: str) -> tuple[str, tuple[float, ...]]:
-    """``"normal(0, 0.01)"`` → ``("normal", (0.0, 0.01))``; ``"glorot_uniform"`` → (name, ())."""
-    if spec in INIT_NAMES:
-        return spec, ()
-    m = _INIT_RE.match(spec.strip())
-    if m:
-        mean, std = float(m.group(1)), float(m.group(2))
-        if not (math.isfinite(mean) and math.isfinite(std)):  # 1e400 reads as inf
-            raise ValueError("normal(mean, std) needs finite numbers")
-        if std <= 0:
-            raise ValueError(f"normal(mean, std) needs std > 0, got {std}")
-        return "normal", (mean, std)
-    raise ValueError(f"unknown init {spec!r}; allowed: {', '.join(INIT_NAMES)}, normal(MEAN, STD)")
-
-
-class ActivationConfig(Component):
-    registry: ClassVar[Registry] = ACTIVATIONS
-
-
-class ModelConfig(Component):
-    registry: ClassVar[Registry] = MODELS
-    # "relu", or a table with options: {name = "leaky_relu", negative_slope = 0.1}
-    activation: ActivationConfig = Field(default_factory=lambda: ActivationConfig(name="relu"))
-    dropout: Fraction | None = None  # None: the architecture's own default
-    batch_norm: bool | None = None  # None: the architecture's own default
-    init: Annotated[str, Field(json_schema_extra=INIT_SCHEMA)] = "default"
-
-    @field_validator("init")
-    @classmethod
-    def _init(cls, v: str) -> str:
-        parse_init(v)
-        return v
-
-
-class LossConfig(Component):
-    registry: ClassVar[Registry] = LOSSES
-
-
-class OptimizerConfig(Component):
-    registry: ClassVar[Registry] = OPTIMIZERS
-
-
-class ScheduleConfig(Component):
-    registry: ClassVar[Registry] = SCHEDULES
-
-
-class EarlyStoppingConfig(Strict):
-    """Keras EarlyStopping: stop when ``monitor`` has not improved by ``min_delta`` for
-    ``patience`` epochs; optionally restore the best epoch's weights."""
-
-    # val_accuracy: classification; val_rmse, val_mae, val_r2: regression (task = "regression")
-    monitor: Literal["val_loss", "val_accuracy", "val_rmse", "val_mae", "val_r2"] = "val_loss"
-    patience: PositiveInt = 10
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
-    restore_best_weights: bool = True
+from ablab.validation_messages import validation_message
 
 
 def _switch(v: Any) -> Any:
@@ -319,30 +90,6 @@ def _batch_size(v: Any) -> Any:
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         raise ValueError('must be a positive integer or "full"')
     return v
-
-
-class ProbeConfig(Component):
-    """A probe by name, or a table with its options: {name = "boundary", grid = 100}."""
-
-    registry: ClassVar[Registry] = PROBES
-
-
-class TrainerConfig(Component):
-    """What trains the run: a registered trainer by name, with its options
-    (``trainer = { name = "command", argv = [...] }``). The default, ``"builtin"``, is
-    ablab's own loop, configured by the rest of the run config."""
-
-    registry: ClassVar[Registry] = TRAINERS
-
-
-#: The trainer a run gets when its config names none: ablab's own training loop.
-BUILTIN_TRAINER = "builtin"
-#: The metric the built-in loop's verdicts are about when a study declares none.
-BUILTIN_METRIC = "test_accuracy"
-
-
-#: Fields the built-in loop needs and other trainers may leave out.
-BUILTIN_NEEDS = ("epochs", "dataset", "model")
 
 
 class RunConfig(Strict):
@@ -641,37 +388,6 @@ def run_id(cfg: RunConfig) -> str:
 # ---------------------------------------------------------------- loading and errors
 
 
-def _allowed_fields(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """Names accepted at ``loc`` inside ``model_cls`` (for 'unknown key' messages)."""
-    cls: Any = model_cls
-    for part in loc:
-        field = getattr(cls, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        nxt = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if nxt is None:
-            return None
-        cls = nxt
-    return list(getattr(cls, "model_fields", {}))
-
-
-def dotted(loc: tuple[Any, ...]) -> str:
-    """``("probes", 0, "name")`` → ``probes[0].name``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def format_validation_error(
     exc: pydantic.ValidationError,
     source: str,
@@ -679,43 +395,7 @@ def format_validation_error(
     path_map: Callable[[str], str] | None = None,
 ) -> str:
     """One line for the first error: ``SOURCE: field.path: message (got VALUE)``."""
-    errors = exc.errors()
-    # An unknown key explains a missing one (``epoch = 20`` leaves ``epochs`` missing):
-    # name the unknown key first.
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    # pydantic tags union branches in the location; they mean nothing to a user.
-    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "str"))))
-    msg = err["msg"]
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, FieldError):
-        parts = cause.path.split(".") if cause.path else []
-        loc = loc + tuple(int(p) if p.isdigit() else p for p in parts)  # hidden[1], not .1
-        msg = cause.message
-        got = None
-    elif err["type"] == "extra_forbidden":
-        allowed = _allowed_fields(root, loc[:-1])
-        msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        close = closest(str(loc[-1]), allowed or []) if loc else None
-        if close:
-            msg += f" (did you mean {close!r}?)"
-        got = None
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-        got = None
-    elif domain_message(root, {**err, "loc": loc}) is not None:
-        msg = domain_message(root, {**err, "loc": loc})  # names the value itself
-        got = None
-    else:
-        msg = msg.removeprefix("Value error, ")
-        got = None if msg.startswith("unknown ") else err.get("input")
-    path = dotted(loc) or "(top level)"
-    if path_map is not None:
-        path = path_map(path)
-    line = f"{source}: {path}: {msg}"
-    if got is not None and not isinstance(got, dict):
-        line += f" (got {_short(got)})"
-    return line
+    return validation_message(exc, source, root, path_map)
 
 
 def parse_run(data: dict[str, Any], source: str = "<config>") -> RunConfig:
@@ -724,89 +404,6 @@ def parse_run(data: dict[str, Any], source: str = "<config>") -> RunConfig:
         return RunConfig.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.__class__.__name__})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value is read as a TOML value (``3``, ``0.1``, ``true``, ``[1, 2]``,
-    ``"x"``); anything that is not valid TOML is taken as a bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in nested dicts, expanding component shorthand (``loss = "mse"``)."""
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if isinstance(child, str):  # shorthand component: "adam" → {name = "adam"}
-            child = {"name": child}
-        elif child is None:
-            child = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"{dotted}: {part!r} is a value, not a table")
-        node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    for item in sets:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not p for p in key.split(".")):
-            raise ConfigError(f"--set {item!r}: expected dotted.path=value")
-        try:
-            set_path(data, key, parse_value(text.strip()))
-        except ConfigError as exc:
-            raise ConfigError(f"--set {exc}") from None
-    return data
-
-
-def anchor_dataset(data: dict[str, Any], base_dir: str | Path) -> None:
-    """Give ``data``'s dataset table (plain data, before validation) ``base_dir`` as the
-    folder its relative file paths are read from, when its dataset reads the user's files
-    (registry meta ``paths``) and the table does not name one itself."""
-    dataset = data.get("dataset")
-    if isinstance(dataset, str):
-        dataset = {"name": dataset}
-    if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str):
-        return
-    if dataset["name"] in DATASETS and DATASETS.get(dataset["name"]).meta.get("paths"):
-        dataset.setdefault("base_dir", str(Path(base_dir).resolve()))
-        data["dataset"] = dataset
-
-
-def anchor_trainer(data: dict[str, Any], base_dir: str | Path) -> None:
-    """Give ``data``'s trainer (plain data, before validation) ``base_dir`` (the study or run
-    file's folder) as the folder it runs in, when the trainer takes one (registry meta
-    ``cwd_option``: the ``command`` trainer's ``cwd``) and the table does not name one."""
-    trainer = data.get("trainer")
-    if isinstance(trainer, str):
-        trainer = {"name": trainer}
-    if not isinstance(trainer, dict) or not isinstance(trainer.get("name"), str):
-        return
-    option = (TRAINERS.get(trainer["name"]).meta.get("cwd_option")
-              if trainer["name"] in TRAINERS else None)
-    if option:
-        trainer.setdefault(option, str(Path(base_dir).resolve()))
-        data["trainer"] = trainer
 
 
 def load_run(

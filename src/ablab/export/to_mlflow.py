@@ -63,55 +63,29 @@ def export_mlflow(
     Returns ``{"experiment", "experiment_id", "tracking_uri", "parent_run_id",
     "exported", "skipped"}``."""
     mlflow = require("mlflow", "mlflow")
-    from mlflow.entities import Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     with StudyStore.existing(out) as store:
         info = store.study_info()
         name = experiment or info["name"]
         tracking_uri = tracking_uri or mlflow.get_tracking_uri()
         try:
-            return _export(store, info, name, tracking_uri, MlflowClient, Metric, Param, RunTag)
+            return _export(store, info, name, tracking_uri)
         except MlflowException as exc:
             first = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()
             raise UserError(f"mlflow ({tracking_uri}): "
                             f"{first[0] if first else type(exc).__name__}") from None
 
 
-def _export(store, info, name, tracking_uri, MlflowClient, Metric, Param, RunTag):  # noqa: N803
+def _export(store: StudyStore, info: dict[str, Any], name: str, tracking_uri: str):
+    """The study's experiment, its parent run and files, then every stored run not
+    exported yet as a nested run."""
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(name)
-    if found is None:
-        experiment_id = client.create_experiment(name, tags={"ablab.study": name})
-    else:
-        experiment_id = found.experiment_id
-        if found.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment_id)
-
-    parents = _search_all(client, experiment_id, "tags.`ablab.kind` = 'study'")
-    if parents:
-        parent_id = parents[0].info.run_id
-    else:
-        parent = client.create_run(
-            experiment_id, run_name=name, tags={"ablab.kind": "study", "ablab.study": name}
-        )
-        parent_id = parent.info.run_id
-        client.log_batch(parent_id, params=[
-            Param("description", _param_value(info.get("description") or "")),
-            Param("seeds", _param_value(info.get("seeds"))),
-            Param("factors", _param_value(info.get("factors"))),
-        ])
-        client.set_terminated(parent_id)
-    root = store.root
-    for path in [*report_files(root), root / "results.csv", root / "summary.csv",
-                 root / "study.toml"]:
-        if path.exists():
-            client.log_artifact(parent_id, str(path))
-    figures = root / "figures"
-    if figures.is_dir():
-        client.log_artifacts(parent_id, str(figures), artifact_path="figures")
-
+    experiment_id = _experiment(client, name)
+    parent_id = _parent_run(client, experiment_id, name, info)
+    _log_study_files(client, parent_id, store.root)
     done = {
         r.data.tags.get("ablab.run_id")
         for r in _search_all(client, experiment_id, "tags.`ablab.kind` = 'run'")
@@ -122,36 +96,7 @@ def _export(store, info, name, tracking_uri, MlflowClient, Metric, Param, RunTag
         if run.run_id in done:
             skipped += 1
             continue
-        tags = {
-            "mlflow.parentRunId": parent_id,
-            "ablab.kind": "run",
-            "ablab.study": name,
-            "ablab.run_id": run.run_id,
-            "ablab.status": run.status,
-            "ablab.seed": str(run.seed),
-        }
-        tags.update({f"ablab.variant.{k}": str(v) for k, v in run.variant.items()})
-        created = client.create_run(experiment_id, run_name=run.label, tags=tags)
-        mid = created.info.run_id
-        params = [Param(k, _param_value(v)) for k, v in flatten(run.record["config"]).items()]
-        metrics = [Metric(k, v, now, step) for k, step, v in history_metrics(run.record)]
-        last = int((run.record.get("final") or {}).get("epochs_run") or 0)
-        metrics += [Metric(k, v, now, last) for k, v in final_metrics(run.record).items()]
-        for i in range(0, len(params), BATCH_PARAMS):
-            client.log_batch(mid, params=params[i : i + BATCH_PARAMS])
-        for i in range(0, len(metrics), BATCH_METRICS):
-            client.log_batch(mid, metrics=metrics[i : i + BATCH_METRICS])
-        with tempfile.TemporaryDirectory() as tmp:
-            record_path = Path(tmp) / "record.json"
-            record_path.write_text(json.dumps(run.record, indent=1))
-            client.log_artifact(mid, str(record_path))
-        weights = store.weights_path(run.run_id)
-        if weights.exists():
-            with tempfile.TemporaryDirectory() as tmp:  # a stable artifact name
-                target = Path(tmp) / "weights.safetensors"
-                target.write_bytes(weights.read_bytes())
-                client.log_artifact(mid, str(target))
-        client.set_terminated(mid, status="FINISHED" if run.status == "done" else "FAILED")
+        _export_run(client, store, experiment_id, parent_id, name, run, now)
         exported += 1
     return {
         "experiment": name,
@@ -161,3 +106,90 @@ def _export(store, info, name, tracking_uri, MlflowClient, Metric, Param, RunTag
         "exported": exported,
         "skipped": skipped,
     }
+
+
+def _experiment(client, name: str) -> str:
+    """The id of the experiment named ``name``: created, or restored when deleted."""
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return client.create_experiment(name, tags={"ablab.study": name})
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return found.experiment_id
+
+
+def _parent_run(client, experiment_id: str, name: str, info: dict[str, Any]) -> str:
+    """The id of the study's parent run (tag ``ablab.kind = study``), created with the
+    study's description, seeds and factors as params the first time."""
+    from mlflow.entities import Param
+
+    parents = _search_all(client, experiment_id, "tags.`ablab.kind` = 'study'")
+    if parents:
+        return parents[0].info.run_id
+    parent = client.create_run(
+        experiment_id, run_name=name, tags={"ablab.kind": "study", "ablab.study": name}
+    )
+    parent_id = parent.info.run_id
+    client.log_batch(parent_id, params=[
+        Param("description", _param_value(info.get("description") or "")),
+        Param("seeds", _param_value(info.get("seeds"))),
+        Param("factors", _param_value(info.get("factors"))),
+    ])
+    client.set_terminated(parent_id)
+    return parent_id
+
+
+def _log_study_files(client, parent_id: str, root: Path) -> None:
+    """The report, the tables, the study file and the figures on the parent run (again on
+    every export: they change as runs are added)."""
+    for path in [*report_files(root), root / "results.csv", root / "summary.csv",
+                 root / "study.toml"]:
+        if path.exists():
+            client.log_artifact(parent_id, str(path))
+    figures = root / "figures"
+    if figures.is_dir():
+        client.log_artifacts(parent_id, str(figures), artifact_path="figures")
+
+
+def _export_run(
+    client, store: StudyStore, experiment_id: str, parent_id: str, name: str, run, now: int
+) -> None:
+    """One stored run as a nested run: tags, its config as params, its history and final
+    figures as metrics, its record and (when kept) its weights as artifacts."""
+    from mlflow.entities import Metric, Param
+
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "ablab.kind": "run",
+        "ablab.study": name,
+        "ablab.run_id": run.run_id,
+        "ablab.status": run.status,
+        "ablab.seed": str(run.seed),
+    }
+    tags.update({f"ablab.variant.{k}": str(v) for k, v in run.variant.items()})
+    created = client.create_run(experiment_id, run_name=run.label, tags=tags)
+    mid = created.info.run_id
+    params = [Param(k, _param_value(v)) for k, v in flatten(run.record["config"]).items()]
+    metrics = [Metric(k, v, now, step) for k, step, v in history_metrics(run.record)]
+    last = int((run.record.get("final") or {}).get("epochs_run") or 0)
+    metrics += [Metric(k, v, now, last) for k, v in final_metrics(run.record).items()]
+    for i in range(0, len(params), BATCH_PARAMS):
+        client.log_batch(mid, params=params[i : i + BATCH_PARAMS])
+    for i in range(0, len(metrics), BATCH_METRICS):
+        client.log_batch(mid, metrics=metrics[i : i + BATCH_METRICS])
+    _log_run_files(client, store, mid, run)
+    client.set_terminated(mid, status="FINISHED" if run.status == "done" else "FAILED")
+
+
+def _log_run_files(client, store: StudyStore, mid: str, run) -> None:
+    """``record.json`` and, when kept, ``weights.safetensors`` (stable artifact names)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        record_path = Path(tmp) / "record.json"
+        record_path.write_text(json.dumps(run.record, indent=1))
+        client.log_artifact(mid, str(record_path))
+    weights = store.weights_path(run.run_id)
+    if weights.exists():
+        with tempfile.TemporaryDirectory() as tmp:  # a stable artifact name
+            target = Path(tmp) / "weights.safetensors"
+            target.write_bytes(weights.read_bytes())
+            client.log_artifact(mid, str(target))

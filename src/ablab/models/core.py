@@ -352,56 +352,75 @@ def check_model(
     else tried as (3, 32, 32), then (20,))."""
     entry = MODELS.get(name)
     options = dict(options or {})
+    model, shape = _build_on_some_shape(entry, name, options, input_shape, num_classes)
+    found = {option: _judge_option(entry, options, option, settings, shape, num_classes)
+             for option, settings in _CHECKED_SETTINGS.items()}
+    found["init"] = _judge_init(entry, options, model, shape, num_classes)
+    status = {option: verdict for option, (verdict, _) in found.items()}
+    return ModelCheck(name, tuple(shape), status, {k: why for k, (_, why) in found.items()})
+
+
+def _build_on_some_shape(entry: Entry, name: str, options: dict[str, Any],
+                         input_shape: tuple[int, ...] | None, num_classes: int):
+    """(model, shape): built and run on the first input shape it takes (see check_model);
+    ConfigError saying which shape to give when none works."""
     shapes = [tuple(input_shape)] if input_shape else [(3, 32, 32), (20,)]
     if input_shape is None and entry.meta.get("min_hw"):
         side = max(32, int(entry.meta["min_hw"]))
         shapes = [(3, side, side)]
-    base = None
     error: Exception | None = None
     for shape in shapes:
         try:
-            base = _build_with(entry, options, {}, shape, num_classes)
+            model, _ = _build_with(entry, options, {}, shape, num_classes)
             with torch.no_grad():  # takes the input (and lazy layers get their sizes)
-                base[0].eval()(torch.zeros(2, *shape))
-            break
+                model.eval()(torch.zeros(2, *shape))
+            return model, shape
         except Exception as exc:  # noqa: BLE001 - tried on the next shape, else reported
             error = exc
-    if base is None:
-        raise ConfigError(
-            f"model {name!r}: cannot be built on input {shapes[-1]} "
-            f"({error.__class__.__name__}: {' '.join(str(error).split())[:120]}); "
-            "give the input shape it takes (--input-shape 3,32,32 or input_shape=(3, 32, 32))"
-        )
-    model, spec = base
+    raise ConfigError(
+        f"model {name!r}: cannot be built on input {shapes[-1]} "
+        f"({error.__class__.__name__}: {' '.join(str(error).split())[:120]}); "
+        "give the input shape it takes (--input-shape 3,32,32 or input_shape=(3, 32, 32))"
+    )
+
+
+def _judge_option(entry: Entry, options: dict[str, Any], option: str,
+                  settings: tuple[dict, dict], shape: tuple[int, ...], num_classes: int):
+    """("honoured" | "ignored", why) for one generic option: built at two settings, did the
+    builder ask the spec for it, do the networks differ, does a declared ``honours`` agree."""
+    low, high = settings
     declared = entry.meta.get("honours")
-    status: dict[str, str] = {}
-    why: dict[str, str] = {}
-    for option, (low, high) in _CHECKED_SETTINGS.items():
-        a, spec_a = _build_with(entry, options, low, shape, num_classes)
-        b, spec_b = _build_with(entry, options, high, shape, num_classes)
-        read = option in (spec_a.reads | spec_b.reads)
-        differs = str(a) != str(b)
-        how = GENERIC_OPTIONS[option]
-        said = f"{option}={_setting(low[option])} and {option}={_setting(high[option])}"
-        if read and differs:
-            status[option], why[option] = "honoured", f"the builder calls {how}; {said} " \
-                                                      "build different networks"
-        elif read:
-            status[option], why[option] = "honoured", (
-                f"the builder calls {how}; {said} list the same modules (used in forward?)")
-        elif differs:
-            status[option], why[option] = "ignored", (
-                f"{said} build different networks, but the builder never calls {how}, so a "
-                f"study varying model.{option} is refused; call {how}")
-        else:
-            status[option], why[option] = "ignored", (
-                f"the builder never calls {how} and {said} build the same network; call "
-                f"{how} where the layer is made")
-        if declared is not None and (option in declared) != (status[option] == "honoured"):
-            # a study trusts the declaration: an undeclared option may not be varied
-            status[option] = "ignored"
-            word = "declares" if option in declared else "leaves it out of"
-            why[option] += f"; but its registry entry {word} honours={tuple(declared)!r}"
+    a, spec_a = _build_with(entry, options, low, shape, num_classes)
+    b, spec_b = _build_with(entry, options, high, shape, num_classes)
+    read = option in (spec_a.reads | spec_b.reads)
+    differs = str(a) != str(b)
+    how = GENERIC_OPTIONS[option]
+    said = f"{option}={_setting(low[option])} and {option}={_setting(high[option])}"
+    if read and differs:
+        status, why = "honoured", f"the builder calls {how}; {said} build different networks"
+    elif read:
+        status, why = "honoured", (
+            f"the builder calls {how}; {said} list the same modules (used in forward?)")
+    elif differs:
+        status, why = "ignored", (
+            f"{said} build different networks, but the builder never calls {how}, so a "
+            f"study varying model.{option} is refused; call {how}")
+    else:
+        status, why = "ignored", (
+            f"the builder never calls {how} and {said} build the same network; call "
+            f"{how} where the layer is made")
+    if declared is not None and (option in declared) != (status == "honoured"):
+        # a study trusts the declaration: an undeclared option may not be varied
+        status = "ignored"
+        word = "declares" if option in declared else "leaves it out of"
+        why += f"; but its registry entry {word} honours={tuple(declared)!r}"
+    return status, why
+
+
+def _judge_init(entry: Entry, options: dict[str, Any], model: nn.Module,
+                shape: tuple[int, ...], num_classes: int) -> tuple[str, str]:
+    """("honoured" | "ignored", why) for ``model.init``: it re-initialises conv / linear
+    layers, so a model needs some, and ``apply_init`` must work on a freshly built one."""
     layers = [m for m in model.modules()
               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
     covered = sum(p.numel() for m in layers for p in m.parameters(recurse=False))
@@ -413,19 +432,17 @@ def check_model(
     except Exception as exc:  # noqa: BLE001 - reported as the finding
         init_error = " ".join(str(exc).split())[:100]
     if init_error is not None:
-        status["init"], why["init"] = "ignored", (
+        return "ignored", (
             f"model.init fails on the built model ({init_error}); lazy layers "
             "(nn.LazyLinear) have no weights to initialise until the first batch: give "
             "them their input size from spec.input_shape")
-    elif layers:
-        status["init"], why["init"] = "honoured", (
+    if layers:
+        return "honoured", (
             f"init re-initialises its {len(layers)} conv/linear layers ({covered:,} of "
             f"{total:,} parameters)")
-    else:
-        status["init"], why["init"] = "ignored", (
-            "the model has no nn.Linear or nn.Conv layers, which is what model.init "
-            "re-initialises; build it from them")
-    return ModelCheck(name, tuple(shape), status, why)
+    return "ignored", (
+        "the model has no nn.Linear or nn.Conv layers, which is what model.init "
+        "re-initialises; build it from them")
 
 
 def _setting(value: Any) -> str:
