@@ -285,6 +285,8 @@ def test_diabetes_study_with_mlp_width_gets_verdicts_on_r2_and_rmse(diabetes, tm
         assert len(compared) == 1 and compared[0].result.n_a == 3
         assert label in verdict(compared[0])
     assert all("test R²" in v for v in a.verdicts)
+    rmse = [sentences for name, _, _, sentences in a.outcome_verdicts if name == "test_rmse"]
+    assert rmse and len(rmse[0]) == 1 and "test RMSE" in rmse[0][0], a.outcome_verdicts
     summary = pd.read_csv(out / "summary.csv")
     assert (summary["test_r2_ci_high"] <= 1).all()
     assert (summary["test_rmse_ci_low"] > 0).all()

@@ -355,9 +355,12 @@ class RunConfig(Strict):
     @property
     def metric_spec(self) -> MetricSpec:
         """The outcome the run's verdicts are about: the declared ``metric``, else the
-        built-in loop's test accuracy (higher is better, in [0, 1])."""
+        built-in loop's test accuracy (higher is better, in [0, 1]), or its test R² for a
+        regression dataset (as the analysis judges such a study: at most 1)."""
         if self.metric is not None:
             return self.metric
+        if self.dataset is not None and getattr(self.dataset, "task", None) == "regression":
+            return MetricSpec(name="test_r2", goal="max", range=[float("-inf"), 1.0])
         return MetricSpec(name=BUILTIN_METRIC, goal="max", range=[0.0, 1.0])
 
     @property

@@ -46,6 +46,7 @@ from ablab.analysis.verdicts import (
     variant_status_sentences,
     verdict,
 )
+from ablab.outcome_catalogue import DEFAULT_SECONDARY
 
 STATUS_ORDER = ("done", "diverged", "failed", "running", "pending")
 
@@ -249,7 +250,9 @@ def analyze_runs(
     comparisons, inert = _judged_comparisons(factors, variants, outcomes, margin, design)
     interactions = find_interactions(factors, variants, primary)
     rankings = _rankings(factors, variants, comparisons, inert, primary)
-    judged_others = [o for o in outcomes.others if o.family != "performance"]
+    # every outcome besides the primary gets its own verdicts, but the built-in loop's
+    # secondary cross-entropy (a comparison in the table, as it always was)
+    judged_others = [o for o in outcomes.others if o.name not in DEFAULT_SECONDARY]
     pooled = [p for p in pool_all(comparisons) if p.metric in
               {primary.name, *(o.name for o in judged_others)}]
     found_tradeoffs = tradeoffs(comparisons, primary.name)
