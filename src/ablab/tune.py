@@ -51,6 +51,7 @@ from typing import Any
 from ablab.config import RunConfig, run_id, set_path
 from ablab.errors import UserError
 from ablab.execute import Event, Task, kept_workers, make_executor, plan_workers
+from ablab.execution_options import ExecutionOptions
 from ablab.runner import (
     StudyInterrupted,
     StudyOutcome,
@@ -282,19 +283,33 @@ def _trial_rows(ostudy) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclasses.dataclass
+class _Tuning:
+    """One ``tune_study`` call's state: every variant's Optuna study and how to run and
+    tell its trials."""
+
+    tune: TuneConfig
+    variants: dict[str, list[PlannedRun]]  # variant id → its planned runs
+    labels: dict[str, str]  # variant id → label
+    studies: dict[str, Any]  # variant id → Optuna study
+    fixed: dict[str, Any]  # parameter path → Optuna distribution
+    say: Callable[[str], Any]
+    execution: ExecutionOptions
+
+
 def tune_study(
     study: Study,
     out: str | Path,
     *,
-    workers: int | None = None,
-    threads: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    execution: ExecutionOptions | None = None,
     on_line: Callable[[str], Any] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Tune every variant of ``study`` (which has ``[tune]``) into ``out``; resumable.
-    ``on_line`` gets progress lines (one per finished trial and per tuned variant).
-    Returns the tuning summary, also written to ``DIR/tuning.json``."""
+    How trials execute is ``execution`` or its fields as keywords (workers, threads,
+    executor, address). ``on_line`` gets progress lines (one per finished trial and per
+    tuned variant). Returns the tuning summary, also written to ``DIR/tuning.json``."""
+    execution = ExecutionOptions.of(execution, **options)
     tune = study.config.tune
     if tune is None:
         raise UserError(f"{study.source}: has no [tune] table")
@@ -306,44 +321,12 @@ def tune_study(
         raise UserError(f"{root}: holds the tuning of study '{previous['study']}', "
                         f"not '{study.name}'; choose another --out")
     dists = tune.distributions()
-    fixed = {path: optuna_distribution(d) for path, d in dists.items()}
-    variants = study.variants()
-    labels = {vid: runs[0].variant_label or study.name for vid, runs in variants.items()}
     started = time.monotonic()
     store = StudyStore(root)
     with store.locked():
-        storage = _storage(root)
-        direction = study.config.tune_direction()
-        studies = {vid: _open_study(storage, tune, vid, dists, direction) for vid in variants}
-        for vid, ostudy in studies.items():
-            n = _abandon_running(ostudy)
-            if n:
-                say(f"tune {labels[vid]}: {n} trial(s) left running by a stopped run "
-                    "will run again")
-        per_round = max(1, workers or plan_workers(len(variants), None, threads)[0])
-        try:
-            with sigterm_as_interrupt(), kept_workers():  # one pool for every batch
-                while True:
-                    batch: list[_Pending] = []
-                    for vid, ostudy in studies.items():
-                        told = len(counted_trials(ostudy.get_trials(deepcopy=False)))
-                        size = _batch_size(tune, told, per_round)
-                        for _ in range(min(size, max(0, tune.trials - told))):
-                            batch.append(_Pending(vid, ostudy.ask(fixed), list(tune.seeds)))
-                    if not batch:
-                        break
-                    _run_batch(batch, studies, variants, labels, tune, say,
-                               workers, threads, executor, address)
-        except KeyboardInterrupt as exc:  # trials not told stay RUNNING: the next run requeues
-            done = sum(
-                len(counted_trials(s.get_trials(deepcopy=False))) for s in studies.values()
-            )
-            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-            raise StudyInterrupted(
-                f"interrupted during tuning: {done} trials done; run the same command "
-                f"again to resume into {root}", signum,
-            ) from None
-        summary = _summary(study, studies, tune, dists, labels)
+        tuning = _open_tuning(study, root, dists, say, execution)
+        _tune_in_batches(tuning, root)
+        summary = _summary(study, tuning.studies, tune, dists, tuning.labels)
         summary["seconds"] = round(
             float(previous.get("seconds") or 0.0) + time.monotonic() - started, 1
         )
@@ -352,6 +335,55 @@ def tune_study(
         say(f"tuned {v['label']}: best {_format_params(v['best_params'])} "
             f"({tune.metric} {v['best_value']:.4g}) from {v['trials']} trials")
     return summary
+
+
+def _open_tuning(study: Study, root: Path, dists: dict[str, Distribution],
+                 say: Callable[[str], Any], execution: ExecutionOptions) -> _Tuning:
+    """Open (or resume) every variant's Optuna study; trials a stopped run left running
+    will run again."""
+    tune = study.config.tune
+    variants = study.variants()
+    labels = {vid: runs[0].variant_label or study.name for vid, runs in variants.items()}
+    storage = _storage(root)
+    direction = study.config.tune_direction()
+    studies = {vid: _open_study(storage, tune, vid, dists, direction) for vid in variants}
+    for vid, ostudy in studies.items():
+        n = _abandon_running(ostudy)
+        if n:
+            say(f"tune {labels[vid]}: {n} trial(s) left running by a stopped run "
+                "will run again")
+    fixed = {path: optuna_distribution(d) for path, d in dists.items()}
+    return _Tuning(tune, variants, labels, studies, fixed, say, execution)
+
+
+def _tune_in_batches(tuning: _Tuning, root: Path) -> None:
+    """Ask and run batches of trials until every variant has its trials; Ctrl-C or
+    SIGTERM raises :class:`StudyInterrupted` (trials not told stay RUNNING: the next
+    run requeues them)."""
+    tune, execution = tuning.tune, tuning.execution
+    per_round = max(1, execution.workers
+                    or plan_workers(len(tuning.variants), None, execution.threads)[0])
+    try:
+        with sigterm_as_interrupt(), kept_workers():  # one pool for every batch
+            while True:
+                batch: list[_Pending] = []
+                for vid, ostudy in tuning.studies.items():
+                    told = len(counted_trials(ostudy.get_trials(deepcopy=False)))
+                    size = _batch_size(tune, told, per_round)
+                    for _ in range(min(size, max(0, tune.trials - told))):
+                        batch.append(_Pending(vid, ostudy.ask(tuning.fixed), list(tune.seeds)))
+                if not batch:
+                    return
+                _run_batch(batch, tuning)
+    except KeyboardInterrupt as exc:
+        done = sum(
+            len(counted_trials(s.get_trials(deepcopy=False))) for s in tuning.studies.values()
+        )
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        raise StudyInterrupted(
+            f"interrupted during tuning: {done} trials done; run the same command "
+            f"again to resume into {root}", signum,
+        ) from None
 
 
 def _batch_size(tune: TuneConfig, told: int, workers: int) -> int:
@@ -366,8 +398,11 @@ def _batch_size(tune: TuneConfig, told: int, workers: int) -> int:
     return workers
 
 
-def _run_batch(batch, studies, variants, labels, tune, say, workers, threads, executor,
-               address) -> None:
+def _run_batch(batch: list[_Pending], tuning: _Tuning) -> None:
+    """Train every seed of every trial in ``batch`` in one executor call; tell Optuna
+    each trial's value as its last seed finishes."""
+    studies, variants, labels = tuning.studies, tuning.variants, tuning.labels
+    tune, say, execution = tuning.tune, tuning.say, tuning.execution
     tasks: list[Task] = []
     owner: dict[str, tuple[_Pending, int]] = {}
     for p in batch:
@@ -395,8 +430,9 @@ def _run_batch(batch, studies, variants, labels, tune, say, workers, threads, ex
                 f"{_format_params(dict(p.trial.params))}: {tune.metric} {value}"
                 + ("" if told["outcome"] == "done" else f" ({told['outcome']})"))
 
-    n_workers, n_threads = plan_workers(tasks, workers, threads)
-    make_executor(executor, n_workers, n_threads, address).run(tasks, on_event)
+    n_workers, n_threads = plan_workers(tasks, execution.workers, execution.threads)
+    make_executor(execution.executor, n_workers, n_threads, execution.address).run(
+        tasks, on_event)
 
 
 def _best(ostudy, tune: TuneConfig, label: str):
@@ -466,21 +502,21 @@ def run_tuned(
     study: Study,
     out: str | Path,
     *,
-    workers: int | None = None,
-    threads: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    execution: ExecutionOptions | None = None,
     on_line: Callable[[str], Any] | None = None,
-    **run_options: Any,
+    report: bool = True,
+    svg: bool = False,
+    **options: Any,
 ) -> tuple[StudyOutcome, dict[str, Any]]:
     """Tune (resuming what ``out`` holds), then evaluate every variant at its best
-    setting with the study's seeds and write the report. ``run_options`` go to
-    :func:`ablab.runner.run_study` (progress, retry_failed, force_new_variants, report).
-    Returns (the evaluation's StudyOutcome, the tuning summary)."""
-    summary = tune_study(study, out, workers=workers, threads=threads, executor=executor,
-                         address=address, on_line=on_line)
+    setting with the study's seeds and write the report (``svg``: its figures as SVG
+    too). How runs execute is ``execution`` or its fields as keywords (workers, threads,
+    executor, address, progress, retry_failed, force_new_variants). Returns (the
+    evaluation's StudyOutcome, the tuning summary)."""
+    execution = ExecutionOptions.of(execution, **options)
+    summary = tune_study(study, out, execution=execution, on_line=on_line)
     best = {v["variant_id"]: v["best_params"] for v in summary["variants"]}
     plan = tuned_plan(study, best)
-    outcome = run_study(plan, out, workers=workers, threads=threads, executor=executor,
-                        address=address, **run_options)
+    outcome = run_study(plan, out, execution=execution, report=report, svg=svg,
+                        on_line=on_line)
     return outcome, summary
