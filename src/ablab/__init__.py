@@ -27,7 +27,7 @@ _API = {
     "open_results": "ablab.results",
     "register_ipython_displays": "ablab.displays",
     "run_study": "ablab.runner",
-    "train_run": "ablab.runner",
+    "train_run": "ablab.one_run",
     "run_tuned": "ablab.tune",
     "check_model": "ablab.models.core",
     "analyze": "ablab.external",

@@ -16,9 +16,7 @@ back to pending and :class:`StudyInterrupted` says how to resume.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import math
 import signal
 import threading
@@ -29,17 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ablab import identity
 from ablab import study as _study
-from ablab.config import apply_overrides, load_toml, parse_run, set_path
+from ablab.directory_sync import sync_directory
 from ablab.errors import UserError
 from ablab.execute import Event, Task, make_executor, plan_workers, start_server
 from ablab.execution_options import ExecutionOptions
+from ablab.one_run import train_run
 from ablab.results import StudyResults
 from ablab.store import StudyStore
 
 if TYPE_CHECKING:
-    from ablab.train import RunResult
+    pass
 
 __all__ = [
     "ExecutionOptions",
@@ -265,7 +263,8 @@ def run_study(
     datasets = _check_data(study, say)
     display = _progress(execution.progress, study.name)
     with StudyStore(out) as store, store.locked():
-        data_files = _sync_directory(store, study, datasets, execution, rerun_changed, say)
+        data_files = sync_directory(store, study, datasets, execution.force_new_variants,
+                                    rerun_changed, say)
         tasks = _tasks(store, study, store.prepare(retry_failed=execution.retry_failed))
         if tasks and execution.executor == "local":
             start_server()  # workers' torch import overlaps with the planning below
@@ -331,26 +330,6 @@ def _check_data(study: _study.Study, say: Callable[[str], None]) -> list[dict[st
     return datasets
 
 
-def _sync_directory(
-    store: StudyStore, study: _study.Study, datasets: list[dict[str, Any]],
-    execution: ExecutionOptions, rerun_changed: bool, say: Callable[[str], None],
-) -> dict[str, Any]:
-    """Bring the directory's plan up to the study (new runs, probes turned on, weights
-    asked for, data changed); returns the fingerprints of the data files it reads."""
-    data_files, changed = _data_identity(store, study, datasets, rerun_changed)
-    more_probes = _probes_added(store, study)
-    if more_probes:
-        say(more_probes)
-    store.sync_plan(study, force_new_variants=execution.force_new_variants or bool(more_probes))
-    for note in _requeue_for_artefacts(store, study):
-        say(note)
-    if changed:
-        store.requeue(changed)
-        say(f"re-training {len(changed)} stored runs whose data changed (--rerun-changed)")
-    store.set_meta("data_files", json.dumps(data_files))
-    return data_files
-
-
 def _tasks(store: StudyStore, study: _study.Study, todo: list[str]) -> list[Task]:
     """One executor task for each run id left to train."""
     runs = {r.run_id: r for r in study.runs}
@@ -407,100 +386,6 @@ def artefacts_folder(store: StudyStore, run_id: str) -> str | None:
     return str(store.root / "runs" / run_id)
 
 
-def _data_identity(
-    store: StudyStore, study: _study.Study, datasets: list[dict[str, Any]], rerun_changed: bool
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The fingerprints of the files the study reads (stored in the index as meta
-    ``data_files``; each record gets its own), and the finished runs to train again
-    because their files changed (only with ``rerun_changed``; else refused, before the
-    directory's study files are touched)."""
-    from ablab.data.fingerprint import (
-        DataChangedError,
-        changed_files,
-        dataset_key,
-        fingerprints,
-    )
-
-    known = json.loads(store.meta("data_files") or "{}")
-    now = fingerprints(datasets, known)
-    changed = changed_files(known, now)
-    if not changed:
-        return {**known, **now}, {}
-    planned = {r.run_id: r for r in study.runs}
-    stale = [
-        r for r in store.rows()
-        if r["status"] in ("done", "diverged") and r["config"].get("dataset") is not None
-        and dataset_key(r["config"]["dataset"]) in changed
-    ]
-    if stale and not rerun_changed:
-        key = next(dataset_key(r["config"]["dataset"]) for r in stale)
-        raise DataChangedError(
-            f"{changed[key][0]}: changed since these runs ({len(stale)} stored runs read it): "
-            f"use a new --out, or --rerun-changed"
-        )
-    again = {r["run_id"]: planned[r["run_id"]].config.resolved()
-             for r in stale if r["run_id"] in planned}
-    return {**known, **now}, again
-
-
-def _without_probes(config: dict[str, Any]) -> str:
-    ident = identity.identity(config)
-    ident.pop("probes", None)
-    return json.dumps(ident, sort_keys=True)
-
-
-def _probes_added(store: StudyStore, study: _study.Study) -> str | None:
-    """Probes are part of a run's identity, so turning one on plans new run ids. When that
-    is the only change (every stored run has a planned run equal but for its probes, which
-    add to the stored ones), the new runs are the stored ones asking for more: accepted
-    (the old ones set aside, kept on disk) and said in one line."""
-    if not store.db_path.exists():
-        return None
-    stored = {r["run_id"]: r for r in store.rows()}
-    planned = {r.run_id: r for r in study.runs}
-    if not stored or set(stored) == set(planned):
-        return None
-    new = [r for rid, r in planned.items() if rid not in stored]
-    gone = {_without_probes(r["config"]): r for rid, r in stored.items() if rid not in planned}
-    if len(new) != len(gone):
-        return None
-    for run in new:
-        old = gone.get(_without_probes(run.config.resolved()))
-        if old is None:
-            return None
-        had = {json.dumps(p, sort_keys=True) for p in old["config"].get("probes") or []}
-        wants = {json.dumps(p, sort_keys=True) for p in run.config.resolved()["probes"]}
-        if not had < wants:
-            return None
-    return (
-        f"re-training {len(new)} stored runs with the same seeds: the study file turns on "
-        "probes they did not record (the old runs are set aside, not deleted)"
-    )
-
-
-def _requeue_for_artefacts(store: StudyStore, study: _study.Study) -> list[str]:
-    """Finished runs whose kept weights the study file now asks for (``keep``, which is
-    not part of a run's identity) go back to pending; one line says so."""
-    rows = {r["run_id"]: r for r in store.rows()}
-    again: dict[str, dict[str, Any]] = {}
-    for run in study.runs:
-        keep = run.config.keep
-        row = rows.get(run.run_id)
-        if keep == "none" or row is None or row["status"] != "done":
-            continue
-        record = store.load_record(run.run_id) or {}
-        kept = (record.get("config") or {}).get("keep", "none")
-        if kept != keep or not store.weights_path(run.run_id).is_file():
-            again[run.run_id] = run.config.resolved()
-    if not again:
-        return []
-    store.requeue(again)
-    return [
-        f"re-training {len(again)} stored runs with the same seeds: the study file asks "
-        f'for weights they did not keep (keep = "{study.runs[0].config.keep}")'
-    ]
-
-
 class Study(_study.Study):
     """A study that can run itself: :class:`ablab.study.Study` plus :meth:`run`. This is
     what ``ablab.Study`` and ``ablab.load_study`` give. ``run`` lives here, in the layer
@@ -513,9 +398,10 @@ class Study(_study.Study):
         """Train every run ``out`` does not hold yet (resumable), write the tables and the
         report; returns :class:`ablab.results.StudyResults`. ``execution`` or its fields
         as keywords (workers, threads, executor, progress, ...), as :func:`run_study`;
-        ``progress`` defaults to True here and ``on_line`` (what the run decided, e.g.
-        runs trained again) to printing it."""
-        options.setdefault("progress", True)
+        ``progress`` defaults to True here (without ``execution``) and ``on_line`` (what
+        the run decided, e.g. runs trained again) to printing it."""
+        if execution is None:
+            options.setdefault("progress", True)
         outcome = run_study(self, out, execution=execution, report=report, on_line=on_line,
                             **options)
         return outcome.results
@@ -532,72 +418,3 @@ def load_study(*args: Any, **kwargs: Any) -> Study:
     """:func:`ablab.study.load_study` (same arguments), as a runnable :class:`Study`:
     what ``ablab.load_study`` is."""
     return Study.of(_study.load_study(*args, **kwargs))
-
-
-def _run_data(config: dict[str, Any] | str | Path | Any) -> tuple[dict[str, Any], str]:
-    if isinstance(config, (str, Path)):
-        path = Path(config)
-        data = load_toml(path)
-        if isinstance(data.get("plugins"), list):
-            from ablab.plugins import resolve_plugins
-
-            data["plugins"] = resolve_plugins(data["plugins"], path.parent)
-        return data, str(path)
-    if isinstance(config, dict):
-        return copy.deepcopy(config), "<config>"
-    if hasattr(config, "resolved"):  # a RunConfig
-        return config.resolved(), "<config>"
-    raise UserError(
-        f"train_run: config must be a dict, a run file path or a RunConfig; "
-        f"got {type(config).__name__}"
-    )
-
-
-def train_run(
-    config: dict[str, Any] | str | Path,
-    *,
-    sets: list[str] | tuple[str, ...] = (),
-    on_epoch=None,
-    allow_plugins: bool | None = None,
-    artefacts: str | Path | None = None,
-    **overrides: Any,
-) -> RunResult:
-    """Train one run and return its :class:`~ablab.train.RunResult` (history, final
-    metrics, probes; ``weights`` when ``keep`` is "best" or "last"). ``config`` is a run
-    config as plain data or a run file's path. Keyword overrides set fields, ``__`` for
-    a dot (``optimizer__lr=0.01``); ``sets`` are ``--set`` strings.
-
-    >>> r = train_run({"epochs": 2, "dataset": "moons", "model": {"name": "mlp", "hidden": [8]}},
-    ...               device="cpu", optimizer__lr=0.02)
-    >>> r.status, len(r.history)
-    ('done', 2)
-
-    ``allow_plugins``: consent to import the plugin code the config names (None: the
-    ``ABLAB_ALLOW_PLUGINS`` environment variable decides). ``artefacts``: the folder the
-    run's trainer writes its own files to (None: a temporary folder, removed after).
-    The run's trainer trains it (the built-in loop by default), within its ``timeout``.
-    """
-    from ablab.train.trainers import time_limit, train_one
-
-    data, source = _run_data(config)
-    for key, value in overrides.items():
-        set_path(data, key.replace("__", "."), value)
-    apply_overrides(data, sets)
-    if isinstance(data.get("plugins"), list):  # code: imported only with consent
-        from ablab.plugins import PluginError, import_plugins
-
-        try:
-            import_plugins(data["plugins"], allow=allow_plugins)
-        except PluginError as exc:
-            raise UserError(f"{source}: {exc}") from None
-    if overrides or sets:
-        source += " (with overrides)"
-    cfg = parse_run(data, source)
-    from ablab.plugins import PluginError, require_consent_to_run
-
-    try:  # a command trainer runs a program: consent, as for plugins
-        require_consent_to_run([cfg], allow_plugins)
-    except PluginError as exc:
-        raise UserError(f"{source}: {exc}") from None
-    with time_limit(cfg.timeout):
-        return train_one(cfg, on_epoch=on_epoch, artefacts=artefacts)

@@ -23,53 +23,70 @@ class ExecutorKind(StrEnum):
     ray = "ray"
 
 
+StudyArgument = Annotated[
+    str, typer.Argument(help="A study file (TOML) or a built-in study's name")
+]
+OutOption = Annotated[Path, typer.Option(help="The study directory (created or resumed)")]
+WorkersOption = Annotated[
+    int | None, typer.Option(min=1, help="Worker processes (default: chosen)")
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option(min=1, help="Torch threads per worker (default: chosen)")
+]
+AddressOption = Annotated[str | None, typer.Option(help="Ray cluster address")]
+GpusPerRunOption = Annotated[
+    float | None,
+    typer.Option(help="--executor ray: GPUs each Ray task asks for where runs train on "
+                      "CUDA (default 1; a fraction shares a GPU)"),
+]
+SeedsOption = Annotated[int | None, typer.Option(help="Use seeds 0..N-1 instead")]
+RetryFailedOption = Annotated[
+    bool, typer.Option("--retry-failed", help="Run failed runs again")
+]
+ForceNewVariantsOption = Annotated[
+    bool, typer.Option("--force-new-variants",
+                       help="Add the file's new runs to a directory holding older ones")
+]
+RerunChangedOption = Annotated[
+    bool, typer.Option("--rerun-changed",
+                       help="Re-train stored runs whose data files changed since")
+]
+UntilDecidedOption = Annotated[
+    bool,
+    typer.Option("--until-decided",
+                 help="Add seeds in rounds where a comparison is undecided "
+                      "(group-sequential, O'Brien-Fleming alpha spending)"),
+]
+MaxSeedsOption = Annotated[
+    int, typer.Option(min=2, help="Seed budget per variant for --until-decided")
+]
+DryRunOption = Annotated[
+    bool,
+    typer.Option("--dry-run",
+                 help="Train nothing: print the variants × seeds, what OUT already "
+                      "holds and a time estimate from a short calibration"),
+]
+
+
 @app.command()
 def run(
-    study: Annotated[str, typer.Argument(help="A study file (TOML) or a built-in study's name")],
-    out: Annotated[Path, typer.Option(help="The study directory (created or resumed)")],
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes (default: chosen)")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="Torch threads per worker (default: chosen)")
-    ] = None,
+    study: StudyArgument,
+    out: OutOption,
+    workers: WorkersOption = None,
+    threads: ThreadsOption = None,
     executor: Annotated[ExecutorKind, typer.Option()] = ExecutorKind.local,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
-    gpus_per_run: Annotated[
-        float | None,
-        typer.Option(help="--executor ray: GPUs each Ray task asks for where runs train on "
-                          "CUDA (default 1; a fraction shares a GPU)"),
-    ] = None,
-    seeds: Annotated[int | None, typer.Option(help="Use seeds 0..N-1 instead")] = None,
+    address: AddressOption = None,
+    gpus_per_run: GpusPerRunOption = None,
+    seeds: SeedsOption = None,
     set_: SetOption = None,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Run failed runs again")
-    ] = False,
-    force_new_variants: Annotated[
-        bool, typer.Option("--force-new-variants",
-                           help="Add the file's new runs to a directory holding older ones")
-    ] = False,
+    retry_failed: RetryFailedOption = False,
+    force_new_variants: ForceNewVariantsOption = False,
     allow_plugins: AllowPluginsOption = False,
     svg: SvgOption = False,
-    rerun_changed: Annotated[
-        bool, typer.Option("--rerun-changed",
-                           help="Re-train stored runs whose data files changed since")
-    ] = False,
-    until_decided: Annotated[
-        bool,
-        typer.Option("--until-decided",
-                     help="Add seeds in rounds where a comparison is undecided "
-                          "(group-sequential, O'Brien-Fleming alpha spending)"),
-    ] = False,
-    max_seeds: Annotated[
-        int, typer.Option(min=2, help="Seed budget per variant for --until-decided")
-    ] = 10,
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run",
-                     help="Train nothing: print the variants × seeds, what OUT already "
-                          "holds and a time estimate from a short calibration"),
-    ] = False,
+    rerun_changed: RerunChangedOption = False,
+    until_decided: UntilDecidedOption = False,
+    max_seeds: MaxSeedsOption = 10,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.study import load_study

@@ -72,7 +72,6 @@ def train(
     """Train one fully specified run and report its metrics."""
     from ablab.config import load_run, run_id
     from ablab.store import atomic_write_json
-    from ablab.train.trainers import RunFailed, time_limit, train_one
 
     cfg = load_run(run_file, set_ or [], allow_plugins=consent(allow_plugins))
     from ablab.data.plan_check import check_run_data
@@ -87,42 +86,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write here ({exc.strerror})") from None
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        # epochs of the built-in loop; another trainer's steps (run.log) have no known end
-        TextColumn("epoch {task.completed}/{task.total}" if cfg.epochs
-                   else "step {task.completed}"),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(cfg.name or run_file.stem, total=cfg.epochs, metrics="")
-
-        def on_epoch(record: dict) -> None:
-            text = " ".join(  # the built-in loop's loss and accuracies, or what run.log got
-                f"{short} {_fmt(record[key])}"
-                for key, short in (("train_loss", "loss"), ("train_accuracy", "acc"),
-                                   ("val_accuracy", "val_acc"), ("val_rmse", "val_rmse"),
-                                   ("val_r2", "val_r2"))
-                if record.get(key) is not None
-            ) or " ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k != "epoch")
-            progress.update(task, advance=1, metrics=text)
-
-        try:
-            # the run's trainer (the built-in loop by default), its files in --out
-            with time_limit(cfg.timeout):
-                result = train_one(cfg, on_epoch=on_epoch, artefacts=out)
-        except UserError:
-            raise
-        except RunFailed as exc:
-            err_console.print(f"run failed: {exc}")
-            raise typer.Exit(1) from None
-        except Exception as exc:  # a failure inside the run: report it, exit 1
-            err_console.print(f"run failed: {type(exc).__name__}: {exc}".splitlines()[0])
-            raise typer.Exit(1) from None
-
+    result = _train_with_progress(cfg, run_file.stem, out)
     console.print(_result_table(result, f"{cfg.name or run_file.stem} ({result.run_id})"))
     if result.status == "diverged":
         err_console.print(f"diverged: {result.error}" if result.error else
@@ -134,3 +98,49 @@ def train(
     if result.status != "done":
         raise typer.Exit(1)
 
+
+
+def _train_with_progress(cfg, stem: str, out: Path):
+    """Train ``cfg`` with its trainer (the built-in loop by default; its files in
+    ``out``), a progress bar of epochs (or a trainer's logged steps); a failure inside
+    the run says why and exits 1."""
+    from ablab.train.trainers import RunFailed, time_limit, train_one
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        # epochs of the built-in loop; another trainer's steps (run.log) have no known end
+        TextColumn("epoch {task.completed}/{task.total}" if cfg.epochs
+                   else "step {task.completed}"),
+        TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(cfg.name or stem, total=cfg.epochs, metrics="")
+
+        def on_epoch(record: dict) -> None:
+            progress.update(task, advance=1, metrics=_epoch_text(record))
+
+        try:
+            with time_limit(cfg.timeout):
+                return train_one(cfg, on_epoch=on_epoch, artefacts=out)
+        except UserError:
+            raise
+        except RunFailed as exc:
+            err_console.print(f"run failed: {exc}")
+            raise typer.Exit(1) from None
+        except Exception as exc:  # a failure inside the run: report it, exit 1
+            err_console.print(f"run failed: {type(exc).__name__}: {exc}".splitlines()[0])
+            raise typer.Exit(1) from None
+
+
+def _epoch_text(record: dict) -> str:
+    """The built-in loop's loss and accuracies of an epoch, or what run.log got."""
+    return " ".join(
+        f"{short} {_fmt(record[key])}"
+        for key, short in (("train_loss", "loss"), ("train_accuracy", "acc"),
+                           ("val_accuracy", "val_acc"), ("val_rmse", "val_rmse"),
+                           ("val_r2", "val_r2"))
+        if record.get(key) is not None
+    ) or " ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k != "epoch")
