@@ -7,9 +7,15 @@ order ``ablab --help`` lists them: :mod:`.catalogue` (list, schema), :mod:`.trai
 check, data, export, check-model). :mod:`.outcome` prints what a study run did.
 """
 
-import os  # noqa: F401 - ``ablab.cli.os``: tests stand in for os._exit through it
+# ``ablab.cli.os``: tests stand in for os._exit through it; the imports keep their order
+import os  # noqa: F401, I001
 
-from ablab.cli import catalogue, directory, run, train  # noqa: F401 - registers commands
+# each module registers its commands on ``app`` as it is imported: this order is the
+# order ``ablab --help`` lists them in
+from ablab.cli import catalogue  # noqa: F401
+from ablab.cli import train  # noqa: F401
+from ablab.cli import run  # noqa: F401
+from ablab.cli import directory  # noqa: F401
 from ablab.cli.app import app, console, console_main, err_console, main, plural
 from ablab.cli.plan import may_train
 
