@@ -158,7 +158,7 @@ def test_dry_run_trains_nothing_and_prints_plan_holdings_and_estimate(tmp_path, 
 
     path = tmp_path / "s.toml"
     path.write_text(MOONS_STUDY.format(name="dry", description="d", seeds="[0, 1]", epochs=2,
-                                       activations='["relu", "tanh"]'))
+                                       activations='["relu", "tanh"]', base=""))
     out = tmp_path / "out"
     code, stdout, err = cli_in_process(["run", str(path), "--out", str(out), "--dry-run"],
                                        capsys)
