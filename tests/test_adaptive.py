@@ -103,3 +103,21 @@ def test_until_decided_refuses_another_budget_in_the_same_directory(tmp_path):
         run_until_decided(study, tmp_path / "a", max_seeds=6)
     with pytest.raises(UserError, match="--max-seeds"):
         run_until_decided(study, tmp_path / "c", max_seeds=1)
+
+
+@pytest.mark.parametrize("sets", [[], ["epochs=1"], ["batch_size=32", "dataset.noise=0.2"]])
+def test_more_seeds_without_parsing_the_study_again(tmp_path, sets):
+    """--until-decided parses the study once: the runs at the added seeds, derived from
+    the loaded study, are the runs a fresh parse with that seed list plans."""
+    from ablab.adaptive import seed_sequence, with_seeds
+    from ablab.study import load_study
+
+    study = tmp_path / "tiny.toml"
+    study.write_text(STUDY)
+    sequence = seed_sequence([0, 1], 5)
+    derived = with_seeds(load_study(study, sets=sets), sequence)
+    parsed = load_study(study, sets=sets, seed_list=sequence)
+    assert [(r.run_id, r.variant_id, r.label) for r in derived.runs] == [
+        (r.run_id, r.variant_id, r.label) for r in parsed.runs
+    ]
+    assert derived.config.seeds == parsed.config.seeds == sequence

@@ -109,3 +109,35 @@ def test_example_run_file_is_valid():
 
     cfg = load_run(Path(__file__).parents[1] / "examples" / "moons-mlp.toml")
     assert cfg.model.options["hidden"] == [256, 128]
+
+
+def test_svg_report_is_written_once_and_the_runner_says_its_notes_without_printing(
+    tmp_path, capsys, monkeypatch
+):
+    """``ablab run --until-decided --svg`` writes the report once, SVGs included (it was
+    written, then written again with SVGs); ``run_study`` hands what it decided (runs
+    trained again) to ``on_line`` and prints nothing itself."""
+    from conftest import cli_in_process, moons_study
+
+    import ablab.report
+    from ablab.runner import run_study
+    from ablab.study import load_study
+
+    written = []
+    real = ablab.report.write_report
+    monkeypatch.setattr(ablab.report, "write_report",
+                        lambda *a, **k: written.append(k.get("svg")) or real(*a, **k))
+    study, out = moons_study(tmp_path, seeds=(0, 1), epochs=1), tmp_path / "out"
+    code, stdout, stderr = cli_in_process(
+        ["run", str(study), "--out", str(out), "--workers", "1", "--svg", "--until-decided",
+         "--max-seeds", "2"], capsys)
+    assert code == 0, stderr
+    assert written == [True] and list((out / "figures").glob("*.svg"))
+    assert "round 1: seeds per variant" in stdout and "results in" in stdout
+
+    lines: list[str] = []
+    outcome = run_study(load_study(study, sets=['keep="best"']), out, workers=1,
+                        report=False, on_line=lines.append)
+    assert outcome.ran == 4 and outcome.notes == lines
+    assert any("weights they did not keep" in line for line in lines), lines
+    assert capsys.readouterr().out == ""

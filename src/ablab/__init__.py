@@ -17,14 +17,17 @@ __version__ = "0.1.0"
 # a registry's first use (``ablab.registry.load_builtins``).
 
 _API = {
-    "Study": "ablab.study",
-    "load_study": "ablab.study",
+    # the runnable Study (``study.run(out)``) and the load_study that gives one: the
+    # runner's, a layer above the study parsing of ablab.study
+    "Study": "ablab.runner",
+    "load_study": "ablab.runner",
+    "ExecutionOptions": "ablab.execution_options",
     "StudyResults": "ablab.results",
     "load_model": "ablab.results",
     "open_results": "ablab.results",
     "register_ipython_displays": "ablab.displays",
     "run_study": "ablab.runner",
-    "train_run": "ablab.runner",
+    "train_run": "ablab.one_run",
     "run_tuned": "ablab.tune",
     "check_model": "ablab.models.core",
     "analyze": "ablab.external",
@@ -44,8 +47,6 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'ablab' has no attribute {name!r}")
     import importlib
 
-    if module == "ablab.study":  # Study.run needs the runner, which registers itself
-        importlib.import_module("ablab.runner")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     _register_ipython_displays()
@@ -71,6 +72,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ExecutionOptions",
     "Study",
     "StudyResults",
     "analyze",

@@ -20,9 +20,11 @@ The pure pieces (:func:`sequential_outcome`, :func:`sequential_outcomes`,
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablab.analysis.sequential import (
     Design,
@@ -32,6 +34,10 @@ from ablab.analysis.sequential import (
     sequential_outcomes,
 )
 from ablab.errors import UserError
+from ablab.execution_options import ExecutionOptions
+
+if TYPE_CHECKING:
+    from ablab.study import Study
 
 __all__ = [
     "Design",
@@ -39,6 +45,7 @@ __all__ = [
     "plan_next_round",
     "run_until_decided",
     "seed_sequence",
+    "with_seeds",
     "sequential_outcome",
     "sequential_outcomes",
 ]
@@ -105,10 +112,65 @@ def _subset(full, seeds_per_variant: dict[str, int], sequence: list[int]):
     return dataclasses.replace(full, runs=keep)
 
 
+def with_seeds(study: Study, sequence: list[int]) -> Study:
+    """``study`` with every variant run at each seed of ``sequence`` (the planned runs it
+    already has kept as they are; the others derived from them with another seed), so
+    the study file is parsed once per command, not once per seed list."""
+    from ablab.config import RunConfig, run_id
+    from ablab.study import PlannedRun, variant_id
+
+    runs = []
+    for variant_runs in study.variants().values():
+        have = {r.seed: r for r in variant_runs}
+        first = variant_runs[0]
+        for seed in sequence:
+            if seed in have:
+                runs.append(have[seed])
+                continue
+            data = first.config.resolved()
+            data["seed"] = seed
+            cfg = RunConfig.model_validate(data)
+            runs.append(PlannedRun(run_id(cfg), variant_id(cfg), first.variant,
+                                   first.variant_label, seed, cfg))
+    config = study.config.model_copy(update={"seeds": list(sequence)})
+    return dataclasses.replace(study, config=config, runs=runs)
+
+
+@dataclass
+class _Rounds:
+    """What the rounds of one ``run_until_decided`` share: the study at every seed of
+    ``sequence``, the directory, the design, and the seeds each variant has so far
+    (``per_variant``, variant id → n, updated as rounds add seeds)."""
+
+    full: Study
+    root: Path
+    design: Design
+    sequence: list[int]
+    max_seeds: int
+    per_variant: dict[str, int]
+    labels: dict[str, str]  # variant id → label
+
+    def seeds_by_label(self) -> dict[str, int]:
+        return {self.labels[v]: n for v, n in self.per_variant.items()}
+
+    def grow(self, extra: dict[str, int]) -> bool:
+        """Add ``extra`` seeds (by variant label) within the budget; whether any grew."""
+        by_label = {label: vid for vid, label in self.labels.items()}
+        grew = False
+        for label, k in extra.items():
+            vid = by_label[label]
+            new = min(self.max_seeds, self.per_variant[vid] + k)
+            if new > self.per_variant[vid]:
+                self.per_variant[vid] = new
+                grew = True
+        return grew
+
+
 def run_until_decided(
-    source,
+    source: Study | str | Path,
     out: str | Path,
     *,
+    execution: ExecutionOptions | None = None,
     max_seeds: int = DEFAULT_MAX_SEEDS,
     seeds: int | None = None,
     sets: list[str] | tuple[str, ...] = (),
@@ -116,23 +178,40 @@ def run_until_decided(
     progress: Callable[[str], Any] | None = None,
     on_round: Callable[[int, dict[str, int]], None] | None = None,
     report: bool = True,
+    svg: bool = False,
     allow_plugins: bool | None = None,
-    **run_options: Any,
+    on_line: Callable[[str], Any] | None = None,
+    **options: Any,
 ):
-    """Run the study ``source`` (a file or built-in name, with ``seeds`` / ``sets`` as on
-    the command line) into ``out``, adding seeds in rounds where comparisons are
-    undecided. ``progress(title)`` makes a progress display per round; ``on_round(r,
-    seeds per variant label)`` is told each round's plan; ``report`` writes the report at
-    the end. ``run_options`` go to
-    :func:`ablab.runner.run_study` (workers, threads, executor, address, retry_failed).
-    ``allow_plugins``: consent to import plugin code the study names. Returns (the last
+    """Run the study ``source`` (a loaded study, or a file or built-in name with
+    ``seeds`` / ``sets`` as on the command line) into ``out``, adding seeds in rounds
+    where comparisons are undecided. ``progress(title)`` makes a progress display per
+    round; ``on_round(r, seeds per variant label)`` is told each round's plan; ``report``
+    writes the report at the end (``svg``: its figures as SVG too). How runs execute is
+    ``execution`` or its fields as keywords (workers, threads, executor, address,
+    retry_failed, ...; see :class:`~ablab.execution_options.ExecutionOptions`).
+    ``allow_plugins``: consent to import plugin code the study names. ``on_line`` is told
+    what each round decided (as :func:`ablab.runner.run_study`). Returns (the last
     round's StudyOutcome, {variant label: seeds})."""
     from ablab.execute import kept_workers
     from ablab.report import write_report
     from ablab.store import StudyStore
-    from ablab.study import load_study
+    from ablab.study import Study, load_study
 
-    base = load_study(source, seeds=seeds, sets=list(sets), allow_plugins=allow_plugins)
+    execution = ExecutionOptions.of(execution, **options)
+    base = source if isinstance(source, Study) else load_study(
+        source, seeds=seeds, sets=list(sets), allow_plugins=allow_plugins)
+    plan = _plan_rounds(base, Path(out), max_seeds, rounds)
+    with kept_workers():  # one worker pool for every round
+        outcome = _run_rounds(plan, execution, progress, on_round, on_line)
+    if report:
+        with StudyStore.existing(plan.root) as store:
+            write_report(store, svg=svg, analysis=outcome.analysis)
+    return outcome, plan.seeds_by_label()
+
+
+def _plan_rounds(base: Study, root: Path, max_seeds: int, rounds: int) -> _Rounds:
+    """Check the study and the directory against the design; save the design."""
     start = list(base.config.seeds)
     if base.config.variance is not None:
         # each round would expand the nested design again over its seeds (k³ runs a
@@ -146,9 +225,8 @@ def run_until_decided(
             f"--max-seeds: {max_seeds} is fewer than the study's {len(start)} seeds"
         )
     sequence = seed_sequence(start, max_seeds)
-    full = load_study(source, sets=list(sets), seed_list=sequence, allow_plugins=allow_plugins)
+    full = with_seeds(base, sequence)
     design = Design.plan(len(start), max_seeds, rounds)
-    root = Path(out)
     existing = load_design(root) if root.exists() else None
     if existing is not None and existing != design:
         raise UserError(
@@ -158,29 +236,22 @@ def run_until_decided(
         )
     info_path = root / "study.json"
     if info_path.exists():
-        import json
-
         stored_name = json.loads(info_path.read_text()).get("name")
         if stored_name not in (None, full.name):
             raise UserError(f"{root}: holds study '{stored_name}', not '{full.name}'")
     root.mkdir(parents=True, exist_ok=True)
     save_design(root, design)
     labels = {vid: runs[0].variant_label for vid, runs in full.variants().items()}
-    by_label = {label: vid for vid, label in labels.items()}
-    per_variant = dict.fromkeys(labels, len(start))
-    with kept_workers():  # one worker pool for every round
-        outcome = _rounds(full, root, design, sequence, per_variant, labels, by_label,
-                          max_seeds, progress, on_round, run_options)
-    if report:
-        with StudyStore.existing(root) as store:
-            write_report(store, analysis=outcome.analysis)
-    return outcome, {labels[v]: n for v, n in per_variant.items()}
+    return _Rounds(full, root, design, sequence, max_seeds, dict.fromkeys(labels, len(start)),
+                   labels)
 
 
-def _rounds(full, root, design, sequence, per_variant, labels, by_label, max_seeds,
-            progress, on_round, run_options):
-    """Run rounds until nothing is left to add (``per_variant`` is updated in place);
-    returns the last round's StudyOutcome."""
+def _run_rounds(plan: _Rounds, execution: ExecutionOptions,
+                progress: Callable[[str], Any] | None,
+                on_round: Callable[[int, dict[str, int]], None] | None,
+                on_line: Callable[[str], Any] | None = None):
+    """Run rounds until nothing is left to add (``plan.per_variant`` grows in place);
+    returns the last round's StudyOutcome, its ``analysis`` that of the final directory."""
     from ablab.analysis import analyze
     from ablab.runner import run_study
     from ablab.store import StudyStore
@@ -189,23 +260,14 @@ def _rounds(full, root, design, sequence, per_variant, labels, by_label, max_see
     while True:
         round_no += 1
         if on_round is not None:
-            on_round(round_no, {labels[v]: n for v, n in per_variant.items()})
-        plan = _subset(full, per_variant, sequence)
+            on_round(round_no, plan.seeds_by_label())
+        display = progress(f"{plan.full.name} round {round_no}") if progress else None
         outcome = run_study(
-            plan, root, force_new_variants=True, report=False,
-            progress=progress(f"{full.name} round {round_no}") if progress else None,
-            **run_options,
+            _subset(plan.full, plan.per_variant, plan.sequence), plan.root, report=False,
+            execution=execution.but(force_new_variants=True, progress=display), on_line=on_line,
         )
-        with StudyStore.existing(root) as store:
+        with StudyStore.existing(plan.root) as store:
             analysis = analyze(store)
-        extra = plan_next_round(analysis, design)
-        grew = False
-        for label, k in extra.items():
-            vid = by_label[label]
-            new = min(max_seeds, per_variant[vid] + k)
-            if new > per_variant[vid]:
-                per_variant[vid] = new
-                grew = True
-        if not grew:
+        if not plan.grow(plan_next_round(analysis, plan.design)):
             outcome.analysis = analysis  # of the final directory: the report's and the CLI's
             return outcome

@@ -4,6 +4,8 @@ are thin layers over these two calls.
 
     >>> study = load_study("moons-circles-activations", seeds=1)   # doctest: +SKIP
     >>> outcome = run_study(study, "out/moons", workers=2)           # doctest: +SKIP
+    >>> outcome = run_study(study, "out/moons",                      # doctest: +SKIP
+    ...                     execution=ExecutionOptions(workers=2, retry_failed=True))
     >>> outcome.results.summary                                      # doctest: +SKIP
 
 A study run holds the directory's lock, plans the runs the directory does not hold yet,
@@ -14,35 +16,38 @@ back to pending and :class:`StudyInterrupted` says how to resume.
 
 from __future__ import annotations
 
-import copy
-import json
+import dataclasses
 import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ablab import identity
 from ablab import study as _study
-from ablab.config import apply_overrides, load_toml, parse_run, set_path
+from ablab.directory_sync import sync_directory
 from ablab.errors import UserError
 from ablab.execute import Event, Task, make_executor, plan_workers, start_server
+from ablab.execution_options import ExecutionOptions
+from ablab.one_run import train_run
 from ablab.results import StudyResults
 from ablab.store import StudyStore
-from ablab.study import Study, load_study
 
 if TYPE_CHECKING:
-    from ablab.train import RunResult
+    pass
 
 __all__ = [
+    "ExecutionOptions",
     "Progress",
+    "Study",
     "StudyInterrupted",
     "StudyOutcome",
     "Terminated",
     "run_study",
+    "load_study",
     "sigterm_as_interrupt",
     "train_run",
 ]
@@ -233,112 +238,145 @@ def _import_in_background(modules: tuple[str, ...]) -> threading.Thread:
 
 
 def run_study(
-    study: Study | str | Path,
+    study: _study.Study | str | Path,
     out: str | Path,
     *,
-    workers: int | None = None,
-    threads: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
-    gpus_per_run: float | None = None,
-    retry_failed: bool = False,
-    force_new_variants: bool = False,
-    progress: bool | Progress | None = None,
+    execution: ExecutionOptions | None = None,
     report: bool = True,
     rerun_changed: bool = False,
     svg: bool = False,
+    on_line: Callable[[str], Any] | None = None,
+    **options: Any,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``out`` does not already hold, then write the
     tables (and the report). Resumable: a second call runs only what is left.
 
-    ``progress``: True for a notebook-friendly bar, False / None for none, or an object
-    with ``start`` / ``on_event`` / ``stop`` (:class:`Progress`). ``gpus_per_run``
-    (``executor="ray"``): GPUs each Ray task asks for where runs train on CUDA (default
-    one). Runs that fail do not raise: see the outcome's ``counts`` and ``failures``."""
-    if not isinstance(study, Study):
-        study = load_study(study)
-    if study.config.tune is not None and not study.tuned:
-        raise UserError(
-            f"{study.source}: [tune] asks for every variant to be tuned before it is "
-            "evaluated; run it with `ablab run` or ablab.run_tuned(study, out)"
-        )
-    from ablab.data.fingerprint import (  # ablab.data loads torch: not at import
-        DataUnavailableError,
-        dataset_key,
-        silent_plugin_datasets,
-        unavailable,
-    )
-
-    display = _progress(progress, study.name)
+    How it executes is ``execution`` (:class:`~ablab.execution_options.ExecutionOptions`),
+    or its fields as keywords (``workers=2``, ``progress=True``, ``gpus_per_run=0.5``,
+    ...). ``on_line`` is told, one line each, what this call decided before training
+    (also kept in the outcome's ``notes``). Runs that fail do not raise: see the
+    outcome's ``counts`` and ``failures``."""
+    execution = ExecutionOptions.of(execution, **options)
+    study = _runnable(study)
     notes: list[str] = []
-    datasets = [d for r in study.runs if (d := r.config.resolved().get("dataset")) is not None]
-    missing = unavailable(datasets)  # before any worker, directory or cache folder
-    if missing:
-        raise DataUnavailableError(missing)
-    for name in silent_plugin_datasets(datasets):
-        notes.append(
-            f"warning: dataset {name} (a plugin) names no files, so ablab cannot tell when "
-            "its data changes; register it with files=[...] (or files=() if it reads none)"
-        )
+    say = _collecting(notes, on_line)
+    datasets = _check_data(study, say)
+    display = _progress(execution.progress, study.name)
     with StudyStore(out) as store, store.locked():
-        data_files, changed = _data_identity(store, study, datasets, rerun_changed)
-        more_probes = _probes_added(store, study)
-        if more_probes:
-            notes.append(more_probes)
-        store.sync_plan(study, force_new_variants=force_new_variants or bool(more_probes))
-        notes += _requeue_for_artefacts(store, study)
-        if changed:
-            store.requeue(changed)
-            notes.append(f"re-training {len(changed)} stored runs whose data changed "
-                         "(--rerun-changed)")
-        store.set_meta("data_files", json.dumps(data_files))
-        for note in notes:
-            print(note, flush=True)
-        todo = store.prepare(retry_failed=retry_failed)
-        runs = {r.run_id: r for r in study.runs}
-        tasks = [
-            Task(rid, runs[rid].label, runs[rid].config.resolved(), artefacts_folder(store, rid))
-            for rid in todo
-        ]
-        if tasks and executor == "local":
+        data_files = sync_directory(store, study, datasets, execution.force_new_variants,
+                                    rerun_changed, say)
+        tasks = _tasks(store, study, store.prepare(retry_failed=execution.retry_failed))
+        if tasks and execution.executor == "local":
             start_server()  # workers' torch import overlaps with the planning below
-        n_workers, n_threads = plan_workers(tasks, workers, threads)
+        n_workers, n_threads = plan_workers(tasks, execution.workers, execution.threads)
         recorder = _Recorder(store, display)
-        recorder.data_files = {  # each record says which data files it read
-            r.run_id: data_files[key]
-            for r in study.runs
-            if r.config.dataset is not None
-            and (key := dataset_key(r.config.resolved()["dataset"])) in data_files
-        }
+        recorder.data_files = _data_files_by_run(study, data_files)
         recorder.write_tables()
         if display is not None:
             display.start(len(study.runs), len(study.runs) - len(tasks), n_workers, n_threads)
         preparing = _import_in_background(REPORT_IMPORTS) if tasks and report else None
-        try:
-            if tasks:
-                with sigterm_as_interrupt():
-                    make_executor(executor, n_workers, n_threads, address, gpus_per_run).run(
-                        tasks, recorder)
-        except KeyboardInterrupt as exc:
-            raise recorder.interrupted(exc) from None
-        finally:
-            if display is not None:
-                display.stop()
+        _train(tasks, recorder, display, execution, n_workers, n_threads)
         recorder.write_tables()
-        analysis = None
         if preparing is not None:
             preparing.join()  # the report forks its drawing processes: no import half-done
-        if report:
-            from ablab.analysis import analyze
-            from ablab.report import write_report
-
-            analysis = analyze(store)
-            write_report(store, svg=svg, analysis=analysis)
+        analysis = _write_report(store, svg) if report else None
         counts = store.counts()
     return StudyOutcome(
         Path(out), counts, len(tasks), recorder.failures, n_workers, n_threads, notes,
         analysis=analysis,
     )
+
+
+def _collecting(notes: list[str], on_line: Callable[[str], Any] | None) -> Callable[[str], None]:
+    """A ``say(line)`` that keeps each line in ``notes`` and passes it to ``on_line``."""
+
+    def say(line: str) -> None:
+        notes.append(line)
+        if on_line is not None:
+            on_line(line)
+
+    return say
+
+
+def _runnable(study: _study.Study | str | Path) -> _study.Study:
+    """The study (loaded when given as a file or a built-in name); one with [tune] is run
+    by :func:`ablab.tune.run_tuned`, which tunes it first."""
+    if not isinstance(study, _study.Study):
+        study = _study.load_study(study)
+    if study.config.tune is not None and not study.tuned:
+        raise UserError(
+            f"{study.source}: [tune] asks for every variant to be tuned before it is "
+            "evaluated; run it with `ablab run` or ablab.run_tuned(study, out)"
+        )
+    return study
+
+
+def _check_data(study: _study.Study, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The datasets the runs read; refused before any worker, directory or cache folder
+    when one is unavailable, and a warning for a plugin dataset that names no files."""
+    from ablab.data.fingerprint import (  # ablab.data loads torch: not at import
+        DataUnavailableError,
+        silent_plugin_datasets,
+        unavailable,
+    )
+
+    datasets = [d for r in study.runs if (d := r.config.resolved().get("dataset")) is not None]
+    missing = unavailable(datasets)
+    if missing:
+        raise DataUnavailableError(missing)
+    for name in silent_plugin_datasets(datasets):
+        say(f"warning: dataset {name} (a plugin) names no files, so ablab cannot tell when "
+            "its data changes; register it with files=[...] (or files=() if it reads none)")
+    return datasets
+
+
+def _tasks(store: StudyStore, study: _study.Study, todo: list[str]) -> list[Task]:
+    """One executor task for each run id left to train."""
+    runs = {r.run_id: r for r in study.runs}
+    return [
+        Task(rid, runs[rid].label, runs[rid].config.resolved(), artefacts_folder(store, rid))
+        for rid in todo
+    ]
+
+
+def _data_files_by_run(
+    study: _study.Study, data_files: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Run id → the fingerprints of the data files it reads (each record says which)."""
+    from ablab.data.fingerprint import dataset_key
+
+    return {
+        r.run_id: data_files[key]
+        for r in study.runs
+        if r.config.dataset is not None
+        and (key := dataset_key(r.config.resolved()["dataset"])) in data_files
+    }
+
+
+def _train(tasks: list[Task], recorder: _Recorder, display: Progress | None,
+           execution: ExecutionOptions, n_workers: int, n_threads: int) -> None:
+    """Train ``tasks`` with the chosen executor; Ctrl-C or SIGTERM puts running runs back
+    to pending and raises :class:`StudyInterrupted`."""
+    try:
+        if tasks:
+            with sigterm_as_interrupt():
+                make_executor(execution.executor, n_workers, n_threads, execution.address,
+                              execution.gpus_per_run).run(tasks, recorder)
+    except KeyboardInterrupt as exc:
+        raise recorder.interrupted(exc) from None
+    finally:
+        if display is not None:
+            display.stop()
+
+
+def _write_report(store: StudyStore, svg: bool) -> Any:
+    """Analyse the directory and write its report; returns the analysis."""
+    from ablab.analysis import analyze
+    from ablab.report import write_report
+
+    analysis = analyze(store)
+    write_report(store, svg=svg, analysis=analysis)
+    return analysis
 
 
 def artefacts_folder(store: StudyStore, run_id: str) -> str | None:
@@ -348,174 +386,35 @@ def artefacts_folder(store: StudyStore, run_id: str) -> str | None:
     return str(store.root / "runs" / run_id)
 
 
-def _data_identity(
-    store: StudyStore, study: Study, datasets: list[dict[str, Any]], rerun_changed: bool
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The fingerprints of the files the study reads (stored in the index as meta
-    ``data_files``; each record gets its own), and the finished runs to train again
-    because their files changed (only with ``rerun_changed``; else refused, before the
-    directory's study files are touched)."""
-    from ablab.data.fingerprint import (
-        DataChangedError,
-        changed_files,
-        dataset_key,
-        fingerprints,
-    )
+class Study(_study.Study):
+    """A study that can run itself: :class:`ablab.study.Study` plus :meth:`run`. This is
+    what ``ablab.Study`` and ``ablab.load_study`` give. ``run`` lives here, in the layer
+    that runs studies, so the study layer below needs neither the runner nor a hook the
+    runner sets on import."""
 
-    known = json.loads(store.meta("data_files") or "{}")
-    now = fingerprints(datasets, known)
-    changed = changed_files(known, now)
-    if not changed:
-        return {**known, **now}, {}
-    planned = {r.run_id: r for r in study.runs}
-    stale = [
-        r for r in store.rows()
-        if r["status"] in ("done", "diverged") and r["config"].get("dataset") is not None
-        and dataset_key(r["config"]["dataset"]) in changed
-    ]
-    if stale and not rerun_changed:
-        key = next(dataset_key(r["config"]["dataset"]) for r in stale)
-        raise DataChangedError(
-            f"{changed[key][0]}: changed since these runs ({len(stale)} stored runs read it): "
-            f"use a new --out, or --rerun-changed"
-        )
-    again = {r["run_id"]: planned[r["run_id"]].config.resolved()
-             for r in stale if r["run_id"] in planned}
-    return {**known, **now}, again
+    def run(self, out: str | Path, *, execution: ExecutionOptions | None = None,
+            report: bool = True, on_line: Callable[[str], Any] | None = print,
+            **options: Any) -> StudyResults:
+        """Train every run ``out`` does not hold yet (resumable), write the tables and the
+        report; returns :class:`ablab.results.StudyResults`. ``execution`` or its fields
+        as keywords (workers, threads, executor, progress, ...), as :func:`run_study`;
+        ``progress`` defaults to True here (without ``execution``) and ``on_line`` (what
+        the run decided, e.g. runs trained again) to printing it."""
+        if execution is None:
+            options.setdefault("progress", True)
+        outcome = run_study(self, out, execution=execution, report=report, on_line=on_line,
+                            **options)
+        return outcome.results
+
+    @classmethod
+    def of(cls, study: _study.Study) -> Study:
+        """``study`` as a runnable :class:`Study` (the same fields)."""
+        if isinstance(study, cls):
+            return study
+        return cls(**{f.name: getattr(study, f.name) for f in dataclasses.fields(study)})
 
 
-def _without_probes(config: dict[str, Any]) -> str:
-    ident = identity.identity(config)
-    ident.pop("probes", None)
-    return json.dumps(ident, sort_keys=True)
-
-
-def _probes_added(store: StudyStore, study: Study) -> str | None:
-    """Probes are part of a run's identity, so turning one on plans new run ids. When that
-    is the only change (every stored run has a planned run equal but for its probes, which
-    add to the stored ones), the new runs are the stored ones asking for more: accepted
-    (the old ones set aside, kept on disk) and said in one line."""
-    if not store.db_path.exists():
-        return None
-    stored = {r["run_id"]: r for r in store.rows()}
-    planned = {r.run_id: r for r in study.runs}
-    if not stored or set(stored) == set(planned):
-        return None
-    new = [r for rid, r in planned.items() if rid not in stored]
-    gone = {_without_probes(r["config"]): r for rid, r in stored.items() if rid not in planned}
-    if len(new) != len(gone):
-        return None
-    for run in new:
-        old = gone.get(_without_probes(run.config.resolved()))
-        if old is None:
-            return None
-        had = {json.dumps(p, sort_keys=True) for p in old["config"].get("probes") or []}
-        wants = {json.dumps(p, sort_keys=True) for p in run.config.resolved()["probes"]}
-        if not had < wants:
-            return None
-    return (
-        f"re-training {len(new)} stored runs with the same seeds: the study file turns on "
-        "probes they did not record (the old runs are set aside, not deleted)"
-    )
-
-
-def _requeue_for_artefacts(store: StudyStore, study: Study) -> list[str]:
-    """Finished runs whose kept weights the study file now asks for (``keep``, which is
-    not part of a run's identity) go back to pending; one line says so."""
-    rows = {r["run_id"]: r for r in store.rows()}
-    again: dict[str, dict[str, Any]] = {}
-    for run in study.runs:
-        keep = run.config.keep
-        row = rows.get(run.run_id)
-        if keep == "none" or row is None or row["status"] != "done":
-            continue
-        record = store.load_record(run.run_id) or {}
-        kept = (record.get("config") or {}).get("keep", "none")
-        if kept != keep or not store.weights_path(run.run_id).is_file():
-            again[run.run_id] = run.config.resolved()
-    if not again:
-        return []
-    store.requeue(again)
-    return [
-        f"re-training {len(again)} stored runs with the same seeds: the study file asks "
-        f'for weights they did not keep (keep = "{study.runs[0].config.keep}")'
-    ]
-
-
-def _run_study_results(study: Study, out: str | Path, **options: Any) -> StudyResults:
-    """What ``Study.run`` does: :func:`run_study` with progress on by default, then the
-    directory's :class:`~ablab.results.StudyResults`."""
-    options.setdefault("progress", True)
-    return run_study(study, out, **options).results
-
-
-_study.set_runner(_run_study_results)
-
-
-def _run_data(config: dict[str, Any] | str | Path | Any) -> tuple[dict[str, Any], str]:
-    if isinstance(config, (str, Path)):
-        path = Path(config)
-        data = load_toml(path)
-        if isinstance(data.get("plugins"), list):
-            from ablab.plugins import resolve_plugins
-
-            data["plugins"] = resolve_plugins(data["plugins"], path.parent)
-        return data, str(path)
-    if isinstance(config, dict):
-        return copy.deepcopy(config), "<config>"
-    if hasattr(config, "resolved"):  # a RunConfig
-        return config.resolved(), "<config>"
-    raise UserError(
-        f"train_run: config must be a dict, a run file path or a RunConfig; "
-        f"got {type(config).__name__}"
-    )
-
-
-def train_run(
-    config: dict[str, Any] | str | Path,
-    *,
-    sets: list[str] | tuple[str, ...] = (),
-    on_epoch=None,
-    allow_plugins: bool | None = None,
-    artefacts: str | Path | None = None,
-    **overrides: Any,
-) -> RunResult:
-    """Train one run and return its :class:`~ablab.train.RunResult` (history, final
-    metrics, probes; ``weights`` when ``keep`` is "best" or "last"). ``config`` is a run
-    config as plain data or a run file's path. Keyword overrides set fields, ``__`` for
-    a dot (``optimizer__lr=0.01``); ``sets`` are ``--set`` strings.
-
-    >>> r = train_run({"epochs": 2, "dataset": "moons", "model": {"name": "mlp", "hidden": [8]}},
-    ...               device="cpu", optimizer__lr=0.02)
-    >>> r.status, len(r.history)
-    ('done', 2)
-
-    ``allow_plugins``: consent to import the plugin code the config names (None: the
-    ``ABLAB_ALLOW_PLUGINS`` environment variable decides). ``artefacts``: the folder the
-    run's trainer writes its own files to (None: a temporary folder, removed after).
-    The run's trainer trains it (the built-in loop by default), within its ``timeout``.
-    """
-    from ablab.train.trainers import time_limit, train_one
-
-    data, source = _run_data(config)
-    for key, value in overrides.items():
-        set_path(data, key.replace("__", "."), value)
-    apply_overrides(data, sets)
-    if isinstance(data.get("plugins"), list):  # code: imported only with consent
-        from ablab.plugins import PluginError, import_plugins
-
-        try:
-            import_plugins(data["plugins"], allow=allow_plugins)
-        except PluginError as exc:
-            raise UserError(f"{source}: {exc}") from None
-    if overrides or sets:
-        source += " (with overrides)"
-    cfg = parse_run(data, source)
-    from ablab.plugins import PluginError, require_consent_to_run
-
-    try:  # a command trainer runs a program: consent, as for plugins
-        require_consent_to_run([cfg], allow_plugins)
-    except PluginError as exc:
-        raise UserError(f"{source}: {exc}") from None
-    with time_limit(cfg.timeout):
-        return train_one(cfg, on_epoch=on_epoch, artefacts=artefacts)
+def load_study(*args: Any, **kwargs: Any) -> Study:
+    """:func:`ablab.study.load_study` (same arguments), as a runnable :class:`Study`:
+    what ``ablab.load_study`` is."""
+    return Study.of(_study.load_study(*args, **kwargs))

@@ -39,7 +39,6 @@ from ablab.study.plan import (
     Study,
     Variants,
     add_plan_check,
-    set_runner,
     variant_id,
 )
 from ablab.study.study_config import StudyConfig
@@ -75,7 +74,6 @@ __all__ = [
     "load_study",
     "parse_distribution",
     "resolve_study_path",
-    "set_runner",
     "variance_design",
     "variant_id",
 ]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ablab import identity
@@ -102,15 +101,6 @@ class Study:
             out += [p for p in run.config.plugins if p not in out]
         return out
 
-    def run(self, out: str | Path, **options: Any):
-        """Train every run ``out`` does not hold yet (resumable), write the tables and the
-        report; returns :class:`ablab.results.StudyResults`. ``options`` are those of
-        :func:`ablab.runner.run_study` (workers, threads, executor, progress, ...);
-        ``progress`` defaults to True here."""
-        if _runner is None:  # pragma: no cover - ``import ablab`` registers it
-            raise RuntimeError("Study.run needs ablab.runner; import ablab first")
-        return _runner(self, out, **options)
-
     def variants(self) -> Variants:
         """Variant id → its runs (a variance design's runs under the variant they belong
         to); ``study.variants()[:2]``: the first two variants."""
@@ -152,17 +142,6 @@ class Study:
             ],
             **({"variance": self.config.variance} if self.config.variance else {}),
         }
-
-
-#: What ``Study.run`` calls. ``ablab.runner`` registers it when imported (``import ablab``
-#: imports the runner), so this config-layer module never imports the layers above it.
-_runner: Callable[..., Any] | None = None
-
-
-def set_runner(runner: Callable[..., Any]) -> None:
-    """Register the function behind ``Study.run`` (``ablab.runner`` does, once)."""
-    global _runner
-    _runner = runner
 
 
 #: Checks every expanded study passes (``check(study)`` raises ConfigError), registered by
