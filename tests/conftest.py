@@ -100,15 +100,21 @@ def run_cli(*args, cwd=None, env=None, timeout: float = 120) -> subprocess.Compl
                           cwd=cwd, env=env or cli_env(), timeout=timeout)
 
 
+def assert_one_line(code, stdout: str, stderr: str, fragments, status: int = 2) -> str:
+    """Exit ``status``, no traceback, one line on stderr holding every fragment; returns
+    the line."""
+    assert code == status, f"exit {code}\n{stderr}\n{stdout}"
+    assert "Traceback" not in stdout + stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     """Exit 2, no traceback, one line on stderr holding every fragment; returns the line."""
-    assert proc.returncode == 2, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
+    return assert_one_line(proc.returncode, proc.stdout, proc.stderr, fragments)
 
 
 @contextmanager
@@ -190,3 +196,17 @@ def cli_in_process(args: list[str], capsys) -> tuple[int, str, str]:
         sys.argv = argv
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+#: A resolved run config for analyses built by hand (rows without training).
+HAND_BUILT_RUN = {
+    "seed": 0,
+    "epochs": 5,
+    "batch_size": 64,
+    "dataset": {"name": "moons", "noise": 0.3, "validate_on": "holdout", "split_seed": None},
+    "model": {"name": "mlp", "activation": {"name": "relu"}, "hidden": [8]},
+    "loss": {"name": "cross_entropy", "label_smoothing": 0.0},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "schedule": {"name": "none"},
+    "early_stopping": None,
+}

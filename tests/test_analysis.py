@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import HAND_BUILT_RUN
 from scipy import stats
 
 from ablab.analysis import (
@@ -42,17 +43,7 @@ from ablab.analysis.verdicts import variant_status_sentences
 
 # ---------------------------------------------------------------- hand-built studies
 
-BASE = {
-    "seed": 0,
-    "epochs": 5,
-    "batch_size": 64,
-    "dataset": {"name": "moons", "noise": 0.3, "validate_on": "holdout", "split_seed": None},
-    "model": {"name": "mlp", "activation": {"name": "relu"}, "hidden": [8]},
-    "loss": {"name": "cross_entropy", "label_smoothing": 0.0},
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "schedule": {"name": "none"},
-    "early_stopping": None,
-}
+BASE = HAND_BUILT_RUN
 ACT = {
     "name": "t",
     "factors": [["model.activation"]],

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    assert_one_line,
     cli_in_process,
 )
 
@@ -45,14 +46,6 @@ def _command(name: str, case: dict, out: Path) -> list[str]:
     return [verb, target, "--out", str(out), *case.get("args", [])]
 
 
-def assert_one_line(code, stdout: str, stderr: str, fragments, status: int = 2) -> str:
-    assert code == status, f"exit {code}\n{stderr}\n{stdout}"
-    assert "Traceback" not in stdout + stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 # ------------------------------------------------------------------------ bad input

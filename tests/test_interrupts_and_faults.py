@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    assert_one_line,
     cli_in_process,
     csv_metrics,
     ctrl_c_reaches_children,
@@ -45,14 +46,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return dict(os.environ, ABLAB_DOWNLOAD="0", ABLAB_DATA=str(empty), COLUMNS="200", **extra)
 
 
-def assert_one_line(code, stdout: str, stderr: str, fragments, status: int = 2) -> str:
-    assert code == status, f"exit {code}\n{stderr}\n{stdout}"
-    assert "Traceback" not in stdout + stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 # ------------------------------------------------------------------------ shared study

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HAND_BUILT_RUN
 
 from ablab.analysis import analyze_runs, compare_samples, mean_ci_in_scale
 from ablab.analysis.compare import Comparison
@@ -28,17 +29,7 @@ from ablab.analysis.stats import scale_for_range
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BASE = {
-    "seed": 0,
-    "epochs": 5,
-    "batch_size": 64,
-    "dataset": {"name": "moons", "noise": 0.3, "validate_on": "holdout", "split_seed": None},
-    "model": {"name": "mlp", "activation": {"name": "relu"}, "hidden": [8]},
-    "loss": {"name": "cross_entropy", "label_smoothing": 0.0},
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "schedule": {"name": "none"},
-    "early_stopping": None,
-}
+BASE = HAND_BUILT_RUN
 
 
 def row(factor: str, column: str, level, seed: int, final: dict, dataset: str = "moons",
