@@ -162,6 +162,43 @@ def table_inputs(
     """The analysis' inputs from a table: ``info`` (as ``study.json`` gives it: factors,
     columns, the declared metric left to the caller) and one index row per run (variant
     values, seed, status, final figures); and the metric's name as the runs record it."""
+    factor_cols, metric_col, seed_col = _columns(frame, factors, metric, seed, source)
+    statuses = _statuses(frame)
+    for col in [*factor_cols, *([] if seed_col is None else [seed_col])]:
+        row = _missing_row(frame, col)
+        if row is not None:
+            raise TableError(f"{source}: column {col!r} has missing values (first at data row "
+                             f"{row})")
+    values = _metric_values(frame, metric_col, [s == "done" for s in statuses], source)
+    names = [bare(c) for c in factor_cols]
+    if len(set(names)) != len(names):
+        names = factor_cols
+    for col in factor_cols:
+        levels = frame[col].map(str).unique().tolist()
+        if len(levels) < 2:
+            raise TableError(f"{source}: factor column {col!r} has one level ({levels[0]!r}); "
+                             "a factor needs at least two")
+    metric_name = bare(metric_col)
+    rows = _run_rows(frame, factor_cols, names, seed_col, statuses, (metric_name, values),
+                     source)
+    _check_enough_runs(rows, names, source)
+    info = {
+        "name": Path(source).stem if not source.startswith("<") else "external results",
+        "description": f"Runs read from {source}.",
+        # not config paths (no training config is known): the table's columns
+        "factors": [[f"{TABLE_PATH}{name}"] for name in names],
+        "columns": {f"{TABLE_PATH}{name}": name for name in names},
+        "roles": [role_of(name) for name in names],
+        "equivalence_margin": None,
+    }
+    return info, rows, metric_name
+
+
+def _columns(
+    frame: pd.DataFrame, factors: list[str], metric: str, seed: str | None, source: str
+) -> tuple[list[str], str, str | None]:
+    """The factor, metric and seed columns the names mean (the seed: the one named, else
+    ``seed`` / ``params.seed`` when the table has one, else None)."""
     if len(frame) < 2:
         raise TableError(f"{source}: {len(frame)} row(s); a comparison needs runs (rows) of "
                          "at least two variants")
@@ -179,18 +216,14 @@ def table_inputs(
         seed_col = resolve_column(frame, seed, source, "seed")
     elif "seed" in frame.columns or "params.seed" in frame.columns:
         seed_col = resolve_column(frame, "seed", source, "seed")
-    statuses = _statuses(frame)
-    done = [s == "done" for s in statuses]
-    for col in factor_cols:
-        row = _missing_row(frame, col)
-        if row is not None:
-            raise TableError(f"{source}: column {col!r} has missing values (first at data row "
-                             f"{row})")
-    if seed_col is not None:
-        row = _missing_row(frame, seed_col)
-        if row is not None:
-            raise TableError(f"{source}: column {seed_col!r} has missing values (first at "
-                             f"data row {row})")
+    return factor_cols, metric_col, seed_col
+
+
+def _metric_values(
+    frame: pd.DataFrame, metric_col: str, done: list[bool], source: str
+) -> pd.Series:
+    """The metric column as numbers; a value that is not a number, or a finished run
+    without one, is an error."""
     values = frame[metric_col]
     if values.dtype.kind not in "biuf":
         import pandas as pd
@@ -206,24 +239,24 @@ def table_inputs(
         if finished and (value is None or not math.isfinite(float(value))):
             raise TableError(f"{source}: column {metric_col!r} has missing values (first at "
                              f"data row {i + 1})")
-    names = [bare(c) for c in factor_cols]
-    if len(set(names)) != len(names):
-        names = factor_cols
-    for col in factor_cols:
-        levels = frame[col].map(str).unique().tolist()
-        if len(levels) < 2:
-            raise TableError(f"{source}: factor column {col!r} has one level ({levels[0]!r}); "
-                             "a factor needs at least two")
+    return values
+
+
+def _run_rows(
+    frame: pd.DataFrame, factor_cols: list[str], names: list[str], seed_col: str | None,
+    statuses: list[str], metric: tuple[str, pd.Series], source: str,
+) -> list[dict[str, Any]]:
+    """One index row per table row; two rows of one variant and seed are an error.
+    ``metric`` is the metric's name and its values as numbers."""
+    metric_name, values = metric
     figure_cols = [c for c in frame.columns
                    if c not in factor_cols and c != seed_col and str(c) not in _NOT_FIGURES
                    and frame[c].dtype.kind in "biuf" and frame[c].dtype.kind != "b"]
-    metric_name = bare(metric_col)
     seeds = _seeds(frame, seed_col, source)
-    records = frame.to_dict("records")
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[str, int], int] = {}
-    for i, (record, seed_value, status) in enumerate(zip(records, seeds, statuses,
-                                                         strict=True)):
+    for i, (record, seed_value, status) in enumerate(zip(frame.to_dict("records"), seeds,
+                                                         statuses, strict=True)):
         variant = {name: str(record[col]) for col, name in zip(factor_cols, names,
                                                                    strict=True)}
         label = ", ".join(f"{k}={v}" for k, v in variant.items())
@@ -234,14 +267,7 @@ def table_inputs(
         seen[key] = i + 1
         final: dict[str, Any] = {}
         if status == "done":
-            for col in figure_cols:
-                value = record[col]
-                if value is not None and value == value:
-                    final[bare(str(col))] = float(value)
-            final[metric_name] = float(values.iloc[i])
-            chance = record.get("at_chance")
-            if isinstance(chance, bool):
-                final["at_chance"] = chance
+            final = _final_figures(record, figure_cols, metric_name, float(values.iloc[i]))
         rows.append({
             "run_id": str(record.get("run_id") or f"row{i + 1}"),
             "variant_id": label,
@@ -256,6 +282,28 @@ def table_inputs(
             "metrics": {k: final.get(k) for k in ("convergence_epoch", "stability",
                                                    "overfit_gap")},
         })
+    return rows
+
+
+def _final_figures(
+    record: dict[str, Any], figure_cols: list[Any], metric_name: str, metric_value: float
+) -> dict[str, Any]:
+    """A finished run's figures: each numeric column's value under its bare name, the
+    metric's value, and ``at_chance`` where the table says it."""
+    final: dict[str, Any] = {}
+    for col in figure_cols:
+        value = record[col]
+        if value is not None and value == value:
+            final[bare(str(col))] = float(value)
+    final[metric_name] = metric_value
+    chance = record.get("at_chance")
+    if isinstance(chance, bool):
+        final["at_chance"] = chance
+    return final
+
+
+def _check_enough_runs(rows: list[dict[str, Any]], names: list[str], source: str) -> None:
+    """At least two variants with at least two finished runs each."""
     per_variant: dict[str, int] = {}
     for row in rows:
         if row["status"] == "done":
@@ -265,16 +313,6 @@ def table_inputs(
                          f"variant(s) of {', '.join(names)}, at most "
                          f"{max(per_variant.values(), default=0)} run(s) each); a comparison "
                          "needs two variants with at least 2 runs (seeds) each")
-    info = {
-        "name": Path(source).stem if not source.startswith("<") else "external results",
-        "description": f"Runs read from {source}.",
-        # not config paths (no training config is known): the table's columns
-        "factors": [[f"{TABLE_PATH}{name}"] for name in names],
-        "columns": {f"{TABLE_PATH}{name}": name for name in names},
-        "roles": [role_of(name) for name in names],
-        "equivalence_margin": None,
-    }
-    return info, rows, metric_name
 
 
 def analyze_table(
