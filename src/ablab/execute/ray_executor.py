@@ -109,30 +109,18 @@ class RayExecutor:
     def run(self, tasks: list[Task], on_event: OnEvent) -> None:
         ray = self.ray
         shipped = pack_main_entries()  # before Ray starts: a one-line error if impossible
-        started_here = not ray.is_initialized()
-        if started_here:
-            kwargs = {"address": self.address} if self.address else {
-                "num_cpus": (self.workers or 1) * self.threads,
-                "include_dashboard": False,
-            }
-            try:
-                ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-            except ConnectionError as exc:
-                raise UserError(f"--address {self.address}: cannot reach Ray ({exc})") from None
+        started_here = self._start_ray()
         # A worker process that dies (kill -9, its node lost) is a system failure: Ray
         # runs its unit again on another worker, the same pure function of the same
         # configs, so the numbers are those it would have given. An exception inside a
         # run is no such failure (run_group records it as the run's); never retried.
         remote = ray.remote(num_cpus=self.threads, max_retries=WORKER_RETRIES,
                             retry_exceptions=False)(_remote_fit)
-        pending = {}
+        pending: dict[Any, list[Task]] = {}
         try:
             allow = parent_vouches_for_plugins(tasks)
             resources = ray.cluster_resources()
-            cluster_gpus = float(resources.get("GPU", 0))
-            if self.gpus_per_run is not None and cluster_gpus <= 0:
-                raise UserError(f"--gpus-per-run {self.gpus_per_run}: the Ray cluster has no "
-                                "GPUs; leave the option out to train on CPUs")
+            cluster_gpus = self._cluster_gpus(resources)
             # Runs bound for the cluster's GPUs train as batched programs, whatever this
             # (the driver's) machine has.
             on_gpu = cluster_gpus > 0 and wants_cuda([t.config for t in tasks], True)
@@ -144,35 +132,13 @@ class RayExecutor:
             while pending or queue:
                 while queue and len(pending) < in_flight:
                     unit, batched = queue.popleft()
-                    configs = [t.config for t in unit]
-                    folders = [t.artefacts for t in unit]
-                    gpus = gpus_per_task(configs, cluster_gpus, self.gpus_per_run)
-                    task_remote = remote.options(num_gpus=gpus) if gpus else remote
-                    ref = task_remote.remote(
-                        configs, self.threads, batched, allow, shipped, folders
-                    )
+                    ref = self._submit(remote, unit, batched, cluster_gpus, allow=allow,
+                                       shipped=shipped)
                     pending[ref] = unit
                     for task in unit:
                         on_event(Event("started", task))
-                refs = list(pending)
-                done, rest = ray.wait(refs, num_returns=1)
-                if rest:  # and whatever else has finished meanwhile
-                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                    done = [*done, *more]
-                for ref in done:
-                    unit = pending.pop(ref)
-                    placement = None
-                    try:
-                        outcomes, placement = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - a lost worker fails its runs
-                        outcomes = [("failed", f"Ray task failed: {type(exc).__name__}")] * len(
-                            unit
-                        )
-                    for task, (status, payload) in zip(unit, outcomes, strict=True):
-                        if status == "done":
-                            on_event(Event("done", task, record=payload, placement=placement))
-                        else:
-                            on_event(Event("failed", task, error=payload, placement=placement))
+                for ref in _finished(ray, list(pending)):
+                    _report(ray, ref, pending.pop(ref), on_event)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -180,3 +146,62 @@ class RayExecutor:
             # (kept_workers), instead of starting Ray again per round.
             if started_here and not close_when_kept_workers_end(ray.shutdown):
                 ray.shutdown()
+
+    def _start_ray(self) -> bool:
+        """Start Ray here unless it runs already (a cluster at ``address``, else a local
+        one with a worker slot's CPUs per worker); whether it was started here."""
+        if self.ray.is_initialized():
+            return False
+        kwargs = {"address": self.address} if self.address else {
+            "num_cpus": (self.workers or 1) * self.threads,
+            "include_dashboard": False,
+        }
+        try:
+            self.ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        except ConnectionError as exc:
+            raise UserError(f"--address {self.address}: cannot reach Ray ({exc})") from None
+        return True
+
+    def _cluster_gpus(self, resources: dict[str, Any]) -> float:
+        """The cluster's GPUs; ``--gpus-per-run`` on a cluster without any is an error."""
+        cluster_gpus = float(resources.get("GPU", 0))
+        if self.gpus_per_run is not None and cluster_gpus <= 0:
+            raise UserError(f"--gpus-per-run {self.gpus_per_run}: the Ray cluster has no "
+                            "GPUs; leave the option out to train on CPUs")
+        return cluster_gpus
+
+    def _submit(
+        self, remote: Any, unit: list[Task], batched: bool, cluster_gpus: float, *,
+        allow: bool, shipped: bytes | None,
+    ) -> Any:
+        """One unit as a Ray task (with the GPUs its runs ask for, the plugin consent and
+        the components shipped from the driver); its object ref."""
+        configs = [t.config for t in unit]
+        folders = [t.artefacts for t in unit]
+        gpus = gpus_per_task(configs, cluster_gpus, self.gpus_per_run)
+        task_remote = remote.options(num_gpus=gpus) if gpus else remote
+        return task_remote.remote(configs, self.threads, batched, allow, shipped, folders)
+
+
+def _finished(ray: Any, refs: list[Any]) -> list[Any]:
+    """Waits for one of ``refs`` to finish; it and whatever else has finished meanwhile."""
+    done, rest = ray.wait(refs, num_returns=1)
+    if rest:
+        more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+        done = [*done, *more]
+    return done
+
+
+def _report(ray: Any, ref: Any, unit: list[Task], on_event: OnEvent) -> None:
+    """A finished unit's runs, each done or failed, with the GPUs its task got; a task
+    whose worker was lost fails each of its runs."""
+    placement = None
+    try:
+        outcomes, placement = ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - a lost worker fails its runs
+        outcomes = [("failed", f"Ray task failed: {type(exc).__name__}")] * len(unit)
+    for task, (status, payload) in zip(unit, outcomes, strict=True):
+        if status == "done":
+            on_event(Event("done", task, record=payload, placement=placement))
+        else:
+            on_event(Event("failed", task, error=payload, placement=placement))
