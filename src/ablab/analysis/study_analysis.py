@@ -227,6 +227,18 @@ def _methods(
     )
 
 
+def _others_and_pooled(
+    outcomes: Outcomes, comparisons: list[Comparison]
+) -> tuple[list[Outcome], list[Pooled]]:
+    """The outcomes besides the primary that get verdicts of their own (every one but the
+    built-in loop's secondary cross-entropy, a comparison in the table as it always was),
+    and the pooled comparisons of the outcomes judged."""
+    judged_others = [o for o in outcomes.others if o.name not in DEFAULT_SECONDARY]
+    pooled = [p for p in pool_all(comparisons) if p.metric in
+              {outcomes.primary.name, *(o.name for o in judged_others)}]
+    return judged_others, pooled
+
+
 def analyze_runs(
     info: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -250,11 +262,7 @@ def analyze_runs(
     comparisons, inert = _judged_comparisons(factors, variants, outcomes, margin, design)
     interactions = find_interactions(factors, variants, primary)
     rankings = _rankings(factors, variants, comparisons, inert, primary)
-    # every outcome besides the primary gets its own verdicts, but the built-in loop's
-    # secondary cross-entropy (a comparison in the table, as it always was)
-    judged_others = [o for o in outcomes.others if o.name not in DEFAULT_SECONDARY]
-    pooled = [p for p in pool_all(comparisons) if p.metric in
-              {primary.name, *(o.name for o in judged_others)}]
+    judged_others, pooled = _others_and_pooled(outcomes, comparisons)
     found_tradeoffs = tradeoffs(comparisons, primary.name)
     methods = _methods(margin, comparisons, interactions, design, primary, judged_others,
                        pooled, sources)
