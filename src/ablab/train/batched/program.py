@@ -68,7 +68,6 @@ class _Member:
                     p.copy_(self.frozen[name])
 
 
-
 def _norm_takers(member: _Member) -> list[Any] | None:
     """The member's gradient readers when each of them takes precomputed per-parameter
     gradient norms (``record_norms``: the gradients probe), so the program computes every
@@ -123,7 +122,6 @@ class _GradientReaders:
             if m.active:
                 self.stacked.share_grads(k)
                 m.callbacks.on_backward_end(m.run)
-
 
 
 def _progress(on_epoch: MemberEpochCallback | None, index: int) -> EpochCallback | None:
@@ -199,7 +197,6 @@ def _close_epochs(
         close_epoch(m.run, record, m.callbacks)
         if m.run.stop_training:
             m.freeze()
-
 
 
 def _fit_program(

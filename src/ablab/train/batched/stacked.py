@@ -145,7 +145,6 @@ class _Stacked:
             p.grad = None if g is None else self._slice(g[s], name)
 
 
-
 class _Losses:
     """Each member's loss, vmapped over the members that share a loss function."""
 
