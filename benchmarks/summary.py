@@ -76,10 +76,18 @@ def scaling_lines(sc: dict) -> list[str]:
     small, large = rows[0], rows[-1]
     report = large["report_s"] / small["report_s"]
     per_run = large["per_run_s"] / small["per_run_s"]
-    return [
+    lines = [
         f"  report {small['report_s']:.2f} s at {small['runs']:,} runs -> "
         f"{large['report_s']:.2f} s at {large['runs']:,}: x{report:.2f} "
         f"({_mark(report <= REPORT_GROWTH)} <= {REPORT_GROWTH}x)",
+    ]
+    if small.get("report_cpu_s") and large.get("report_cpu_s"):
+        cpu = large["report_cpu_s"] / small["report_cpu_s"]
+        lines.append(f"  report CPU {small['report_cpu_s']:.2f} s -> "
+                     f"{large['report_cpu_s']:.2f} s: x{cpu:.2f} (less sensitive to other "
+                     "load than wall time)")
+    return [
+        *lines,
         f"  per run {small['per_run_s']:.3f} s -> {large['per_run_s']:.3f} s: x{per_run:.2f} "
         f"({_mark(per_run <= PER_RUN_GROWTH)} <= {PER_RUN_GROWTH}x)",
     ]

@@ -19,8 +19,9 @@ CLI = {"target_s": 0.5, "load_before": 0.2, "commands": {
     "ablab schema": {"median_s": 0.75, "min_s": 0.7, "median_cpu_s": 0.7, "runs": 5},
 }}
 SCALING = {"epochs": 5, "rows": [
-    {"runs": 300, "per_run_s": 0.1, "report_s": 3.0, "load_before": 0.1},
-    {"runs": 3000, "per_run_s": 0.14, "report_s": 6.6, "load_before": 0.3},
+    {"runs": 300, "per_run_s": 0.1, "report_s": 3.0, "report_cpu_s": 4.0, "load_before": 0.1},
+    {"runs": 3000, "per_run_s": 0.14, "report_s": 6.6, "report_cpu_s": 6.0,
+     "load_before": 0.3},
 ]}
 
 
@@ -42,6 +43,7 @@ def test_summary_sets_each_figure_beside_its_target(tmp_path):
     assert help_line.endswith("meets") and schema_line.endswith("MISSES")
     assert "1 of 2 within 0.5 s" in out
     assert "report 3.00 s at 300 runs -> 6.60 s at 3,000: x2.20 (MISSES <= 2.0x)" in out
+    assert "report CPU 4.00 s -> 6.00 s: x1.50" in out
     assert "x1.40 (MISSES <= 1.3x)" in out  # per run 0.10 -> 0.14 s
 
 
