@@ -63,10 +63,23 @@ lint: dev
 clean:
 	rm -rf out runs .pytest_cache
 
+# `bench`: the measurements, then the #31 figures side by side (benchmarks/summary.py
+# reads the JSON files this same run wrote): the whole study against its floor and the
+# plain script, the command-line latencies, and how the report and a run's cost grow.
+# Quick runs of the plumbing: make bench BENCH_STUDY="--seeds 1" BENCH_CLI="--repeat 1"
+# BENCH_SCALING="--sizes 30 60" (figures not comparable with the full ones).
+BENCH_RESULTS := benchmarks/results
+BENCH_STUDY :=
+BENCH_CLI :=
+BENCH_SCALING :=
+
 bench: install
 	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/study_speed.py --json benchmarks/results/study_speed.json
-	$(BIN)/python benchmarks/scaling.py --json benchmarks/results/scaling.json
+	$(BIN)/python benchmarks/study_speed.py --json $(BENCH_RESULTS)/study_speed.json $(BENCH_STUDY)
+	$(BIN)/python benchmarks/cli_latency.py --json $(BENCH_RESULTS)/cli_latency.json $(BENCH_CLI)
+	$(BIN)/python benchmarks/scaling.py --json $(BENCH_RESULTS)/scaling.json $(BENCH_SCALING)
+	@echo; echo "== make bench: side by side"
+	@$(BIN)/python benchmarks/summary.py $(BENCH_RESULTS)
 
 bench-quick: install
 	$(BIN)/python benchmarks/throughput.py --quick

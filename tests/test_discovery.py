@@ -181,7 +181,8 @@ def test_remaining_time_uses_each_variants_own_time():
     pending = {f"f{i}": ("fast", 0.1) for i in range(3)} | {f"s{i}": ("slow", 1.0)
                                                             for i in range(2)}
     left = RemainingTime(pending, workers=2)
-    assert left.seconds_left() is None and format_left(None) == "left: -:--:--"
+    assert left.seconds_left() is None
+    assert format_left(None) == "left: estimated after the first run"
     left.finished("f0", "fast, seed=0", 1.0)
     # 2 fast runs at their own 1 s + 2 slow runs at prior x (1.0 / 0.1) = 10 s; / 2 workers
     assert left.seconds_left() == pytest.approx((2 * 1.0 + 2 * 10.0) / 2)

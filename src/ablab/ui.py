@@ -10,6 +10,9 @@ the runs in progress, failures), which needs neither ipywidgets nor a warning.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -54,6 +57,10 @@ class RemainingTime:
         if prior:
             self.priors_done.append((prior, float(seconds)))
 
+    @property
+    def runs_left(self) -> int:
+        return len(self.pending) + self.unknown_left
+
     def seconds_left(self) -> float | None:
         """None until some run has finished (nothing measured to go by)."""
         if not self.measured:
@@ -74,11 +81,30 @@ class RemainingTime:
         return total / self.workers
 
 
-def format_left(seconds: float | None) -> str:
+def format_left(seconds: float | None, runs_left: int | None = None) -> str:
+    """``left: 0:01:05``; with no run left, nothing (a finished study has no time left to
+    estimate); before any run has finished, says so in words."""
+    if runs_left == 0:
+        return ""
     if seconds is None:
-        return "left: -:--:--"
+        return "left: estimated after the first run"
+    return f"left: {format_clock(seconds)}"
+
+
+def format_clock(seconds: float) -> str:
+    """``1:02:05``."""
     s = int(round(seconds))
-    return f"left: {s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def run_seconds(record: dict[str, Any] | None) -> float | None:
+    """A finished run's own seconds from its record (a ``RunResult`` as a dict keeps them
+    with its final metrics)."""
+    record = record or {}
+    seconds = record.get("seconds")
+    if seconds is None and isinstance(record.get("final"), dict):
+        seconds = record["final"].get("seconds")
+    return seconds if isinstance(seconds, int | float) else None
 
 
 class _RemainingColumn(TimeRemainingColumn):
@@ -91,12 +117,21 @@ class _RemainingColumn(TimeRemainingColumn):
 
 
 class RichStudyProgress:
+    """On a terminal: a live display (runs done / total, elapsed, time left, a row per
+    current run with its epoch). Elsewhere (a pipe, a file, a CI log): plain lines, one per
+    message and never wrapped, a progress line at every tenth of the runs and at the end,
+    and a line for each run that fails or diverges."""
+
+    #: lines a non-terminal display prints over a study (one per tenth of its runs)
+    STEPS = 10
+
     def __init__(self, console: Console | None = None, title: str = "study",
                  pending: dict[str, tuple[str, float]] | None = None):
         """``pending``: run id → (variant, FLOP-estimate seconds) of the runs to train,
         for the remaining-time estimate (without it, variants are told by their labels)."""
         self.console = console or Console()
         self.title = title
+        self.live = self.console.is_terminal and not self.console.is_dumb_terminal
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -105,35 +140,75 @@ class RichStudyProgress:
             TimeElapsedColumn(),
             _RemainingColumn(),
             console=self.console,
-        )
+        ) if self.live else None
         self.overall = None
         self.current: dict[str, int] = {}
         self.remaining = RemainingTime(pending)
         self.planned = pending is not None
+        self.total = self.done = 0
+        self.started = 0.0
+        self.next_line = 0  # the runs done at which a non-terminal display says more
+
+    def say(self, text: str, lead: str = "", style: str = "") -> None:
+        """One message, one line (no hard wrap at the console's width; run labels and
+        errors are printed as they are, never read as markup); ``lead`` in ``style``."""
+        line = Text.assemble((lead, style), text) if lead else Text(text)
+        self.console.print(line, highlight=False, soft_wrap=True)
 
     def start(self, total: int, already_done: int, workers: int, threads: int) -> None:
-        self.console.print(
-            f"[bold]{self.title}[/bold]: {total} runs, {already_done} already stored; "
-            f"{workers} worker(s) × {threads} thread(s)",
-            highlight=False,
-        )
+        self.say(f": {total} runs, {already_done} already stored; "
+                 f"{workers} worker(s) × {threads} thread(s)", self.title, "bold")
         self.remaining.workers = max(1, workers)
         if not self.planned:
             self.remaining.unknown_left = total - already_done
+        self.total, self.done = total, already_done
+        self.started = time.monotonic()
+        self.next_line = already_done + self._step()
+        if self.progress is None:
+            return
         self.progress.start()
         self.overall = self.progress.add_task(
             "[bold]runs", total=total, completed=already_done, info="",
-            left=format_left(None),
+            left=self._left(),
         )
+
+    def _step(self) -> int:
+        return max(1, -(-(self.total or 1) // self.STEPS))  # a tenth, rounded up
+
+    def _left(self) -> str:
+        return format_left(self.remaining.seconds_left(), self.remaining.runs_left)
+
+    def status_line(self) -> str:
+        """``runs 30/300 0:00:12 left: 0:01:48`` (no time left once every run is done)."""
+        parts = [f"runs {self.done}/{self.total}",
+                 format_clock(time.monotonic() - self.started), self._left()]
+        return " ".join(p for p in parts if p)
 
     def on_event(self, event: Event) -> None:
         rid = event.task.run_id
         if event.kind in ("done", "failed"):
             if not self.planned:
                 self.remaining.unknown_left = max(0, self.remaining.unknown_left - 1)
-            seconds = (event.record or {}).get("seconds") if event.kind == "done" else None
+            seconds = run_seconds(event.record) if event.kind == "done" else None
             self.remaining.finished(rid, event.task.label, seconds)
-            self.progress.update(self.overall, left=format_left(self.remaining.seconds_left()))
+            self.done += 1
+            if self.progress is not None:
+                self.progress.update(self.overall, left=self._left())
+        if self.progress is not None:
+            self._update_live(event)
+        if event.kind == "failed":
+            self.say(f" {event.task.label}: {event.error}", "failed", "red")
+        elif event.kind == "done" and (event.record or {}).get("status") == "diverged":
+            epoch = event.record.get("diverged_epoch")
+            self.say(f" {event.task.label}: non-finite loss at epoch {epoch}", "diverged",
+                     "yellow")
+        if (self.progress is None and event.kind in ("done", "failed")
+                and self.done >= min(self.next_line, self.total)):
+            self.next_line = self.done + self._step()
+            self.say(self.status_line())
+
+    def _update_live(self, event: Event) -> None:
+        rid = event.task.run_id
         if event.kind == "started" and rid not in self.current:
             self.current[rid] = self.progress.add_task(
                 f"  {event.task.label}", total=event.task.epochs, info=""
@@ -148,20 +223,10 @@ class RichStudyProgress:
             if task_id is not None:
                 self.progress.remove_task(task_id)
             self.progress.advance(self.overall)
-            if event.kind == "failed":
-                self.console.print(
-                    f"[red]failed[/red] {event.task.label}: {event.error}", highlight=False
-                )
-            elif (event.record or {}).get("status") == "diverged":
-                epoch = event.record.get("diverged_epoch")
-                self.console.print(
-                    f"[yellow]diverged[/yellow] {event.task.label}: non-finite loss at "
-                    f"epoch {epoch}",
-                    highlight=False,
-                )
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
 
 
 class TqdmStudyProgress:

@@ -72,39 +72,36 @@ def probability_of_improvement(
     if len(x) == 0 or len(y) == 0:
         return (math.nan, math.nan, math.nan)
 
-    pooled = np.unique(np.concatenate([x, y]))  # every value a resample can hold
+    # Each value as its code: its index among the pooled sample's distinct values (sorted).
+    # The bootstrap resamples the codes, so a resample holds codes already (nothing to
+    # search per resampled value) and ranks, ties included, are those of the values.
+    pooled, codes = np.unique(np.concatenate([x, y]), return_inverse=True)
+    cx, cy = codes[: len(x)], codes[len(x):]
+    k = len(pooled)
 
     def statistic(u, v, axis=-1):
-        # U = the wins of u over v (ties: half a win), from counts: a resample holds only
-        # values of the pooled sample, so per resample count v's values at each pooled
-        # value; a value of u then wins over the v's below it and half of those equal.
-        # Integer counts: the same number exactly as from average ranks or every pair,
-        # in O(n + distinct values) per resample without sorting each one.
-        u = np.moveaxis(np.asarray(u, dtype=float), axis, -1)
-        v = np.moveaxis(np.asarray(v, dtype=float), axis, -1)
+        # U = the wins of u over v (ties: half a win), from counts: per resample count v's
+        # codes at each pooled value; a code of u then wins over the v's below it and half
+        # of those equal. Integer counts: the same number exactly as from average ranks or
+        # every pair, in O(n + distinct values) per resample without sorting each one.
+        u = np.moveaxis(np.asarray(u, dtype=np.intp), axis, -1)
+        v = np.moveaxis(np.asarray(v, dtype=np.intp), axis, -1)
         n_u, n_v = u.shape[-1], v.shape[-1]
-        iu = np.minimum(np.searchsorted(pooled, u), len(pooled) - 1)
-        iv = np.minimum(np.searchsorted(pooled, v), len(pooled) - 1)
-        if not (np.array_equal(pooled[iu], u) and np.array_equal(pooled[iv], v)):
-            ranks = stats.rankdata(np.concatenate([u, v], axis=-1), axis=-1)  # other values
-            wins = ranks[..., :n_u].sum(axis=-1) - n_u * (n_u + 1) / 2
-            return wins / (n_u * n_v)
         lead = v.shape[:-1]
-        k = len(pooled)
         rows = np.arange(int(np.prod(lead, dtype=np.int64))).reshape(lead + (1,)) * k
-        counts = np.bincount((iv + rows).ravel(), minlength=rows.size * k).reshape(lead + (k,))
+        counts = np.bincount((v + rows).ravel(), minlength=rows.size * k).reshape(lead + (k,))
         below = np.cumsum(counts, axis=-1) - counts  # v's values strictly below each value
         score = 2 * below + counts  # twice the wins of one u at each value (ties: half)
-        wins2 = np.take_along_axis(score, iu, axis=-1).sum(axis=-1)
+        wins2 = np.take_along_axis(score, u, axis=-1).sum(axis=-1)
         return (wins2 / 2) / (n_u * n_v)
 
-    estimate = float(statistic(x, y))
+    estimate = float(statistic(cx, cy))
     if len(x) < 2 or len(y) < 2:
         return (estimate, math.nan, math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stats.bootstrap(
-            (x, y), statistic, vectorized=True, paired=False, confidence_level=confidence,
+            (cx, cy), statistic, vectorized=True, paired=False, confidence_level=confidence,
             n_resamples=n_resamples, method="percentile",
             random_state=np.random.default_rng(seed),
         )

@@ -147,6 +147,8 @@ def _as_rows(per_epoch) -> list[np.ndarray]:
     read with arrays gives a 2-D array, a JSON one lists of lists."""
     if per_epoch is None:
         return []
+    if isinstance(per_epoch, np.ndarray) and per_epoch.ndim == 2 and per_epoch.dtype.kind == "f":
+        return list(per_epoch.astype(float))  # packed: the same floats, no loop per value
     rows = []
     for row in per_epoch:
         values = row if isinstance(row, (list, tuple, np.ndarray)) else [row]
@@ -155,7 +157,10 @@ def _as_rows(per_epoch) -> list[np.ndarray]:
 
 
 def _mean_of(values) -> float | None:
-    x = np.asarray([np.nan if v is None else float(v) for v in values], dtype=float)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        x = values.astype(float).ravel()  # no None in a float array: the same floats
+    else:
+        x = np.asarray([np.nan if v is None else float(v) for v in values], dtype=float)
     x = x[np.isfinite(x)]
     return float(x.mean()) if x.size else None
 

@@ -55,13 +55,13 @@ def show_outcome(out: Path, outcome, headline: str, *, after: tuple[str, ...] = 
     and, when runs failed, how to try them again. Exits with the outcome's status (0 all
     done, 1 some failed)."""
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
-    console.print(headline.replace("{counts}", counts), highlight=False)
+    say(headline.replace("{counts}", counts))
     for label, reason in outcome.failures:
         err_console.print(f"failed: {label}: {reason}")
     for line in after:
         say(line)
     print_verdicts(out, outcome.analysis)
-    console.print(f"results in {out}/ ({files})")
+    say(f"results in {out}/ ({files})")
     if retry_hint and outcome.counts.get("failed"):
-        console.print("re-run with --retry-failed to try the failed runs again")
+        say("re-run with --retry-failed to try the failed runs again")
     raise typer.Exit(outcome.exit_code)

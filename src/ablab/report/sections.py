@@ -181,7 +181,7 @@ def runs_table(a: StudyAnalysis) -> dict:
     header = ["run", *a.columns, "seed", "status", "test acc. (%)", "test CE", "test loss",
               "best val. acc. (%)", "epochs", "seconds", "at chance", "note"]
     rows = []
-    for _, r in a.runs.iterrows():
+    for r in a.runs.to_dict("records"):  # plain dicts: no Series built per run
         note = r.get("error") or (
             f"diverged at epoch {int(r['diverged_epoch'])}"
             if _finite(r.get("diverged_epoch")) else ""
