@@ -188,12 +188,12 @@ class _Worker:
     def start(self, run_id: str) -> None:
         """The worker began ``run_id``: its time limit (``timeout``; seeds trained together
         share ``timeout`` × their number) starts now."""
-        from ablab.train.trainers import timed_out_message
-
         self.started.add(run_id)
         limit = self.tasks[run_id].timeout
         if limit is None:
             return
+        from ablab.train.trainers import timed_out_message  # ablab.train loads torch
+
         size = next((len(unit) for _, unit, _ in self.units
                      if any(t.run_id == run_id for t in unit)), 1)
         deadline = time.monotonic() + limit * size + KILL_GRACE_S
