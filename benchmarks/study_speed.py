@@ -20,6 +20,7 @@ that identical numbers allow here: the imports no worker can train without, plus
 Last, ablab's CPU seconds by process (parent, fork server, workers, report drawing),
 read from /proc while it runs, beside the floor's CPU seconds: on a shared machine, where
 wall times say more about the other load than about ablab, these say where its work goes.
+Both comparisons end in ablab's ratio to the floor (wall time, CPU time).
 
     python benchmarks/study_speed.py [--json benchmarks/results/study_speed.json] [--seeds N]
 
@@ -346,9 +347,11 @@ def main() -> None:
         "floor_imports_s": round(floor["imports_s"], 2),
         "floor_run_steps_s": round(floor["run_steps_s"], 3),
         "floor_s": round(floor_s, 1),
+        "ratio_to_floor": round(ablab_s / floor_s, 2),
         **{f"cpu_{k}_s": round(v, 2) for k, v in cpu.items()},
         "cpu_total_s": round(sum(cpu.values()), 1),
         "floor_cpu_s": round(floor_cpu_s, 1),
+        "cpu_ratio_to_floor": round(sum(cpu.values()) / floor_cpu_s, 2) if cpu["parent"] else None,
     }
     print(
         f"plain PyTorch script: {plain_s:.1f} s ({plain_s / runs:.2f} s/run); "
@@ -362,7 +365,8 @@ def main() -> None:
         f"{phases['run_seconds_sum'] / runs:.2f} s each), tables + report + exit "
         f"{phases['report_and_exit_s']:.1f} s\n"
         f"floor with the same numbers: imports {floor['imports_s']:.1f} s + {runs} runs x "
-        f"300 bare steps ({floor['run_steps_s']:.2f} s each) on 2 cores = {floor_s:.1f} s"
+        f"300 bare steps ({floor['run_steps_s']:.2f} s each) on 2 cores = {floor_s:.1f} s; "
+        f"ablab's wall time is {ablab_s / floor_s:.2f}x the floor"
     )
     if cpu["parent"]:
         print(
@@ -370,7 +374,8 @@ def main() -> None:
             f"server {cpu['fork_server']:.1f} + workers {cpu['workers']:.1f} "
             f"({cpu['workers'] / runs:.2f} s a run) + report drawing "
             f"{cpu['report_drawing']:.1f} + other {cpu['other']:.1f}; the floor's: "
-            f"{floor_cpu_s:.1f} s (imports + {runs} x bare steps)"
+            f"{floor_cpu_s:.1f} s (imports + {runs} x bare steps): "
+            f"{sum(cpu.values()) / floor_cpu_s:.2f}x"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
