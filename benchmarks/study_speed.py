@@ -17,6 +17,10 @@ ablab's wall time. Then where ablab's wall time went (start-up until the first r
 starts, training, tables + report + exit, from the index's run times) and the floor
 that identical numbers allow here: the imports no worker can train without, plus 30 x
 300 bare training steps (forward, loss, backward, AdamW; no probe, no record) on 2 cores.
+Last, ablab's CPU seconds by process (parent, fork server, workers, report drawing),
+read from /proc while it runs, beside the floor's CPU seconds: on a shared machine, where
+wall times say more about the other load than about ablab, these say where its work goes.
+Both comparisons end in ablab's ratio to the floor (wall time, CPU time).
 
     python benchmarks/study_speed.py [--json benchmarks/results/study_speed.json] [--seeds N]
 
@@ -208,6 +212,83 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     return wall
 
 
+#: Seconds between two readings of the process tree's CPU times (a process that ends
+#: between two readings loses at most this much of its CPU time).
+CPU_SAMPLE_S = 0.1
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a live process; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def timed_cpu(cmd: list[str], env: dict | None = None) -> tuple[float, dict[str, float]]:
+    """``timed``, plus the CPU seconds (user + system) of the command's process tree by
+    role, read from /proc every ``CPU_SAMPLE_S``: ``parent`` (the command), ``fork_server``
+    (which imports torch for the workers), ``workers`` (its children: the training),
+    ``report_drawing`` (processes the command forks: the report's figures) and ``other``.
+    CPU seconds hardly depend on what else the machine runs, unlike wall time, so on a
+    shared machine they say where the study's work goes. Empty on a system without /proc."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    seen: dict[int, tuple[int, float, str]] = {}  # pid -> (parent pid, CPU s, cmdline)
+    if Path("/proc/self/stat").exists():
+        while proc.poll() is None:
+            tree = {proc.pid}
+            stats = {int(d): s for d in os.listdir("/proc")
+                     if d.isdigit() and (s := _proc_stat(int(d))) is not None}
+            grew = True
+            while grew:
+                grew = False
+                for pid, (ppid, _) in stats.items():
+                    if ppid in tree and pid not in tree:
+                        tree.add(pid)
+                        grew = True
+            for pid in tree:
+                if pid in stats:
+                    line = seen[pid][2] if pid in seen else _cmdline(pid)
+                    seen[pid] = (stats[pid][0], stats[pid][1], line)
+            time.sleep(CPU_SAMPLE_S)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"study_speed: {' '.join(cmd[:4])} failed:\n{stderr[-2000:]}")
+    roles = dict.fromkeys(("parent", "fork_server", "workers", "report_drawing", "other"), 0.0)
+    # the server is the command's child; its forks (the workers) share its command line
+    servers = {pid for pid, (ppid, _, line) in seen.items()
+               if "forkserver" in line and ppid == proc.pid}
+    root_line = seen.get(proc.pid, (0, 0.0, ""))[2]
+    for pid, (ppid, cpu, line) in seen.items():
+        if pid == proc.pid:
+            role = "parent"
+        elif pid in servers:
+            role = "fork_server"
+        elif ppid in servers:
+            role = "workers"
+        elif ppid == proc.pid and line == root_line:  # a fork of the command itself
+            role = "report_drawing"
+        else:
+            role = "other"
+        roles[role] += cpu
+    return wall, roles
+
+
 def main() -> None:
     global SEEDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -233,8 +314,8 @@ def main() -> None:
                          "--seeds", str(SEEDS)], env)
         ablab = [sys.executable, "-m", "ablab.cli"]
         launched = time.time()
-        ablab_s = timed([*ablab, "run", "moons-circles-activations", "--seeds", str(SEEDS),
-                         "--out", str(tmp / "ablab"), "--workers", "2"], env)
+        ablab_s, cpu = timed_cpu([*ablab, "run", "moons-circles-activations", "--seeds",
+                                  str(SEEDS), "--out", str(tmp / "ablab"), "--workers", "2"], env)
         phases = study_phases(tmp / "ablab", launched, time.time())
         report_s = timed([*ablab, "report", str(tmp / "ablab")], env)
         import_s = timed([sys.executable, "-c", "import ablab"], env)
@@ -245,6 +326,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     # the floor with identical numbers: the imports, then every run's bare steps on 2 cores
     floor_s = floor["imports_s"] + runs * floor["run_steps_s"] / 2
+    # the same floor in CPU seconds: one process's imports, then every run's bare steps
+    floor_cpu_s = floor["imports_s"] + runs * floor["run_steps_s"]
     peak = peak_gflops()
     bound_s = study_flops() / (peak * 1e9 * 2)
     figures = {
@@ -264,6 +347,11 @@ def main() -> None:
         "floor_imports_s": round(floor["imports_s"], 2),
         "floor_run_steps_s": round(floor["run_steps_s"], 3),
         "floor_s": round(floor_s, 1),
+        "ratio_to_floor": round(ablab_s / floor_s, 2),
+        **{f"cpu_{k}_s": round(v, 2) for k, v in cpu.items()},
+        "cpu_total_s": round(sum(cpu.values()), 1),
+        "floor_cpu_s": round(floor_cpu_s, 1),
+        "cpu_ratio_to_floor": round(sum(cpu.values()) / floor_cpu_s, 2) if cpu["parent"] else None,
     }
     print(
         f"plain PyTorch script: {plain_s:.1f} s ({plain_s / runs:.2f} s/run); "
@@ -277,8 +365,18 @@ def main() -> None:
         f"{phases['run_seconds_sum'] / runs:.2f} s each), tables + report + exit "
         f"{phases['report_and_exit_s']:.1f} s\n"
         f"floor with the same numbers: imports {floor['imports_s']:.1f} s + {runs} runs x "
-        f"300 bare steps ({floor['run_steps_s']:.2f} s each) on 2 cores = {floor_s:.1f} s"
+        f"300 bare steps ({floor['run_steps_s']:.2f} s each) on 2 cores = {floor_s:.1f} s; "
+        f"ablab's wall time is {ablab_s / floor_s:.2f}x the floor"
     )
+    if cpu["parent"]:
+        print(
+            f"ablab's CPU time: {sum(cpu.values()):.1f} s = parent {cpu['parent']:.1f} + fork "
+            f"server {cpu['fork_server']:.1f} + workers {cpu['workers']:.1f} "
+            f"({cpu['workers'] / runs:.2f} s a run) + report drawing "
+            f"{cpu['report_drawing']:.1f} + other {cpu['other']:.1f}; the floor's: "
+            f"{floor_cpu_s:.1f} s (imports + {runs} x bare steps): "
+            f"{sum(cpu.values()) / floor_cpu_s:.2f}x"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

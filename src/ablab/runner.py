@@ -17,11 +17,12 @@ back to pending and :class:`StudyInterrupted` says how to resume.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,8 +222,11 @@ REPORT_IMPORTS = (
 )
 
 
-def _import_in_background(modules: tuple[str, ...]) -> threading.Thread:
-    """Import ``modules`` in a daemon thread (a failure is left for the report to say)."""
+def _import_in_background(
+    modules: tuple[str, ...], then: Callable[[], None] = lambda: None
+) -> threading.Thread:
+    """Import ``modules`` in a daemon thread (a failure is left for the report to say),
+    then call ``then``."""
     import importlib
 
     def load() -> None:
@@ -230,11 +234,42 @@ def _import_in_background(modules: tuple[str, ...]) -> threading.Thread:
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001 - the report imports it again and says why
-                return
+                break
+        then()
 
     thread = threading.Thread(target=load, name="ablab-report-imports", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def _collector_spares_what_is_loaded() -> Iterator[Callable[[], None]]:
+    """Within the block, the objects alive when it starts or when the yielded function is
+    called (from any thread: after a batch of imports) -- the modules imported: torch,
+    pandas, matplotlib, ..., several hundred thousand objects -- are out of the cyclic
+    garbage collector's reach (``gc.freeze``): each full collection while the runs'
+    records arrive and the report is analysed and drawn then walks only what those
+    allocate, in this process and in the report's forked drawing processes. At the end
+    everything goes back to the collector (``gc.unfreeze``), so a notebook that runs a
+    study collects as before; a call after the end freezes nothing. Where objects are
+    frozen already (by the program calling this), nothing is frozen or unfrozen here."""
+    if gc.get_freeze_count():
+        yield lambda: None
+        return
+    lock, active = threading.Lock(), [True]
+
+    def freeze() -> None:
+        with lock:
+            if active[0]:
+                gc.freeze()
+
+    freeze()
+    try:
+        yield freeze
+    finally:
+        with lock:
+            active[0] = False
+            gc.unfreeze()
 
 
 def run_study(
@@ -262,7 +297,8 @@ def run_study(
     say = _collecting(notes, on_line)
     datasets = _check_data(study, say)
     display = _progress(execution.progress, study.name)
-    with StudyStore(out) as store, store.locked():
+    with (_collector_spares_what_is_loaded() as freeze_what_is_loaded,
+          StudyStore(out) as store, store.locked()):
         data_files = sync_directory(store, study, datasets, execution.force_new_variants,
                                     rerun_changed, say)
         tasks = _tasks(store, study, store.prepare(retry_failed=execution.retry_failed))
@@ -272,9 +308,11 @@ def run_study(
         recorder = _Recorder(store, display)
         recorder.data_files = _data_files_by_run(study, data_files)
         recorder.write_tables()
+        freeze_what_is_loaded()  # and what the tables imported (pandas)
         if display is not None:
             display.start(len(study.runs), len(study.runs) - len(tasks), n_workers, n_threads)
-        preparing = _import_in_background(REPORT_IMPORTS) if tasks and report else None
+        preparing = (_import_in_background(REPORT_IMPORTS, then=freeze_what_is_loaded)
+                     if tasks and report else None)
         _train(tasks, recorder, display, execution, n_workers, n_threads)
         recorder.write_tables()
         if preparing is not None:

@@ -165,8 +165,8 @@ def forward_with_hooks(
     forward passes never pay for them; chunking bounds the memory a hook's statistics
     take on large conv outputs (eval mode makes the result independent of chunking)."""
     if chunk is None:
-        # Tabular activations are small: one pass (a 3x cheaper probe on toy MLPs, where
-        # the fixed cost per forward call dominates). Conv outputs: 256 images at a time.
+        # Tabular activations are small: one pass (the fixed cost per forward call
+        # dominates on toy MLPs). Conv outputs: 256 images at a time.
         chunk = x.shape[0] if x.dim() <= 2 else 256
     handles = []
     for i, module in enumerate(modules):
@@ -285,9 +285,9 @@ class ActivationPass:
                 client.hook(i, ordered.get("inp"), ordered["out"])
 
     def _in_batch_order(self, rows: torch.Tensor) -> torch.Tensor:
-        """The step's ``rows`` put in the probe batch's order: a copy of the same values.
-        ``index_select`` rather than ``rows[index]``: the same gather, several times faster
-        on the CPU (benchmarks/results/probe_kernels.md)."""
+        """The step's ``rows`` put in the probe batch's order: a copy of the same values
+        (``index_select``: the same gather as ``rows[index]``, without advanced indexing's
+        overhead on the CPU)."""
         return torch.index_select(rows, 0, self._rows)
 
     def take(self, client: Any) -> None:
@@ -351,8 +351,7 @@ def flat_values(t: torch.Tensor) -> torch.Tensor:
 
 def count_true(mask: torch.Tensor) -> torch.Tensor:
     """The number of True values in a 1-D bool tensor, as a float64 scalar on its device
-    (exact: counted as int64). ``count_nonzero``: faster on the CPU than a float32
-    copy-and-sum or summing the bool tensor."""
+    (exact: counted as int64, without a float copy of the mask)."""
     return torch.count_nonzero(mask).double()
 
 
@@ -368,7 +367,6 @@ def _host_view(values: torch.Tensor) -> np.ndarray | None:
 
 
 def _exact_count(count: int, device: torch.device) -> torch.Tensor:
-    # scalar_tensor: cheaper per call than torch.tensor(..., device=)
     return torch.scalar_tensor(count, dtype=torch.float64, device=device)
 
 

@@ -43,12 +43,19 @@ PACK_MIN = 8
 ARRAY, TABLE = "__array__", "__table__"
 
 
-def _leaves(value: list):
+def _leaf_types(value: list) -> set[type]:
+    """The types of the leaves of a nested list (``list`` itself where lists and leaves
+    are mixed at one level: never a packable array). One ``set(map(type, ...))`` per
+    list, not a Python step per number."""
+    kinds = set(map(type, value))
+    if list not in kinds:
+        return kinds
+    if len(kinds) > 1:
+        return kinds
+    leaves: set[type] = set()
     for item in value:
-        if isinstance(item, list):
-            yield from _leaves(item)
-        else:
-            yield item
+        leaves |= _leaf_types(item)
+    return leaves
 
 
 def _pack_array(value: list) -> dict[str, Any] | None:
@@ -56,7 +63,7 @@ def _pack_array(value: list) -> dict[str, Any] | None:
     floats or all ints (bools, None, strings, ragged lists and short lists stay lists)."""
     import numpy as np
 
-    kinds = {type(x) for x in _leaves(value)}
+    kinds = _leaf_types(value)
     if kinds not in ({float}, {int}):
         return None
     try:
