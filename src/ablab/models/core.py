@@ -18,7 +18,12 @@ from torch import nn
 
 from ablab.config import parse_init
 from ablab.errors import ConfigError, FieldError
-from ablab.models.plan_check import declared_honours
+from ablab.models.plan_check import (  # noqa: F401  (also found here by earlier callers)
+    architecture_defaults,
+    check_varied_options,
+    declared_honours,
+    options_read,
+)
 from ablab.models.spec import (
     GENERIC_OPTIONS,
     InputTooSmall,
