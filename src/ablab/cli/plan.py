@@ -107,26 +107,20 @@ def _tuning_left(plan, held: int, line) -> list:
 
 
 def _estimate_line(configs: list, tuning: list, workers: int | None, calibrate: bool) -> str:
-    from ablab.execute import available_cores
-    from ablab.execute.estimate import (
-        CALIBRATION_STEPS,
-        calibrate as time_steps,
-        estimate_calibrated,
-        estimate_study_seconds,
-    )
+    from ablab.execute import available_cores, estimate
 
     cores = workers or available_cores()
     runs = f"{plural(len(configs), 'run')}" + (
         f" and {plural(len(tuning), 'tuning run')}" if tuning else "")
     if not calibrate:
-        seconds = estimate_study_seconds(configs + tuning, cores)
+        seconds = estimate.estimate_study_seconds(configs + tuning, cores)
         how = ("from each model's FLOP count at the development machine's rates; "
                "--calibrate times a few training steps here")
         return f"estimate: {duration(seconds)} for {runs} on {plural(cores, 'core')} ({how})"
-    steps = time_steps(configs + tuning)
+    steps = estimate.calibrate(configs + tuning)
     timed = sum(v is not None for v in steps.values())
-    seconds = estimate_calibrated(configs + tuning, cores, steps)
-    how = (f"{CALIBRATION_STEPS} training steps timed for each of "
+    seconds = estimate.estimate_calibrated(configs + tuning, cores, steps)
+    how = (f"{estimate.CALIBRATION_STEPS} training steps timed for each of "
            f"{plural(timed, 'model-dataset pair')} on one thread, now")
     if timed < len(steps):
         how += f"; FLOP count for {len(steps) - timed}"

@@ -12,7 +12,8 @@ from ablab.lazy import lazy_package
 
 __all__, __getattr__, __dir__ = lazy_package(__name__, globals(), {
     "blocks": ("conv_block", "linear_block", "lrn_layer", "pool_layer"),
-    "core": ("Activation", "activation_layers", "apply_init", "build_model",
+    "activation_module": ("Activation",),
+    "core": ("activation_layers", "apply_init", "build_model",
              "count_parameters", "parameter_layers"),
     "spec": ("InputTooSmall", "ModelSpec", "input_requirement"),
     "plan_check": ("check_varied_options",),

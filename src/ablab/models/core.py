@@ -1,7 +1,8 @@
-"""The activation wrapper probes look for (:class:`Activation`), building a model from its
-config with input-shape checks, weight initialisation, and :func:`check_model` for plugin
-authors. What every architecture receives (:class:`ModelSpec`) is in
-:mod:`ablab.models.spec`, which needs no torch.
+"""Building a model from its config with input-shape checks, the layer listings probes
+use, weight initialisation, and :func:`check_model` for plugin authors. What every
+architecture receives (:class:`ModelSpec`) is in :mod:`ablab.models.spec` and the
+activation wrapper probes look for (:class:`Activation`) in
+:mod:`ablab.models.activation_module`.
 
 Architectures are registered in :mod:`ablab.models.architectures`; nothing here knows
 their names.
@@ -18,6 +19,7 @@ from torch import nn
 
 from ablab.config import parse_init
 from ablab.errors import ConfigError, FieldError
+from ablab.models.activation_module import Activation
 from ablab.models.plan_check import (  # noqa: F401  (also found here by earlier callers)
     architecture_defaults,
     check_varied_options,
@@ -31,29 +33,10 @@ from ablab.models.spec import (
     check_input,
     shape_error,
 )
-from ablab.registry import ACTIVATIONS, MODELS, Entry
+from ablab.registry import MODELS, Entry
 
 if TYPE_CHECKING:
     from ablab.config import ModelConfig
-
-
-class Activation(nn.Module):
-    """A registered activation, wrapped so probes can find it (``isinstance(m, Activation)``)
-    and know which one it is (``.name``)."""
-
-    def __init__(self, name: str, options: dict[str, Any] | None = None):
-        super().__init__()
-        entry = ACTIVATIONS.get(name)
-        self.name = name
-        self.options = entry.validate_options(dict(options or {}))
-        self.fn = entry.fn(**self.options)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
-        return f"name={self.name!r}{opts}"
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:

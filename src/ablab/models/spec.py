@@ -12,7 +12,7 @@ from ablab.registry import Entry
 
 if TYPE_CHECKING:
     from ablab.config import ModelConfig
-    from ablab.models.core import Activation
+    from ablab.models.activation_module import Activation
 
 #: The pooling layers an architecture's ``pool`` option may choose.
 PoolKind = Literal["max", "overlap", "avg"]
@@ -68,7 +68,7 @@ class ModelSpec:
     def act(self) -> Activation:
         """A new activation module (never shared, so each layer is its own module)."""
         self.reads.add("activation")
-        from ablab.models.core import Activation  # torch: only when a model is built
+        from ablab.models.activation_module import Activation  # torch: a model is built
 
         return Activation(self.activation_name, self.activation_options)
 
