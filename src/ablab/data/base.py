@@ -7,9 +7,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:  # torch only in annotations: the datasets' modules import this one
+if TYPE_CHECKING:  # numpy and torch only in annotations: the datasets' modules import this
+    import numpy as np
     import torch
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ablab.data.raw import _cap, dataset_options, load_raw, split_indices
 from ablab.data.user_files import UserDataError, path_options
 from ablab.errors import ConfigError
+from ablab.lazy import LazyModule
 from ablab.registry import DATASETS, MODELS
 from ablab.study import add_plan_check
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 
 def _where(study: Any, option: str) -> str:

@@ -18,13 +18,14 @@ import functools
 import json
 from typing import Any
 
-import numpy as np
-
 from ablab.config import DatasetConfig
 from ablab.data.base import RawData
 from ablab.data.sources import data_root
 from ablab.data.user_files import file_stamp, path_options, resolve_paths
+from ablab.lazy import LazyModule
 from ablab.registry import DATASETS
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 NORMALIZE_MODES = ("unit", "half", "standard", "per_feature", "none")
 

@@ -44,15 +44,19 @@ The datasets themselves are registered in :mod:`ablab.data.user_tables` (csv, np
 share: their error, their paths and files, and how labels and targets are read.
 """
 
+from __future__ import annotations
+
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from ablab.errors import UserError
+from ablab.lazy import LazyModule
 from ablab.registry import DATASETS
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 PositiveInt = Annotated[int, Field(gt=0)]
 ImageSize = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]

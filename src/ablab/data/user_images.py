@@ -3,15 +3,12 @@ layout) and ``torchvision`` (a torchvision dataset whose files are already there
 downloaded). Images are decoded with Pillow when a run or a plan check reads them; torch
 and torchvision are imported only by the ``torchvision`` dataset when it loads."""
 
-# No `from __future__ import annotations` here: the registry reads the option annotations
-# of these functions at runtime (pydantic), so they must be real objects.
+from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
-
-import numpy as np
 
 from ablab.data.base import RawData
 from ablab.data.sources import data_root
@@ -24,7 +21,10 @@ from ablab.data.user_files import (
     file_sha256,
     files_of,
 )
+from ablab.lazy import LazyModule
 from ablab.registry import DATASETS
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 # ---------------------------------------------------------------- image folders
 

@@ -1,13 +1,10 @@
 """The user's tables and arrays as datasets: ``csv`` (also TSV and Parquet) and ``npz``
 (see :mod:`ablab.data.user_files` for paths, labels and targets). No torch."""
 
-# No `from __future__ import annotations` here: the registry reads the option annotations
-# of these functions at runtime (pydantic), so they must be real objects.
+from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ablab.data.base import RawData
 from ablab.data.user_files import (
@@ -21,7 +18,10 @@ from ablab.data.user_files import (
     _target,
     files_of,
 )
+from ablab.lazy import LazyModule
 from ablab.registry import DATASETS
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 # ---------------------------------------------------------------- csv / parquet
 

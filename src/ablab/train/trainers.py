@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ablab.config import BUILTIN_TRAINER, RunConfig, run_id
+from ablab.lazy import LazyModule
 from ablab.registry import TRAINERS
 from ablab.train.result import RunResult
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 __all__ = [
     "DataSplit",
