@@ -33,6 +33,9 @@ for args in json.loads(sys.argv[1]):
 print(json.dumps({"outputs": outputs, "torch": "torch" in sys.modules}))
 """
 
+#: The console width of both processes, so that outputs compare line for line.
+WIDTH = 120
+
 CATALOGUES = ["studies", "models", "datasets", "activations", "losses", "optimizers",
               "schedules", "probes", "trainers", "run", "study"]
 
@@ -40,12 +43,9 @@ CATALOGUES = ["studies", "models", "datasets", "activations", "losses", "optimiz
 def light(commands: list[list[str]]) -> tuple[list[tuple[int, str]], bool]:
     """Each command's (exit status, stdout), run in a fresh process, and whether that
     process imported torch."""
-    from ablab.cli import console
-
-    # as wide as this process's console, so that outputs compare line for line
     proc = subprocess.run([sys.executable, "-c", LIGHT_RUNNER, json.dumps(commands)],
                           capture_output=True, text=True, timeout=300,
-                          env={**cli_env(), "COLUMNS": str(console.width)})
+                          env={**cli_env(), "COLUMNS": str(WIDTH)})
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.splitlines()[-1])
     return [tuple(o) for o in found["outputs"]], found["torch"]
@@ -64,7 +64,10 @@ def tiny_study_dir(tmp_path_factory):
 
 
 def test_reading_and_planning_commands_import_no_torch_and_print_what_they_did(
-        tiny_study_dir, tmp_path, capsys):
+        tiny_study_dir, tmp_path, capsys, monkeypatch):
+    from ablab.cli import console
+
+    monkeypatch.setattr(console, "width", WIDTH)
     study, out = tiny_study_dir
     commands = [["--help"], ["list"], *(["list", c] for c in CATALOGUES), ["list", "models",
                 "vgg7"], ["schema"], ["schema", "--run"], ["status", str(out)],
