@@ -111,24 +111,6 @@ def test_a_tuned_study_is_estimated_with_its_tuning_trials(tmp_path, capsys):
     assert code == 0 and "9 runs and 36 tuning runs" in text and "in the estimate" in text
 
 
-def test_run_imports_torch_only_in_the_workers(tmp_path):
-    # a study set to the CPU: the parent plans, stores and reports; the workers train
-    study = moons_study(tmp_path, epochs=1, seeds=(0,), activations=("relu",))
-    code = (
-        "import os, sys\n"
-        "from ablab.cli import main\n"
-        f"sys.argv = ['ablab', 'run', {str(study)!r}, '--out', {str(tmp_path / 'o')!r},"
-        " '--workers', '1']\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "print('torch' in sys.modules)\n"
-        "sys.stdout.flush(); os._exit(0)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=cli_env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "1 done" in proc.stdout and proc.stdout.splitlines()[-1] == "False"
-
-
 def _built_generic(entry, options: dict) -> tuple[set[str], dict]:
     """What the builder asks the spec for (options read, their defaults), built on the
     meta device with these options."""

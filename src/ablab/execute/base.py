@@ -119,11 +119,6 @@ def plan_units(
     Decided here, once, so workers do not repeat the model inspection. Order follows the
     first task of each unit. ``on_gpu`` (the Ray executor's, for a cluster's GPUs) says
     whether the runs will train on GPUs, instead of this machine's device."""
-    if on_gpu is False or (on_gpu is None and all(
-            t.config.get("device", "auto") == "cpu" for t in tasks)):
-        # never on a GPU: every task its own unit, decided without inspecting a model
-        # (the parent of `ablab run` then imports no torch)
-        return [([t], False) for t in tasks]
     from ablab.config import RunConfig
     from ablab.train.batched import can_batch, program_key, worth_batching
 
@@ -202,9 +197,8 @@ def plan_workers(
         units, flops, step_flops = tasks, 0.0, 0.0
     else:
         units = len(group_tasks(tasks))
-        # runs set to the CPU need no GPU count (which imports torch)
-        gpus = visible_gpus() if wants_cuda([t.config for t in tasks], True) else []
-        if gpus:
+        gpus = visible_gpus()
+        if gpus and wants_cuda([t.config for t in tasks], True):
             # On GPUs: ``WORKERS_PER_GPU`` workers per GPU (at least one per GPU, else as
             # many as there are cores), one per unit at most; the cores left are threads.
             if workers is None:

@@ -318,9 +318,8 @@ class LocalExecutor:
         units = plan_units(tasks) if self.batch_seeds else [([t], None) for t in tasks]
         self._queue = queue = deque(units)
         self._allow_plugins = parent_vouches_for_plugins(tasks)
-        configs = [t.config for t in tasks]
-        gpus = visible_gpus() if wants_cuda(configs, True) else []  # CPU runs: no torch
-        self._gpus = gpus if wants_cuda(configs, bool(gpus)) else []
+        gpus = visible_gpus()
+        self._gpus = gpus if wants_cuda([t.config for t in tasks], bool(gpus)) else []
         key = (self.workers, self.threads, self._allow_plugins, self._shipped,
                tuple(self._gpus))
         kept = [w for w in (_KEPT or {}).pop(key, []) if w.process.is_alive()]
