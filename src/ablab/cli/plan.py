@@ -83,23 +83,23 @@ def print_plan(plan, out: Path, workers: int | None, calibrate: bool = False) ->
     line(where + f"; {plural(len(left), 'run')} to train"
          + ("; failed runs train again with --retry-failed" if
             any(stored.get(r.run_id) == "failed" for r in plan.runs) else ""))
-    tuning = _tuning_left(plan, held, line)
+    tuning = _tuning_left(plan, out, line)
     if not left and not tuning:
         return
     line(_estimate_line([r.config for r in left], tuning, workers, calibrate))
 
 
-def _tuning_left(plan, held: int, line) -> list:
+def _tuning_left(plan, out: Path, line) -> list:
     """The tuning trials' runs still to train (a line says so), costed as their variant's
-    run: all of them until an evaluation run is stored (evaluation starts once every
-    variant is tuned)."""
+    run: all of them until OUT holds the finished tuning's summary (``tuning.json``,
+    written once every variant is tuned; a half-done tuning is counted whole)."""
     from ablab.execute.estimate import tuning_runs, tuning_text
 
     tune = plan.config.tune
     if tune is None:
         return []
-    if held:
-        line("tuned already (evaluation runs are stored)")
+    if (out / "tuning.json").is_file():  # ablab.tune_trials.TUNING_JSON
+        line(f"tuned already ({out} holds tuning.json)")
         return []
     line(f"first tunes every variant: {plural(tune.trials, 'trial')} each "
          f"({tuning_text(plan)}, in the estimate)")
