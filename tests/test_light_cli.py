@@ -108,6 +108,13 @@ def test_a_tuned_study_is_estimated_with_its_tuning_trials(tmp_path, capsys):
                                       str(tmp_path / "t"), "--dry-run"], capsys)
     text = " ".join(stdout.split())
     assert code == 0 and "9 runs and 36 tuning runs" in text and "in the estimate" in text
+    tuned = tmp_path / "tuned"  # a finished tuning leaves its summary: no trials left
+    tuned.mkdir()
+    (tuned / "tuning.json").write_text("{}")
+    code, stdout, _ = cli_in_process(["run", "fashion-digits-optimizers-tuned", "--out",
+                                      str(tuned), "--dry-run"], capsys)
+    text = " ".join(stdout.split())
+    assert code == 0 and "tuned already" in text and "tuning run" not in text
 
 
 def _built_generic(entry, options: dict) -> tuple[set[str], dict]:
