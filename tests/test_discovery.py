@@ -168,6 +168,13 @@ def test_dry_run_trains_nothing_and_prints_plan_holdings_and_estimate(tmp_path, 
     assert "2 variants × 2 seeds = 4 runs" in stdout
     assert "activation=relu" in stdout and "activation=tanh" in stdout
     assert "is new; 4 runs to train" in stdout
+    assert "estimate: ~" in stdout and "from each model's FLOP count" in stdout
+    # --calibrate: the estimate from a few training steps timed here instead
+    code, stdout, err = cli_in_process(
+        ["run", str(path), "--out", str(out), "--dry-run", "--calibrate"], capsys)
+    assert code == 0, err
+    assert not out.exists()
+    stdout = " ".join(stdout.split())
     assert "estimate: ~" in stdout and "training steps timed for each of 1 model-dataset pair" \
         in stdout
 

@@ -212,7 +212,7 @@ def no_training(monkeypatch):
     import ablab.execute
     import ablab.report
     import ablab.runner
-    import ablab.train
+    import ablab.train.loop
 
     def fake_fit(cfg, **kwargs):
         raise _Trained
@@ -223,7 +223,7 @@ def no_training(monkeypatch):
     # example here trains, so none should pay for one
     monkeypatch.setattr(ablab.execute, "start_server", lambda: None)
     monkeypatch.setattr(ablab.runner, "start_server", lambda: None)
-    monkeypatch.setattr(ablab.train, "fit", fake_fit)
+    monkeypatch.setattr(ablab.train.loop, "fit", fake_fit)
     monkeypatch.delenv("ABLAB_ALLOW_PLUGINS", raising=False)
     monkeypatch.setenv("ABLAB_DOWNLOAD", "0")
     monkeypatch.setenv("COLUMNS", "250")

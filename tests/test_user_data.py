@@ -158,10 +158,10 @@ def test_image_folder_study_decoded_once_and_cached(places, monkeypatch):
     bundle = load_data(options, 0)
     assert bundle.class_names == ["dark", "light"] and bundle.input_shape == (1, 8, 8)
     # the cache is read, not the images: decoding again would fail here
-    from ablab.data import user_files
+    from ablab.data import user_images
 
     ablab.data.clear_cache()
-    monkeypatch.setattr(user_files, "_decode", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(user_images, "_decode", lambda *a: pytest.fail("decoded again"))
     assert load_data(options, 0).input_shape == (1, 8, 8)
     # the fingerprint names every image (cat/1.png and dog/1.png do not collide)
     files = dataset_files(load_study(study).runs[0].config.resolved()["dataset"])

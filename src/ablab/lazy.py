@@ -33,3 +33,25 @@ def lazy_package(
         return sorted(set(namespace) | set(where))
 
     return sorted(where), __getattr__, __dir__
+
+
+class LazyModule:
+    """A stand-in for a module that imports it on its first attribute access::
+
+        np = LazyModule("numpy")  # in a module that registers components
+
+    so that registering, listing and planning (``ablab list``, ``ablab schema``, a dry
+    run) do not pay for numpy, while the functions that read data use ``np.`` as usual.
+    Nothing is put in ``sys.modules`` until the module is really imported. Annotations
+    that name it must be strings (``from __future__ import annotations``)."""
+
+    def __init__(self, name: str):
+        self.__name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = importlib.import_module(self.__name)
+        self.__dict__.update(module.__dict__)  # later look-ups: plain attributes
+        return getattr(module, attribute)
+
+    def __repr__(self) -> str:
+        return f"<lazily imported module {self.__name!r}>"

@@ -150,7 +150,11 @@ def register_model(name: str, summary: str = "", **meta: Any):
 
     ``spec`` carries ``input_shape``, ``num_classes``, ``act()`` (a new activation module
     of the study's choice), ``dropout_or(d)`` and ``batch_norm_or(b)``. ``min_hw=N`` in
-    ``meta`` declares that the model needs images of at least N×N.
+    ``meta`` declares that the model needs images of at least N×N. Optional, so that a
+    study's plan need not build the model to know them: ``honours=`` the generic options
+    the builder reads (a tuple, or a function of its resolved options), ``defaults=`` its
+    own value of each, ``flops=`` a function ``(options, input_shape, num_classes)`` giving
+    its forward FLOPs per example (``ablab.models.check_model`` compares ``honours``).
 
     >>> @register_model("doc_linear")
     ... def doc_linear(spec, *, bias: bool = True):

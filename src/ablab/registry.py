@@ -68,11 +68,16 @@ class Entry:
 
 
 def _options_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
+    """The pydantic model of ``fn``'s options: its keyword-only parameters. Only their
+    annotations are evaluated (a string annotation in ``fn``'s module globals), so a
+    return annotation such as ``-> nn.Module`` needs no torch to register a component."""
     fields: dict[str, Any] = {}
-    for p in inspect.signature(fn, eval_str=True).parameters.values():
+    for p in inspect.signature(fn).parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY:
             continue
         annotation = p.annotation if p.annotation is not inspect.Parameter.empty else Any
+        if isinstance(annotation, str):  # ``from __future__ import annotations``
+            annotation = eval(annotation, getattr(fn, "__globals__", {}))  # noqa: S307
         default = p.default if p.default is not inspect.Parameter.empty else ...
         fields[p.name] = (annotation, default)
     return pydantic.create_model(
@@ -207,9 +212,17 @@ def domain_message(model: type[pydantic.BaseModel], err: dict[str, Any]) -> str 
     return f"must be {domain} (got {shown})"
 
 
-#: The packages whose import registers the built-in components. They import torch
-#: (seconds), so they load on a registry's first use, not with ``import ablab``.
-BUILTIN_PACKAGES = ("ablab.data", "ablab.models", "ablab.train", "ablab.probes")
+#: The modules whose import registers the built-in components (and the plan checks of
+#: ``ablab.data`` and ``ablab.models``). None imports torch: a component imports it when
+#: called, so ``ablab list``, ``ablab schema`` and a dry run answer without it. They load
+#: on a registry's first use, not with ``import ablab``.
+BUILTIN_PACKAGES = (
+    "ablab.data.sources", "ablab.data.user_tables", "ablab.data.user_images",
+    "ablab.models.activations", "ablab.models.architectures", "ablab.models.plan_check",
+    "ablab.data.plan_check", "ablab.train.losses", "ablab.train.optimizers",
+    "ablab.train.schedules", "ablab.train.trainers", "ablab.train.command",
+    "ablab.probes.catalogue",
+)
 _builtins_loaded = False
 
 

@@ -182,7 +182,7 @@ def entry_fields(catalogue: str, entry: Entry) -> list[FieldRow]:
     own = model_rows(entry.options)
     generic = model_rows(COMPONENTS[catalogue], generic=True)
     if catalogue == "models":
-        from ablab.models.core import architecture_defaults
+        from ablab.models.plan_check import architecture_defaults
 
         arch = architecture_defaults(entry)
         generic = [

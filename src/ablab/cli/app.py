@@ -8,7 +8,11 @@ prints what a study run did."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -66,34 +70,71 @@ def _one_line(text: str) -> str:
     )
 
 
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM stops a command the way Ctrl-C does (it raises KeyboardInterrupt); yields
+    the signals received. While a study trains, the runner's own
+    (``ablab.runner.sigterm_as_interrupt``) takes over and raises its ``Terminated``;
+    this one covers the rest of every command without importing the runner, so commands
+    that run no study load none of it."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _loaded(module: str, name: str) -> type | None:
+    """``module.name`` where ``module`` is already imported (None otherwise): what an
+    exception can be an instance of only once its module ran."""
+    found = sys.modules.get(module)
+    return getattr(found, name, None) if found is not None else None
+
+
+def _stop_server() -> None:
+    """Stop the workers' fork server where this command started one."""
+    local = sys.modules.get("ablab.execute.local")
+    if local is not None:
+        local.stop_server()
+
+
 def main() -> None:
     """Exit status: 0 done; 1 runs failed or diverged; 2 bad input (one line); 130 / 143
     stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
-    from ablab.execute import stop_server
-    from ablab.runner import StudyInterrupted, Terminated, sigterm_as_interrupt
-
     received: list[int] = []
     try:
-        with sigterm_as_interrupt() as received:
+        with _sigterm_as_interrupt() as received:
             app()
-    except StudyInterrupted as exc:  # runs put back to pending; says how to resume
-        err_console.print(str(exc))
-        sys.exit(exc.exit_code)
     except UserError as exc:
-        stop_server()  # started before the study file was read: nothing will run
+        interrupted = _loaded("ablab.runner", "StudyInterrupted")
+        if interrupted is not None and isinstance(exc, interrupted):
+            err_console.print(str(exc))  # runs put back to pending; says how to resume
+            sys.exit(exc.exit_code)
+        _stop_server()  # started before the study file was read: nothing will run
         # "ablab[mlflow]" is no markup; a field name holding a newline stays one line;
         # an error about several things (datasets) says one line for each
         for line in getattr(exc, "lines", None) or [str(exc)]:
             err_console.print(f"error: {_one_line(line)}", markup=False)
         sys.exit(2)
     except OSError as exc:  # the disk, not the study: one line, not a traceback
-        stop_server()
+        _stop_server()
         where = f"{exc.filename}: " if exc.filename else ""
         err_console.print(f"error: {where}{exc.strerror or exc}")
         sys.exit(2)
     except KeyboardInterrupt as exc:
         err_console.print("interrupted")
-        sys.exit(143 if isinstance(exc, Terminated) else 130)
+        terminated = _loaded("ablab.runner", "Terminated")
+        by_sigterm = received or (terminated is not None and isinstance(exc, terminated))
+        sys.exit(143 if by_sigterm else 130)
     except SystemExit as exc:
         if exc.code == 130:  # typer turns KeyboardInterrupt (and so SIGTERM) into exit 130
             err_console.print("interrupted")

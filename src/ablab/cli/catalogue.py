@@ -144,17 +144,20 @@ def schema(
 
 def _list_studies() -> None:
     from ablab.execute import available_cores
-    from ablab.execute.estimate import estimate_study_seconds
+    from ablab.execute.estimate import estimate_study_seconds, tuning_runs, tuning_text
     from ablab.study import builtin_studies, load_study
 
     cores = available_cores()
     for name in builtin_studies():
         study = load_study(name)
-        seconds = estimate_study_seconds([r.config for r in study.runs], cores)
+        runs = [r.config for r in study.runs] + tuning_runs(study)  # tuning trains first
+        seconds = estimate_study_seconds(runs, cores)
+        tuning = tuning_text(study)
         summary = study.config.description.strip().split(":")[0]
         console.print(
             f"[bold]{name}[/bold]  {len(study.variants())} variants × "
-            f"{len(study.config.seeds)} seeds = {len(study.runs)} runs, "
+            f"{len(study.config.seeds)} seeds = {len(study.runs)} runs"
+            f"{f' + {tuning}' if tuning else ''}, "
             f"{duration(seconds)} on {cores} cores  [dim]{summary}[/dim]",
             highlight=False,
         )

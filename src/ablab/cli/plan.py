@@ -50,12 +50,10 @@ def pending_runs(plan, out: Path, retry_failed: bool) -> dict[str, tuple[str, fl
     return {r.run_id: (r.variant_label, p) for r, p in zip(runs, priors, strict=True)}
 
 
-def print_plan(plan, out: Path, workers: int | None) -> None:
+def print_plan(plan, out: Path, workers: int | None, calibrate: bool = False) -> None:
     """``--dry-run``: the variants × seeds, what OUT holds of them, and an estimate of
-    the rest from a few timed training steps per model and dataset."""
-    from ablab.execute import available_cores
-    from ablab.execute.estimate import CALIBRATION_STEPS, calibrate, estimate_calibrated
-
+    the rest (tuning trials included) from each model's FLOP count, or with ``calibrate``
+    from a few training steps timed here per model and dataset (which loads torch)."""
     stored = stored_statuses(out)
     variants = plan.variants()
 
@@ -85,23 +83,48 @@ def print_plan(plan, out: Path, workers: int | None) -> None:
     line(where + f"; {plural(len(left), 'run')} to train"
          + ("; failed runs train again with --retry-failed" if
             any(stored.get(r.run_id) == "failed" for r in plan.runs) else ""))
-    if plan.config.tune is not None:
-        line(f"first tunes every variant: {plural(plan.config.tune.trials, 'trial')} each "
-             "(not in the estimate)")
-    if not left:
+    tuning = _tuning_left(plan, out, line)
+    if not left and not tuning:
         return
+    line(_estimate_line([r.config for r in left], tuning, workers, calibrate))
+
+
+def _tuning_left(plan, out: Path, line) -> list:
+    """The tuning trials' runs still to train (a line says so), costed as their variant's
+    run: all of them until OUT holds the finished tuning's summary (``tuning.json``,
+    written once every variant is tuned; a half-done tuning is counted whole)."""
+    from ablab.execute.estimate import tuning_runs, tuning_text
+
+    tune = plan.config.tune
+    if tune is None:
+        return []
+    if (out / "tuning.json").is_file():  # ablab.tune_trials.TUNING_JSON
+        line(f"tuned already ({out} holds tuning.json)")
+        return []
+    line(f"first tunes every variant: {plural(tune.trials, 'trial')} each "
+         f"({tuning_text(plan)}, in the estimate)")
+    return tuning_runs(plan)
+
+
+def _estimate_line(configs: list, tuning: list, workers: int | None, calibrate: bool) -> str:
+    from ablab.execute import available_cores, estimate
+
     cores = workers or available_cores()
-    configs = [r.config for r in left]
-    steps = calibrate(configs)
+    runs = f"{plural(len(configs), 'run')}" + (
+        f" and {plural(len(tuning), 'tuning run')}" if tuning else "")
+    if not calibrate:
+        seconds = estimate.estimate_study_seconds(configs + tuning, cores)
+        how = ("from each model's FLOP count at the development machine's rates; "
+               "--calibrate times a few training steps here")
+        return f"estimate: {duration(seconds)} for {runs} on {plural(cores, 'core')} ({how})"
+    steps = estimate.calibrate(configs + tuning)
     timed = sum(v is not None for v in steps.values())
-    seconds = estimate_calibrated(configs, cores, steps)
-    how = (f"{CALIBRATION_STEPS} training steps timed for each of "
+    seconds = estimate.estimate_calibrated(configs + tuning, cores, steps)
+    how = (f"{estimate.CALIBRATION_STEPS} training steps timed for each of "
            f"{plural(timed, 'model-dataset pair')} on one thread, now")
     if timed < len(steps):
         how += f"; FLOP count for {len(steps) - timed}"
-    line(f"estimate: {duration(seconds)} for {plural(len(left), 'run')} on "
-         f"{plural(cores, 'core')} ({how})")
-
+    return f"estimate: {duration(seconds)} for {runs} on {plural(cores, 'core')} ({how})"
 
 
 def duration(seconds: float) -> str:

@@ -64,7 +64,13 @@ DryRunOption = Annotated[
     bool,
     typer.Option("--dry-run",
                  help="Train nothing: print the variants × seeds, what OUT already "
-                      "holds and a time estimate from a short calibration"),
+                      "holds and a time estimate (from each model's FLOP count)"),
+]
+CalibrateOption = Annotated[
+    bool,
+    typer.Option("--calibrate",
+                 help="With --dry-run: estimate from a few training steps timed here "
+                      "(loads torch: seconds)"),
 ]
 
 
@@ -87,14 +93,17 @@ def run(
     until_decided: UntilDecidedOption = False,
     max_seeds: MaxSeedsOption = 10,
     dry_run: DryRunOption = False,
+    calibrate: CalibrateOption = False,
 ) -> None:
     """Run every variant × seed of a study; resume what OUT already holds; write the report."""
     from ablab.study import load_study
 
     if dry_run:
         plan = load_study(study, seeds=seeds, sets=set_ or [], allow_plugins=consent(allow_plugins))
-        print_plan(plan, out, workers)
+        print_plan(plan, out, workers, calibrate)
         return
+    if calibrate:
+        raise UserError("--calibrate: only with --dry-run (it times the estimate's steps)")
     if executor is ExecutorKind.local and may_train(out, retry_failed):
         from ablab.execute import start_server
 

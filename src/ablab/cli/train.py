@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ablab.cli.app import (
@@ -104,6 +103,14 @@ def _train_with_progress(cfg, stem: str, out: Path):
     """Train ``cfg`` with its trainer (the built-in loop by default; its files in
     ``out``), a progress bar of epochs (or a trainer's logged steps); a failure inside
     the run says why and exits 1."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     from ablab.train.trainers import RunFailed, time_limit, train_one
 
     columns = (

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # numpy and torch only in annotations: the datasets' modules import this
+    import numpy as np
+    import torch
 
 
 @dataclass

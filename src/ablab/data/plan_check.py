@@ -21,12 +21,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
-from ablab.data.loading import _cap, dataset_options, load_raw, split_indices
+from ablab.data.raw import _cap, dataset_options, load_raw, split_indices
 from ablab.data.user_files import UserDataError, path_options
 from ablab.errors import ConfigError
+from ablab.lazy import LazyModule
 from ablab.registry import DATASETS, MODELS
+from ablab.study import add_plan_check
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 
 def _where(study: Any, option: str) -> str:
@@ -217,3 +219,6 @@ def _check_labels(cfg: Any, split_seed: int, where: str) -> None:
                 what = f"the {split} split has no example of class {names}{more}"
             raise _too_small(cfg, where, len(y), None if regression else len(classes),
                              sizes, has_test, what)
+
+
+add_plan_check(check_study_data)  # the user's data files are read when a study is planned

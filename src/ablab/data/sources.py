@@ -11,8 +11,7 @@ needed: files, folder, URL; never downloads) and ``fetch`` (download and verify)
 ``ablab data`` and the tests' "skip when absent" use.
 """
 
-# No `from __future__ import annotations` here: the registry reads the option annotations
-# of these functions at runtime (pydantic), so they must be real objects.
+from __future__ import annotations
 
 import gzip
 import os
@@ -22,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 from pydantic import Field
 
 from ablab.data.base import RawData
 from ablab.errors import DataMissingError
+from ablab.lazy import LazyModule
 from ablab.registry import DATASETS
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]

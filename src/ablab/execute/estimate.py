@@ -1,16 +1,22 @@
 """How long a study will take on this machine, before running it.
 
 The cost of a run is counted, not guessed: forward FLOPs per example (the matrix
-multiplies of every linear and conv layer of the real architecture, traced on the meta
-device), × 3 for a training step, × examples × epochs, plus evaluation and a fixed cost
-per optimizer step. The two rates below were measured on
-the 2-core development machine (see benchmarks/throughput.py); on other machines the
-estimate scales with its core count only, so treat it as an order of magnitude.
+multiplies of every linear and conv layer of the real architecture, see
+:mod:`ablab.models.flops`: no torch for the built-in studies' models), × 3 for a training
+step, × examples × epochs, plus evaluation and a fixed cost per optimizer step. The two
+rates below were measured on the 2-core development machine (see
+benchmarks/throughput.py); on other machines the estimate scales with its core count
+only, so treat it as an order of magnitude. A study with ``[tune]`` trains its tuning
+trials first (:func:`tuning_runs`): every estimate of a study counts them.
+
+:func:`calibrate` times a few training steps here instead (torch; ``ablab run --dry-run
+--calibrate``).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ablab.config import RunConfig
 from ablab.models.flops import forward_flops, model_shape  # noqa: F401  (counted with the models)
@@ -68,6 +74,31 @@ def estimate_run_seconds(cfg: RunConfig, threads: int = 1, flops: float | None =
     steps = cfg.epochs * math.ceil(train / batch)
     compute = (3 * flops * train * cfg.epochs + flops * evaluated) / (FLOPS_PER_CORE * threads)
     return STARTUP_SECONDS + compute + steps * SECONDS_PER_STEP
+
+
+def tuning_runs(study: Any) -> list[RunConfig]:
+    """The runs a study's ``[tune]`` trains before its evaluation (none without one): for
+    each variant, ``trials`` × its tuning seeds, each costed as the variant's run as the
+    study file sets it (a tuned parameter that changes a run's size, such as ``epochs``,
+    at the file's value). With a pruner some trials stop early: then an upper bound."""
+    tune = study.config.tune
+    if tune is None:
+        return []
+    out: list[RunConfig] = []
+    for runs in study.variants().values():
+        out += [runs[0].config] * (tune.trials * len(tune.seeds))
+    return out
+
+
+def tuning_text(study: Any) -> str:
+    """``36 tuning trials`` (``… of 2 seeds each`` with several tuning seeds); "" without
+    ``[tune]``."""
+    tune = study.config.tune
+    if tune is None:
+        return ""
+    trials = tune.trials * len(study.variants())
+    text = f"{trials} tuning trial{'s' if trials != 1 else ''}"
+    return text + (f" of {len(tune.seeds)} seeds each" if len(tune.seeds) > 1 else "")
 
 
 def estimate_study_seconds(runs: list[RunConfig], cores: int) -> float:

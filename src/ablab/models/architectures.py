@@ -13,33 +13,56 @@ source 000 (E1 ``simple_cnn``, E2 ``improved_cnn``), source 002 (``mnist_net`` =
 ``batch_norm=True`` on an architecture without batch norm adds ``BatchNorm2d`` after each
 conv (before its activation; for ``mlp`` ``BatchNorm1d`` after each hidden linear);
 ``batch_norm=False`` removes every batch norm layer the architecture has by default.
+
+No torch is imported here until a model is built: each builder imports torch and the
+layer helpers of :mod:`ablab.models.blocks` itself, so ``ablab list`` and a study's plan
+need neither. Each registration also declares what the builder does with the generic
+options (``honours``: the ones it reads; ``defaults``: its own value of each), which the
+plan check and ``ablab list models`` read instead of building the model;
+``tests/test_light_cli.py`` builds every architecture to check them.
 """
 
-# No ``from __future__ import annotations``: the registry reads these annotations at runtime.
-from typing import Literal
+from __future__ import annotations
 
-from torch import nn
+import math
+from typing import TYPE_CHECKING, Any, Literal
 
 from ablab.config import Fraction, PositiveInt
-from ablab.models.blocks import (
-    ChannelLogits,
-    PoolKind,
-    conv_block,
-    dropout_layers,
-    flat_features,
-    keras_bn,
-    linear_block,
-    network,
-    pool_layer,
-    with_fc_head,
-)
-from ablab.models.core import ModelSpec
+from ablab.models.spec import GENERIC_OPTIONS, ModelSpec, PoolKind
 from ablab.registry import MODELS
 
+if TYPE_CHECKING:
+    from torch import nn
 
-@MODELS.register("mlp", "Multi-layer perceptron on flattened inputs")
+#: Every generic option: what a builder honours that reads all three.
+ALL_GENERIC = tuple(GENERIC_OPTIONS)
+
+
+def _mlp_honours(options: dict[str, Any]) -> tuple[str, ...]:
+    """Without hidden layers an MLP has no activation to choose."""
+    return ALL_GENERIC if options["hidden"] else ("dropout", "batch_norm")
+
+
+def _mlp_flops(options: dict[str, Any], shape: tuple[int, ...], num_classes: int) -> float:
+    """An MLP's forward FLOPs per example (as torch's flop counter counts them): 2 × in ×
+    out of each linear layer (see :mod:`ablab.models.flops`)."""
+    sizes = [math.prod(shape), *options["hidden"], num_classes]
+    return float(sum(2 * a * b for a, b in zip(sizes, sizes[1:], strict=False)))
+
+
+def _vgg7_honours(options: dict[str, Any]) -> tuple[str, ...]:
+    """The ``gap`` head has no dropout (``gap_dropout`` adds it after convs)."""
+    return ("activation", "batch_norm") if options["head"] == "gap" else ALL_GENERIC
+
+
+@MODELS.register("mlp", "Multi-layer perceptron on flattened inputs", honours=_mlp_honours,
+                 defaults={"dropout": 0.0, "batch_norm": False}, flops=_mlp_flops)
 def mlp(spec: ModelSpec, *, hidden: list[PositiveInt] = [256, 128]) -> nn.Module:
     """``Flatten → (Linear → [BN] → act → [Dropout]) per hidden size → Linear(classes)``."""
+    from torch import nn
+
+    from ablab.models.blocks import linear_block, network
+
     bn, dropout = spec.batch_norm_or(False), spec.dropout_or(0.0)
     n_in = 1
     for d in spec.input_shape:
@@ -51,9 +74,12 @@ def mlp(spec: ModelSpec, *, hidden: list[PositiveInt] = [256, 128]) -> nn.Module
     return network(features, [nn.Linear(last, spec.num_classes)])
 
 
-@MODELS.register("simple_cnn", "Two conv blocks + FC head (source 000 E1, CIFAR)", min_hw=4)
+@MODELS.register("simple_cnn", "Two conv blocks + FC head (source 000 E1, CIFAR)", min_hw=4,
+                 honours=ALL_GENERIC, defaults={"dropout": 0.5, "batch_norm": True})
 def simple_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
     """``[Conv3 → BN → act → Pool] × (32, 64) → Linear(128) → act → Dropout(0.5) → Linear``."""
+    from ablab.models.blocks import conv_block, with_fc_head
+
     bn = spec.batch_norm_or(True)
     features = [
         *conv_block(spec, spec.in_channels, 32, bn=bn, pool=pool, lrn=lrn),
@@ -62,10 +88,13 @@ def simple_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) ->
     return with_fc_head(spec, features, 128, spec.dropout_or(0.5))
 
 
-@MODELS.register("improved_cnn", "Six conv layers in three pooled pairs (source 000 E2)", min_hw=8)
+@MODELS.register("improved_cnn", "Six conv layers in three pooled pairs (source 000 E2)", min_hw=8,
+                 honours=ALL_GENERIC, defaults={"dropout": 0.5, "batch_norm": True})
 def improved_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
     """``[Conv3 → BN → act, Conv3 → BN → act → Pool] × (32/64, 128/128, 256/256)
     → Linear(256) → act → Dropout(0.5) → Linear``."""
+    from ablab.models.blocks import conv_block, with_fc_head
+
     bn = spec.batch_norm_or(True)
     features: list[nn.Module] = []
     cin = spec.in_channels
@@ -76,7 +105,8 @@ def improved_cnn(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) 
     return with_fc_head(spec, features, 256, spec.dropout_or(0.5))
 
 
-@MODELS.register("mnist_net", "PyTorch MNIST example net (source 002 Model1/Model2)", min_hw=16)
+@MODELS.register("mnist_net", "PyTorch MNIST example net (source 002 Model1/Model2)", min_hw=16,
+                 honours=ALL_GENERIC, defaults={"dropout": 0.0, "batch_norm": False})
 def mnist_net(
     spec: ModelSpec,
     *,
@@ -86,6 +116,8 @@ def mnist_net(
 ) -> nn.Module:
     """``Conv5(10) → Pool → act → Conv5(20) → [Dropout2d] → Pool → act → Linear(50) → act
     → [Dropout] → Linear``. Model2 is ``conv_dropout = 0.5``."""
+    from ablab.models.blocks import conv_block, with_fc_head
+
     bn = spec.batch_norm_or(False)
     common = dict(kernel=5, padding=0, bn=bn, pool=pool, pool_first=True, lrn=lrn)
     features = [
@@ -95,10 +127,13 @@ def mnist_net(
     return with_fc_head(spec, features, 50, spec.dropout_or(0.0))
 
 
-@MODELS.register("mnist_cnn3", "Three padded conv blocks (source 002 Model3)", min_hw=8)
+@MODELS.register("mnist_cnn3", "Three padded conv blocks (source 002 Model3)", min_hw=8,
+                 honours=ALL_GENERIC, defaults={"dropout": 0.0, "batch_norm": False})
 def mnist_cnn3(spec: ModelSpec, *, pool: PoolKind = "max", lrn: bool = False) -> nn.Module:
     """``[Conv3 → [BN] → Pool → act] × (32, 64, 128) → Linear(128) → act → [Dropout]
     → Linear``."""
+    from ablab.models.blocks import conv_block, with_fc_head
+
     bn = spec.batch_norm_or(False)
     features: list[nn.Module] = []
     cin = spec.in_channels
@@ -116,7 +151,8 @@ VGG7_HEADS = ("fc", "gap", "gap_dropout", "gap_linear", "gap_dropout_linear")
 
 
 @MODELS.register(
-    "vgg7", "VGG-style 7-conv net with fc or global-average-pool heads (source 003)", min_hw=16
+    "vgg7", "VGG-style 7-conv net with fc or global-average-pool heads (source 003)", min_hw=16,
+    honours=_vgg7_honours, defaults={"dropout": 0.0, "batch_norm": False},
 )
 def vgg7(
     spec: ModelSpec,
@@ -135,6 +171,17 @@ def vgg7(
 
     ablab's earlier heads, kept under their own names: ``gap_linear`` = ``GAP → Linear(256
     → classes)``; ``gap_dropout_linear`` = ``GAP → Dropout(0.5) → Linear``."""
+    from torch import nn
+
+    from ablab.models.blocks import (
+        ChannelLogits,
+        conv_block,
+        dropout_layers,
+        network,
+        pool_layer,
+        with_fc_head,
+    )
+
     bn = spec.batch_norm_or(False)
     conv_dropout = spec.dropout_or(0.5) if head == "gap_dropout" else 0.0
     features: list[nn.Module] = []
@@ -158,10 +205,21 @@ def vgg7(
     return network(features, [*gap, *dropout_layers(dropout), nn.Linear(cin, spec.num_classes)])
 
 
-@MODELS.register("keras_conv1", "One conv layer + dense head (source 004 baseline)", min_hw=2)
+@MODELS.register("keras_conv1", "One conv layer + dense head (source 004 baseline)", min_hw=2,
+                 honours=ALL_GENERIC, defaults={"dropout": 0.5, "batch_norm": False})
 def keras_conv1(spec: ModelSpec, *, pool: PoolKind = "max") -> nn.Module:
     """``Conv3(10, same) → act → Pool → Flatten → Dropout(0.5) → Dense(100) → act
     → Dense``."""
+    from torch import nn
+
+    from ablab.models.blocks import (
+        conv_block,
+        dropout_layers,
+        flat_features,
+        linear_block,
+        network,
+    )
+
     bn = spec.batch_norm_or(False)
     features = nn.Sequential(*conv_block(spec, spec.in_channels, 10, bn=bn, pool=pool))
     n = flat_features(features, spec.input_shape)
@@ -175,13 +233,24 @@ def keras_conv1(spec: ModelSpec, *, pool: PoolKind = "max") -> nn.Module:
 
 
 @MODELS.register(
-    "keras_cnn3", "Three conv blocks with BN and dropout (source 004 improved)", min_hw=8
+    "keras_cnn3", "Three conv blocks with BN and dropout (source 004 improved)", min_hw=8,
+    honours=ALL_GENERIC, defaults={"dropout": 0.5, "batch_norm": True},
 )
 def keras_cnn3(
     spec: ModelSpec, *, block_dropout: Fraction = 0.25, pool: PoolKind = "max"
 ) -> nn.Module:
     """``[Conv3(same) → act → BN → Pool → Dropout(0.25)] × (32, 64, 128) → Flatten
     → Dense(256) → act → BN → Dropout(0.5) → Dense``; batch norm with Keras's defaults."""
+    from torch import nn
+
+    from ablab.models.blocks import (
+        dropout_layers,
+        flat_features,
+        keras_bn,
+        network,
+        pool_layer,
+    )
+
     bn = spec.batch_norm_or(True)
     features: list[nn.Module] = []
     cin = spec.in_channels

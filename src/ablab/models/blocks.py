@@ -6,14 +6,11 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Literal
 
 import torch
 from torch import nn
 
-from ablab.models.core import InputTooSmall, ModelSpec
-
-PoolKind = Literal["max", "overlap", "avg"]
+from ablab.models.spec import InputTooSmall, ModelSpec, PoolKind
 
 _POOLS: dict[str, Callable[[], nn.Module]] = {
     "max": lambda: nn.MaxPool2d(2, stride=2),

@@ -1,6 +1,8 @@
-"""What every architecture receives (:class:`ModelSpec`), the activation wrapper probes look
-for (:class:`Activation`), building a model from its config with input-shape checks, and
-weight initialisation.
+"""Building a model from its config with input-shape checks, the layer listings probes
+use, weight initialisation, and :func:`check_model` for plugin authors. What every
+architecture receives (:class:`ModelSpec`) is in :mod:`ablab.models.spec` and the
+activation wrapper probes look for (:class:`Activation`) in
+:mod:`ablab.models.activation_module`.
 
 Architectures are registered in :mod:`ablab.models.architectures`; nothing here knows
 their names.
@@ -9,7 +11,7 @@ their names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,112 +19,24 @@ from torch import nn
 
 from ablab.config import parse_init
 from ablab.errors import ConfigError, FieldError
-from ablab.registry import ACTIVATIONS, MODELS, Entry
+from ablab.models.activation_module import Activation
+from ablab.models.plan_check import (  # noqa: F401  (also found here by earlier callers)
+    architecture_defaults,
+    check_varied_options,
+    declared_honours,
+    options_read,
+)
+from ablab.models.spec import (
+    GENERIC_OPTIONS,
+    InputTooSmall,
+    ModelSpec,
+    check_input,
+    shape_error,
+)
+from ablab.registry import MODELS, Entry
 
 if TYPE_CHECKING:
     from ablab.config import ModelConfig
-
-
-class Activation(nn.Module):
-    """A registered activation, wrapped so probes can find it (``isinstance(m, Activation)``)
-    and know which one it is (``.name``)."""
-
-    def __init__(self, name: str, options: dict[str, Any] | None = None):
-        super().__init__()
-        entry = ACTIVATIONS.get(name)
-        self.name = name
-        self.options = entry.validate_options(dict(options or {}))
-        self.fn = entry.fn(**self.options)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
-        return f"name={self.name!r}{opts}"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything an architecture needs besides its own options.
-
-    ``dropout`` / ``batch_norm`` are None when the study leaves them to the architecture's
-    own default; architectures read them through :meth:`dropout_or` / :meth:`batch_norm_or`.
-    """
-
-    input_shape: tuple[int, ...]  # (C, H, W) for images, (F,) for tabular data
-    num_classes: int
-    activation_name: str = "relu"
-    activation_options: dict[str, Any] = field(default_factory=dict)
-    dropout: float | None = None
-    batch_norm: bool | None = None
-    #: The generic options the builder asked for (``activation``, ``dropout``,
-    #: ``batch_norm``), filled as it calls :meth:`act`, :meth:`dropout_or` and
-    #: :meth:`batch_norm_or`: what a study may vary for this model (see
-    #: :func:`check_varied_options`).
-    reads: set[str] = field(default_factory=set, compare=False, repr=False)
-    #: The architecture's own default of each generic option it read (the ``default``
-    #: given to :meth:`dropout_or` / :meth:`batch_norm_or`), for ``ablab list models``.
-    defaults: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_config(
-        cls, cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
-    ) -> ModelSpec:
-        return cls(
-            input_shape=tuple(int(d) for d in input_shape),
-            num_classes=int(num_classes),
-            activation_name=cfg.activation.name,
-            activation_options=cfg.activation.options,
-            dropout=cfg.dropout,
-            batch_norm=cfg.batch_norm,
-        )
-
-    @property
-    def in_channels(self) -> int:
-        return self.input_shape[0]
-
-    def act(self) -> Activation:
-        """A new activation module (never shared, so each layer is its own module)."""
-        self.reads.add("activation")
-        return Activation(self.activation_name, self.activation_options)
-
-    def dropout_or(self, default: float) -> float:
-        self.reads.add("dropout")
-        self.defaults.setdefault("dropout", default)
-        return default if self.dropout is None else self.dropout
-
-    def batch_norm_or(self, default: bool) -> bool:
-        self.reads.add("batch_norm")
-        self.defaults.setdefault("batch_norm", default)
-        return default if self.batch_norm is None else self.batch_norm
-
-
-class InputTooSmall(ValueError):
-    """Raised by an architecture whose layers cannot take the given input shape."""
-
-
-def input_requirement(entry: Entry) -> str | None:
-    """What input an architecture needs, in words; None when it takes any shape."""
-    min_hw = entry.meta.get("min_hw")
-    if min_hw is None:
-        return None
-    return f"image input (C, H, W) with H, W >= {min_hw}"
-
-
-def _shape_error(entry: Entry, input_shape: tuple[int, ...]) -> ConfigError:
-    need = input_requirement(entry) or "a different input shape"
-    return ConfigError(
-        f"model.name: {entry.name!r} needs {need}; the dataset gives shape {input_shape}"
-    )
-
-
-def check_input(entry: Entry, input_shape: tuple[int, ...]) -> None:
-    min_hw = entry.meta.get("min_hw")
-    if min_hw is None:
-        return
-    if len(input_shape) != 3 or min(input_shape[1:]) < min_hw:
-        raise _shape_error(entry, input_shape)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -139,7 +53,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     try:
         model = entry.fn(spec, **options)
     except InputTooSmall:
-        raise _shape_error(entry, spec.input_shape) from None
+        raise shape_error(entry, spec.input_shape) from None
     apply_init(model, cfg.init)
     return model
 
@@ -199,93 +113,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------- varied options read
-
-#: Generic model options a study may vary → how a builder honours each.
-GENERIC_OPTIONS = {
-    "activation": "spec.act()",
-    "dropout": "spec.dropout_or(default)",
-    "batch_norm": "spec.batch_norm_or(default)",
-}
-
-
-def _generic_option(path: str) -> str | None:
-    """``model.dropout`` → ``dropout``; ``model.activation.negative_slope`` → ``activation``."""
-    parts = path.split(".")
-    if parts[0] != "model" or len(parts) < 2 or parts[1] not in GENERIC_OPTIONS:
-        return None
-    return parts[1]
-
-
-def options_read(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> set[str]:
-    """The generic options the builder of ``cfg`` reads. A registry entry may declare them
-    (``honours=("dropout", ...)`` in its meta); otherwise the model is built once on the
-    meta device (no memory, no compute) and the spec records what the builder asked for."""
-    entry = MODELS.get(cfg.name)
-    declared = entry.meta.get("honours")
-    if declared is not None:
-        return set(declared)
-    spec = ModelSpec.from_config(cfg, input_shape, num_classes)
-    with torch.device("meta"):
-        entry.fn(spec, **entry.validate_options(cfg.options))
-    return set(spec.reads)
-
-
-def architecture_defaults(entry: Entry) -> dict[str, Any]:
-    """What a model does with the generic options a study leaves unset, e.g.
-    ``{"dropout": 0.5, "batch_norm": True}`` for simple_cnn: found by building it once, with
-    its default options, on the meta device (no memory, no compute) for a 3×32×32 input
-    (larger where the model needs it). Options it never reads are absent; {} when the
-    builder cannot be built that way."""
-    side = max(32, int(entry.meta.get("min_hw") or 0))
-    spec = ModelSpec(input_shape=(3, side, side), num_classes=10)
-    try:
-        with torch.device("meta"):
-            entry.fn(spec, **entry.validate_options({}))
-    except Exception:  # noqa: BLE001 - a builder that needs real data: nothing to say
-        return {}
-    return dict(spec.defaults)
-
-
-def check_varied_options(study: Any) -> None:
-    """Refuse a factor varying a generic model option (activation, dropout, batch_norm)
-    that some variant's model builder never reads: its levels would train identical
-    networks and the report would still give a verdict. A model that cannot be built
-    cheaply here (unknown input shape, a builder that needs real data) is left to the
-    second line of defence, the analysis' check for bit-identical levels."""
-    from ablab.registry import DATASETS
-
-    cache: dict[tuple[str, str, tuple[int, ...]], set[str] | None] = {}
-    first_seed = study.runs[0].seed if study.runs else None
-    for i, factor in enumerate(study.factors):
-        for path in factor:
-            option = _generic_option(path)
-            if option is None:
-                continue
-            for run in study.runs:
-                if run.seed != first_seed:
-                    continue
-                cfg = run.config
-                meta = DATASETS.get(cfg.dataset.name).meta
-                shape = meta.get("shape")
-                if shape is None:
-                    continue
-                shape = tuple(int(d) for d in shape)
-                key = (cfg.model.name, repr(sorted(cfg.model.options.items())), shape)
-                if key not in cache:
-                    try:
-                        cache[key] = options_read(cfg.model, shape, int(meta.get("classes", 10)))
-                    except Exception:  # noqa: BLE001 - not buildable here: analysis checks
-                        cache[key] = None
-                read = cache[key]
-                if read is not None and option not in read:
-                    how = GENERIC_OPTIONS[option]
-                    raise ConfigError(
-                        f'{study.source}: vary[{i}]."{path}": model {cfg.model.name!r} never '
-                        f"reads {option} (its builder does not call {how}), so every level "
-                        f"would train the same network; call {how} in the builder (or "
-                        f"register it with honours=(...)), or stop varying {path}"
-                    )
-
 
 # ---------------------------------------------------------------- a plugin author's check
 
@@ -389,7 +216,7 @@ def _judge_option(entry: Entry, options: dict[str, Any], option: str,
     """("honoured" | "ignored", why) for one generic option: built at two settings, did the
     builder ask the spec for it, do the networks differ, does a declared ``honours`` agree."""
     low, high = settings
-    declared = entry.meta.get("honours")
+    declared = declared_honours(entry, entry.validate_options(options))
     a, spec_a = _build_with(entry, options, low, shape, num_classes)
     b, spec_b = _build_with(entry, options, high, shape, num_classes)
     read = option in (spec_a.reads | spec_b.reads)
@@ -413,7 +240,9 @@ def _judge_option(entry: Entry, options: dict[str, Any], option: str,
         # a study trusts the declaration: an undeclared option may not be varied
         status = "ignored"
         word = "declares" if option in declared else "leaves it out of"
-        why += f"; but its registry entry {word} honours={tuple(declared)!r}"
+        given = entry.meta["honours"]
+        shown = tuple(given) if not callable(given) else tuple(sorted(declared))
+        why += f"; but its registry entry {word} honours={shown!r}"
     return status, why
 
 

@@ -1,13 +1,25 @@
 """Diagnostics recorded during training (dead units, activation distributions, gradient
 flow, weight norms, decision boundaries).
 
-Importing this package fills the ``PROBES`` registry.
+The ``PROBES`` registry is filled by :mod:`ablab.probes.catalogue` (no torch; loaded by
+``ablab.registry.load_builtins``); each probe's module loads when a run attaches it. The
+names below are imported from their modules on first use (``ablab.lazy``), ``decode_grid``
+from :mod:`ablab.stored_grid` (numpy), where the analysis reads grids too.
 """
 
-from ablab.probes import boundary as _boundary  # noqa: F401  (registers "boundary")
-from ablab.probes import gradients as _gradients  # noqa: F401  (registers gradients, weights)
-from ablab.probes import units as _units  # noqa: F401  (registers dead_units, activations)
-from ablab.probes.base import ProbeContext, ProbeSet, attach_probes
-from ablab.stored_grid import decode_grid
+from typing import Any
 
-__all__ = ["ProbeContext", "ProbeSet", "attach_probes", "decode_grid"]
+from ablab.lazy import lazy_package
+
+__all__, _from_submodules, __dir__ = lazy_package(__name__, globals(), {
+    "base": ("ProbeContext", "ProbeSet", "attach_probes"),
+})
+__all__ = [*__all__, "decode_grid"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "decode_grid":
+        from ablab.stored_grid import decode_grid
+
+        return decode_grid
+    return _from_submodules(name)

@@ -15,7 +15,6 @@ from pydantic import Field
 from ablab import stored_grid
 from ablab.errors import ConfigError
 from ablab.probes.base import ProbeContext, eval_mode
-from ablab.registry import PROBES
 
 _CHUNK = 4096  # mesh points per forward pass: small enough to stay in cache
 
@@ -88,8 +87,6 @@ class Boundary:
         }
 
 
-@PROBES.register("boundary", "Decision-boundary probabilities on a 2-D grid (2-D inputs only)",
-                 classification_only=True)
 def boundary(
     ctx: ProbeContext,
     *,

@@ -18,7 +18,6 @@ from torch import nn
 
 from ablab.models import parameter_layers
 from ablab.probes.base import ProbeContext, finite_or_none
-from ablab.registry import PROBES
 
 _BATCH_NORM = nn.modules.batchnorm._BatchNorm
 #: The gradients probe summarises its epochs once this many steps are waiting (bounds
@@ -177,7 +176,6 @@ class GradientFlow:
         }
 
 
-@PROBES.register("gradients", "Gradient norm per parameter layer and overall, mean per epoch")
 def gradients(ctx: ProbeContext) -> GradientFlow:
     """After every training batch's backward pass: the L2 norm of each parameter layer's
     weight gradient and the global gradient norm over all parameters (what
@@ -244,7 +242,6 @@ class WeightNorms:
         }
 
 
-@PROBES.register("weights", "L2 norm of each parameter layer's weight per epoch")
 def weights(ctx: ProbeContext) -> WeightNorms:
     """The L2 norm of each parameter layer's weight before training (epoch 0) and after
     every epoch.

@@ -38,7 +38,6 @@ from ablab.probes.base import (
     finite_or_none,
     flat_values,
 )
-from ablab.registry import PROBES
 
 #: Bounded activations: "dead" is not defined for them; their histogram range is fixed.
 SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
@@ -201,7 +200,6 @@ class DeadUnits(_PassClient):
         }
 
 
-@PROBES.register("dead_units", "Dead units and zero-activation fraction per activation layer")
 def dead_units(ctx: ProbeContext, *, every: Annotated[int, Field(ge=1)] = 1) -> DeadUnits:
     """Per activation layer, at epoch 0 and after each epoch, on the fixed probe batch:
 
@@ -359,7 +357,6 @@ def _range(kind: str, limit: float) -> tuple[float, float]:
     return (0.0, limit) if kind in NON_NEGATIVE else (-limit, limit)
 
 
-@PROBES.register("activations", "Histogram, mean, std and saturation per activation layer")
 def activations(
     ctx: ProbeContext,
     *,

@@ -9,24 +9,29 @@ Regression losses (registry meta ``task = "regression"``: ``mse``, ``mae``, ``hu
 the model's single output (N×1) and a float target (N), both in training units (the
 standardised target when the dataset standardises it); a regression run's common
 yardsticks are its RMSE, MAE and R² in the target's own units (``ablab.train.metrics``).
+
+Each entry imports torch when it builds its loss, so registering them needs none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from ablab.registry import LOSSES
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # each loss imports torch when it is built: listing them needs none
+    import torch
+
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 @LOSSES.register("cross_entropy", "softmax cross-entropy (optional label smoothing)")
 def cross_entropy(*, label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0) -> LossFn:
+    import torch.nn.functional as F
+
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
 
@@ -35,6 +40,9 @@ def cross_entropy(*, label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 
 
 @LOSSES.register("mse_softmax", "mean squared error between softmax outputs and one-hot targets")
 def mse_softmax() -> LossFn:
+    import torch
+    import torch.nn.functional as F
+
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(target, logits.shape[-1]).to(logits.dtype)
         return F.mse_loss(torch.softmax(logits, dim=-1), onehot)
@@ -44,6 +52,8 @@ def mse_softmax() -> LossFn:
 
 @LOSSES.register("bce_onehot", "binary cross-entropy with logits against one-hot targets")
 def bce_onehot() -> LossFn:
+    import torch.nn.functional as F
+
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(target, logits.shape[-1]).to(logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, onehot)
@@ -58,6 +68,8 @@ def _flat(output: torch.Tensor) -> torch.Tensor:
 
 @LOSSES.register("mse", "regression: mean squared error", task="regression")
 def mse() -> LossFn:
+    import torch.nn.functional as F
+
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(_flat(output), target)
 
@@ -66,6 +78,8 @@ def mse() -> LossFn:
 
 @LOSSES.register("mae", "regression: mean absolute error", task="regression")
 def mae() -> LossFn:
+    import torch.nn.functional as F
+
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(_flat(output), target)
 
@@ -75,6 +89,8 @@ def mae() -> LossFn:
 @LOSSES.register("huber", "regression: Huber loss (squared below delta, linear above)",
                  task="regression")
 def huber(*, delta: Annotated[float, Field(gt=0.0)] = 1.0) -> LossFn:
+    import torch.nn.functional as F
+
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.huber_loss(_flat(output), target, delta=delta)
 

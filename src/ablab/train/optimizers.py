@@ -1,15 +1,18 @@
-"""Optimizers: thin registry entries over ``torch.optim`` with PyTorch's defaults."""
+"""Optimizers: thin registry entries over ``torch.optim`` with PyTorch's defaults (torch is
+imported when one is built)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 from pydantic import Field
 
 from ablab.errors import FieldError
 from ablab.registry import OPTIMIZERS
+
+if TYPE_CHECKING:  # each optimizer imports torch when it is built
+    import torch
 
 LearningRate = Annotated[float, Field(gt=0.0)]
 Decay = Annotated[float, Field(ge=0.0)]
@@ -31,6 +34,8 @@ def sgd(
     nesterov: bool = False,
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.SGD(
         params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
         foreach=True,
@@ -47,6 +52,8 @@ def adam(
     eps: Annotated[float, Field(gt=0.0)] = 1e-8,
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.Adam(
         params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, foreach=True
     )
@@ -62,6 +69,8 @@ def adamw(
     eps: Annotated[float, Field(gt=0.0)] = 1e-8,
     weight_decay: Decay = 0.01,
 ) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.AdamW(
         params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, foreach=True
     )
@@ -77,6 +86,8 @@ def nadam(
     eps: Annotated[float, Field(gt=0.0)] = 1e-7,  # Keras's epsilon
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.NAdam(
         params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay
     )
@@ -92,6 +103,8 @@ def rmsprop(
     eps: Annotated[float, Field(gt=0.0)] = 1e-8,
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.RMSprop(
         params, lr=lr, alpha=alpha, momentum=momentum, eps=eps, weight_decay=weight_decay
     )

@@ -6,12 +6,14 @@ Each entry returns an object with ``step(epoch_metrics)``; ``reduce_on_plateau``
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
-import torch
 from pydantic import Field
 
 from ablab.registry import SCHEDULES
+
+if TYPE_CHECKING:  # each schedule imports torch when it is built
+    import torch
 
 Monitor = Literal["val_loss", "val_accuracy"]
 
@@ -55,6 +57,8 @@ def exponential(
     *,
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.95,
 ) -> EpochSchedule:
+    import torch
+
     return _Torch(torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma))
 
 
@@ -66,6 +70,8 @@ def step(
     step_size: Annotated[int, Field(gt=0)] = 10,
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.1,
 ) -> EpochSchedule:
+    import torch
+
     return _Torch(torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma))
 
 
@@ -77,6 +83,8 @@ def cosine(
     t_max: Annotated[int, Field(gt=0)] | None = None,
     eta_min: Annotated[float, Field(ge=0)] = 0.0,
 ) -> EpochSchedule:
+    import torch
+
     return _Torch(
         torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=t_max or epochs, eta_min=eta_min
@@ -96,6 +104,8 @@ def reduce_on_plateau(
     cooldown: Annotated[int, Field(ge=0)] = 0,
     min_lr: Annotated[float, Field(ge=0)] = 0.0,
 ) -> EpochSchedule:
+    import torch
+
     # Keras reduces once `patience` epochs in a row have not improved; torch waits for
     # more than `patience` bad epochs, hence patience - 1.
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

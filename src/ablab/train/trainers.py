@@ -1,6 +1,6 @@
 """Trainers: what trains one run. The built-in loop is one of them (the default); a user's
 own training code is another, registered with ``@ablab.register_trainer``, and an existing
-script runs through the ``command`` trainer.
+script runs through the ``command`` trainer (:mod:`ablab.train.command`).
 
 A trainer is a function ``fn(run, *, options...)``. Its keyword-only parameters are its
 options (validated, listed by ``ablab list trainers``, set and varied in a study as
@@ -23,14 +23,9 @@ range -> failed; not finite -> diverged.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,15 +33,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-import numpy as np
-from pydantic import Field
+from typing import Any
 
 from ablab.config import BUILTIN_TRAINER, RunConfig, run_id
-from ablab.errors import FieldError
+from ablab.lazy import LazyModule
 from ablab.registry import TRAINERS
 from ablab.train.result import RunResult
+
+np = LazyModule("numpy")  # imported where data is read: listing and planning need none
 
 __all__ = [
     "DataSplit",
@@ -296,181 +290,7 @@ def check_outcome(
     "epochs, probes",
 )
 def builtin(run: Run) -> RunResult:
-    import ablab.train  # ``ablab.train.fit``, looked up per call (tests replace it)
+    from ablab.train import loop  # torch: only where a run trains
 
-    return ablab.train.fit(run.config, on_epoch=run._on_epoch)  # noqa: SLF001 - same module
-
-
-# ---------------------------------------------------------------- a command
-
-
-#: ``{seed}``, ``{optimizer.lr}``, ``{params.lr}``; ``{{`` and ``}}`` are literal braces.
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-#: Run fields a command line may name besides the config's dotted paths.
-RUN_FIELDS = ("seed", "split_seed", "init_seed", "order_seed", "config_json",
-              "metrics_json", "artefacts", "run_id", "python")
-#: How many lines of a failed command's stderr its record keeps.
-STDERR_TAIL_LINES = 8
-
-
-def _lookup(fields: dict[str, Any], resolved: dict[str, Any], key: str) -> Any:
-    if key in fields:
-        return fields[key]
-    node: Any = resolved
-    parts = key.split(".")
-    if parts[0] == "params":  # shorthand for trainer.params.NAME
-        parts = ["trainer", *parts]
-    for part in parts:
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    return node
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def render(template: str, fields: dict[str, Any], resolved: dict[str, Any]) -> str:
-    """One argument of a command line with its ``{...}`` filled in."""
-
-    def fill(m: re.Match) -> str:
-        if m.group(0) in ("{{", "}}"):
-            return m.group(0)[0]
-        return _text(_lookup(fields, resolved, m.group(1).strip()))
-
-    return _PLACEHOLDER.sub(fill, template)
-
-
-def _check_command(cfg: RunConfig) -> None:
-    """Every ``{...}`` of the command line names a run field or a config path (so a typo
-    is refused when the study is read, not in every run)."""
-    resolved = cfg.resolved()
-    fields = dict.fromkeys(RUN_FIELDS, "")
-    for i, arg in enumerate(cfg.trainer.options["argv"]):
-        for m in _PLACEHOLDER.finditer(arg):
-            if m.group(1) is None:
-                continue
-            try:
-                _lookup(fields, resolved, m.group(1).strip())
-            except KeyError:
-                raise FieldError(
-                    f"trainer.argv.{i}",
-                    f"{{{m.group(1)}}} names no run field or config path; allowed: "
-                    f"{', '.join('{' + f + '}' for f in RUN_FIELDS)}, {{params.NAME}} "
-                    "or a dotted config path such as {optimizer.lr}",
-                ) from None
-
-
-def _tail(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    lines = [line.rstrip() for line in lines if line.strip()][-STDERR_TAIL_LINES:]
-    return " | ".join(lines)[-2000:]
-
-
-def _metrics_from(metrics_json: Path, stdout: Path) -> dict[str, Any] | None:
-    """The command's metrics: the JSON file it wrote, else its last stdout line that is a
-    JSON object."""
-    if metrics_json.is_file():
-        try:
-            data = json.loads(metrics_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RunFailed(f"{metrics_json}: not a JSON object ({exc})") from None
-        if not isinstance(data, dict):
-            raise RunFailed(f"{metrics_json}: not a JSON object of metrics")
-        return data
-    try:
-        lines = stdout.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                return data
-    return None
-
-
-@TRAINERS.register(
-    "command",
-    "Runs a command (your script) per run: argv templated from the run's fields; "
-    "metrics from {metrics_json} or its last JSON line on stdout",
-    check_run=_check_command,
-    cwd_option="cwd",
-    runs_program=True,  # a study naming it runs only with consent (ablab.plugins)
-)
-def command(
-    run: Run,
-    *,
-    argv: Annotated[list[str], Field(min_length=1)],
-    params: dict[str, Any] = {},  # noqa: B006 - pydantic copies defaults
-    env: dict[str, str] = {},  # noqa: B006
-    cwd: str | None = None,
-) -> dict:
-    """``argv``: the command line; each argument may hold ``{seed}``, ``{split_seed}``,
-    ``{init_seed}``, ``{order_seed}``, ``{run_id}``, ``{python}`` (the Python running
-    ablab), ``{config_json}`` (the resolved config
-    as a JSON file), ``{metrics_json}`` (where the command may write its metrics),
-    ``{artefacts}`` (the run's folder), ``{params.NAME}`` (this trainer's ``params``, free
-    fields a study may vary as ``trainer.params.NAME``) or any dotted config path.
-    ``env``: extra environment variables. ``cwd``: where it runs (the study file's folder)."""
-    folder = run.artefacts
-    folder.mkdir(parents=True, exist_ok=True)
-    resolved = run.config.resolved()
-    config_json, metrics_json = folder / "config.json", folder / "metrics.json"
-    config_json.write_text(json.dumps(resolved, indent=1), encoding="utf-8")
-    metrics_json.unlink(missing_ok=True)  # a retried run must not read the last try's
-    fields = {
-        "seed": run.seed, "split_seed": run.split_seed, "init_seed": run.init_seed,
-        "order_seed": run.order_seed, "config_json": str(config_json),
-        "metrics_json": str(metrics_json), "artefacts": str(folder),
-        "run_id": run_id(run.config),
-        "python": sys.executable,  # the interpreter running ablab (its virtual environment)
-    }
-    args = [render(a, fields, resolved) for a in argv]
-    environ = {
-        **os.environ, **env, "ABLAB_CONFIG": str(config_json),
-        "ABLAB_METRICS": str(metrics_json), "ABLAB_ARTEFACTS": str(folder),
-        "ABLAB_SEED": str(run.seed), "OMP_NUM_THREADS": str(run.threads),
-    }
-    stdout, stderr = folder / "stdout.txt", folder / "stderr.txt"
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        try:
-            process = subprocess.Popen(
-                args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=environ,
-                cwd=cwd or None, start_new_session=True,
-            )
-        except OSError as exc:
-            raise RunFailed(f"command {args[0]!r} cannot start ({exc.strerror or exc})") from None
-        try:
-            code = process.wait(timeout=run.timeout)
-        except BaseException as exc:  # the time limit, Ctrl-C: the command goes too
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
-            if isinstance(exc, subprocess.TimeoutExpired):
-                tail = _tail(stderr)
-                raise RunTimedOut(
-                    timed_out_message(run.timeout) + (f"; stderr: {tail}" if tail else "")
-                ) from None
-            raise
-    if code != 0:
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        tail = _tail(stderr)
-        raise RunFailed(f"command {how}" + (f"; stderr: {tail}" if tail else "; no stderr"))
-    metrics = _metrics_from(metrics_json, stdout)
-    if metrics is None:
-        raise RunFailed(
-            "command wrote no metrics: neither a JSON file at {metrics_json} "
-            "(env ABLAB_METRICS) nor a JSON object as its last line on stdout"
-        )
-    return metrics
+    # ``loop.fit`` looked up per call: tests replace it there
+    return loop.fit(run.config, on_epoch=run._on_epoch)  # noqa: SLF001 - same module
