@@ -17,16 +17,13 @@ back to pending and :class:`StudyInterrupted` says how to resume.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ablab import study as _study
 from ablab.directory_sync import sync_directory
@@ -36,9 +33,12 @@ from ablab.execution_options import ExecutionOptions
 from ablab.one_run import train_run
 from ablab.results import StudyResults
 from ablab.store import StudyStore
-
-if TYPE_CHECKING:
-    pass
+from ablab.study_process import (
+    Terminated,
+    collector_spares_what_is_loaded,
+    import_in_background,
+    sigterm_as_interrupt,
+)
 
 __all__ = [
     "ExecutionOptions",
@@ -67,11 +67,6 @@ class StudyInterrupted(UserError):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so both stop a study the same
-    way (``except KeyboardInterrupt`` catches both)."""
 
 
 class Progress(Protocol):
@@ -106,27 +101,6 @@ class StudyOutcome:
     @property
     def results(self) -> StudyResults:
         return StudyResults(self.out, self)
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM stops a study the way Ctrl-C does: it raises :class:`Terminated` (a
-    KeyboardInterrupt). Yields the list of signals received. Outside the main thread,
-    where Python cannot set handlers, it does nothing."""
-    received: list[int] = []
-
-    def handler(signum, frame):
-        received.append(signum)
-        raise Terminated
-
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress(progress: bool | Progress | None, title: str) -> Progress | None:
@@ -222,56 +196,6 @@ REPORT_IMPORTS = (
 )
 
 
-def _import_in_background(
-    modules: tuple[str, ...], then: Callable[[], None] = lambda: None
-) -> threading.Thread:
-    """Import ``modules`` in a daemon thread (a failure is left for the report to say),
-    then call ``then``."""
-    import importlib
-
-    def load() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the report imports it again and says why
-                break
-        then()
-
-    thread = threading.Thread(target=load, name="ablab-report-imports", daemon=True)
-    thread.start()
-    return thread
-
-
-@contextmanager
-def _collector_spares_what_is_loaded() -> Iterator[Callable[[], None]]:
-    """Within the block, the objects alive when it starts or when the yielded function is
-    called (from any thread: after a batch of imports) -- the modules imported: torch,
-    pandas, matplotlib, ..., several hundred thousand objects -- are out of the cyclic
-    garbage collector's reach (``gc.freeze``): each full collection while the runs'
-    records arrive and the report is analysed and drawn then walks only what those
-    allocate, in this process and in the report's forked drawing processes. At the end
-    everything goes back to the collector (``gc.unfreeze``), so a notebook that runs a
-    study collects as before; a call after the end freezes nothing. Where objects are
-    frozen already (by the program calling this), nothing is frozen or unfrozen here."""
-    if gc.get_freeze_count():
-        yield lambda: None
-        return
-    lock, active = threading.Lock(), [True]
-
-    def freeze() -> None:
-        with lock:
-            if active[0]:
-                gc.freeze()
-
-    freeze()
-    try:
-        yield freeze
-    finally:
-        with lock:
-            active[0] = False
-            gc.unfreeze()
-
-
 def run_study(
     study: _study.Study | str | Path,
     out: str | Path,
@@ -297,7 +221,7 @@ def run_study(
     say = _collecting(notes, on_line)
     datasets = _check_data(study, say)
     display = _progress(execution.progress, study.name)
-    with (_collector_spares_what_is_loaded() as freeze_what_is_loaded,
+    with (collector_spares_what_is_loaded() as freeze_what_is_loaded,
           StudyStore(out) as store, store.locked()):
         data_files = sync_directory(store, study, datasets, execution.force_new_variants,
                                     rerun_changed, say)
@@ -311,7 +235,7 @@ def run_study(
         freeze_what_is_loaded()  # and what the tables imported (pandas)
         if display is not None:
             display.start(len(study.runs), len(study.runs) - len(tasks), n_workers, n_threads)
-        preparing = (_import_in_background(REPORT_IMPORTS, then=freeze_what_is_loaded)
+        preparing = (import_in_background(REPORT_IMPORTS, then=freeze_what_is_loaded)
                      if tasks and report else None)
         _train(tasks, recorder, display, execution, n_workers, n_threads)
         recorder.write_tables()
