@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -590,3 +591,40 @@ def test_a_trainer_defined_in_a_notebook_cell_reaches_the_worker_processes(tmp_p
         assert os.getpid() not in pids
     finally:
         TRAINERS._entries.pop("cell_trainer", None)
+
+
+def test_a_run_that_keeps_its_own_time_limit_imports_what_training_needs_before_it_starts(
+        tmp_path):
+    """Where a process keeps a run's ``timeout`` itself (a Ray task), the first run's imports
+    (torch, the loop, the probes) happen before the limit starts: a loaded machine's slow
+    first import is not counted against the run, and an expiring limit never cuts an import
+    half-way (a half-initialized module then broke every later run in that Ray worker)."""
+    from conftest import HAND_BUILT_RUN
+
+    config = parse_run({**HAND_BUILT_RUN, "epochs": 1, "timeout": 600}).model_dump()
+    script = tmp_path / "spy.py"
+    script.write_text(textwrap.dedent(f"""
+        import contextlib, json, sys
+        import ablab.train.trainers as trainers
+        from ablab.execute.base import TRAINING_MODULES, run_task
+        missing_when_the_limit_started = []
+        real = trainers.time_limit
+
+        @contextlib.contextmanager
+        def spy(seconds):
+            if seconds:
+                missing_when_the_limit_started.append(
+                    [m for m in TRAINING_MODULES if m not in sys.modules])
+            with real(seconds):
+                yield
+
+        trainers.time_limit = spy
+        status, _ = run_task(json.loads({json.dumps(json.dumps(config))}), limit_here=True)
+        print(json.dumps([status, missing_when_the_limit_started]))
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    status, missing = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert status == "done"
+    assert missing == [[]]  # the limit started once, with every training module loaded

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from ablab.registry import BUILTIN_PACKAGES
+
+#: The modules a worker cannot train without: the built-in components, the loop, the probes,
+#: scikit-learn (every built-in dataset is generated or split with it) and torch._dynamo
+#: (every torch optimizer's __init__ imports it on first use). The local executor's fork
+#: server imports them once. A process that keeps a run's time limit itself (a Ray task, a
+#: run trained in the calling process) imports them before the limit starts: the limit then
+#: counts training, not a first import of torch, and never expires half-way through an
+#: import, which would leave a half-initialized module to every later run in that process.
+TRAINING_MODULES = (
+    "ablab.config", *BUILTIN_PACKAGES, "ablab.train.loop", "ablab.train.batched",
+    "ablab.probes.boundary", "ablab.probes.gradients", "ablab.probes.units",
+    "sklearn.datasets", "sklearn.model_selection", "torch._dynamo",
+)
+
+
+def import_training_modules() -> None:
+    """Import :data:`TRAINING_MODULES` (once; later calls find them loaded)."""
+    for name in TRAINING_MODULES:
+        importlib.import_module(name)
+
 
 EventKind = Literal["started", "epoch", "done", "failed"]
 
@@ -251,6 +274,8 @@ def run_task(
     try:
         import_plugins(config.get("plugins") or [])  # consent: ABLAB_ALLOW_PLUGINS
         cfg = RunConfig.model_validate(config)
+        if limit_here and cfg.timeout:
+            import_training_modules()  # before the limit starts: see TRAINING_MODULES
         with time_limit(cfg.timeout if limit_here else None):
             result = train_one(cfg, on_epoch=on_epoch, artefacts=artefacts)
         payload = result.to_dict()
@@ -300,6 +325,8 @@ def run_group(
     if batched:  # the built-in trainer's seeds, as one model
         limit = cfgs[0].timeout * len(cfgs) if limit_here and cfgs[0].timeout else None
         try:
+            if limit:
+                import_training_modules()  # before the limit starts: see TRAINING_MODULES
             with time_limit(limit):
                 results = fit_batched(cfgs, on_epoch=on_epoch)
             outcomes: list[tuple[str, Any]] = []

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from ablab.execute.base import (
+    TRAINING_MODULES,
     Event,
     OnEvent,
     Task,
@@ -43,23 +44,13 @@ from ablab.execute.base import (
     wants_cuda,
 )
 from ablab.execute.shipping import install_entries, pack_or_stay_here, run_here
-from ablab.registry import BUILTIN_PACKAGES
 
 #: The number of workers that share this worker's GPU (set by the local executor).
 GPU_SHARERS_ENV = "ABLAB_GPU_SHARERS"
 
-#: Modules the fork server imports once, before it forks any worker (a worker then starts
-#: with torch and every built-in component loaded: milliseconds instead of seconds): the
-#: components' registering modules (light) and the training loop and probes (torch).
-#: scikit-learn: every built-in dataset is generated or split with it. torch._dynamo:
-#: every torch optimizer's __init__ imports it on first use (torch._compile's lazy
-#: ``_disable_dynamo``), about 2 s on this 2-core machine that each worker's first run
-#: otherwise paid on its own.
-PRELOAD = [
-    "ablab.execute.local", "ablab.config", *BUILTIN_PACKAGES, "ablab.train.loop",
-    "ablab.train.batched", "ablab.probes.boundary", "ablab.probes.gradients",
-    "ablab.probes.units", "sklearn.datasets", "sklearn.model_selection", "torch._dynamo",
-]
+#: Modules the fork server imports once, before it forks any worker: a worker then starts
+#: with torch and every built-in component loaded (milliseconds instead of seconds).
+PRELOAD = ["ablab.execute.local", *TRAINING_MODULES]
 
 
 def _context() -> mp.context.BaseContext:
