@@ -165,13 +165,19 @@ def wait_for(out: Path, predicate, proc: subprocess.Popen | None = None,
     """Poll the index until ``predicate(list of statuses)`` holds; fail if ``proc`` exits
     first or the time runs out."""
     deadline = time.time() + timeout
+    seen: list[list[str]] = []  # each distinct state of the index, for the failure message
     while time.time() < deadline:
-        if predicate(list(statuses(out).values())):
+        now = sorted(statuses(out).values())
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        if predicate(now):
             return
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"ablab exited {proc.returncode}: {proc.stderr.read()}")
+            raise AssertionError(f"ablab exited {proc.returncode} (index states seen: {seen}): "
+                                 f"{proc.stdout.read() if proc.stdout else ''} "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
         time.sleep(0.05)
-    raise AssertionError(f"timed out; statuses {statuses(out)}")
+    raise AssertionError(f"timed out; index states seen: {seen}")
 
 
 def csv_metrics(out: Path) -> dict[str, tuple[str, str, str]]:
