@@ -8,17 +8,14 @@ prints what a study run did."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from ablab.errors import UserError
+from ablab.study_process import Terminated, sigterm_as_interrupt
 
 app = typer.Typer(
     add_completion=False,
@@ -70,29 +67,6 @@ def _one_line(text: str) -> str:
     )
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[list[int]]:
-    """SIGTERM stops a command the way Ctrl-C does (it raises KeyboardInterrupt); yields
-    the signals received. While a study trains, the runner's own
-    (``ablab.runner.sigterm_as_interrupt``) takes over and raises its ``Terminated``;
-    this one covers the rest of every command without importing the runner, so commands
-    that run no study load none of it."""
-    received: list[int] = []
-
-    def handler(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _loaded(module: str, name: str) -> type | None:
     """``module.name`` where ``module`` is already imported (None otherwise): what an
     exception can be an instance of only once its module ran."""
@@ -112,7 +86,9 @@ def main() -> None:
     stopped by Ctrl-C / SIGTERM (128 + the signal, as a shell reports it)."""
     received: list[int] = []
     try:
-        with _sigterm_as_interrupt() as received:
+        # SIGTERM stops every command the way Ctrl-C does; while a study trains, the
+        # runner's own handler (the same one) takes over.
+        with sigterm_as_interrupt() as received:
             app()
     except UserError as exc:
         interrupted = _loaded("ablab.runner", "StudyInterrupted")
@@ -132,8 +108,7 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt as exc:
         err_console.print("interrupted")
-        terminated = _loaded("ablab.runner", "Terminated")
-        by_sigterm = received or (terminated is not None and isinstance(exc, terminated))
+        by_sigterm = received or isinstance(exc, Terminated)
         sys.exit(143 if by_sigterm else 130)
     except SystemExit as exc:
         if exc.code == 130:  # typer turns KeyboardInterrupt (and so SIGTERM) into exit 130
